@@ -1,0 +1,213 @@
+"""Every typed error of eventstore, named and numbered as Kafka names and numbers them.
+
+Each error carries Kafka's protocol error code (``code``) so the wire-protocol front end
+can answer with it, and whether a client may retry (``retriable``). Messages are one
+line and name the thing that is wrong, so a command-line user can read them as they are.
+"""
+
+from __future__ import annotations
+
+
+class KafkaError(Exception):
+    """Base of every eventstore error; ``code`` is Kafka's protocol error code."""
+
+    code: int = -1  # UNKNOWN_SERVER_ERROR
+    retriable: bool = False
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{self.name}: {message}" if message else self.name
+
+
+class OffsetOutOfRange(KafkaError):
+    code = 1
+
+
+class CorruptRecord(KafkaError):
+    """A record batch failed its CRC or could not be decoded (Kafka's CORRUPT_MESSAGE)."""
+
+    code = 2
+    retriable = True
+
+
+class UnknownTopicOrPartition(KafkaError):
+    code = 3
+    retriable = True
+
+
+class InvalidFetchSize(KafkaError):
+    code = 4
+
+
+class KafkaTimeoutError(KafkaError):
+    """A request or a client-side wait ran past its deadline (Kafka's REQUEST_TIMED_OUT)."""
+
+    code = 7
+    retriable = True
+
+
+class RecordTooLarge(KafkaError):
+    code = 10
+
+
+class CoordinatorNotAvailable(KafkaError):
+    code = 15
+    retriable = True
+
+
+class NotCoordinator(KafkaError):
+    code = 16
+    retriable = True
+
+
+class InvalidTopic(KafkaError):
+    code = 17
+
+
+class InvalidRequiredAcks(KafkaError):
+    code = 21
+
+
+class IllegalGeneration(KafkaError):
+    code = 22
+
+
+class InconsistentGroupProtocol(KafkaError):
+    code = 23
+
+
+class InvalidGroupId(KafkaError):
+    code = 24
+
+
+class UnknownMemberId(KafkaError):
+    code = 25
+
+
+class InvalidSessionTimeout(KafkaError):
+    code = 26
+
+
+class RebalanceInProgress(KafkaError):
+    code = 27
+
+
+class InvalidCommitOffsetSize(KafkaError):
+    code = 28
+
+
+class InvalidTimestamp(KafkaError):
+    code = 32
+
+
+class UnsupportedVersion(KafkaError):
+    code = 35
+
+
+class TopicAlreadyExists(KafkaError):
+    code = 36
+
+
+class InvalidPartitions(KafkaError):
+    code = 37
+
+
+class InvalidReplicationFactor(KafkaError):
+    code = 38
+
+
+class InvalidConfig(KafkaError):
+    code = 40
+
+
+class InvalidRequest(KafkaError):
+    code = 42
+
+
+class OutOfOrderSequenceNumber(KafkaError):
+    code = 45
+
+
+class DuplicateSequenceNumber(KafkaError):
+    code = 46
+
+
+class InvalidProducerEpoch(KafkaError):
+    code = 47
+
+
+class KafkaStorageError(KafkaError):
+    """The log could not be read or written (disk full, I/O error); the partition may be offline."""
+
+    code = 56
+    retriable = True
+
+
+class CorruptLog(KafkaStorageError):
+    """A partition's files fail their checks; the partition is offline until an operator acts."""
+
+
+class UnsupportedSchemaVersion(CorruptLog):
+    """A segment or catalog file was written by a newer (or unknown) eventstore."""
+
+
+class UnknownProducerId(KafkaError):
+    code = 59
+
+
+class NonEmptyGroup(KafkaError):
+    code = 68
+
+
+class GroupIdNotFound(KafkaError):
+    code = 69
+
+
+class MemberIdRequired(KafkaError):
+    code = 79
+
+
+class InvalidRecord(KafkaError):
+    code = 87
+
+
+class NoOffsetForPartition(KafkaError):
+    """Client side: no committed offset and ``auto.offset.reset`` is ``none``."""
+
+
+class IllegalState(KafkaError):
+    """Client side: the call does not fit the object's state (closed, not assigned, ...)."""
+
+
+class DataDirLocked(KafkaError):
+    """Another process holds the data directory; the message names it."""
+
+
+ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
+    cls.code: cls
+    for cls in (
+        OffsetOutOfRange, CorruptRecord, UnknownTopicOrPartition, InvalidFetchSize,
+        KafkaTimeoutError, RecordTooLarge, CoordinatorNotAvailable, NotCoordinator,
+        InvalidTopic, InvalidRequiredAcks, IllegalGeneration, InconsistentGroupProtocol,
+        InvalidGroupId, UnknownMemberId, InvalidSessionTimeout, RebalanceInProgress,
+        InvalidCommitOffsetSize, InvalidTimestamp, UnsupportedVersion, TopicAlreadyExists,
+        InvalidPartitions, InvalidReplicationFactor, InvalidConfig, InvalidRequest,
+        OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
+        KafkaStorageError, UnknownProducerId, NonEmptyGroup, GroupIdNotFound,
+        MemberIdRequired, InvalidRecord,
+    )
+}
+
+
+def error_for_code(code: int, message: str = "") -> KafkaError:
+    """The typed error for a Kafka error code (a plain KafkaError when the code is unknown)."""
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        err = KafkaError(f"error code {code}" + (f": {message}" if message else ""))
+        err.code = code
+        return err
+    return cls(message)
