@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 Headers = tuple[tuple[str, bytes | None], ...]
+
+# A record as the log appends it: (timestamp or None for "now", key, value, headers JSON).
+AppendRow = tuple[int | None, bytes | None, bytes | None, str | None]
+# A record as the log stores and returns it: (offset, timestamp, key, value, headers JSON).
+# Rows stay plain tuples on the storage paths: building an object per record would cost
+# as much as reading it from SQLite.
+StoredRow = tuple[int, int, bytes | None, bytes | None, str | None]
 
 # What one record costs beyond its key, value and headers: Kafka's record framing is about
 # this size (varints for lengths, offset and timestamp deltas, attributes). Used to count
@@ -31,9 +39,11 @@ class Record:
     def size(self) -> int:
         return record_size(self.key, self.value, self.headers)
 
+    def to_row(self) -> AppendRow:
+        return (self.timestamp, self.key, self.value, encode_headers(self.headers))
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+
+class LogRecord(NamedTuple):
     """A record read back from a partition log, at its offset."""
 
     offset: int
@@ -42,8 +52,10 @@ class LogRecord:
     value: bytes | None
     headers: Headers = ()
 
-    def size(self) -> int:
-        return record_size(self.key, self.value, self.headers)
+    @classmethod
+    def from_row(cls, row: StoredRow) -> LogRecord:
+        offset, timestamp, key, value, headers = row
+        return cls(offset, timestamp, key, value, decode_headers(headers) if headers else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +68,13 @@ class ProducerBatchInfo:
 
 
 def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
-    """Bytes one record counts for against `segment.bytes` and `max.message.bytes`."""
+    """Bytes one record counts for against `segment.bytes` and `max.message.bytes`.
+
+    The same count a segment makes of a stored row (see ``segment.ROW_BYTES_SQL``).
+    """
     size = RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
-    for hkey, hvalue in headers:
-        size += len(hkey) + (len(hvalue) if hvalue else 0) + 2
+    if headers:
+        size += len(encode_headers(headers).encode())
     return size
 
 

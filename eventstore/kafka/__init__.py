@@ -1,0 +1,1 @@
+"""Kafka wire protocol: the request/response codec and v2 record batches."""

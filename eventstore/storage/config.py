@@ -1,0 +1,130 @@
+"""Topic configuration under Kafka's names, with Kafka's defaults and checks.
+
+Server-wide defaults come from the store (or the service's config file); a topic may
+override any of them. A key Kafka does not know, or one eventstore does not implement,
+and a value out of range are refused with InvalidConfig naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from eventstore.errors import InvalidConfig
+
+LONG_MAX = 9223372036854775807
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key: its Kafka name, type, default and allowed values."""
+
+    name: str
+    kind: type
+    default: Any
+    doc: str
+    minimum: int | None = None
+    choices: tuple[str, ...] = ()
+    accepts: Callable[[Any], bool] | None = None
+
+
+def _retention(value: int) -> bool:
+    return value == -1 or value >= 0
+
+
+TOPIC_KEYS: dict[str, ConfigKey] = {
+    key.name: key
+    for key in (
+        ConfigKey("segment.bytes", int, 1073741824,
+                  "roll the active segment when the next batch would pass this size",
+                  minimum=14),
+        ConfigKey("segment.ms", int, 604800000,
+                  "roll the active segment once its first record is this old", minimum=1),
+        ConfigKey("retention.ms", int, 604800000,
+                  "delete sealed segments whose newest record is older (-1: keep forever)",
+                  accepts=_retention),
+        ConfigKey("retention.bytes", int, -1,
+                  "delete oldest sealed segments while the partition is larger (-1: no limit)",
+                  accepts=_retention),
+        ConfigKey("max.message.bytes", int, 1048588,
+                  "largest record batch accepted, in bytes", minimum=0),
+        ConfigKey("message.timestamp.type", str, "CreateTime",
+                  "CreateTime keeps the producer's timestamp, LogAppendTime stamps the append",
+                  choices=("CreateTime", "LogAppendTime")),
+        ConfigKey("cleanup.policy", str, "delete",
+                  "what retention does with old segments (only delete is implemented)",
+                  choices=("delete",)),
+        ConfigKey("flush.messages", int, LONG_MAX,
+                  "fsync the log after this many records (1: every append is fsynced "
+                  "before it is acknowledged; default: commit only, fsync left to the OS)",
+                  minimum=1),
+        ConfigKey("file.delete.delay.ms", int, 60000,
+                  "accepted for compatibility; segments are deleted at once", minimum=0),
+    )
+}
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """Effective configuration of one topic (defaults, then server, then topic overrides)."""
+
+    segment_bytes: int = 1073741824
+    segment_ms: int = 604800000
+    retention_ms: int = 604800000
+    retention_bytes: int = -1
+    max_message_bytes: int = 1048588
+    message_timestamp_type: str = "CreateTime"
+    cleanup_policy: str = "delete"
+    flush_messages: int = LONG_MAX
+    file_delete_delay_ms: int = 60000
+
+    @classmethod
+    def from_mapping(cls, *layers: Mapping[str, Any]) -> TopicConfig:
+        """Effective config from layers of overrides, later layers winning; all checked."""
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(validate_topic_config(layer))
+        return cls(**{name.replace(".", "_"): value for name, value in merged.items()})
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Every key with its Kafka name and effective value."""
+        return {f.name.replace("_", "."): getattr(self, f.name) for f in fields(self)}
+
+
+def parse_value(key: ConfigKey, raw: Any) -> Any:
+    """A raw value (from Python, TOML or a ``key=value`` string) checked against ``key``."""
+    value = raw
+    if key.kind is int:
+        if isinstance(raw, bool):
+            raise InvalidConfig(f"{key.name}: expected an integer, got {raw!r}")
+        if isinstance(raw, str):
+            try:
+                value = int(raw.strip())
+            except ValueError:
+                raise InvalidConfig(f"{key.name}: expected an integer, got {raw!r}") from None
+        elif not isinstance(raw, int):
+            raise InvalidConfig(f"{key.name}: expected an integer, got {raw!r}")
+        if key.minimum is not None and value < key.minimum:
+            raise InvalidConfig(f"{key.name}: must be at least {key.minimum}, got {value}")
+        if key.accepts is not None and not key.accepts(value):
+            raise InvalidConfig(f"{key.name}: must be -1 or a non-negative integer, got {value}")
+    else:
+        if not isinstance(raw, str):
+            raise InvalidConfig(f"{key.name}: expected a string, got {raw!r}")
+        if key.choices and value not in key.choices:
+            allowed = ", ".join(key.choices)
+            raise InvalidConfig(f"{key.name}: must be one of {allowed}, got {value!r}")
+    return value
+
+
+def validate_topic_config(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides checked key by key; unknown keys and bad values raise InvalidConfig."""
+    checked = {}
+    for name, raw in overrides.items():
+        key = TOPIC_KEYS.get(name)
+        if key is None:
+            known = ", ".join(sorted(TOPIC_KEYS))
+            raise InvalidConfig(f"unknown topic config key {name!r} (known keys: {known})")
+        checked[name] = parse_value(key, raw)
+    return checked

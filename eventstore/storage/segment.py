@@ -1,0 +1,406 @@
+"""A segment: one SQLite file holding a contiguous range of a partition's offsets.
+
+The active segment is the only one written; it runs in WAL mode so readers never wait
+behind the writer. Sealing checkpoints it and switches it back to a rollback journal, so
+a sealed segment is one self-contained file that is never written again and that the
+plain ``sqlite3`` tool reads. A batch is appended in one transaction: all or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import apsw
+
+from eventstore.errors import CorruptLog, KafkaStorageError, RecordTooLarge
+from eventstore.storage.records import (
+    RECORD_OVERHEAD,
+    AppendRow,
+    ProducerBatchInfo,
+    StoredRow,
+)
+from eventstore.storage.schema import check_schema_version, create_schema
+
+SUFFIX = ".db"
+
+# Bytes a stored row counts for (the same count as records.record_size).
+ROW_BYTES_SQL = (
+    f"{RECORD_OVERHEAD} + coalesce(octet_length(key), 0) + coalesce(octet_length(value), 0)"
+    " + coalesce(octet_length(headers), 0)"
+)
+
+_SELECT_ROWS = (
+    "SELECT offset, timestamp, key, value, headers FROM records"
+    " WHERE offset >= ? AND offset < ? ORDER BY offset LIMIT ?"
+)
+
+
+def segment_name(base_offset: int) -> str:
+    """File name of the segment starting at ``base_offset`` (Kafka's 20-digit form)."""
+    return f"{base_offset:020d}{SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    """The base offset a segment file name encodes, or None for any other file."""
+    stem, dot, suffix = name.partition(".")
+    if dot and "." + suffix == SUFFIX and len(stem) == 20 and stem.isdigit():
+        return int(stem)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """A segment's metadata as stored in its ``segment`` table."""
+
+    path: str
+    base_offset: int
+    next_offset: int
+    log_start_offset: int
+    bytes: int
+    min_timestamp: int | None
+    max_timestamp: int | None
+    created_ms: int
+    first_append_ms: int | None
+    sealed_ms: int | None
+
+    @property
+    def record_count(self) -> int:
+        return self.next_offset - self.base_offset
+
+    @property
+    def last_offset(self) -> int:
+        """Offset of the last record (base_offset - 1 when empty)."""
+        return self.next_offset - 1
+
+    @property
+    def is_sealed(self) -> bool:
+        return self.sealed_ms is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where a batch landed: its first and last offset and the timestamp it was stored with."""
+
+    base_offset: int
+    last_offset: int
+    log_append_time: int
+    bytes: int
+
+
+class SegmentFull(Exception):
+    """Internal: this batch would push the active segment past ``segment.bytes``."""
+
+
+@contextlib.contextmanager
+def storage_errors(path: str) -> Iterator[None]:
+    """Turn SQLite's errors on ``path`` into KafkaStorageError / CorruptLog naming the file."""
+    try:
+        yield
+    except (apsw.CorruptError, apsw.NotADBError) as exc:
+        raise CorruptLog(f"{path}: {exc}") from exc
+    except apsw.FullError as exc:
+        raise KafkaStorageError(f"{path}: disk full ({exc})") from exc
+    except (apsw.IOError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+        raise KafkaStorageError(f"{path}: {exc}") from exc
+
+
+def apply_writer_pragmas(conn: apsw.Connection, *, fsync: bool) -> None:
+    """The pragmas of a segment's writer (the storage benchmark's bare loop uses them too)."""
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+    conn.execute("PRAGMA cache_size = -16000")
+
+
+def open_readonly(path: str) -> apsw.Connection:
+    """A read-only connection to a segment, as every reader (consumer, SQL) uses."""
+    with storage_errors(path):
+        return apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+
+
+def read_info(conn: apsw.Connection, path: str) -> SegmentInfo:
+    """A segment's metadata; CorruptLog if the file is not a segment of this version."""
+    with storage_errors(path):
+        check_schema_version(conn, "segment", path)
+        try:
+            row = conn.execute(
+                "SELECT base_offset, next_offset, log_start_offset, bytes, min_timestamp,"
+                " max_timestamp, created_ms, first_append_ms, sealed_ms FROM segment"
+            ).fetchone()
+        except apsw.SQLError as exc:
+            raise CorruptLog(f"{path}: not a segment file ({exc})") from exc
+    if row is None:
+        raise CorruptLog(f"{path}: segment metadata row is missing")
+    return SegmentInfo(path, *row)
+
+
+def read_segment_info(path: str) -> SegmentInfo:
+    """Open a segment read-only just long enough to read its metadata."""
+    conn = open_readonly(path)
+    try:
+        return read_info(conn, path)
+    finally:
+        conn.close()
+
+
+def read_rows(
+    conn: apsw.Connection, path: str, start: int, end: int, limit: int
+) -> list[StoredRow]:
+    """Rows with start <= offset < end, at most ``limit`` of them, in offset order."""
+    with storage_errors(path):
+        return conn.execute(_SELECT_ROWS, (start, end, limit)).fetchall()
+
+
+def end_offset_within_bytes(
+    conn: apsw.Connection, path: str, start: int, end: int, max_bytes: int, *, at_least_one: bool
+) -> tuple[int, int]:
+    """(end, bytes): the end (exclusive) of whole batches from ``start`` that fit ``max_bytes``.
+
+    Like Kafka, the first batch of a fetch is returned even when it alone is larger, so a
+    consumer always makes progress (``at_least_one``).
+    """
+    total = 0
+    reached = start
+    with storage_errors(path):
+        for last_offset, size in conn.execute(
+            "SELECT last_offset, bytes FROM batches WHERE last_offset >= ? AND base_offset < ?"
+            " ORDER BY base_offset",
+            (start, end),
+        ):
+            if total + size > max_bytes and (total or not at_least_one):
+                break
+            total += size
+            reached = min(last_offset + 1, end)
+    return reached, total
+
+
+def first_offset_at_or_after(conn: apsw.Connection, path: str, timestamp: int) -> int | None:
+    """The first offset whose timestamp is >= ``timestamp`` in this segment, if any."""
+    with storage_errors(path):
+        batch = conn.execute(
+            "SELECT base_offset, last_offset FROM batches WHERE max_timestamp >= ?"
+            " ORDER BY base_offset LIMIT 1",
+            (timestamp,),
+        ).fetchone()
+        if batch is None:
+            return None
+        (offset,) = conn.execute(
+            "SELECT min(offset) FROM records WHERE offset BETWEEN ? AND ? AND timestamp >= ?",
+            (*batch, timestamp),
+        ).fetchone()
+    return offset
+
+
+def finish_seal(path: str) -> bool:
+    """Checkpoint a sealed segment and leave it a single rollback-journal file.
+
+    Returns False when a reader still holds the WAL open; the caller retries later.
+    Readers see the same records either way.
+    """
+    with storage_errors(path):
+        conn = apsw.Connection(path)
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                return False
+            try:
+                (mode,) = conn.execute("PRAGMA journal_mode = DELETE").fetchone()
+            except apsw.BusyError:
+                return False
+            return mode == "delete"
+        finally:
+            conn.close()
+
+
+def is_wal_mode(path: str) -> bool:
+    """Whether the file still carries WAL mode in its header (a seal not yet finished)."""
+    with open(path, "rb") as fh:
+        header = fh.read(20)
+    return len(header) == 20 and header[18] == 2
+
+
+class ActiveSegment:
+    """The segment being written: the one connection that writes a partition's newest file."""
+
+    def __init__(self, conn: apsw.Connection, info: SegmentInfo) -> None:
+        self._conn = conn
+        self.info = info
+
+    @classmethod
+    def create(
+        cls, directory: str, base_offset: int, log_start_offset: int, now_ms: int, *, fsync: bool
+    ) -> ActiveSegment:
+        """A new, empty active segment; it appears under its real name only once complete."""
+        path = os.path.join(directory, segment_name(base_offset))
+        tmp = path + ".creating"
+        with storage_errors(path):
+            for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+            conn = apsw.Connection(tmp)
+            create_schema(conn, "segment")
+            with conn:
+                conn.execute(
+                    "INSERT INTO segment (id, base_offset, next_offset, log_start_offset, bytes,"
+                    " created_ms) VALUES (1, ?, ?, ?, 0, ?)",
+                    (base_offset, base_offset, log_start_offset, now_ms),
+                )
+            conn.close()
+            os.rename(tmp, path)
+            _fsync_directory(directory)
+        return cls.open(path, fsync=fsync)
+
+    @classmethod
+    def open(cls, path: str, *, fsync: bool) -> ActiveSegment:
+        """Open the active segment for writing, recovering its WAL; checks its metadata."""
+        with storage_errors(path):
+            conn = apsw.Connection(path)
+            try:
+                info = read_info(conn, path)
+                apply_writer_pragmas(conn, fsync=fsync)
+                (max_offset,) = conn.execute("SELECT max(offset) FROM records").fetchone()
+            except BaseException:
+                conn.close()
+                raise
+        expected = info.next_offset - 1 if info.record_count else None
+        if max_offset != expected or info.next_offset < info.base_offset:
+            conn.close()
+            raise CorruptLog(
+                f"{path}: metadata says offsets {info.base_offset}..{info.next_offset - 1},"
+                f" records end at {max_offset}"
+            )
+        return cls(conn, info)
+
+    @property
+    def path(self) -> str:
+        return self.info.path
+
+    def append(
+        self,
+        rows: Sequence[AppendRow],
+        now_ms: int,
+        *,
+        log_append_time: bool,
+        max_batch_bytes: int,
+        roll_at_bytes: int | None,
+        producer: ProducerBatchInfo | None = None,
+    ) -> AppendResult:
+        """Append one batch in one transaction.
+
+        Raises RecordTooLarge (nothing written) when the batch exceeds ``max_batch_bytes``,
+        and SegmentFull (nothing written) when a non-empty segment would pass
+        ``roll_at_bytes``: the caller rolls and appends to the next segment.
+        """
+        info = self.info
+        base = info.next_offset
+        timestamp_sql = f"coalesce(?1, {int(now_ms)})"
+        with storage_errors(info.path), self._conn:
+            first, rest = (rows[0], rows[1:]) if base == info.base_offset else (None, rows)
+            if first is not None:
+                # an empty table would number the first row 1; name its offset explicitly
+                self._conn.execute(
+                    f"INSERT INTO records VALUES (?5, {timestamp_sql}, ?2, ?3, ?4)",
+                    (*first, base),
+                )
+            self._conn.executemany(
+                f"INSERT INTO records (timestamp, key, value, headers)"
+                f" VALUES ({timestamp_sql}, ?2, ?3, ?4)",
+                rest,
+            )
+            last = base + len(rows) - 1
+            if self._conn.last_insert_rowid() != last:
+                raise CorruptLog(f"{info.path}: records do not continue at offset {base}")
+            if log_append_time:
+                self._conn.execute(
+                    "UPDATE records SET timestamp = ? WHERE offset >= ?", (now_ms, base)
+                )
+            min_ts, max_ts, size = self._conn.execute(
+                f"SELECT min(timestamp), max(timestamp), sum({ROW_BYTES_SQL})"
+                " FROM records WHERE offset >= ?",
+                (base,),
+            ).fetchone()
+            if size > max_batch_bytes:
+                raise RecordTooLarge(
+                    f"batch of {len(rows)} records is {size} bytes,"
+                    f" over max.message.bytes {max_batch_bytes}"
+                )
+            if roll_at_bytes is not None and info.bytes and info.bytes + size > roll_at_bytes:
+                raise SegmentFull
+            stamp = (
+                (producer.producer_id, producer.producer_epoch, producer.base_sequence)
+                if producer else (None, None, None)
+            )
+            self._conn.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (base, last, max_ts, size, now_ms, *stamp),
+            )
+            self.info = replace(
+                info,
+                next_offset=last + 1,
+                bytes=info.bytes + size,
+                min_timestamp=min_ts if info.min_timestamp is None
+                else min(min_ts, info.min_timestamp),
+                max_timestamp=max_ts if info.max_timestamp is None
+                else max(max_ts, info.max_timestamp),
+                first_append_ms=info.first_append_ms if info.first_append_ms is not None
+                else now_ms,
+            )
+            try:
+                self._write_info()
+            except BaseException:
+                self.info = info
+                raise
+        return AppendResult(base, last, now_ms if log_append_time else -1, size)
+
+    def set_log_start_offset(self, offset: int) -> None:
+        """Record the partition's log-start-offset durably (before retention deletes files)."""
+        info = self.info
+        self.info = replace(info, log_start_offset=offset)
+        try:
+            with storage_errors(info.path), self._conn:
+                self._write_info()
+        except BaseException:
+            self.info = info
+            raise
+
+    def _write_info(self) -> None:
+        i = self.info
+        self._conn.execute(
+            "UPDATE segment SET next_offset = ?, log_start_offset = ?, bytes = ?,"
+            " min_timestamp = ?, max_timestamp = ?, first_append_ms = ?, sealed_ms = ?",
+            (i.next_offset, i.log_start_offset, i.bytes, i.min_timestamp, i.max_timestamp,
+             i.first_append_ms, i.sealed_ms),
+        )
+
+    def flush(self) -> None:
+        """Force appended records to disk (the WAL is synced before a checkpoint)."""
+        with storage_errors(self.path):
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def seal(self, now_ms: int) -> SegmentInfo:
+        """Mark the segment sealed, close it, and make it one self-contained file."""
+        info = self.info
+        self.info = replace(info, sealed_ms=now_ms)
+        try:
+            with storage_errors(info.path), self._conn:
+                self._write_info()
+        except BaseException:
+            self.info = info
+            raise
+        self.close()
+        finish_seal(self.info.path)
+        return self.info
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

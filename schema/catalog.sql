@@ -1,0 +1,26 @@
+-- The catalog of a data directory: topics, their configs, and consumer groups' offsets.
+PRAGMA user_version = 1;
+
+CREATE TABLE topics (
+    name       TEXT PRIMARY KEY,
+    partitions INTEGER NOT NULL CHECK (partitions > 0),
+    config     TEXT NOT NULL DEFAULT '{}',  -- JSON object of per-topic overrides
+    created_ms INTEGER NOT NULL
+);
+
+-- committed offset = the next offset the group will read (last processed + 1)
+CREATE TABLE group_offsets (
+    group_id  TEXT NOT NULL,
+    topic     TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset    INTEGER NOT NULL,
+    metadata  TEXT,
+    commit_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+);
+
+-- counters that must never go backwards, even across restarts (producer ids, ...)
+CREATE TABLE sequences (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
