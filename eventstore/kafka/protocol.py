@@ -1,0 +1,315 @@
+"""Kafka wire-protocol codec: request frames to kio objects, kio responses to frames.
+
+No sockets here. The listener reads a size-prefixed frame, hands the bytes after the
+4-byte size to :func:`decode_request`, and writes what :func:`encode_response` returns.
+kio, generated from Kafka's own message schemas, knows every API's layout at every
+version; this module adds what a broker does around it: the table of APIs and versions we
+advertise, request and response headers, the ApiVersions special cases, typed errors
+for bad input, and :func:`build` to make kio response objects from plain values.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import struct
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields, is_dataclass
+from functools import cache
+from types import NoneType, UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+from kio.index import load_request_schema, load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.schema.index import api_key_map
+from kio.serial import entity_reader, entity_writer
+from kio.static.protocol import RequestPayload, ResponsePayload
+
+from eventstore.errors import InvalidRequest, UnsupportedVersion
+
+API_VERSIONS = 18
+
+# api_key -> (min, max) versions we advertise. kio 0.6.5 carries Kafka 4.0's schemas, so
+# its lowest versions are Kafka 4.0's (no OffsetCommit v0-1, CreateTopics v0-1, ...), and
+# current kafka-python 3.x and librdkafka 2.x all start at or above them. Each maximum
+# reaches the first flexible version (tagged fields, compact encodings) and stops before
+# a version that names topics by id or reshapes the request; versions that only add
+# fields a single node answers with defaults are included.
+SUPPORTED_APIS: dict[int, tuple[int, int]] = {
+    0: (3, 9),  # Produce: v3 is the first with v2 record batches; v9 flexible; v10+ adds
+    #             leader-change hints (KIP-951), v12 the new transaction protocol
+    1: (4, 12),  # Fetch: v4 is kio's first; v12 flexible; v13+ names topics by id
+    2: (1, 7),  # ListOffsets: v6 flexible, v7 adds MAX_TIMESTAMP (-3); v8+ is tiered storage
+    3: (0, 12),  # Metadata: v9 flexible; v10-12 carry topic ids (answered zero); v13 only
+    #              adds a top-level error code
+    8: (2, 8),  # OffsetCommit: v2 is kio's first; v8 flexible; v9 is KIP-848, v10 topic ids
+    9: (1, 7),  # OffsetFetch: v6 flexible, v7 require_stable; v8 batches groups
+    10: (0, 3),  # FindCoordinator: v3 flexible; v4 batches coordinator keys
+    11: (0, 9),  # JoinGroup: v5 static members, v6 flexible, v7-9 add optional fields
+    12: (0, 4),  # Heartbeat: v4 flexible
+    13: (0, 5),  # LeaveGroup: v3 lists members instead of one member_id, v4 flexible
+    14: (0, 5),  # SyncGroup: v4 flexible, v5 echoes protocol type and name
+    15: (0, 5),  # DescribeGroups: v5 flexible; v6 adds per-group error messages
+    16: (0, 4),  # ListGroups: v3 flexible, v4 filters by state; v5 by group type
+    18: (0, 4),  # ApiVersions: v3 flexible, v4 same layout (kafka-python asks v4 first)
+    19: (2, 7),  # CreateTopics: v2 is kio's first; v5 flexible; v7 returns topic ids (zero)
+    20: (1, 5),  # DeleteTopics: v1 is kio's first; v4 flexible; v6 may name topics by id
+    22: (0, 4),  # InitProducerId: v2 flexible, v3-4 epoch bumps; v5+ is transactions v2
+    32: (1, 4),  # DescribeConfigs: v1 is kio's first; v4 flexible
+    37: (0, 3),  # CreatePartitions: v2 flexible, v3 same layout
+}
+
+_PREFIX = struct.Struct(">hhi")  # api_key, api_version, correlation_id: every header
+_SIZE = struct.Struct(">i")
+
+
+def api_name(api_key: int) -> str:
+    """Kafka's name of an API (``ApiVersions``), or ``ApiKey<n>`` when kio knows none."""
+    snake = api_key_map.get(api_key)
+    if snake is None:
+        return f"ApiKey{api_key}"
+    return "".join(word.capitalize() for word in snake.split("_"))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A decoded request: its header fields and ``body``, the kio request object."""
+
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: RequestPayload
+
+
+class UnsupportedApiVersion(UnsupportedVersion):
+    """An API key or version we do not advertise, with what an answer still needs.
+
+    Kafka answers an ApiVersions request of a too-new version with a v0 response holding
+    error 35 and the key list (see :func:`api_versions_response`); for any other API it
+    closes the connection.
+    """
+
+    def __init__(self, api_key: int, api_version: int, correlation_id: int) -> None:
+        self.api_key = api_key
+        self.api_version = api_version
+        self.correlation_id = correlation_id
+        versions = SUPPORTED_APIS.get(api_key)
+        if versions is None:
+            message = f"unknown or unsupported API key {api_key} ({api_name(api_key)})"
+        else:
+            message = (f"{api_name(api_key)} v{api_version} is not supported, "
+                       f"only v{versions[0]}-v{versions[1]}")
+        super().__init__(message)
+
+    @property
+    def name(self) -> str:
+        return "UnsupportedVersion"
+
+
+def decode_request(frame: bytes) -> Request:
+    """The request in ``frame`` (the bytes after the 4-byte size prefix).
+
+    Raises UnsupportedApiVersion for an API or version outside SUPPORTED_APIS and
+    InvalidRequest for bytes that do not parse exactly; nothing else, whatever the input.
+    """
+    if not isinstance(frame, bytes):
+        frame = bytes(frame)  # kio reads only immutable buffers
+    if len(frame) < _PREFIX.size:
+        raise InvalidRequest(f"request of {len(frame)} bytes is shorter than a request header")
+    api_key, api_version, correlation_id = _PREFIX.unpack_from(frame)
+    versions = SUPPORTED_APIS.get(api_key)
+    if versions is None or not versions[0] <= api_version <= versions[1]:
+        raise UnsupportedApiVersion(api_key, api_version, correlation_id)
+    read_header, read_body = _request_readers(api_key, api_version)
+    try:
+        header, header_size = read_header(frame, 0)
+        body, body_size = read_body(frame, header_size)
+    # kio raises its DecodeError family, but also ValueError, KeyError (an unknown tagged
+    # field) and others from native code; whatever it is, the bytes are at fault.
+    except Exception as exc:
+        raise InvalidRequest(
+            f"malformed {api_name(api_key)} v{api_version} request: {exc}"
+        ) from None
+    if header_size + body_size != len(frame):
+        raise InvalidRequest(
+            f"{api_name(api_key)} v{api_version} request has "
+            f"{len(frame) - header_size - body_size} bytes after its end"
+        )
+    return Request(api_key, api_version, correlation_id, header.client_id, body)
+
+
+@cache
+def _request_readers(api_key: int, api_version: int) -> tuple[Callable, Callable]:
+    body_type = load_request_schema(api_key, api_version)
+    return entity_reader(body_type.__header_schema__), entity_reader(body_type)
+
+
+def encode_response(request: Request | UnsupportedApiVersion, body: ResponsePayload) -> bytes:
+    """The whole response frame for ``request``, 4-byte size prefix included.
+
+    The header follows ``body``'s version: v1 (tagged fields) for flexible versions, v0
+    otherwise and for every ApiVersions response, as kio's schemas say. ``body`` must be
+    the response of the request's API and version; ApiVersions may also answer with v0.
+    """
+    version_ok = body.__version__ == request.api_version or (
+        request.api_key == API_VERSIONS and body.__version__ == 0
+    )
+    if body.__api_key__ != request.api_key or not version_ok:
+        raise ValueError(
+            f"{type(body).__name__} v{body.__version__} cannot answer "
+            f"{api_name(request.api_key)} v{request.api_version}"
+        )
+    header_type = body.__header_schema__
+    buffer = io.BytesIO()
+    buffer.write(bytes(_SIZE.size))
+    entity_writer(header_type)(buffer, header_type(correlation_id=request.correlation_id))
+    entity_writer(type(body))(buffer, body)
+    with buffer.getbuffer() as frame:
+        _SIZE.pack_into(frame, 0, len(frame) - _SIZE.size)
+    return buffer.getvalue()
+
+
+def api_versions_response(request_api_version: int, error_code: int = 0) -> ResponsePayload:
+    """The ApiVersions response listing SUPPORTED_APIS, at the request's version.
+
+    A version we do not support gets what Kafka sends: a v0 response with
+    UNSUPPORTED_VERSION (35) and the full key list, so the client can retry.
+    """
+    low, high = SUPPORTED_APIS[API_VERSIONS]
+    version = request_api_version
+    if not low <= version <= high:
+        version, error_code = 0, error_code or UnsupportedVersion.code
+    api_keys = [
+        {"api_key": key, "min_version": versions[0], "max_version": versions[1]}
+        for key, versions in sorted(SUPPORTED_APIS.items())
+    ]
+    return build(
+        load_response_schema(API_VERSIONS, version),
+        error_code=error_code,
+        api_keys=api_keys,
+    )
+
+
+def make_response(request: Request, **values: Any) -> ResponsePayload:
+    """The kio response for ``request``'s API and version, built from plain values.
+
+    See :func:`build`; one call serves every version, since fields a version lacks are
+    dropped and fields it needs but that were not given get their zero value.
+    """
+    return build(load_response_schema(request.api_key, request.api_version), **values)
+
+
+E = TypeVar("E")
+
+
+def build(entity_type: type[E], /, **values: Any) -> E:
+    """A kio entity of ``entity_type`` from plain values, nested entities as mappings.
+
+    kio's classes differ per version, are keyword-only and want typed values; this fills
+    the gap. Values for fields ``entity_type`` lacks are ignored. A field left out takes
+    its schema default, or else its zero: () for an array and b"" for records even when
+    nullable, else None when nullable, else 0, "", b"", False, the zero UUID,
+    ErrorCode.none or a nested entity of such zeros. Given values are converted:
+
+    - error codes: an int, an ErrorCode or a KafkaError (its ``code``);
+    - durations (``throttle_time``, ``timeout``...): int milliseconds or a timedelta;
+    - timestamps (``log_append_time``): int milliseconds since the epoch, -1 for None;
+    - nested entities: a mapping (built recursively) or an entity; arrays: any iterable.
+    """
+    kwargs = {}
+    for spec in _field_specs(entity_type):
+        if spec.name in values:
+            kwargs[spec.name] = spec.convert(values[spec.name])
+        elif not spec.has_default:
+            kwargs[spec.name] = spec.zero()
+    return entity_type(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldSpec:
+    """How :func:`build` converts and fills one field of a kio entity."""
+
+    name: str
+    kind: str  # entity, entities, array, error, duration, timestamp, uuid or plain
+    kafka_type: str | None
+    inner: Any  # the entity class for entity/entities
+    nullable: bool
+    has_default: bool
+
+    def convert(self, value: Any) -> Any:
+        kind = self.kind
+        if value is None and self.nullable:
+            return None
+        if kind == "error":
+            return ErrorCode(getattr(value, "code", value))  # KafkaError or its class
+        if kind == "duration":
+            return datetime.timedelta(milliseconds=value) if isinstance(value, int) else value
+        if kind == "timestamp":
+            if not isinstance(value, int):
+                return value
+            return None if value < 0 and self.nullable else _EPOCH + datetime.timedelta(
+                milliseconds=value
+            )
+        if kind == "entity":
+            return build(self.inner, **value) if isinstance(value, Mapping) else value
+        if kind == "entities":
+            return tuple(build(self.inner, **v) if isinstance(v, Mapping) else v for v in value)
+        if kind == "array":
+            return tuple(value)
+        return value
+
+    def zero(self) -> Any:
+        if self.kind in ("entities", "array"):
+            return ()
+        if self.kafka_type == "records":
+            return b""
+        if self.nullable:
+            return None
+        if self.kind == "entity":
+            return build(self.inner)
+        return _ZEROS[self.kind if self.kind != "plain" else self.kafka_type]
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_ZEROS: dict[str | None, Any] = {
+    "error": ErrorCode.none,
+    "duration": datetime.timedelta(0),
+    "timestamp": _EPOCH,
+    "uuid": uuid.UUID(int=0),
+    "bool": False,
+    "string": "",
+    "bytes": b"",
+    "float64": 0.0,
+    **{t: 0 for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
+}
+_KINDS = {
+    "error_code": "error",
+    "timedelta_i32": "duration",
+    "timedelta_i64": "duration",
+    "datetime_i64": "timestamp",
+    "uuid": "uuid",
+}
+
+
+@cache
+def _field_specs(entity_type: type) -> tuple[_FieldSpec, ...]:
+    specs = []
+    for field in fields(entity_type):
+        field_type, nullable = field.type, False
+        if get_origin(field_type) in (UnionType, Union):
+            nullable = NoneType in get_args(field_type)
+            field_type = next(arg for arg in get_args(field_type) if arg is not NoneType)
+        kafka_type = field.metadata.get("kafka_type")
+        inner = None
+        if get_origin(field_type) is tuple:
+            inner = get_args(field_type)[0]
+            kind = "entities" if is_dataclass(inner) else "array"
+        elif is_dataclass(field_type):
+            kind, inner = "entity", field_type
+        else:
+            kind = _KINDS.get(kafka_type, "plain")
+        has_default = field.default is not MISSING or field.default_factory is not MISSING
+        specs.append(_FieldSpec(field.name, kind, kafka_type, inner, nullable, has_default))
+    return tuple(specs)
