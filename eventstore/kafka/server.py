@@ -1,0 +1,168 @@
+"""The Kafka protocol listener: TCP framing, connection limits, one request at a time.
+
+Like a Kafka broker, each connection is served in order: a request is read, handled and
+answered before the next is read, so responses never overtake each other. Frames over
+``socket.request.max.bytes``, undecodable frames and unknown API keys close the
+connection; a connection idle (or stalled mid-frame) past ``connections.max.idle.ms`` is
+closed; connections beyond ``max.connections`` are refused. None of it disturbs the other
+clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from eventstore.errors import InvalidRequest
+from eventstore.kafka.protocol import (
+    API_VERSIONS,
+    Request,
+    UnsupportedApiVersion,
+    api_name,
+    api_versions_response,
+    decode_request,
+    encode_response,
+)
+
+log = logging.getLogger("eventstore.kafka")
+
+Handler = Callable[[Request], Awaitable[object | None]]
+
+
+@dataclass(frozen=True)
+class ListenerLimits:
+    """Kafka's socket limits, by their broker config names."""
+
+    socket_request_max_bytes: int = 104857600
+    connections_max_idle_ms: int = 600000
+    max_connections: int = 1000
+
+
+class KafkaListener:
+    """Accepts Kafka clients and feeds decoded requests to ``handler``.
+
+    ``handler`` returns the response body (a kio response object), or None when the
+    request needs no answer (a Produce with acks=0).
+    """
+
+    def __init__(self, handler: Handler, limits: ListenerLimits) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._in_flight = 0
+        self.requests_total = 0
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on host:port (port 0 picks a free one); returns the bound address."""
+        self._server = await asyncio.start_server(self._accept, host, port)
+        sockname = self._server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``grace_s``), close the rest."""
+        if self._server is not None:
+            self._server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self._in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if len(self._connections) >= self._limits.max_connections:
+            log.warning("connection refused: max.connections=%d reached; peer=%s",
+                        self._limits.max_connections, peer)
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer, peer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
+    ) -> None:
+        idle_s = self._limits.connections_max_idle_ms / 1000
+        while True:
+            frame = await self._read_frame(reader, idle_s, peer)
+            if frame is None:
+                return
+            response = await self._respond(frame, peer)
+            if response is None:
+                continue
+            if response is _CLOSE:
+                return
+            writer.write(response)
+            await writer.drain()
+
+    async def _read_frame(
+        self, reader: asyncio.StreamReader, idle_s: float, peer: object
+    ) -> bytes | None:
+        try:
+            header = await asyncio.wait_for(reader.readexactly(4), idle_s)
+            (size,) = struct.unpack(">i", header)
+            if size < 0 or size > self._limits.socket_request_max_bytes:
+                log.warning(
+                    "connection closed: request of %d bytes is over"
+                    " socket.request.max.bytes=%d; peer=%s",
+                    size, self._limits.socket_request_max_bytes, peer,
+                )
+                return None
+            return await asyncio.wait_for(reader.readexactly(size), idle_s)
+        except TimeoutError:
+            log.info("connection closed: idle past connections.max.idle.ms; peer=%s", peer)
+            return None
+        except asyncio.IncompleteReadError:
+            return None
+
+    async def _respond(self, frame: bytes, peer: object) -> bytes | object | None:
+        try:
+            request = decode_request(frame)
+        except UnsupportedApiVersion as exc:
+            if exc.api_key == API_VERSIONS:
+                # Kafka answers a too-new ApiVersions with v0 and its list of keys
+                return encode_response(exc, api_versions_response(exc.api_version))
+            log.warning("connection closed: %s; peer=%s", exc, peer)
+            return _CLOSE
+        except InvalidRequest as exc:
+            log.warning("connection closed: %s; peer=%s", exc, peer)
+            return _CLOSE
+        self.requests_total += 1
+        self._in_flight += 1
+        try:
+            body = await self._handler(request)
+        except Exception:
+            log.exception("connection closed: %s v%d request failed; peer=%s",
+                          api_name(request.api_key), request.api_version, peer)
+            return _CLOSE
+        finally:
+            self._in_flight -= 1
+        if body is None:
+            return None
+        return encode_response(request, body)
+
+
+_CLOSE = object()
