@@ -88,6 +88,7 @@ class AppendResult:
     last_offset: int
     log_append_time: int
     bytes: int
+    log_start_offset: int
 
 
 class SegmentFull(Exception):
@@ -353,7 +354,9 @@ class ActiveSegment:
             except BaseException:
                 self.info = info
                 raise
-        return AppendResult(base, last, now_ms if log_append_time else -1, size)
+        return AppendResult(
+            base, last, now_ms if log_append_time else -1, size, info.log_start_offset
+        )
 
     def set_log_start_offset(self, offset: int) -> None:
         """Record the partition's log-start-offset durably (before retention deletes files)."""
