@@ -54,6 +54,12 @@ class RecordTooLarge(KafkaError):
     code = 10
 
 
+class OffsetMetadataTooLarge(KafkaError):
+    """A committed offset's metadata string is longer than ``offset.metadata.max.bytes``."""
+
+    code = 12
+
+
 class CoordinatorNotAvailable(KafkaError):
     code = 15
     retriable = True
@@ -191,7 +197,8 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
     cls.code: cls
     for cls in (
         OffsetOutOfRange, CorruptRecord, UnknownTopicOrPartition, InvalidFetchSize,
-        KafkaTimeoutError, RecordTooLarge, CoordinatorNotAvailable, NotCoordinator,
+        KafkaTimeoutError, RecordTooLarge, OffsetMetadataTooLarge, CoordinatorNotAvailable,
+        NotCoordinator,
         InvalidTopic, InvalidRequiredAcks, IllegalGeneration, InconsistentGroupProtocol,
         InvalidGroupId, UnknownMemberId, InvalidSessionTimeout, RebalanceInProgress,
         InvalidCommitOffsetSize, InvalidTimestamp, UnsupportedVersion, TopicAlreadyExists,
