@@ -231,18 +231,19 @@ class CoordinatorStats:
 
 @dataclass(eq=False)
 class _Member:
+    """A member as its latest JoinGroup described it, and its requests parked here."""
+
     member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    protocol_type: str
-    protocols: tuple[tuple[str, bytes], ...]
     session_deadline: int
     join_reply: Future | None = None
     sync_reply: Future | None = None
     assignment: bytes = b""
+    group_instance_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    session_timeout_ms: int = 0
+    rebalance_timeout_ms: int = 0
+    protocols: tuple[tuple[str, bytes], ...] = ()
 
     def update(self, request: JoinGroupRequest) -> None:
         self.group_instance_id = request.group_instance_id
@@ -250,7 +251,6 @@ class _Member:
         self.client_host = request.client_host
         self.session_timeout_ms = request.session_timeout_ms
         self.rebalance_timeout_ms = request.rebalance_timeout_ms
-        self.protocol_type = request.protocol_type
         self.protocols = _protocols(request)
 
     def metadata(self, protocol: str | None) -> bytes:
@@ -623,10 +623,8 @@ class GroupCoordinator(pykka.ThreadingActor):
                 return JoinGroupResult(MemberIdRequired.code, member_id=member_id)
         else:
             del group.pending[member_id]
-        member = _Member(member_id, request.group_instance_id, request.client_id,
-                         request.client_host, request.session_timeout_ms,
-                         request.rebalance_timeout_ms, request.protocol_type,
-                         _protocols(request), now + request.session_timeout_ms, join_reply=reply)
+        member = _Member(member_id, now + request.session_timeout_ms, join_reply=reply)
+        member.update(request)
         if not group.members:
             group.protocol_type = request.protocol_type
         group.members[member_id] = member
@@ -706,7 +704,10 @@ class GroupCoordinator(pykka.ThreadingActor):
         if group.state is GroupState.COMPLETING_REBALANCE:
             for member in group.members.values():
                 member.assignment = b""
-                self._fail_parked(member, RebalanceInProgress.code, now)
+                if member.sync_reply is not None:
+                    parked, member.sync_reply = member.sync_reply, None
+                    self._keep_session(member, now)
+                    _complete(parked, SyncGroupResult(RebalanceInProgress.code))
         if group.state is GroupState.EMPTY:
             delay = self._config.group_initial_rebalance_delay_ms
             group.initial_delay_left_ms = max(group.rebalance_timeout_ms() - delay, 0)
@@ -780,17 +781,15 @@ class GroupCoordinator(pykka.ThreadingActor):
         if group.leader_id == member_id:
             group.leader_id = next(iter(group.members), None)
 
-    def _fail_parked(self, member: _Member, error: int, now: int | None = None) -> None:
-        """Answer the member's parked JoinGroup and SyncGroup with ``error``; with ``now``,
-        its session restarts (it has an answer to act on)."""
+    @staticmethod
+    def _fail_parked(member: _Member, error: int) -> None:
+        """Answer the member's parked JoinGroup and SyncGroup with ``error``."""
         if member.join_reply is not None:
             _complete(member.join_reply, JoinGroupResult(error, member_id=member.member_id))
             member.join_reply = None
         if member.sync_reply is not None:
             _complete(member.sync_reply, SyncGroupResult(error))
             member.sync_reply = None
-        if now is not None:
-            self._keep_session(member, now)
 
     # -- checks --------------------------------------------------------------------------
 

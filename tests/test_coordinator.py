@@ -209,6 +209,24 @@ def test_a_fourth_member_makes_the_others_rejoin(coordinator):
     assert coordinator.stats().get() == CoordinatorStats(2, {"g": 4})
 
 
+def test_a_join_while_completing_fails_the_parked_syncs_and_waits_for_everyone(coordinator):
+    joined = complete_join_only(coordinator, 2)
+    follower = next(r for r in joined if not r.members)
+    parked_sync = sync(coordinator, follower)
+    newcomer = join(coordinator)
+    assert parked_sync.result(TIMEOUT).error_code == RebalanceInProgress.code
+    assert not newcomer.done()
+    second = complete_rebalance(coordinator, [newcomer, *[rejoin(coordinator, r) for r in joined]])
+    assert {r.generation_id for r in second} == {2}
+
+
+def complete_join_only(coordinator, members: int) -> list[JoinGroupResult]:
+    """A group in CompletingRebalance: everyone has joined, nobody has synced yet."""
+    joined = [f.result(TIMEOUT) for f in [join(coordinator) for _ in range(members)]]
+    assert coordinator.describe_group("g").get().state == "CompletingRebalance"
+    return joined
+
+
 def test_a_follower_rejoining_unchanged_gets_the_current_generation(coordinator):
     leader, follower = sorted(form_group(coordinator, 5000, 5000), key=lambda r: r.members == ())
     again = rejoin(coordinator, follower).result(TIMEOUT)
