@@ -1,0 +1,165 @@
+"""``SqlEngine``: read-only SQL over a data directory, on an in-memory apsw connection.
+
+The connection holds five virtual tables, ``records``, ``topics``, ``partitions``,
+``segments`` and ``consumer_groups``, that read the data directory's files through their
+own read-only connections, so SQLite's functions (``json_extract(value, '$.user')``,
+``unhex`` on header values, window functions, ...) work on them. It runs beside a server
+writing the same directory, or with none. Not thread-safe: one engine per thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import apsw
+
+from eventstore.errors import InvalidRequest, KafkaError, KafkaStorageError
+from eventstore.sql import records
+from eventstore.sql.coerce import Affinity, Row, SqlValue
+from eventstore.sql.guard import check_statement, make_read_only
+from eventstore.sql.info_tables import INFO_TABLES, InfoTable
+from eventstore.sql.reader import DataReader
+from eventstore.sql.snapshot import SnapshotScope
+
+Params = Sequence[SqlValue] | Mapping[str, SqlValue]
+
+TABLES = ("records",) + tuple(spec.name for spec in INFO_TABLES)
+_VALUE_TYPES = (type(None), int, float, str, bytes)
+
+
+class _Module:
+    """A virtual-table module with one table object, created once by the engine."""
+
+    def __init__(self, schema: str, table: object) -> None:
+        self._schema = schema
+        self._table = table
+
+    def Create(self, _conn: apsw.Connection, _module: str, _db: str, _name: str, *_args: Any):
+        return self._schema, self._table
+
+    Connect = Create
+
+
+@contextlib.contextmanager
+def _sql_errors() -> Iterator[None]:
+    """SQLite's complaints about a statement (syntax, unknown table, ...) as InvalidRequest."""
+    try:
+        yield
+    except KafkaError:
+        raise
+    except apsw.Error as exc:
+        raise InvalidRequest(f"SQL error: {exc}") from exc
+
+
+def _check_params(params: Params) -> None:
+    values = params.values() if isinstance(params, Mapping) else params
+    for value in values:
+        if not isinstance(value, _VALUE_TYPES):
+            raise InvalidRequest(
+                f"query parameter {value!r} is a {type(value).__name__}: use None, int, float,"
+                " str or bytes"
+            )
+
+
+class QueryResult:
+    """The rows of one statement, read as they are iterated; ``columns`` names them."""
+
+    def __init__(self, columns: list[str], cursor: apsw.Cursor) -> None:
+        self.columns = columns
+        self._cursor = cursor
+        self._rows = self._read()
+
+    def _read(self) -> Iterator[Row]:
+        with _sql_errors():
+            yield from self._cursor
+
+    def __iter__(self) -> Iterator[Row]:
+        return self._rows
+
+    def close(self) -> None:
+        """Stop reading: releases the segment files the statement holds open."""
+        self._rows.close()
+        self._cursor.close()
+
+    def __enter__(self) -> QueryResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SqlEngine:
+    """Read-only SQL over the data directory ``data_dir``."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        if not os.path.isdir(self.data_dir):
+            raise KafkaStorageError(f"{self.data_dir}: data directory does not exist")
+        self._reader = DataReader(self.data_dir)
+        self._affinity = Affinity()
+        scope = SnapshotScope(self._reader)
+        self.connection = apsw.Connection(":memory:")
+        tables = [(records.SCHEMA, "records", records.RecordsTable(scope, self._affinity))]
+        tables += [(spec.schema, spec.name, InfoTable(spec, scope)) for spec in INFO_TABLES]
+        for schema, name, table in tables:
+            self.connection.create_module(
+                f"eventstore_{name}", _Module(schema, table),
+                use_bestindex_object=True, read_only=True,
+            )
+            self.connection.execute(f"CREATE VIRTUAL TABLE {name} USING eventstore_{name}")
+        make_read_only(self.connection)
+        self.connection.exec_trace = check_statement
+
+    @property
+    def segment_opens(self) -> int:
+        """How many times a segment file was opened (metadata or records) since creation."""
+        return self._reader.segment_opens
+
+    def stream(self, sql: str, params: Params = ()) -> QueryResult:
+        """Run one statement; its rows are read from the segments as they are iterated.
+
+        Raises InvalidRequest for what SQL cannot run (syntax, unknown table or column, any
+        attempt to write) and the storage errors (CorruptLog naming the file, ...) of what
+        it reads.
+        """
+        if not sql.strip():
+            raise InvalidRequest("the query is empty")
+        _check_params(params)
+        columns: list[str] = []
+        statements: list[str] = []
+
+        def trace(cursor: apsw.Cursor, statement: str, bindings: object) -> bool:
+            if statements:
+                raise InvalidRequest("send one SQL statement at a time")
+            check_statement(cursor, statement, bindings)
+            statements.append(statement)
+            columns.extend(name for name, _ in cursor.get_description())
+            return True
+
+        cursor = self.connection.cursor()
+        cursor.exec_trace = trace
+        try:
+            with _sql_errors():
+                cursor.execute(sql, params)
+        except BaseException:
+            cursor.close()
+            raise
+        return QueryResult(columns, cursor)
+
+    def query(self, sql: str, params: Params = ()) -> tuple[list[str], list[Row]]:
+        """Run one statement and return (column names, all rows)."""
+        with self.stream(sql, params) as result:
+            return result.columns, list(result)
+
+    def close(self) -> None:
+        self.connection.close()
+        self._affinity.close()
+
+    def __enter__(self) -> SqlEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,207 @@
+"""The small tables: ``topics``, ``partitions``, ``segments`` and ``consumer_groups``.
+
+Each has a row per topic, partition, segment or committed offset, computed whole when a
+scan starts. An equality on the table's topic (and partition) column narrows what is read;
+SQLite checks every constraint again, so a value that cannot narrow is simply ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import apsw
+
+from eventstore.sql.coerce import EQ, Row, SqlValue
+from eventstore.sql.reader import PartitionState
+from eventstore.sql.snapshot import Snapshot, SnapshotScope
+from eventstore.storage.segment import SegmentInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """The topic and partition a scan may be limited to (None: any)."""
+
+    topic: str | None = None
+    partition: int | None = None
+
+    def allows(self, topic: str, partition: int | None = None) -> bool:
+        return (self.topic is None or topic == self.topic) and (
+            self.partition is None or partition is None or partition == self.partition
+        )
+
+
+Producer = Callable[[Snapshot, Narrowing], Iterator[Row]]
+
+
+@dataclass(frozen=True, slots=True)
+class InfoTableSpec:
+    """A table's schema, where its topic/partition columns are, and how to make its rows."""
+
+    name: str
+    schema: str
+    topic_column: int
+    partition_column: int | None
+    produce: Producer
+
+
+def _live_segments(
+    snapshot: Snapshot, state: PartitionState
+) -> Iterator[tuple[int, SegmentInfo]]:
+    """(index, metadata) of each kept segment that still exists, oldest first."""
+    for index in range(len(state.bases)):
+        info = snapshot.reader.segment_info(state, index)
+        if info is not None:
+            yield index, info
+
+
+def _partition_states(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[PartitionState]:
+    for topic in snapshot.catalog.topics:
+        if not narrowing.allows(topic.name):
+            continue
+        for partition in range(topic.partitions):
+            if narrowing.allows(topic.name, partition):
+                yield snapshot.partition(topic.name, partition)
+
+
+def topic_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
+    for topic in snapshot.catalog.topics:
+        if narrowing.allows(topic.name):
+            yield topic.name, topic.partitions, json.dumps(dict(topic.config), sort_keys=True)
+
+
+def partition_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
+    for state in _partition_states(snapshot, narrowing):
+        infos = [info for _, info in _live_segments(snapshot, state)]
+        yield (
+            state.topic, state.partition, state.log_start_offset, state.high_watermark,
+            len(infos), sum(info.bytes for info in infos),
+        )
+
+
+def segment_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
+    for state in _partition_states(snapshot, narrowing):
+        for index, info in _live_segments(snapshot, state):
+            end = state.end(index)  # the active segment ends at the high watermark
+            yield (
+                state.topic, state.partition, info.base_offset, end - 1,
+                end - info.base_offset, info.bytes, info.min_timestamp, info.max_timestamp,
+                info.created_ms, info.sealed_ms, int(info.sealed_ms is None), info.path,
+            )
+
+
+def group_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
+    """Committed offsets with the partition's log-end-offset and the lag (LEO - committed).
+
+    Both are NULL when the partition no longer exists (its topic was deleted).
+    """
+    for commit in snapshot.catalog.offsets:
+        if not narrowing.allows(commit.topic, commit.partition):
+            continue
+        topic = snapshot.topic(commit.topic)
+        end: int | None = None
+        if topic is not None and 0 <= commit.partition < topic.partitions:
+            end = snapshot.partition(commit.topic, commit.partition).high_watermark
+        yield (
+            commit.group_id, commit.topic, commit.partition, commit.offset, end,
+            None if end is None else end - commit.offset, commit.metadata, commit.commit_ms,
+        )
+
+
+INFO_TABLES = (
+    InfoTableSpec(
+        "topics",
+        "CREATE TABLE topics (topic TEXT PRIMARY KEY, partitions INTEGER, config TEXT)"
+        " WITHOUT ROWID",
+        0, None, topic_rows,
+    ),
+    InfoTableSpec(
+        "partitions",
+        "CREATE TABLE partitions (topic TEXT, partition INTEGER, log_start_offset INTEGER,"
+        " log_end_offset INTEGER, segment_count INTEGER, bytes INTEGER,"
+        " PRIMARY KEY (topic, partition)) WITHOUT ROWID",
+        0, 1, partition_rows,
+    ),
+    InfoTableSpec(
+        "segments",
+        "CREATE TABLE segments (topic TEXT, partition INTEGER, base_offset INTEGER,"
+        " last_offset INTEGER, record_count INTEGER, bytes INTEGER, min_timestamp INTEGER,"
+        " max_timestamp INTEGER, created_ms INTEGER, sealed_ms INTEGER, active INTEGER,"
+        " path TEXT, PRIMARY KEY (topic, partition, base_offset)) WITHOUT ROWID",
+        0, 1, segment_rows,
+    ),
+    InfoTableSpec(
+        "consumer_groups",
+        "CREATE TABLE consumer_groups (group_id TEXT, topic TEXT, partition INTEGER,"
+        " committed_offset INTEGER, log_end_offset INTEGER, lag INTEGER, metadata TEXT,"
+        " commit_ms INTEGER, PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID",
+        1, 2, group_rows,
+    ),
+)
+
+
+class InfoCursor:
+    """A scan of an info table: its rows are computed in Filter, then walked."""
+
+    def __init__(self, spec: InfoTableSpec, scope: SnapshotScope) -> None:
+        self._spec = spec
+        self._scope = scope
+        self._snapshot = scope.acquire()
+        self._rows: list[Row] = []
+        self._index = 0
+
+    def Filter(self, idx_num: int, idx_str: str | None, args: tuple) -> None:
+        topic: str | None = None
+        partition: int | None = None
+        for column, value in zip(idx_str.split(",") if idx_str else (), args, strict=True):
+            if column == "t" and isinstance(value, str):
+                topic = value
+            elif column == "p" and isinstance(value, int):
+                partition = value
+        self._rows = list(self._spec.produce(self._snapshot, Narrowing(topic, partition)))
+        self._index = 0
+
+    def Next(self) -> None:
+        self._index += 1
+
+    def Eof(self) -> bool:
+        return self._index >= len(self._rows)
+
+    def Column(self, number: int) -> SqlValue:
+        return self._rows[self._index][number]
+
+    def Close(self) -> None:
+        self._scope.release()
+
+
+class InfoTable:
+    """An info table object: passes topic/partition equalities to Filter as hints."""
+
+    def __init__(self, spec: InfoTableSpec, scope: SnapshotScope) -> None:
+        self._spec = spec
+        self._scope = scope
+
+    def BestIndexObject(self, info: apsw.IndexInfo) -> bool:
+        names = {self._spec.topic_column: "t", self._spec.partition_column: "p"}
+        used: list[str] = []
+        for n in range(info.nConstraint):
+            name = names.get(info.get_aConstraint_iColumn(n))
+            if (
+                name is None or name in used or not info.get_aConstraint_usable(n)
+                or info.get_aConstraint_op(n) != EQ or info.get_aConstraintUsage_in(n)
+            ):
+                continue
+            used.append(name)
+            info.set_aConstraintUsage_argvIndex(n, len(used))
+        info.idxStr = ",".join(used)
+        info.estimatedCost = 1000.0 / (10 ** len(used))
+        return True
+
+    def Open(self) -> InfoCursor:
+        return InfoCursor(self._spec, self._scope)
+
+    def Disconnect(self) -> None:
+        """Nothing to release: the engine owns the files and caches."""
+
+    Destroy = Disconnect

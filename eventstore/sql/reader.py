@@ -1,0 +1,204 @@
+"""What a query needs to know about a data directory: topics, offsets, each partition's chain.
+
+A ``DataReader`` lives as long as its engine. It caches what never changes (the metadata of
+sealed segments) and what rarely does (a partition folder's listing, until the folder
+changes or its newest segment turns out sealed, i.e. a roll happened), and counts every
+segment file it opens, so tests can check that a query opens only what it must.
+
+Each query still reads, per partition it touches, the newest segment's metadata: the high
+watermark (log-end-offset) and the log-start-offset. Rows past that high watermark are never
+shown, so a query sees acknowledged records only, even while a server appends.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import dataclass
+
+import apsw
+
+from eventstore.sql.files import open_database, reading
+from eventstore.storage.catalog import (
+    CATALOG_FILE,
+    Catalog,
+    CommittedOffset,
+    TopicInfo,
+    partition_dir,
+)
+from eventstore.storage.schema import check_schema_version
+from eventstore.storage.segment import SegmentInfo, parse_segment_name, read_info, segment_name
+
+# A roll between listing a folder and reading its newest segment makes us list again; after
+# this many tries the (sealed) newest listed segment's end serves as the high watermark.
+_LISTING_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogState:
+    """The catalog as one read transaction saw it."""
+
+    topics: tuple[TopicInfo, ...]
+    offsets: tuple[CommittedOffset, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """One partition as a query sees it: its live segments and its bounds.
+
+    ``bases`` are the base offsets of the segments still kept (from the one holding the
+    log-start-offset), oldest first; the last is the active segment, described by ``active``.
+    """
+
+    topic: str
+    partition: int
+    directory: str
+    bases: tuple[int, ...]
+    active: SegmentInfo | None
+    log_start_offset: int
+    high_watermark: int
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.directory, segment_name(self.bases[index]))
+
+    def end(self, index: int) -> int:
+        """The offset after segment ``index``'s last visible record."""
+        return self.bases[index + 1] if index + 1 < len(self.bases) else self.high_watermark
+
+    def is_active(self, index: int) -> bool:
+        return index == len(self.bases) - 1
+
+    def index_of(self, offset: int) -> int:
+        """Index of the segment that holds ``offset`` (clamped to the first segment)."""
+        return max(bisect.bisect_right(self.bases, offset) - 1, 0)
+
+
+def _empty_partition(topic: str, partition: int, directory: str) -> PartitionState:
+    return PartitionState(topic, partition, directory, (), None, 0, 0)
+
+
+class DataReader:
+    """Reads catalog and segment metadata of one data directory, read-only, with caches."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self.segment_opens = 0
+        # folder -> ((inode, mtime), base offsets listed)
+        self._listings: dict[str, tuple[tuple[int, int], tuple[int, ...]]] = {}
+        # folder -> base offset -> ((inode, mtime, size), metadata of a sealed segment)
+        self._sealed: dict[str, dict[int, tuple[tuple[int, int, int], SegmentInfo]]] = {}
+
+    # -- segments --------------------------------------------------------------------------
+
+    def open_segment(self, path: str) -> apsw.Connection:
+        """A read-only connection to a segment file (counted); FileNotFoundError if gone."""
+        conn = open_database(path)
+        self.segment_opens += 1
+        try:
+            with reading(path):
+                check_schema_version(conn, "segment", path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _read_metadata(self, path: str) -> SegmentInfo:
+        conn = self.open_segment(path)
+        try:
+            return read_info(conn, path)
+        finally:
+            conn.close()
+
+    def segment_info(self, state: PartitionState, index: int) -> SegmentInfo | None:
+        """Metadata of segment ``index`` of ``state``; None if retention deleted it meanwhile.
+
+        The active segment's is the one read with the partition; a sealed segment's is read
+        once and cached while the file stays the same.
+        """
+        if state.is_active(index):
+            return state.active
+        base = state.bases[index]
+        path = state.path(index)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cache = self._sealed.setdefault(state.directory, {})
+        hit = cache.get(base)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        try:
+            info = self._read_metadata(path)
+        except FileNotFoundError:
+            return None
+        if info.is_sealed:
+            cache[base] = (key, info)
+        return info
+
+    # -- partitions ------------------------------------------------------------------------
+
+    def _listing(self, directory: str, *, fresh: bool) -> tuple[int, ...]:
+        try:
+            st = os.stat(directory)
+        except FileNotFoundError:
+            return ()
+        key = (st.st_ino, st.st_mtime_ns)
+        hit = self._listings.get(directory)
+        if hit is not None and hit[0] == key and not fresh:
+            return hit[1]
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return ()
+        bases = tuple(sorted(b for b in map(parse_segment_name, names) if b is not None))
+        self._listings[directory] = (key, bases)
+        cache = self._sealed.get(directory)
+        if cache:
+            for gone in cache.keys() - set(bases):
+                del cache[gone]
+        return bases
+
+    def partition(self, topic: str, partition: int) -> PartitionState:
+        """The partition's live segments, log-start-offset and high watermark, read now."""
+        directory = partition_dir(self.data_dir, topic, partition)
+        bases: tuple[int, ...] = ()
+        newest: SegmentInfo | None = None
+        for attempt in range(_LISTING_TRIES):
+            bases = self._listing(directory, fresh=attempt > 0)
+            if not bases:
+                return _empty_partition(topic, partition, directory)
+            try:
+                newest = self._read_metadata(os.path.join(directory, segment_name(bases[-1])))
+            except FileNotFoundError:
+                newest = None  # the folder is being deleted, or changed under us: list again
+                continue
+            if not newest.is_sealed:
+                break
+        if newest is None:
+            return _empty_partition(topic, partition, directory)
+        log_start = newest.log_start_offset
+        first = max(bisect.bisect_right(bases, log_start) - 1, 0)
+        return PartitionState(
+            topic, partition, directory, bases[first:], newest, log_start, newest.next_offset
+        )
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def catalog(self) -> CatalogState:
+        """Topics and committed offsets, read in one transaction (empty if no catalog yet)."""
+        path = os.path.join(self.data_dir, CATALOG_FILE)
+        try:
+            conn = open_database(path)
+        except FileNotFoundError:
+            return CatalogState((), ())
+        try:
+            with reading(path):
+                check_schema_version(conn, "catalog", path)
+                conn.execute("BEGIN")
+                catalog = Catalog(conn, path)
+                state = CatalogState(tuple(catalog.topics()), tuple(catalog.committed_offsets()))
+                conn.execute("COMMIT")
+            return state
+        finally:
+            conn.close()

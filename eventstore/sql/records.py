@@ -1,0 +1,230 @@
+"""The ``records`` virtual table: every acknowledged record of every topic, read from segments.
+
+A scan walks the partitions its plan allows, by topic then partition, and in each the
+segments that can hold matching rows: offsets come from the segment file names (a segment
+ends where the next begins, the active one at the high watermark), timestamps from each
+segment's metadata. Each chosen segment is opened read-only and asked for exactly the
+matching rows, in offset order, with only the columns the statement uses.
+
+The per-row path is what a full scan costs, so it stays minimal: rows of consecutive
+segments are chained in C (``itertools.chain``), ``Next``/``Eof``/``Column`` are one line
+each, and the segment query already yields rows in the table's column order.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import apsw
+
+from eventstore.sql.coerce import FULL_RANGE, Affinity, SqlValue, intersect
+from eventstore.sql.files import reading
+from eventstore.sql.plan import COLUMNS, PARTITION, TOPIC, ScanPlan, best_index, scan_plan
+from eventstore.sql.reader import DataReader, PartitionState
+from eventstore.sql.snapshot import Snapshot, SnapshotScope
+
+SCHEMA = (
+    "CREATE TABLE records (topic TEXT, partition INTEGER, offset INTEGER, timestamp INTEGER,"
+    " key BLOB, value BLOB, headers TEXT, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentScan:
+    """The rows to read from one segment: offsets ``low``..``high``, maybe only ``points``."""
+
+    state: PartitionState
+    index: int
+    low: int
+    high: int
+    points: tuple[int, ...] | None
+
+    @property
+    def path(self) -> str:
+        return self.state.path(self.index)
+
+
+def segment_scans(
+    state: PartitionState, plan: ScanPlan, reader: DataReader
+) -> Iterator[SegmentScan]:
+    """The segments of one partition that can hold rows of ``plan``, in scan order."""
+    bounds = intersect(plan.offsets, (state.log_start_offset, state.high_watermark - 1))
+    if bounds is None or not state.bases:
+        return
+    points: list[int] | None = None
+    if plan.offset_points is not None:
+        points = sorted(p for p in plan.offset_points if bounds[0] <= p <= bounds[1])
+        if not points:
+            return
+        bounds = (points[0], points[-1])
+    low, high = bounds
+    first, last = state.index_of(low), state.index_of(high)
+    indexes = range(last, first - 1, -1) if plan.descending else range(first, last + 1)
+    for index in indexes:
+        seg_low, seg_high = max(low, state.bases[index]), min(high, state.end(index) - 1)
+        if seg_low > seg_high:
+            continue
+        seg_points = None
+        if points is not None:
+            seg_points = tuple(
+                points[bisect.bisect_left(points, seg_low):bisect.bisect_right(points, seg_high)]
+            )
+            if not seg_points:
+                continue
+        if plan.timestamps != FULL_RANGE and not _may_hold(state, index, plan, reader):
+            continue
+        yield SegmentScan(state, index, seg_low, seg_high, seg_points)
+
+
+def _may_hold(state: PartitionState, index: int, plan: ScanPlan, reader: DataReader) -> bool:
+    """Whether the segment's timestamps overlap the plan's (False if it was deleted)."""
+    info = reader.segment_info(state, index)
+    if info is None or info.min_timestamp is None or plan.timestamps is None:
+        return False
+    low, high = plan.timestamps
+    return info.min_timestamp <= high and info.max_timestamp >= low
+
+
+def segment_query(plan: ScanPlan, scan: SegmentScan) -> tuple[str, list[SqlValue]]:
+    """The SELECT (and its arguments) that reads a scan's rows in the table's column order.
+
+    Columns the statement does not use are read as NULL; topic and partition are constants.
+    """
+    select: list[str] = []
+    args: list[SqlValue] = []
+    for column, name in enumerate(COLUMNS):
+        if column not in plan.columns:
+            select.append("NULL")
+        elif column in (TOPIC, PARTITION):
+            select.append("?")
+            args.append(scan.state.topic if column == TOPIC else scan.state.partition)
+        else:
+            select.append(name)
+    where = "offset >= ? AND offset <= ?"
+    args += [scan.low, scan.high]
+    if scan.points is not None:
+        where += " AND offset IN (SELECT value FROM json_each(?))"
+        args.append(json.dumps(scan.points))
+    if plan.timestamps is not None and plan.timestamps != FULL_RANGE:
+        where += " AND timestamp >= ? AND timestamp <= ?"
+        args += list(plan.timestamps)
+    order = "DESC" if plan.descending else "ASC"
+    return f"SELECT {', '.join(select)} FROM records WHERE {where} ORDER BY offset {order}", args
+
+
+class SegmentReads:
+    """Iterates, for one plan, over a cursor per segment read; closes each when done.
+
+    ``path`` names the segment being read, for error messages. A segment deleted by
+    retention after the partition was listed is skipped: its records are below the
+    log-start-offset by now.
+    """
+
+    def __init__(self, snapshot: Snapshot, plan: ScanPlan) -> None:
+        self.path = ""
+        self._snapshot = snapshot
+        self._plan = plan
+        self._cursors = self._read()
+
+    def __iter__(self) -> Iterator[apsw.Cursor]:
+        return self._cursors
+
+    def close(self) -> None:
+        self._cursors.close()
+
+    def _partitions(self) -> Iterator[PartitionState]:
+        plan = self._plan
+        topics = [
+            t for t in self._snapshot.catalog.topics
+            if plan.topics is None or t.name in plan.topics
+        ]
+        for topic in reversed(topics) if plan.descending else topics:
+            numbers = [
+                p for p in range(topic.partitions)
+                if plan.partitions is None or p in plan.partitions
+            ]
+            for partition in reversed(numbers) if plan.descending else numbers:
+                yield self._snapshot.partition(topic.name, partition)
+
+    def _read(self) -> Iterator[apsw.Cursor]:
+        if self._plan.matches_nothing:
+            return
+        reader = self._snapshot.reader
+        for state in self._partitions():
+            for scan in segment_scans(state, self._plan, reader):
+                self.path = scan.path
+                try:
+                    conn = reader.open_segment(scan.path)
+                except FileNotFoundError:
+                    continue
+                try:
+                    sql, args = segment_query(self._plan, scan)
+                    with reading(scan.path):
+                        cursor = conn.execute(sql, args)
+                    yield cursor
+                finally:
+                    conn.close()
+
+
+class RecordsCursor:
+    """A scan of ``records``; SQLite calls Filter, then Next/Eof/Column per row."""
+
+    def __init__(self, scope: SnapshotScope, affinity: Affinity) -> None:
+        self._scope = scope
+        self._snapshot = scope.acquire()
+        self._affinity = affinity
+        self._reads: SegmentReads | None = None
+        self._rows: Iterator[tuple] = iter(())
+        self._row: tuple | None = None
+
+    def Filter(self, idx_num: int, idx_str: str | None, args: tuple) -> None:
+        self._stop()
+        plan = scan_plan(idx_num, idx_str, args, self._affinity)
+        self._reads = SegmentReads(self._snapshot, plan)
+        self._rows = itertools.chain.from_iterable(self._reads)
+        self.Next()
+
+    def Next(self) -> None:
+        try:
+            self._row = next(self._rows, None)
+        except apsw.Error:
+            with reading(self._reads.path if self._reads else ""):  # re-raised, naming the file
+                raise
+
+    def Eof(self) -> bool:
+        return self._row is None
+
+    def Column(self, number: int) -> SqlValue:
+        return self._row[number]  # type: ignore[index]
+
+    def Close(self) -> None:
+        self._stop()
+        self._scope.release()
+
+    def _stop(self) -> None:
+        if self._reads is not None:
+            self._reads.close()
+            self._reads = None
+
+
+class RecordsTable:
+    """The ``records`` table object SQLite plans and opens cursors with."""
+
+    def __init__(self, scope: SnapshotScope, affinity: Affinity) -> None:
+        self._scope = scope
+        self._affinity = affinity
+
+    def BestIndexObject(self, info: apsw.IndexInfo) -> bool:
+        return best_index(info)
+
+    def Open(self) -> RecordsCursor:
+        return RecordsCursor(self._scope, self._affinity)
+
+    def Disconnect(self) -> None:
+        """Nothing to release: the engine owns the files and caches."""
+
+    Destroy = Disconnect
