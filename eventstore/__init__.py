@@ -1,1 +1,64 @@
-"""eventstore: a single-node, Kafka-style event streaming store on SQLite segment files."""
+"""eventstore: a single-node, Kafka-style event streaming store on SQLite segment files.
+
+The embedded API is imported lazily, so that using the storage core alone
+(``eventstore.storage``) does not start importing the actor system.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actors.broker import PartitionDescription, TopicDescription
+    from actors.consumer import (
+        Consumer,
+        ConsumerRebalanceListener,
+        ConsumerRecord,
+        OffsetAndMetadata,
+    )
+    from actors.partition import TopicPartition
+    from actors.producer import FutureRecordMetadata, Producer, RecordMetadata
+    from actors.system import ConsumerGroupDescription, GroupListing, GroupPartition
+    from eventstore.client import EventStore
+
+_EXPORTS = {
+    "EventStore": "eventstore.client",
+    "Producer": "actors.producer",
+    "RecordMetadata": "actors.producer",
+    "FutureRecordMetadata": "actors.producer",
+    "Consumer": "actors.consumer",
+    "ConsumerRecord": "actors.consumer",
+    "ConsumerRebalanceListener": "actors.consumer",
+    "OffsetAndMetadata": "actors.consumer",
+    "TopicPartition": "actors.partition",
+    "TopicDescription": "actors.broker",
+    "PartitionDescription": "actors.broker",
+    "ConsumerGroupDescription": "actors.system",
+    "GroupListing": "actors.system",
+    "GroupPartition": "actors.system",
+}
+
+__all__ = [
+    "Consumer",
+    "ConsumerGroupDescription",
+    "ConsumerRebalanceListener",
+    "ConsumerRecord",
+    "EventStore",
+    "FutureRecordMetadata",
+    "GroupListing",
+    "GroupPartition",
+    "OffsetAndMetadata",
+    "PartitionDescription",
+    "Producer",
+    "RecordMetadata",
+    "TopicDescription",
+    "TopicPartition",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eventstore' has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -8,7 +8,7 @@ and a value out of range are refused with InvalidConfig naming the key and what 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from eventstore.errors import InvalidConfig
@@ -109,6 +109,8 @@ def parse_value(key: ConfigKey, raw: Any) -> Any:
             raise InvalidConfig(f"{key.name}: must be at least {key.minimum}, got {value}")
         if key.accepts is not None and not key.accepts(value):
             raise InvalidConfig(f"{key.name}: must be -1 or a non-negative integer, got {value}")
+    elif key.kind is bool:
+        value = _parse_bool(key, raw)
     else:
         if not isinstance(raw, str):
             raise InvalidConfig(f"{key.name}: expected a string, got {raw!r}")
@@ -116,6 +118,15 @@ def parse_value(key: ConfigKey, raw: Any) -> Any:
             allowed = ", ".join(key.choices)
             raise InvalidConfig(f"{key.name}: must be one of {allowed}, got {value!r}")
     return value
+
+
+def _parse_bool(key: ConfigKey, raw: Any) -> bool:
+    """A boolean from Python, TOML or a ``key=value`` string (``true`` / ``false``)."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
+    raise InvalidConfig(f"{key.name}: expected true or false, got {raw!r}")
 
 
 def validate_topic_config(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,3 +139,77 @@ def validate_topic_config(overrides: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidConfig(f"unknown topic config key {name!r} (known keys: {known})")
         checked[name] = parse_value(key, raw)
     return checked
+
+
+SERVER_KEYS: dict[str, ConfigKey] = {
+    key.name: key
+    for key in (
+        ConfigKey("auto.create.topics.enable", bool, True,
+                  "create a topic when a producer or consumer first names it"),
+        ConfigKey("num.partitions", int, 1,
+                  "partitions of a topic created automatically", minimum=1),
+        ConfigKey("log.retention.check.interval.ms", int, 300000,
+                  "how often each partition looks for segments retention may delete",
+                  minimum=1),
+        ConfigKey("group.initial.rebalance.delay.ms", int, 3000,
+                  "how long a new group waits for more members before its first rebalance",
+                  minimum=0),
+        ConfigKey("group.min.session.timeout.ms", int, 6000,
+                  "smallest session.timeout.ms a group member may ask for", minimum=0),
+        ConfigKey("group.max.session.timeout.ms", int, 1800000,
+                  "largest session.timeout.ms a group member may ask for", minimum=0),
+        ConfigKey("offsets.retention.minutes", int, 10080,
+                  "committed offsets of an empty group are deleted after this long",
+                  minimum=1),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Broker-wide configuration: Kafka's broker keys, plus topic keys as topic defaults.
+
+    A topic key given at server level (``segment.bytes`` ...) is the default of every topic
+    that does not override it, as a Kafka broker's ``log.segment.bytes`` is.
+    """
+
+    auto_create_topics_enable: bool = True
+    num_partitions: int = 1
+    log_retention_check_interval_ms: int = 300000
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1800000
+    offsets_retention_minutes: int = 10080
+    topic_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any] | None = None) -> ServerConfig:
+        """Checked server config; a key that is neither a server nor a topic key is refused."""
+        server: dict[str, Any] = {}
+        topic: dict[str, Any] = {}
+        for name, raw in (config or {}).items():
+            key = SERVER_KEYS.get(name)
+            if key is not None:
+                server[name.replace(".", "_")] = parse_value(key, raw)
+            elif name in TOPIC_KEYS:
+                topic[name] = parse_value(TOPIC_KEYS[name], raw)
+            else:
+                known = ", ".join(sorted({*SERVER_KEYS, *TOPIC_KEYS}))
+                raise InvalidConfig(f"unknown config key {name!r} (known keys: {known})")
+        checked = cls(**server, topic_defaults=topic)
+        if checked.group_min_session_timeout_ms > checked.group_max_session_timeout_ms:
+            raise InvalidConfig(
+                "group.min.session.timeout.ms: must not exceed group.max.session.timeout.ms"
+                f" ({checked.group_min_session_timeout_ms} >"
+                f" {checked.group_max_session_timeout_ms})"
+            )
+        return checked
+
+    def topic_config(self, overrides: Mapping[str, Any] = ()) -> TopicConfig:
+        """A topic's effective config: Kafka's defaults, these defaults, its overrides."""
+        return TopicConfig.from_mapping(self.topic_defaults, dict(overrides))
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Every server key with its Kafka name and value, then the topic defaults given."""
+        server = {name: getattr(self, name.replace(".", "_")) for name in SERVER_KEYS}
+        return {**server, **self.topic_defaults}

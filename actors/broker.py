@@ -1,0 +1,353 @@
+"""The broker actor: Kafka's topic manager and the supervisor of every partition actor.
+
+It owns its own connection to the catalog and the partition actors: at start-up it opens
+every partition's log and starts one actor per partition; it creates, describes and
+deletes topics, increases partition counts and applies config changes live; when a
+partition actor fails it reopens the log from disk and starts a new actor. A partition
+whose files cannot be opened (CorruptLog, KafkaStorageError) is reported offline with its
+error while every other partition keeps serving.
+
+Topic creation writes the partition folders before the catalog row and deletion removes
+the row before the folders, so a crash in between leaves at worst stray folders, which
+the next creation of that name clears.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from actors.partition import (
+    PartitionActor,
+    PartitionFailed,
+    PartitionHandle,
+    PartitionState,
+    offline_error,
+)
+from actors.runtime import Actor, Scheduler, stop_actor, tell_if_alive
+from eventstore.errors import (
+    InvalidPartitions,
+    KafkaError,
+    KafkaStorageError,
+    TopicAlreadyExists,
+    UnknownTopicOrPartition,
+)
+from eventstore.storage.catalog import Catalog, TopicInfo, partition_dir, validate_topic_name
+from eventstore.storage.config import ServerConfig, TopicConfig, validate_topic_config
+from eventstore.storage.log import PartitionLog, wall_clock_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartitionDescription:
+    """One partition as ``describe`` shows it; offsets are -1 while it has never opened."""
+
+    topic: str
+    partition: int
+    log_start_offset: int
+    log_end_offset: int
+    segments: int
+    bytes: int
+    error: str | None = None
+
+    @property
+    def offline(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    """A topic: its partitions, its effective config, and which keys it overrides."""
+
+    name: str
+    partitions: tuple[PartitionDescription, ...]
+    config: Mapping[str, Any]
+    overrides: Mapping[str, Any]
+    created_ms: int
+
+
+@dataclass
+class _Partition:
+    state: PartitionState
+    handle: PartitionHandle
+
+
+@dataclass
+class _Topic:
+    info: TopicInfo
+    config: TopicConfig
+    partitions: list[_Partition] = field(default_factory=list)
+
+
+class Broker(Actor):
+    """Topic manager and partition supervisor; every method runs on the broker's thread."""
+
+    def __init__(self, data_dir: str, config: ServerConfig, scheduler: Scheduler) -> None:
+        super().__init__()
+        self.data_dir = data_dir
+        self.config = config
+        self._scheduler = scheduler
+        # opened here, in the starting thread, so a broken catalog fails start() itself
+        self._catalog = Catalog.open(data_dir)
+        self._topics: dict[str, _Topic] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        for info in self._catalog.topics():
+            topic = self._topics[info.name] = _Topic(info, self.config.topic_config(info.config))
+            for index in range(info.partitions):
+                topic.partitions.append(self._open_partition(topic, index, create=False))
+
+    def on_stop(self) -> None:
+        for topic in self._topics.values():
+            self._stop_partitions(topic.partitions)
+        self._topics.clear()
+        self._catalog.close()
+
+    def on_receive(self, message: object) -> None:
+        if isinstance(message, PartitionFailed):
+            self._restart(message)
+        else:
+            super().on_receive(message)
+
+    # -- topics -----------------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> TopicDescription:
+        """Create a topic (``num.partitions`` partitions unless told) and start its actors.
+
+        With ``validate_only`` (Kafka's CreateTopics flag) everything is checked and
+        nothing is created; the description shows what would be.
+        """
+        count = self.config.num_partitions if partitions is None else partitions
+        overrides = dict(config or {})
+        validate_topic_name(name)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise InvalidPartitions(f"topic {name!r}: partitions must be at least 1, got {count}")
+        if name in self._topics:
+            raise TopicAlreadyExists(f"topic {name!r} already exists")
+        topic = _Topic(
+            TopicInfo(name, count, validate_topic_config(overrides), wall_clock_ms()),
+            self.config.topic_config(overrides),
+        )
+        if validate_only:
+            empty = (PartitionDescription(name, i, 0, 0, 0, 0) for i in range(count))
+            return replace(self._describe(topic), partitions=tuple(empty))
+        self._add_partitions(topic, count)
+        try:
+            topic.info = self._catalog.create_topic(name, count, overrides, topic.info.created_ms)
+        except BaseException:
+            self._stop_partitions(topic.partitions)
+            self._remove_folders(name, range(count))
+            raise
+        self._topics[name] = topic
+        log.info("topic created", extra={"fields": {"topic": name, "partitions": count}})
+        return self._describe(topic)
+
+    def ensure_topic(self, name: str, allow_create: bool = True) -> TopicInfo:
+        """Topic ``name``, created first if it is missing, ``allow_create`` (the client's
+        ``allow.auto.create.topics``) and ``auto.create.topics.enable`` both say so."""
+        topic = self._topics.get(name)
+        if topic is None:
+            if not (allow_create and self.config.auto_create_topics_enable):
+                raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+            self.create_topic(name)
+            topic = self._topics[name]
+        return topic.info
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        return self._describe(self._topic(name))
+
+    def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
+        """Every topic (or the ones named), by name; an unknown name raises."""
+        wanted = sorted(self._topics) if names is None else list(names)
+        return [self._describe(self._topic(name)) for name in wanted]
+
+    def list_topics(self) -> list[TopicInfo]:
+        """Every topic's catalog entry (name, partition count, overrides), by name."""
+        return [self._topics[name].info for name in sorted(self._topics)]
+
+    def delete_topic(self, name: str) -> None:
+        """Forget a topic, stop its actors and remove its folders."""
+        topic = self._topic(name)
+        self._catalog.delete_topic(name)
+        del self._topics[name]
+        self._stop_partitions(topic.partitions)
+        gone = UnknownTopicOrPartition(f"topic {name!r} was deleted")
+        for partition in topic.partitions:
+            partition.state.set_offline(gone)
+        self._remove_folders(name, range(len(topic.partitions)))
+        log.info("topic deleted", extra={"fields": {"topic": name}})
+
+    def create_partitions(
+        self, name: str, total: int, *, validate_only: bool = False
+    ) -> TopicDescription:
+        """Grow ``name`` to ``total`` partitions (Kafka's CreatePartitions); never shrinks."""
+        topic = self._topic(name)
+        current = topic.info.partitions
+        if not isinstance(total, int) or total <= current:
+            raise InvalidPartitions(
+                f"topic {name!r} has {current} partitions; the count can only grow"
+                f" (asked for {total})")
+        if validate_only:
+            return self._describe(topic)
+        self._add_partitions(topic, total)
+        try:
+            topic.info = self._catalog.set_partitions(name, total)
+        except BaseException:
+            added = topic.partitions[current:]
+            del topic.partitions[current:]
+            self._stop_partitions(added)
+            self._remove_folders(name, range(current, total))
+            raise
+        log.info("partitions added", extra={"fields": {"topic": name, "partitions": total}})
+        return self._describe(topic)
+
+    def alter_topic_config(
+        self, name: str, changes: Mapping[str, Any | None]
+    ) -> TopicDescription:
+        """Set topic config overrides (a value of None removes one) and apply them live."""
+        topic = self._topic(name)
+        overrides = dict(topic.info.config)
+        for key, value in changes.items():
+            if value is None:
+                overrides.pop(key, None)
+            else:
+                overrides[key] = value
+        config = self.config.topic_config(overrides)
+        topic.info = self._catalog.set_topic_config(name, overrides)
+        topic.config = config
+        for partition in topic.partitions:
+            if partition.handle.actor is not None:
+                partition.handle.actor.update_config(config)
+        log.info("topic config altered", extra={"fields": {"topic": name, **changes}})
+        return self._describe(topic)
+
+    # -- partitions -------------------------------------------------------------------------
+
+    def partition(self, topic: str, partition: int) -> PartitionHandle:
+        """The handle of one online partition; UnknownTopicOrPartition or KafkaStorageError."""
+        found = self._topic(topic)
+        if not 0 <= partition < len(found.partitions):
+            raise UnknownTopicOrPartition(
+                f"topic {topic!r} has no partition {partition}"
+                f" (it has {len(found.partitions)})")
+        handle = found.partitions[partition].handle
+        if handle.actor is None:
+            raise offline_error(handle.state)
+        return handle
+
+    def partitions(self, topic: str) -> tuple[PartitionHandle, ...]:
+        """Every partition's handle, offline ones included (their ``actor`` is None)."""
+        return tuple(p.handle for p in self._topic(topic).partitions)
+
+    def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        """Partition count of each existing topic among ``topics``."""
+        return {t: self._topics[t].info.partitions for t in topics if t in self._topics}
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+        return topic
+
+    def _add_partitions(self, topic: _Topic, total: int) -> None:
+        name = topic.info.name
+        for index in range(len(topic.partitions), total):
+            self._remove_folders(name, [index])  # left by a crash after an earlier delete
+            partition = self._open_partition(topic, index, create=True)
+            topic.partitions.append(partition)
+            if partition.handle.actor is None:
+                raise offline_error(partition.state)
+
+    def _open_partition(self, topic: _Topic, index: int, *, create: bool,
+                        state: PartitionState | None = None) -> _Partition:
+        """Open one partition's log and start its actor; offline with the error if it fails."""
+        name = topic.info.name
+        state = state or PartitionState(name, index)
+        directory = partition_dir(self.data_dir, name, index)
+        try:
+            partition_log = PartitionLog.open(directory, topic.config, create=create)
+        except KafkaError as exc:
+            return self._offline(state, exc)
+        except Exception as exc:
+            return self._offline(state, KafkaStorageError(f"{directory}: {exc!r}"))
+        broker = self.actor_ref
+        ref = PartitionActor.start(
+            state, partition_log, self._scheduler, self.config.log_retention_check_interval_ms,
+            lambda failed: tell_if_alive(broker, failed),
+        )
+        return _Partition(state, PartitionHandle(state, ref.proxy()))
+
+    @staticmethod
+    def _offline(state: PartitionState, error: KafkaError) -> _Partition:
+        log.error("partition offline", extra={"fields": {
+            "topic": state.topic, "partition": state.partition, "error": str(error)}})
+        state.set_offline(error)
+        return _Partition(state, PartitionHandle(state, None))
+
+    def _restart(self, failed: PartitionFailed) -> None:
+        """Reopen a failed partition's log from disk and start a new actor on it."""
+        topic = self._topics.get(failed.topic)
+        if topic is None or failed.partition >= len(topic.partitions):
+            return
+        current = topic.partitions[failed.partition]
+        actor = current.handle.actor
+        if actor is None or actor.actor_ref.actor_urn != failed.actor_urn:
+            return
+        stop_actor(actor.actor_ref)
+        current.state.stats.restarts += 1
+        restarted = self._open_partition(
+            topic, failed.partition, create=False, state=current.state)
+        topic.partitions[failed.partition] = restarted
+        log.warning("partition restarted from disk", extra={"fields": {
+            "topic": failed.topic, "partition": failed.partition,
+            "online": restarted.handle.actor is not None}})
+
+    @staticmethod
+    def _stop_partitions(partitions: Iterable[_Partition]) -> None:
+        refs = [p.handle.actor.actor_ref for p in partitions if p.handle.actor is not None]
+        for ref in refs:
+            ref.stop(block=False)
+        for ref in refs:
+            stop_actor(ref)
+
+    def _remove_folders(self, topic: str, indexes: Iterable[int]) -> None:
+        for index in indexes:
+            directory = partition_dir(self.data_dir, topic, index)
+            if os.path.isdir(directory):
+                shutil.rmtree(directory)
+
+    def _describe(self, topic: _Topic) -> TopicDescription:
+        return TopicDescription(
+            name=topic.info.name,
+            partitions=tuple(_describe_partition(p.state) for p in topic.partitions),
+            config=topic.config.to_mapping(),
+            overrides=dict(topic.info.config),
+            created_ms=topic.info.created_ms,
+        )
+
+
+def _describe_partition(state: PartitionState) -> PartitionDescription:
+    view = state.view
+    error = None if state.error is None else str(state.error)
+    if view is None:
+        return PartitionDescription(state.topic, state.partition, -1, -1, 0, 0, error)
+    return PartitionDescription(
+        state.topic, state.partition, view.log_start_offset, view.high_watermark,
+        len(view.segments), sum(s.bytes for s in view.segments), error,
+    )

@@ -1,0 +1,449 @@
+"""The partition actor, the only writer of one partition log, and the state it publishes.
+
+Writers send whole batches to the :class:`PartitionActor` (one message per batch). After
+each durable append it publishes the log's new :class:`~eventstore.storage.log.LogView`
+on the partition's :class:`PartitionState`, which readers share without any message:
+
+- a reader (consumer, SQL, the wire Fetch handler) takes ``state.view`` and reads rows
+  through its own :class:`~eventstore.storage.log.LogReader`, so a read never waits
+  behind a write, and nothing past the view's high watermark (nothing unacknowledged)
+  is ever visible;
+- a reader thread long-polls with ``state.wait_for(offset, timeout)``;
+- code that must not block (the asyncio wire server, a consumer watching several
+  partitions) registers a no-argument listener with ``state.add_listener``; it runs on
+  the actor's thread after the high watermark moves, so it must only hand the news on
+  (``loop.call_soon_threadsafe``, ``Event.set``).
+
+Timers send the actor messages: ``segment.ms`` rolls an idle segment with no traffic at
+all, and retention runs every ``log.retention.check.interval.ms``. A typed KafkaError
+(RecordTooLarge, InvalidRecord...) is replied to its caller. Anything else, or a storage
+error, takes the partition offline: the error is replied, the broker is told, the actor
+stops, and the broker reopens the log from disk, where every acknowledged batch is.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import NamedTuple, ParamSpec, TypeVar
+
+import pykka
+
+from actors.runtime import Actor, Scheduler, Timer, tell_if_alive
+from eventstore.errors import KafkaError, KafkaStorageError
+from eventstore.storage.config import TopicConfig
+from eventstore.storage.log import LogView, PartitionLog, wall_clock_ms
+from eventstore.storage.records import AppendRow, ProducerBatchInfo
+from eventstore.storage.segment import AppendResult
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[], None]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TopicPartition(NamedTuple):
+    """A partition of a topic, as Kafka clients name it."""
+
+    topic: str
+    partition: int
+
+
+# Append latency buckets, in seconds (Prometheus' default buckets, finer at the low end).
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class LatencyHistogram:
+    """Cumulative-ready histogram counts: ``counts[i]`` observations <= ``bounds[i]``.
+
+    The last count is for observations above every bound (Prometheus' ``+Inf``).
+    Written by one thread (the partition actor), read by anyone.
+    """
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
+
+
+class PartitionStats:
+    """Counters of one partition, kept across actor restarts for the metrics actor.
+
+    The write-side counters are updated by the partition actor only; fetch counters are
+    added by any reader through :meth:`add_fetched`.
+    """
+
+    def __init__(self) -> None:
+        self.appends = 0
+        self.records_appended = 0
+        self.bytes_appended = 0
+        self.append_latency = LatencyHistogram()
+        self.rolls: dict[str, int] = {"size": 0, "age": 0}
+        self.segments_deleted = 0
+        self.restarts = 0
+        self.records_fetched = 0
+        self.bytes_fetched = 0
+        self._fetch_lock = threading.Lock()
+
+    def add_fetched(self, records: int, size: int) -> None:
+        """Count records a reader handed out (thread-safe)."""
+        with self._fetch_lock:
+            self.records_fetched += records
+            self.bytes_fetched += size
+
+
+class PartitionState:
+    """What a partition shows its readers: the latest view, its health, a way to wait.
+
+    ``view`` is replaced atomically after every durable append (None until the log is
+    open); ``error`` is set while the partition is offline (failed, corrupt, deleted).
+    The same object lives as long as the partition, across actor restarts, so waiters
+    and listeners stay attached.
+    """
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.view: LogView | None = None
+        self.error: KafkaError | None = None
+        self.stats = PartitionStats()
+        self._cond = threading.Condition()
+        self._waiters = 0
+        self._listeners: tuple[Listener, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"PartitionState({self.topic}-{self.partition})"
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    @property
+    def high_watermark(self) -> int:
+        """The offset the next record will get (-1 while the log is not open)."""
+        view = self.view
+        return -1 if view is None else view.high_watermark
+
+    def wait_for(self, offset: int, timeout: float | None) -> bool:
+        """Block until the high watermark passes ``offset`` (a record at ``offset`` exists).
+
+        Returns True when it has; False at the timeout, or at once when the partition is
+        offline (read ``error``). Meant for reader threads; never call it on an actor.
+        """
+        if self.high_watermark > offset:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._waiters += 1
+            try:
+                while self.high_watermark <= offset:
+                    if self.error is not None:
+                        return False
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                return True
+            finally:
+                self._waiters -= 1
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener()`` after every move of the high watermark or of ``error``.
+
+        It runs on the partition actor's thread: it must return at once (hand the news
+        on with ``loop.call_soon_threadsafe`` or ``Event.set``).
+        """
+        with self._cond:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._cond:
+            listeners = list(self._listeners)
+            if listener in listeners:
+                listeners.remove(listener)
+            self._listeners = tuple(listeners)
+
+    # -- for the partition actor and the broker ---------------------------------------------
+
+    def publish(self, view: LogView) -> None:
+        """Make ``view`` the one readers see (the partition is online) and wake them."""
+        self.view = view
+        self.error = None
+        self._wake()
+
+    def set_offline(self, error: KafkaError) -> None:
+        """Mark the partition offline with ``error`` and wake readers so they see it."""
+        self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        # A waiter registers under the lock before it reads the view, so one that this
+        # check misses has not read the view yet and will see the new one.
+        if self._waiters:
+            with self._cond:
+                self._cond.notify_all()
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("partition listener failed", extra={"fields": {
+                    "topic": self.topic, "partition": self.partition}})
+
+
+def offline_error(state: PartitionState) -> KafkaStorageError:
+    """A fresh error saying why ``state``'s partition is offline (retriable, as in Kafka)."""
+    reason = f": {state.error}" if state.error is not None else ""
+    return KafkaStorageError(f"partition {state.topic}-{state.partition} is offline{reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append one batch; ``reply`` completes with its AppendResult or a typed error."""
+
+    rows: Sequence[AppendRow]
+    producer: ProducerBatchInfo | None
+    reply: Future[AppendResult]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRoll:
+    """Timer: the active segment may have reached ``segment.ms``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRetention:
+    """Timer: ``log.retention.check.interval.ms`` has passed."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFailed:
+    """To the broker: the actor ``actor_urn`` of this partition failed and stopped."""
+
+    topic: str
+    partition: int
+    actor_urn: str
+    error: KafkaError
+
+
+@dataclass(frozen=True)
+class PartitionHandle:
+    """What the broker hands out for one partition: its state and its actor.
+
+    ``actor`` is None while the partition is offline. A handle names one incarnation of
+    the actor; after a restart, ask the broker for a fresh one.
+    """
+
+    state: PartitionState
+    actor: pykka.ActorProxy[PartitionActor] | None
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return self.state.topic_partition
+
+    def append(
+        self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None = None
+    ) -> Future[AppendResult]:
+        """Send one batch to the partition actor; the future completes once it is durable.
+
+        A concurrent.futures.Future: block on ``result()``, chain ``add_done_callback``, or
+        ``asyncio.wrap_future`` it on an event loop without blocking the loop.
+        """
+        reply: Future[AppendResult] = Future()
+        if self.actor is None:
+            reply.set_exception(offline_error(self.state))
+            return reply
+        try:
+            self.actor.actor_ref.tell(Append(rows, producer, reply))
+        except pykka.ActorDeadError:
+            reply.set_exception(KafkaStorageError(
+                f"partition {self.state.topic}-{self.state.partition} is restarting"))
+        return reply
+
+
+class PartitionActor(Actor):
+    """The only writer of one PartitionLog; publishes each durable append on its state."""
+
+    def __init__(
+        self,
+        state: PartitionState,
+        partition_log: PartitionLog,
+        scheduler: Scheduler,
+        retention_check_interval_ms: int,
+        report_failure: Callable[[PartitionFailed], None],
+    ) -> None:
+        super().__init__()
+        self.state = state
+        self._log = partition_log
+        self._scheduler = scheduler
+        self._retention_interval_s = retention_check_interval_ms / 1000
+        self._report_failure = report_failure
+        self._failure: KafkaError | None = None
+        self._roll_timer: Timer | None = None
+        self._roll_due_ms: int | None = None
+        self._retention_timer: Timer | None = None
+        self._rolls_before = dict(state.stats.rolls)
+        self._deleted_before = state.stats.segments_deleted
+        self._name = f"{state.topic}-{state.partition}"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.state.publish(self._log.view())
+        self._schedule_roll()
+        self._schedule_retention()
+
+    def on_stop(self) -> None:
+        self._cancel_timers()
+        self._log.close()
+
+    def on_failure(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        # Every message is guarded, so this is a bug in the guard itself; still recover.
+        self._log.close()
+        self._report(KafkaStorageError(f"partition {self._name} failed: {exc!r}"))
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def on_receive(self, message: object) -> None:
+        if isinstance(message, Append):
+            if message.reply.set_running_or_notify_cancel():
+                try:
+                    message.reply.set_result(self.append(message.rows, message.producer))
+                except KafkaError as exc:
+                    message.reply.set_exception(exc)
+        elif isinstance(message, CheckRoll):
+            self._guard(self._check_roll)
+        elif isinstance(message, CheckRetention):
+            self._guard(self._check_retention)
+        else:
+            super().on_receive(message)
+
+    def append(
+        self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None = None
+    ) -> AppendResult:
+        """Append one batch durably and publish the new high watermark."""
+        return self._guard(self._append, rows, producer)
+
+    def update_config(self, config: TopicConfig) -> None:
+        """Apply a topic's changed config from the next append or timer on."""
+        self._guard(self._update_config, config)
+
+    # -- work -------------------------------------------------------------------------------
+
+    def _append(
+        self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None
+    ) -> AppendResult:
+        partition_log = self._log
+        before = partition_log.view()
+        started = time.perf_counter()
+        result = partition_log.append(rows, producer)
+        stats = self.state.stats
+        stats.append_latency.observe(time.perf_counter() - started)
+        stats.appends += 1
+        stats.records_appended += len(rows)
+        stats.bytes_appended += result.bytes
+        view = partition_log.view()
+        self.state.publish(view)
+        if view.segments[-1].base_offset != before.segments[-1].base_offset:
+            self._sync_log_stats()
+        self._schedule_roll()
+        return result
+
+    def _update_config(self, config: TopicConfig) -> None:
+        self._log.update_config(config)
+        self._schedule_roll()
+
+    def _check_roll(self) -> None:
+        self._roll_timer = self._roll_due_ms = None
+        if self._log.maybe_roll():
+            self._sync_log_stats()
+            self.state.publish(self._log.view())
+        self._schedule_roll()
+
+    def _check_retention(self) -> None:
+        if self._log.apply_retention():
+            self.state.publish(self._log.view())
+        self._log.maybe_roll()  # also finishes seals that readers delayed
+        self._sync_log_stats()
+        self._schedule_retention()
+
+    def _sync_log_stats(self) -> None:
+        stats = self.state.stats
+        log_stats = self._log.stats
+        stats.rolls = {
+            reason: self._rolls_before.get(reason, 0) + count
+            for reason, count in log_stats.rolls.items()
+        }
+        stats.segments_deleted = self._deleted_before + log_stats.segments_deleted
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _schedule_roll(self) -> None:
+        """Keep one timer at the active segment's ``segment.ms`` deadline, if it has records."""
+        first = self._log.view().segments[-1].first_append_ms
+        due = None if first is None else first + self._log.config.segment_ms
+        if due == self._roll_due_ms:
+            return
+        if self._roll_timer is not None:
+            self._roll_timer.cancel()
+            self._roll_timer = None
+        self._roll_due_ms = due
+        if due is not None:
+            self._roll_timer = self._timer((due - wall_clock_ms()) / 1000, CheckRoll())
+
+    def _schedule_retention(self) -> None:
+        self._retention_timer = self._timer(self._retention_interval_s, CheckRetention())
+
+    def _timer(self, delay_s: float, message: object) -> Timer:
+        ref = self.actor_ref
+        return self._scheduler.call_later(delay_s, lambda: tell_if_alive(ref, message))
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._roll_timer, self._retention_timer):
+            if timer is not None:
+                timer.cancel()
+        self._roll_timer = self._retention_timer = None
+
+    # -- failure ----------------------------------------------------------------------------
+
+    def _guard(self, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``work`` on the log; take the partition offline on anything but a typed error."""
+        if self._failure is not None:
+            raise KafkaStorageError(
+                f"partition {self._name} is offline, restarting after: {self._failure}")
+        try:
+            return work(*args, **kwargs)
+        except KafkaStorageError as exc:
+            self._fail(exc)
+            raise
+        except KafkaError:
+            raise
+        except Exception as exc:
+            error = KafkaStorageError(f"partition {self._name} failed: {exc!r}")
+            self._fail(error)
+            raise error from exc
+
+    def _fail(self, error: KafkaError) -> None:
+        log.error("partition failed, restarting from disk", exc_info=error, extra={
+            "fields": {"topic": self.state.topic, "partition": self.state.partition}})
+        self._failure = error
+        self._cancel_timers()
+        self._report(error)
+        self.stop()
+
+    def _report(self, error: KafkaError) -> None:
+        self.state.set_offline(error)
+        self._report_failure(
+            PartitionFailed(self.state.topic, self.state.partition, self.actor_urn, error))

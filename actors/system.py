@@ -1,0 +1,209 @@
+"""Start and stop the whole actor system of one data directory, in order.
+
+Start: the timer thread, the broker (which opens the catalog and starts one actor per
+partition), the group coordinator. Producers and consumers made here are tracked so that
+stopping first flushes every producer and closes every consumer (committing when
+auto-commit is on), then stops the coordinator, the broker (every partition actor closes
+its files) and the timer thread. Every thread is joined: nothing is left running and no
+file stays open. Both front ends (the embedded EventStore and ``eventstore serve``) run
+on this.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors.broker import Broker
+from actors.consumer import Consumer
+from actors.coordinator import CoordinatorConfig, GroupCoordinator
+from actors.partition import TopicPartition
+from actors.producer import Producer
+from actors.runtime import Actor, Scheduler, stop_actor
+from eventstore.consumer_protocol import decode_assignment
+from eventstore.errors import KafkaError, KafkaStorageError
+from eventstore.storage.config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+class Coordinator(Actor, GroupCoordinator):
+    """The group coordinator on a thread that :func:`stop_actor` joins."""
+
+
+@dataclass(frozen=True)
+class GroupPartition:
+    """One partition of a group, as ``kafka-consumer-groups --describe`` shows it.
+
+    ``committed_offset`` and ``lag`` are None where nothing is committed (Kafka prints
+    ``-``); ``member_id`` is None when no member holds the partition.
+    """
+
+    topic: str
+    partition: int
+    committed_offset: int | None
+    log_end_offset: int
+    lag: int | None
+    member_id: str | None = None
+    client_id: str | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    member_id: str
+    client_id: str
+    host: str
+    partitions: tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True)
+class ConsumerGroupDescription:
+    """A group's state, members, and per partition its committed offset and lag."""
+
+    group_id: str
+    state: str
+    protocol: str
+    members: tuple[GroupMember, ...]
+    partitions: tuple[GroupPartition, ...]
+
+
+@dataclass(frozen=True)
+class GroupListing:
+    group_id: str
+    protocol_type: str
+    state: str
+
+
+class ActorSystem:
+    """Every actor of one data directory; ``start()`` it, ``stop()`` it once."""
+
+    def __init__(self, data_dir: str, config: Mapping[str, Any] | ServerConfig | None = None
+                 ) -> None:
+        self.data_dir = data_dir
+        self.config = (config if isinstance(config, ServerConfig)
+                       else ServerConfig.from_mapping(config))
+        self.scheduler: Scheduler | None = None
+        self.broker: pykka.ActorProxy[Broker] | None = None
+        self.coordinator: pykka.ActorProxy[GroupCoordinator] | None = None
+        self._clients_lock = threading.Lock()
+        self._producers: set[Producer] = set()
+        self._consumers: set[Consumer] = set()
+
+    def start(self) -> ActorSystem:
+        """Start the timer thread, the broker and the coordinator; raise if one fails."""
+        config = self.config
+        self.scheduler = Scheduler()
+        try:
+            self.broker = Broker.start(self.data_dir, config, self.scheduler).proxy()
+            self.coordinator = Coordinator.start(self.data_dir, CoordinatorConfig(
+                group_initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
+                group_min_session_timeout_ms=config.group_min_session_timeout_ms,
+                group_max_session_timeout_ms=config.group_max_session_timeout_ms,
+                offsets_retention_minutes=config.offsets_retention_minutes,
+            )).proxy()
+            # pykka logs and swallows an actor's failure to start: make each one answer
+            self._check_started("broker", self.broker.list_topics)
+            self._check_started("coordinator", self.coordinator.list_groups)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("actor system started", extra={"fields": {"data_dir": self.data_dir}})
+        return self
+
+    def _check_started(self, name: str, query: Any) -> None:
+        try:
+            query().get()
+        except pykka.ActorDeadError:
+            raise KafkaStorageError(
+                f"the {name} of {self.data_dir} failed to start (see the log)") from None
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def producer(self, **config: Any) -> Producer:
+        """A new producer (kafka-python's KafkaProducer settings); closed by ``stop()``."""
+        producer = Producer(self.broker, self.scheduler, self._forget, **config)
+        with self._clients_lock:
+            self._producers.add(producer)
+        return producer
+
+    def consumer(self, *topics: str, **config: Any) -> Consumer:
+        """A new consumer (kafka-python's KafkaConsumer settings); closed by ``stop()``."""
+        consumer = Consumer(self.broker, self.coordinator, self.scheduler, topics,
+                            self._forget, **config)
+        with self._clients_lock:
+            self._consumers.add(consumer)
+        return consumer
+
+    def _forget(self, client: Producer | Consumer) -> None:
+        with self._clients_lock:
+            self._producers.discard(client)
+            self._consumers.discard(client)
+
+    # -- groups -----------------------------------------------------------------------------
+
+    def list_groups(self) -> list[GroupListing]:
+        return [GroupListing(*entry) for entry in self.coordinator.list_groups().get()]
+
+    def describe_group(self, group_id: str) -> ConsumerGroupDescription:
+        """Members, and per partition: committed offset, log-end-offset, lag, owner."""
+        described = self.coordinator.describe_group(group_id).get()
+        committed = self.coordinator.fetch_offsets(group_id, None).get()
+        members = tuple(
+            GroupMember(m.member_id, m.client_id, m.client_host,
+                        tuple(TopicPartition(*tp)
+                              for tp in decode_assignment(m.assignment).partitions))
+            for m in described.members
+        )
+        owners = {tp: m for m in members for tp in m.partitions}
+        partitions = []
+        for tp in sorted({*(TopicPartition(*tp) for tp in committed), *owners}):
+            offset = committed.get(tp, (-1, ""))[0]
+            end = self._log_end_offset(tp)
+            owner = owners.get(tp)
+            partitions.append(GroupPartition(
+                tp.topic, tp.partition, None if offset < 0 else offset, end,
+                None if offset < 0 or end < 0 else max(end - offset, 0),
+                owner and owner.member_id, owner and owner.client_id, owner and owner.host,
+            ))
+        return ConsumerGroupDescription(group_id, described.state, described.protocol,
+                                        members, tuple(partitions))
+
+    def _log_end_offset(self, tp: TopicPartition) -> int:
+        """The partition's log-end-offset; -1 if it is unknown (offline, deleted)."""
+        try:
+            handles = self.broker.partitions(tp.topic).get()
+        except KafkaError:  # the topic is gone
+            return -1
+        return handles[tp.partition].state.high_watermark if tp.partition < len(handles) else -1
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Flush producers, close consumers, stop every actor and thread; idempotent."""
+        with self._clients_lock:
+            producers, consumers = list(self._producers), list(self._consumers)
+        _close_all(producers, lambda p: p.close(timeout))
+        _close_all(consumers, lambda c: c.close())
+        for actor in (self.coordinator, self.broker):
+            if actor is not None:
+                stop_actor(actor.actor_ref, timeout)
+        self.coordinator = self.broker = None
+        if self.scheduler is not None:
+            self.scheduler.close()
+            self.scheduler = None
+        log.info("actor system stopped", extra={"fields": {"data_dir": self.data_dir}})
+
+
+def _close_all(clients: Iterable[Any], close: Any) -> None:
+    """Close each client; one failing to close does not keep the others open."""
+    for client in clients:
+        try:
+            close(client)
+        except Exception:
+            log.exception("closing a client failed")
