@@ -79,6 +79,23 @@ def eventually(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
     raise AssertionError("condition not met in time")
 
 
+class FakeClock:
+    """A clock the test moves by hand (milliseconds, like the coordinator's)."""
+
+    def __init__(self) -> None:
+        self.now_ms = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+def done(result: JoinGroupResult) -> Future:
+    """A JoinGroup answer already in hand, as a future (to sync it like a fresh one)."""
+    future: Future = Future()
+    future.set_result(result)
+    return future
+
+
 @pytest.fixture
 def data_dir(data_dir: str) -> str:
     """A data directory with topic ``t`` of 6 partitions (commits are checked against it)."""
@@ -98,11 +115,12 @@ def coordinator(data_dir: str) -> Iterator:
 
 def join(coordinator, member_id: str = "", *, group: str = "g", session_timeout_ms: int = 5000,
          protocols=PROTOCOLS, **kwargs) -> Future:
+    """Send JoinGroup; returns its reply future once the coordinator has taken the request."""
     reply: Future = Future()
     coordinator.join_group(JoinGroupRequest(
         group_id=group, member_id=member_id, client_id="client", client_host="/127.0.0.1",
         session_timeout_ms=session_timeout_ms, rebalance_timeout_ms=5000, protocols=protocols,
-        **kwargs), reply)
+        **kwargs), reply).get(timeout=TIMEOUT)
     return reply
 
 
@@ -119,7 +137,7 @@ def sync(coordinator, joined: JoinGroupResult, *, group: str = "g") -> Future:
     assignments = leader_assignments(joined) if joined.members else ()
     coordinator.sync_group(SyncGroupRequest(
         group_id=group, generation_id=joined.generation_id, member_id=joined.member_id,
-        assignments=assignments), reply)
+        assignments=assignments), reply).get(timeout=TIMEOUT)
     return reply
 
 
@@ -204,7 +222,7 @@ def test_a_fourth_member_makes_the_others_rejoin(coordinator):
     assert {r.leader_id for r in second} == {first[0].leader_id}
     assert heartbeat(coordinator, second[0]) == 0  # CompletingRebalance: a normal heartbeat
     assert heartbeat(coordinator, first[0]) == IllegalGeneration.code
-    complete_rebalance(coordinator, [_done(r) for r in second])
+    complete_rebalance(coordinator, [done(r) for r in second])
     assert [heartbeat(coordinator, r) for r in second] == [0] * 4
     assert coordinator.stats().get() == CoordinatorStats(2, {"g": 4})
 
@@ -332,6 +350,49 @@ def test_describe_group(coordinator):
     assert {m.metadata for m in preparing.members} == {b""}
 
 
+def test_the_initial_delay_waits_while_new_members_keep_coming(data_dir):
+    clock = FakeClock()
+    ref = start(data_dir, replace(CONFIG, group_initial_rebalance_delay_ms=1000), clock=clock)
+    proxy = ref.proxy()
+    try:
+        first = join(proxy)
+        clock.now_ms += 500
+        second = join(proxy)
+        clock.now_ms += 500
+        proxy.list_groups().get()  # any call runs what is due: the delay extends once
+        assert not first.done()
+        clock.now_ms += 1000
+        proxy.list_groups().get()
+        assert {(f.result(0).error_code, f.result(0).generation_id) for f in (first, second)} == {
+            (0, 1)}
+    finally:
+        ref.stop()
+
+
+def test_members_that_do_not_rejoin_within_the_rebalance_timeout_are_dropped(data_dir):
+    clock = FakeClock()
+    ref = start(data_dir, clock=clock)
+    proxy = ref.proxy()
+    try:
+        joins = [join(proxy, session_timeout_ms=600_000) for _ in range(2)]
+        for _ in range(2):  # the second member's arrival extended the initial delay once
+            clock.now_ms += CONFIG.group_initial_rebalance_delay_ms
+            proxy.list_groups().get()
+        rejoining, lagging = complete_rebalance(proxy, joins)
+        newcomer = join(proxy, session_timeout_ms=600_000)
+        again = rejoin(proxy, rejoining)
+        clock.now_ms += 4999
+        proxy.list_groups().get()
+        assert not again.done()
+        clock.now_ms += 1  # the rebalance timeout (5000 ms) has passed
+        proxy.list_groups().get()
+        second = [again.result(0), newcomer.result(0)]
+        assert {(r.error_code, r.generation_id) for r in second} == {(0, 2)}
+        assert heartbeat(proxy, lagging) == UnknownMemberId.code
+    finally:
+        ref.stop()
+
+
 # -- offsets -------------------------------------------------------------------------------
 
 
@@ -357,7 +418,7 @@ def test_commits_are_checked_against_generation_member_and_state(coordinator):
     rejoined = [rejoin(coordinator, a), rejoin(coordinator, b)]
     second = [f.result(TIMEOUT) for f in [newcomer, *rejoined]]
     assert commit(second[1]) == RebalanceInProgress.code  # CompletingRebalance
-    complete_rebalance(coordinator, [_done(r) for r in second])
+    complete_rebalance(coordinator, [done(r) for r in second])
     assert commit(a) == IllegalGeneration.code  # generation 1 is stale now
     assert coordinator.fetch_offsets("g", [tp]).get() == {tp: (7, "meta")}
 
@@ -405,16 +466,6 @@ def test_delete_group_rules(coordinator):
     assert coordinator.delete_group("g").get() == GroupIdNotFound.code
 
 
-class FakeClock:
-    """A clock the test moves by hand (milliseconds, like the coordinator's)."""
-
-    def __init__(self) -> None:
-        self.now_ms = 1_700_000_000_000
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-
 def test_offsets_of_groups_empty_past_retention_expire(data_dir):
     clock = FakeClock()
     config = CoordinatorConfig(group_initial_rebalance_delay_ms=0, offsets_retention_minutes=1,
@@ -460,9 +511,3 @@ def test_config_from_kafka_names():
         CoordinatorConfig(group_min_session_timeout_ms=10, group_max_session_timeout_ms=5)
     with pytest.raises(InvalidConfig, match="offsets.retention.check.interval.ms"):
         CoordinatorConfig(offsets_retention_check_interval_ms=0)
-
-
-def _done(result: JoinGroupResult) -> Future:
-    future: Future = Future()
-    future.set_result(result)
-    return future
