@@ -776,6 +776,8 @@ class GroupCoordinator(pykka.ThreadingActor):
             self._maybe_complete_join(group, now)
 
     def _drop_member(self, group: _Group, member_id: str) -> None:
+        """Forget a member (its parked requests get UNKNOWN_MEMBER_ID); elect a new leader
+        if it led. The caller decides what the group's state becomes."""
         member = group.members.pop(member_id)
         self._fail_parked(member, UnknownMemberId.code)
         if group.leader_id == member_id:
@@ -806,6 +808,7 @@ class GroupCoordinator(pykka.ThreadingActor):
         return NO_ERROR
 
     def _check_commit(self, group_id: str, generation_id: int, member_id: str, now: int) -> int:
+        """Kafka's OffsetCommit checks, in Kafka's order; a valid member's session restarts."""
         group = self._groups.get(group_id)
         if group is None:
             return NO_ERROR if generation_id < 0 else IllegalGeneration.code
