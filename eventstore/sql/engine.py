@@ -19,7 +19,7 @@ import apsw
 from eventstore.errors import InvalidRequest, KafkaError, KafkaStorageError
 from eventstore.sql import records
 from eventstore.sql.coerce import Affinity, Row, SqlValue
-from eventstore.sql.guard import check_statement, make_read_only
+from eventstore.sql.guard import READ_ONLY, check_statement, checked_cursor, make_read_only
 from eventstore.sql.info_tables import INFO_TABLES, InfoTable
 from eventstore.sql.reader import DataReader
 from eventstore.sql.snapshot import SnapshotScope
@@ -51,6 +51,8 @@ def _sql_errors() -> Iterator[None]:
     except KafkaError:
         raise
     except apsw.Error as exc:
+        if "may not be modified" in str(exc):  # SQLite's own refusal to write a virtual table
+            raise InvalidRequest(f"{exc}: writing is not allowed: {READ_ONLY}") from exc
         raise InvalidRequest(f"SQL error: {exc}") from exc
 
 
@@ -111,7 +113,7 @@ class SqlEngine:
             )
             self.connection.execute(f"CREATE VIRTUAL TABLE {name} USING eventstore_{name}")
         make_read_only(self.connection)
-        self.connection.exec_trace = check_statement
+        self.connection.cursor_factory = checked_cursor
 
     @property
     def segment_opens(self) -> int:

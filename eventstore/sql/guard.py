@@ -10,7 +10,8 @@ Layers, each enough on its own for what it covers:
   ATTACH/DETACH (VACUUM, VACUUM INTO attach their target too), ANALYZE, REINDEX, writing
   PRAGMAs and ``load_extension()``;
 - ``PRAGMA query_only``, no attached databases allowed, extension loading switched off;
-- ``check_statement`` (the engine's exec tracer) refuses REINDEX, which SQLite never shows
+- ``check_statement``, the exec tracer of every cursor of the connection (``checked_cursor``
+  is its cursor factory, so apsw's shell gets it too), refuses REINDEX, which SQLite never shows
   the authorizer when there is nothing to rebuild, and, as a last line, any statement SQLite
   itself does not call read-only.
 """
@@ -23,7 +24,7 @@ import apsw
 
 from eventstore.errors import InvalidRequest
 
-_READ_ONLY = "SQL over the event log is read-only"
+READ_ONLY = "SQL over the event log is read-only"
 
 _ALLOWED = {
     apsw.SQLITE_SELECT,
@@ -73,26 +74,26 @@ def authorize(
         return apsw.SQLITE_OK
     if code == apsw.SQLITE_FUNCTION:
         if (arg2 or "").lower() in _REFUSED_FUNCTIONS:
-            raise InvalidRequest(f"{arg2}() is not allowed: {_READ_ONLY}")
+            raise InvalidRequest(f"{arg2}() is not allowed: {READ_ONLY}")
         return apsw.SQLITE_OK
     if code == apsw.SQLITE_PRAGMA:
         pragma = (arg1 or "").lower()
         if pragma in (_INSPECT_PRAGMAS if arg2 is not None else _READ_PRAGMAS):
             return apsw.SQLITE_OK
         shown = f"PRAGMA {arg1}" + (f" = {arg2}" if arg2 is not None else "")
-        raise InvalidRequest(f"{shown} is not allowed: {_READ_ONLY}")
+        raise InvalidRequest(f"{shown} is not allowed: {READ_ONLY}")
     if code == apsw.SQLITE_ATTACH:
         raise InvalidRequest(
-            f"ATTACH and VACUUM are not allowed (they open or write a database file): {_READ_ONLY}"
+            f"ATTACH and VACUUM are not allowed (they open or write a database file): {READ_ONLY}"
         )
     if code in _ROW_WRITES and arg1 in _SCHEMA_TABLES:
         raise InvalidRequest(
-            f"changing the schema (CREATE, DROP, ALTER, ANALYZE) is not allowed: {_READ_ONLY}"
+            f"changing the schema (CREATE, DROP, ALTER, ANALYZE) is not allowed: {READ_ONLY}"
         )
     if code in _ROW_WRITES:
         preposition = "into" if code == apsw.SQLITE_INSERT else "of"
-        raise InvalidRequest(f"{_action(code)} {preposition} {arg1} is not allowed: {_READ_ONLY}")
-    raise InvalidRequest(f"{_action(code)} is not allowed: {_READ_ONLY}")
+        raise InvalidRequest(f"{_action(code)} {preposition} {arg1} is not allowed: {READ_ONLY}")
+    raise InvalidRequest(f"{_action(code)} is not allowed: {READ_ONLY}")
 
 
 def make_read_only(conn: apsw.Connection) -> None:
@@ -115,5 +116,12 @@ def check_statement(cursor: apsw.Cursor, sql: str, _bindings: object) -> bool:
     """Exec tracer: let a statement run only if it is a read (see the module doc)."""
     keyword = first_keyword(sql)
     if keyword == "REINDEX" or not cursor.is_readonly:
-        raise InvalidRequest(f"{keyword or 'this statement'} is not allowed: {_READ_ONLY}")
+        raise InvalidRequest(f"{keyword or 'this statement'} is not allowed: {READ_ONLY}")
     return True
+
+
+def checked_cursor(connection: apsw.Connection) -> apsw.Cursor:
+    """The query connection's cursor factory: cursors that run ``check_statement`` first."""
+    cursor = apsw.Cursor(connection)
+    cursor.exec_trace = check_statement
+    return cursor
