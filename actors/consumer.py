@@ -523,7 +523,7 @@ class Consumer:
                 self._listener.on_partitions_revoked(revoked)
             membership.previous = tuple(sorted(revoked))
             self._set_assignment(set())
-        self._actor.tell(HeartbeatsOff())
+        tell_if_alive(self._actor, HeartbeatsOff())
         backoff = self.config.retry_backoff_ms / 1000
         while self._rejoin_needed and not self._closed:
             self._rejoin_needed = False
@@ -551,7 +551,7 @@ class Consumer:
             assigned = {TopicPartition(*tp)
                         for tp in decode_assignment(synced.assignment).partitions}
             self._set_assignment(assigned)
-            self._actor.tell(HeartbeatsOn(joined.generation_id, joined.member_id))
+            tell_if_alive(self._actor, HeartbeatsOn(joined.generation_id, joined.member_id))
             log.info("joined group", extra={"fields": {
                 "group": self.config.group_id, "member": joined.member_id,
                 "generation": joined.generation_id, "partitions": len(assigned)}})
@@ -632,7 +632,7 @@ class Consumer:
             return
         if self._listener is not None and self._fetches:
             self._listener.on_partitions_revoked(set(self._fetches))
-        self._actor.tell(HeartbeatsOff())
+        tell_if_alive(self._actor, HeartbeatsOff())
         self._coordinator.leave_group(self.config.group_id, [membership.member_id]).get()
         self._membership = _Membership()
 

@@ -367,17 +367,20 @@ class PartitionActor(Actor):
 
     def _check_roll(self) -> None:
         self._roll_timer = self._roll_due_ms = None
-        if self._log.maybe_roll():
+        self._maintain(retention=False)
+
+    def _check_retention(self) -> None:
+        self._maintain(retention=True)
+        self._schedule_retention()
+
+    def _maintain(self, *, retention: bool) -> None:
+        """Roll an idle segment past ``segment.ms`` (which also finishes seals readers
+        delayed) and, on the retention timer, delete expired segments."""
+        deleted = self._log.apply_retention() if retention else []
+        if self._log.maybe_roll() or deleted:
             self._sync_log_stats()
             self.state.publish(self._log.view())
         self._schedule_roll()
-
-    def _check_retention(self) -> None:
-        if self._log.apply_retention():
-            self.state.publish(self._log.view())
-        self._log.maybe_roll()  # also finishes seals that readers delayed
-        self._sync_log_stats()
-        self._schedule_retention()
 
     def _sync_log_stats(self) -> None:
         stats = self.state.stats

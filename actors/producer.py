@@ -488,9 +488,10 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Resend:
-    """The backoff of ``batch`` is over."""
+    """The retry backoff of partition ``topic``-``partition`` is over."""
 
-    batch: ProducerBatch
+    topic: str
+    partition: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,13 +507,18 @@ class RefreshMetadata:
 
 
 class ProducerActor(Actor):
-    """The producer's background half: linger timers, sending, retries, callbacks, metadata."""
+    """The producer's background half: linger timers, sending, retries, callbacks, metadata.
+
+    While a partition has batches waiting to be retried, later batches of that partition
+    wait behind them, so a retry never reorders a partition's records.
+    """
 
     def __init__(self, producer: Producer, scheduler: Scheduler) -> None:
         super().__init__()
         self._producer = producer
         self._scheduler = scheduler
         self._refresh_s = producer.config.metadata_max_age_ms / 1000
+        self._held: dict[tuple[str, int], list[ProducerBatch]] = {}
 
     def on_start(self) -> None:
         self._later(self._refresh_s, RefreshMetadata())
@@ -522,13 +528,24 @@ class ProducerActor(Actor):
         if isinstance(message, Drain):
             producer._linger_expired(message.batch)
         elif isinstance(message, Submit):
-            producer._submit(message.batch)
+            held = self._held.get((message.batch.topic, message.batch.partition))
+            if held is None:
+                producer._submit(message.batch)
+            else:
+                held.append(message.batch)
         elif isinstance(message, Retry):
-            self._later(producer.config.retry_backoff_ms / 1000, Resend(message.batch))
+            batch = message.batch
+            key = (batch.topic, batch.partition)
+            if key not in self._held:
+                self._held[key] = []
+                self._later(producer.config.retry_backoff_ms / 1000, Resend(*key))
+            self._held[key].append(batch)
+            self._held[key].sort(key=lambda b: b.created)  # failures arrive in send order
         elif isinstance(message, Resend):
-            # the partition's actor may have restarted: send to a fresh handle
-            self._reload(message.batch.topic)
-            producer._submit(message.batch)
+            # the partition's actor may have restarted: send to a fresh handle, in order
+            self._reload(message.topic)
+            for batch in self._held.pop((message.topic, message.partition)):
+                producer._submit(batch)
         elif isinstance(message, RunCallbacks):
             _run_callbacks(message.batch)
         elif isinstance(message, RefreshMetadata):

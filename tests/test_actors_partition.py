@@ -1,0 +1,190 @@
+"""Partition actors and the state they publish, driven through a real broker.
+
+Real actors on a real data directory. Waits are on the partition state itself
+(``wait_for``, listeners setting events) with timeouts, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from actors.broker import Broker
+from actors.partition import PartitionHandle, PartitionState
+from actors.runtime import Scheduler, stop_actor
+from eventstore.errors import InvalidRecord, KafkaStorageError, RecordTooLarge
+from eventstore.storage.config import ServerConfig
+from eventstore.storage.log import LogReader, PartitionLog
+
+TIMEOUT = 10.0
+
+
+@pytest.fixture
+def broker(data_dir: str) -> Iterator:
+    scheduler = Scheduler()
+    ref = Broker.start(data_dir, ServerConfig.from_mapping(
+        {"log.retention.check.interval.ms": 50}), scheduler)
+    yield ref.proxy()
+    stop_actor(ref)
+    scheduler.close()
+
+
+def rows(*values: bytes) -> list[tuple]:
+    return [(None, None, value, None) for value in values]
+
+
+def partition(broker, topic: str = "t", index: int = 0) -> PartitionHandle:
+    return broker.partition(topic, index).get(timeout=TIMEOUT)
+
+
+def wait_until(state: PartitionState, predicate, timeout: float = TIMEOUT) -> bool:
+    """Wait, woken by the state's listener, until ``predicate()`` holds."""
+    changed = threading.Event()
+    state.add_listener(changed.set)
+    try:
+        while not predicate():
+            if not changed.wait(timeout):
+                return False
+            changed.clear()
+        return True
+    finally:
+        state.remove_listener(changed.set)
+
+
+def read_all(state: PartitionState) -> list[bytes]:
+    reader = LogReader()
+    try:
+        view = state.view
+        return [row[3] for row in reader.read(view, view.log_start_offset, 1_000_000)]
+    finally:
+        reader.close()
+
+
+def test_an_append_is_visible_to_readers_once_acknowledged(broker):
+    broker.create_topic("t", 1).get()
+    handle = partition(broker)
+    assert handle.state.view.high_watermark == 0
+    result = handle.append(rows(b"a", b"b")).result(TIMEOUT)
+    assert (result.base_offset, result.last_offset) == (0, 1)
+    assert handle.state.high_watermark == 2
+    assert read_all(handle.state) == [b"a", b"b"]
+    # the proxy method answers the same way, through a pykka future
+    assert handle.actor.append(rows(b"c")).get(timeout=TIMEOUT).base_offset == 2
+    stats = handle.state.stats
+    assert (stats.appends, stats.records_appended) == (2, 3)
+    assert stats.append_latency.count == 2
+
+
+def test_wait_for_blocks_a_reader_until_the_high_watermark_passes(broker):
+    broker.create_topic("t", 1).get()
+    handle = partition(broker)
+    assert handle.state.wait_for(0, timeout=0.05) is False  # nothing there: times out
+    woke = threading.Event()
+
+    def reader() -> None:
+        if handle.state.wait_for(0, timeout=TIMEOUT):
+            woke.set()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    handle.append(rows(b"x")).result(TIMEOUT)
+    thread.join(TIMEOUT)
+    assert woke.is_set()
+    assert handle.state.wait_for(0, timeout=0) is True
+
+
+def test_listeners_run_after_each_append_and_can_be_removed(broker):
+    broker.create_topic("t", 1).get()
+    handle = partition(broker)
+    seen: list[int] = []
+    moved = threading.Event()
+
+    def listener() -> None:
+        seen.append(handle.state.high_watermark)
+        moved.set()
+
+    handle.state.add_listener(listener)
+    handle.append(rows(b"x")).result(TIMEOUT)
+    assert moved.wait(TIMEOUT)
+    assert seen == [1]  # the listener runs after the new view is published
+    handle.state.remove_listener(listener)
+    handle.append(rows(b"y")).result(TIMEOUT)
+    assert seen == [1]
+
+
+def test_typed_errors_are_replied_and_the_actor_keeps_serving(broker):
+    broker.create_topic("t", 1, {"max.message.bytes": 100}).get()
+    handle = partition(broker)
+    with pytest.raises(RecordTooLarge):
+        handle.append(rows(b"x" * 200)).result(TIMEOUT)
+    with pytest.raises(InvalidRecord):
+        handle.append([]).result(TIMEOUT)
+    assert handle.append(rows(b"ok")).result(TIMEOUT).base_offset == 0
+    assert partition(broker).actor is handle.actor  # no restart for a typed error
+    assert handle.state.stats.restarts == 0
+
+
+def test_a_partition_actor_that_raises_is_restarted_and_loses_no_acknowledged_record(
+        broker, monkeypatch):
+    broker.create_topic("t", 1).get()
+    handle = partition(broker)
+    acknowledged = [handle.append(rows(b"%d" % i)).result(TIMEOUT) for i in range(5)]
+    assert [r.base_offset for r in acknowledged] == [0, 1, 2, 3, 4]
+    original = PartitionLog.append
+
+    def broken(self, batch, producer=None):
+        raise RuntimeError("disk controller on fire")
+
+    monkeypatch.setattr(PartitionLog, "append", broken)
+    with pytest.raises(KafkaStorageError, match="disk controller on fire"):
+        handle.append(rows(b"lost")).result(TIMEOUT)
+    monkeypatch.setattr(PartitionLog, "append", original)
+    assert wait_until(handle.state, lambda: handle.state.error is None), "never restarted"
+    fresh = partition(broker)
+    assert fresh.actor is not None and fresh.actor != handle.actor
+    assert fresh.state is handle.state  # readers and listeners stay attached
+    assert handle.state.stats.restarts == 1
+    # the old handle's actor is gone: appends through it fail retriably, the new one works
+    with pytest.raises(KafkaStorageError):
+        handle.append(rows(b"late")).result(TIMEOUT)
+    assert fresh.append(rows(b"5")).result(TIMEOUT).base_offset == 5
+    assert read_all(fresh.state) == [b"0", b"1", b"2", b"3", b"4", b"5"]
+
+
+def test_an_idle_segment_rolls_on_segment_ms_with_no_traffic(broker):
+    broker.create_topic("t", 1, {"segment.ms": 200}).get()
+    handle = partition(broker)
+    handle.append(rows(b"before the roll")).result(TIMEOUT)
+    assert wait_until(handle.state, lambda: len(handle.state.view.segments) > 1), \
+        "segment.ms passed with no roll"
+    assert handle.state.stats.rolls["age"] == 1
+    assert handle.state.view.segments[0].is_sealed
+    assert read_all(handle.state) == [b"before the roll"]
+
+
+def test_retention_runs_on_its_timer_and_a_config_change_applies_live(broker):
+    broker.create_topic("t", 1, {"segment.bytes": 200}).get()
+    handle = partition(broker)
+    for i in range(10):
+        handle.append(rows(b"%03d" % i + b"x" * 60)).result(TIMEOUT)
+    assert len(handle.state.view.segments) > 3
+    broker.alter_topic_config("t", {"retention.bytes": 200}).get()
+    assert wait_until(handle.state, lambda: handle.state.view.log_start_offset > 0), \
+        "retention never ran"
+    view = handle.state.view
+    assert view.high_watermark == 10  # retention never moves the high watermark
+    assert handle.state.stats.segments_deleted >= 1
+    assert read_all(handle.state)[-1].startswith(b"009")
+
+
+def test_deleting_a_topic_stops_its_actors_and_wakes_its_readers(broker):
+    broker.create_topic("t", 1, {"segment.ms": 60_000}).get()
+    handle = partition(broker)
+    handle.append(rows(b"x")).result(TIMEOUT)
+    ref = handle.actor.actor_ref
+    broker.delete_topic("t").get()
+    assert not ref.is_alive()
+    assert handle.state.error is not None
+    assert handle.state.wait_for(5, timeout=TIMEOUT) is False  # offline: returns at once
