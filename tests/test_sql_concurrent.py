@@ -62,6 +62,13 @@ def test_a_query_sees_a_consistent_prefix_while_another_process_appends(data_dir
                 _check_prefix(rows)
                 _, [(end,)] = engine.query("SELECT log_end_offset FROM partitions")
                 assert end % BATCH == 0 and end >= len(rows)
+                # one statement sees one high watermark, in every table it reads
+                _, [(count, listed_end, last)] = engine.query(
+                    "SELECT (SELECT count(*) FROM records), (SELECT log_end_offset FROM"
+                    " partitions), (SELECT max(offset) FROM records AS r JOIN partitions AS p"
+                    " USING (topic, partition) WHERE r.offset < p.log_end_offset)"
+                )
+                assert count == listed_end == last + 1
                 seen.add(len(rows))
                 if len(seen) >= 5:
                     break

@@ -94,3 +94,10 @@ def test_the_shell_refuses_writes_and_file_commands(store: str) -> None:
         assert f".{command} is not available" in errors
     assert "cannot write inside the data directory" in errors
     assert file_hashes(store) == before
+
+
+def test_an_empty_data_directory_stays_empty(data_dir: str) -> None:
+    with SqlEngine(data_dir) as engine:
+        for table in ("records", "topics", "partitions", "segments", "consumer_groups"):
+            assert engine.query(f"SELECT * FROM {table}")[1] == []
+    assert os.listdir(data_dir) == []

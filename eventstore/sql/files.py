@@ -60,12 +60,15 @@ def open_database(path: str) -> apsw.Connection:
 def reading(path: str) -> Iterator[None]:
     """Name ``path`` in any error SQLite raises while reading it.
 
-    Corruption and I/O errors become CorruptLog / KafkaStorageError as in the storage core;
-    any other SQLite error on a file that passed its schema check means its content is not
-    what a segment holds, so it is reported as CorruptLog too.
+    Corruption and I/O errors become CorruptLog / KafkaStorageError as in the storage core,
+    a writer holding the file too long KafkaStorageError (retriable). Any other SQLite error
+    on a file that passed its schema check means its content is not what a segment holds,
+    so it is reported as CorruptLog too.
     """
     try:
         with storage_errors(path):
             yield
+    except apsw.BusyError as exc:
+        raise KafkaStorageError(f"{path}: busy for over {_BUSY_TIMEOUT_MS} ms ({exc})") from exc
     except apsw.Error as exc:
         raise CorruptLog(f"{path}: {exc}") from exc

@@ -35,13 +35,15 @@ class ReadOnlyShell(Shell):
         name = words[0][1:].replace("-", "_")
         if name in _REFUSED or (name in _SETTERS and len(words) > 2):
             raise self.Error(f".{name} is not available: the eventstore SQL shell is read-only")
-        if name == "output" and len(words) == 2 and words[1] != "stdout":
-            target = os.path.realpath(words[1])
-            if os.path.commonpath([target, os.path.realpath(self.data_dir)]) == os.path.realpath(
-                self.data_dir
-            ):
-                raise self.Error(f".output {words[1]}: cannot write inside the data directory")
+        if name == "output" and len(words) == 2 and _inside(words[1], self.data_dir):
+            raise self.Error(f".output {words[1]}: cannot write inside the data directory")
         super().process_command(command)
+
+
+def _inside(path: str, directory: str) -> bool:
+    """Whether ``path`` is ``directory`` or lies under it (symbolic links resolved)."""
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return os.path.commonpath([path, directory]) == directory
 
 
 def run_shell(
