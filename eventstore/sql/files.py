@@ -5,7 +5,9 @@ every active segment are WAL mode) even for a read-only connection. So:
 
 - a file with a ``-wal`` beside it is held open in WAL mode by a writer (``eventstore serve``):
   it is opened read-only with SQLite's locking, so every read sees committed transactions
-  only; the writer's ``-wal``/``-shm`` already exist and no file is created;
+  only; the writer's ``-wal``/``-shm`` already exist and no file is created (after a crash
+  the ``-wal`` may be left alone, and SQLite then adds the ``-shm`` index it needs to read
+  the committed transactions in it);
 - a file without one is not open in WAL mode anywhere (a sealed segment, or any file while no
   server runs): a WAL file exists for as long as any connection has the database open in WAL
   mode, so the main file holds every committed transaction. It is opened ``immutable``:

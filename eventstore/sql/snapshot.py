@@ -4,12 +4,11 @@ A statement that reads ``records`` twice (a self-join, a nested loop re-filterin
 table, an ``IN`` list) or joins ``consumer_groups`` with ``partitions`` must see each
 partition with one high watermark. A ``Snapshot`` reads the catalog and each partition at
 most once; ``SnapshotScope`` hands the same snapshot to every table cursor open at the same
-time and drops it when the last one closes, so the next statement reads afresh.
+time and drops it when the last one closes, so the next statement reads afresh. (While a
+result is left unfinished, statements that overlap it share its snapshot: close streams.)
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from eventstore.sql.reader import CatalogState, DataReader, PartitionState
 from eventstore.storage.catalog import TopicInfo
@@ -41,12 +40,6 @@ class Snapshot:
         if state is None:
             state = self._partitions[key] = self.reader.partition(topic, partition)
         return state
-
-    def partitions(self) -> Iterator[PartitionState]:
-        """Every partition of every topic, by topic name then partition number."""
-        for topic in self.catalog.topics:
-            for partition in range(topic.partitions):
-                yield self.partition(topic.name, partition)
 
 
 class SnapshotScope:
