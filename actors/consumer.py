@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
@@ -68,7 +68,7 @@ from eventstore.errors import (
     error_for_code,
 )
 from eventstore.storage.log import LogReader, LogView
-from eventstore.storage.records import Headers, decode_headers
+from eventstore.storage.records import RECORD_OVERHEAD, Headers, StoredRow, decode_headers
 
 log = logging.getLogger(__name__)
 
@@ -79,43 +79,130 @@ _NEW_MEMBER = {IllegalGeneration.code, UnknownMemberId.code}
 
 
 class ConsumerRecord(tuple):
-    """One record as ``poll`` returns it: topic, partition, offset, timestamp, key, value,
-    headers (a tuple of (key, value) pairs, () when there are none).
+    """One record as ``poll`` returns it: ``topic``, ``partition``, ``offset``,
+    ``timestamp``, ``key``, ``value`` and ``headers`` (a tuple of (key, value) pairs, ()
+    when there are none).
 
-    A plain tuple underneath, built without a Python call per record, because building
-    records is most of what a consumer does.
+    Underneath it is the stored row, the tuple (offset, timestamp, key, value, headers),
+    and its class knows the topic and partition: each assigned partition has its own
+    subclass (see :meth:`of`), so that making a record is one C call and no Python code,
+    as building records is most of what a consumer does.
     """
 
     __slots__ = ()
     _fields = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+    topic: str = ""
+    partition: int = -1
 
-    topic = property(itemgetter(0))
-    partition = property(itemgetter(1))
-    offset = property(itemgetter(2))
-    timestamp = property(itemgetter(3))
-    key = property(itemgetter(4))
-    value = property(itemgetter(5))
+    offset = property(itemgetter(0))
+    timestamp = property(itemgetter(1))
+    key = property(itemgetter(2))
+    value = property(itemgetter(3))
 
     @property
     def headers(self) -> Headers:
-        return self[6] or ()
+        return self[4] or ()
+
+    @staticmethod
+    def of(topic: str, partition: int) -> type[ConsumerRecord]:
+        """The record class of one partition."""
+        return type("ConsumerRecord", (ConsumerRecord,),
+                    {"__slots__": (), "topic": topic, "partition": partition})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConsumerRecord):
+            return NotImplemented
+        return (tuple.__eq__(self, other) and self.topic == other.topic
+                and self.partition == other.partition)
+
+    def __hash__(self) -> int:
+        return hash((self.topic, self.partition, *self))
+
+    def __reduce__(self) -> tuple:
+        return _restore_record, (self.topic, self.partition, tuple(self))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"ConsumerRecord({fields})"
 
 
-_new_record = tuple.__new__
+def _restore_record(topic: str, partition: int, row: tuple) -> ConsumerRecord:
+    """Unpickle a record (its partition's class is made per consumer, so not importable)."""
+    return ConsumerRecord.of(topic, partition)(row)
 
 
-def _records(topic: str, partition: int, rows: list[tuple]) -> list[ConsumerRecord]:
-    """ConsumerRecords from stored rows; headers are decoded only where there are some."""
-    prefix = (topic, partition)
-    return [
-        _new_record(ConsumerRecord, prefix + row) if row[4] is None
-        else _new_record(ConsumerRecord, (*prefix, *row[:4], decode_headers(row[4])))
-        for row in rows
-    ]
+_stored_headers = itemgetter(4)
+_STORED_FIELDS = (itemgetter(2), itemgetter(3), _stored_headers)
+
+
+def _stored_bytes(rows: list[StoredRow]) -> int:
+    """Bytes the rows count for (``records.record_size`` of each), summed without a Python
+    call per row."""
+    size = RECORD_OVERHEAD * len(rows)
+    for field_of in _STORED_FIELDS:
+        size += sum(map(len, filter(None, map(field_of, rows))))
+    return size
+
+
+def _records(record: type[ConsumerRecord], rows: list[StoredRow]) -> Iterator[ConsumerRecord]:
+    """Records of one partition from its stored rows, made as they are iterated; headers
+    are decoded only where there are some."""
+    if not any(map(_stored_headers, rows)):
+        return map(record, rows)
+    return (record((*row[:4], decode_headers(row[4]) if row[4] else None)) for row in rows)
+
+
+class ConsumerRecords:
+    """What ``poll`` returns: each partition's records in offset order, as Java's
+    ConsumerRecords; iterate it, index it, or ask for one partition's ``records``.
+
+    Records are made while you iterate, from the rows as read, so a record is a short-lived
+    object and a large poll does not pile up work for Python's garbage collector.
+    """
+
+    __slots__ = ("_chunks", "_count", "_convert")
+
+    def __init__(self, chunks: list[tuple[type[ConsumerRecord], list[StoredRow]]],
+                 convert: Callable[[ConsumerRecord], ConsumerRecord] | None = None) -> None:
+        self._chunks = chunks
+        self._count = sum(len(rows) for _, rows in chunks)
+        self._convert = convert
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        records = itertools.chain.from_iterable(
+            _records(record, rows) for record, rows in self._chunks)
+        return records if self._convert is None else map(self._convert, records)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def count(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> ConsumerRecord:
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("ConsumerRecords index out of range")
+        for record, rows in self._chunks:
+            if index < len(rows):
+                return next(iter(ConsumerRecords([(record, rows[index:index + 1])],
+                                                 self._convert)))
+            index -= len(rows)
+        raise AssertionError("unreachable: the index was checked")
+
+    def partitions(self) -> set[TopicPartition]:
+        """The partitions this poll returned records of."""
+        return {TopicPartition(record.topic, record.partition) for record, _ in self._chunks}
+
+    def records(self, partition: tuple[str, int]) -> list[ConsumerRecord]:
+        """One partition's records, in offset order."""
+        tp = TopicPartition(*partition)
+        return list(ConsumerRecords(
+            [c for c in self._chunks if (c[0].topic, c[0].partition) == tp], self._convert))
+
+    def __repr__(self) -> str:
+        return f"ConsumerRecords({self._count} records from {len(self._chunks)} partitions)"
 
 
 class OffsetAndMetadata(NamedTuple):
@@ -193,11 +280,12 @@ class ConsumerConfig:
 class _Fetch:
     """One assigned partition: its state, the consumer's reader on it, and the position."""
 
-    __slots__ = ("tp", "state", "reader", "position", "prune_at", "segments_seen")
+    __slots__ = ("tp", "state", "record", "reader", "position", "prune_at", "segments_seen")
 
     def __init__(self, tp: TopicPartition, state: PartitionState) -> None:
         self.tp = tp
         self.state = state
+        self.record = ConsumerRecord.of(*tp)
         self.reader = LogReader()
         self.position: int | None = None
         self.prune_at = -1  # position at which the reader drops segments behind it
@@ -253,6 +341,8 @@ class Consumer:
         self._next_metadata_check = 0.0
         self._commit_callbacks: deque[Callable[[], None]] = deque()
         self._closed = False
+        deserializing = self.config.key_deserializer or self.config.value_deserializer
+        self._convert = self._deserialize if deserializing else None
         self._actor = ConsumerActor.start(self, coordinator, scheduler)
         if topics:
             self.subscribe(list(topics))
@@ -335,7 +425,7 @@ class Consumer:
 
     # -- polling ----------------------------------------------------------------------------
 
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> list[ConsumerRecord]:
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> ConsumerRecords:
         """Records from the assigned partitions, in offset order within each partition.
 
         Waits up to ``timeout_ms`` for some to arrive (woken by the appends themselves).
@@ -348,21 +438,22 @@ class Consumer:
         while True:
             self._wakeup.clear()
             self._maintain()
-            records = self._fetch(limit)
+            records = ConsumerRecords(self._fetch(limit), self._convert)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
             self._wakeup.wait(remaining)
 
-    def _fetch(self, limit: int) -> list[ConsumerRecord]:
-        """Up to ``limit`` records, taking partitions in turn so none starves."""
+    def _fetch(self, limit: int) -> list[tuple[type[ConsumerRecord], list[StoredRow]]]:
+        """Rows of up to ``limit`` records, taking partitions in turn so none starves."""
         order = self._order
         if not order:
             return []
         unresolved = [f for f in order if f.position is None and f.state.view is not None]
         if unresolved:
             self._resolve_positions(unresolved)
-        out: list[ConsumerRecord] = []
+        chunks = []
+        wanted = limit
         start = self._next
         self._next = (start + 1) % len(order)
         for i in range(len(order)):
@@ -378,30 +469,28 @@ class Consumer:
             if position == view.high_watermark:
                 continue
             try:
-                rows = fetch.reader.read(view, position, limit - len(out))
+                rows = fetch.reader.read(view, position, wanted)
             except OffsetOutOfRange:
                 self._reset_position(fetch, "is out of range")
                 continue
             if rows:
                 fetch.position = rows[-1][0] + 1
-                state.stats.add_fetched(len(rows), 0)
-                out += self._deserialized(_records(state.topic, state.partition, rows))
-                if len(out) >= limit:
+                state.stats.add_fetched(len(rows), _stored_bytes(rows))
+                chunks.append((fetch.record, rows))
+                wanted -= len(rows)
+                if not wanted:
                     break
-        return out
+        return chunks
 
-    def _deserialized(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+    def _deserialize(self, record: ConsumerRecord) -> ConsumerRecord:
+        """``record`` with ``key_deserializer`` / ``value_deserializer`` applied."""
         key_fn, value_fn = self.config.key_deserializer, self.config.value_deserializer
-        if key_fn is None and value_fn is None:
-            return records
-        return [
-            _new_record(ConsumerRecord, (
-                *r[:4],
-                r[4] if key_fn is None or r[4] is None else key_fn(r[4]),
-                r[5] if value_fn is None or r[5] is None else value_fn(r[5]),
-                r[6]))
-            for r in records
-        ]
+        offset, timestamp, key, value, headers = record
+        return type(record)((
+            offset, timestamp,
+            key if key_fn is None or key is None else key_fn(key),
+            value if value_fn is None or value is None else value_fn(value),
+            headers))
 
     # -- commits ----------------------------------------------------------------------------
 

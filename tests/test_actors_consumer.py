@@ -8,6 +8,7 @@ fixed sleeps.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from collections import Counter
@@ -153,7 +154,12 @@ def test_assign_seek_position_and_manual_commits(store):
     assert consumer.committed(tp0) is None
     assert consumer.position(tp0) == 0
     records = consumer.poll(timeout_ms=1000, max_records=100)
-    assert len(records) == 20
+    assert len(records) == 20 and records.partitions() == {tp0, tp1}
+    last = records[-1]
+    assert last.offset == ends[TopicPartition(last.topic, last.partition)] - 1
+    assert records[0] == next(iter(records)) != records[1]
+    assert pickle.loads(pickle.dumps(last)) == last
+    assert [r.partition for r in records.records(tp1)] == [1] * ends[tp1]
     for tp in (tp0, tp1):
         offsets = [r.offset for r in records if r.partition == tp.partition]
         assert offsets == list(range(ends[tp]))
@@ -165,7 +171,7 @@ def test_assign_seek_position_and_manual_commits(store):
     consumer.seek_to_beginning(tp1)
     assert consumer.position(tp1) == 0
     consumer.seek_to_end()
-    assert consumer.poll(timeout_ms=0) == []
+    assert not consumer.poll(timeout_ms=0)
     consumer.commit()
     assert consumer.committed(tp1) == ends[tp1]
     consumer.close()
@@ -179,7 +185,7 @@ def test_auto_offset_reset_policies(store):
     tp = TopicPartition("t", 0)
     latest = store.consumer(group_id="a")
     latest.assign([tp])
-    assert latest.position(tp) == 5 and latest.poll(timeout_ms=0) == []
+    assert latest.position(tp) == 5 and len(latest.poll(timeout_ms=0)) == 0
     strict = store.consumer(group_id="b", auto_offset_reset="none")
     strict.assign([tp])
     with pytest.raises(NoOffsetForPartition):

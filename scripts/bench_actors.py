@@ -1,0 +1,207 @@
+"""Benchmark the actor system against bare SQLite: produce, consume, end-to-end latency.
+
+    python scripts/bench_actors.py [--quick]
+
+In one run, for 100-byte values with null keys:
+
+- in-process produce throughput (``store.producer().send`` then ``flush``) into 1 and
+  into 8 partitions, against a bare apsw loop inserting identical rows, in transactions
+  of the producer's batch size, into a table made from ``schema/segment.sql`` with the
+  segment writer's pragmas;
+- consume throughput (``consumer.poll`` over the produced log), against a bare apsw scan
+  of the same rows;
+- end-to-end latency from ``send`` to ``poll`` at 10,000 records/s, p50 and p99.
+
+Targets: produce >= 0.6 of the bare insert rate, consume >= 0.5 of the bare scan rate,
+p99 <= 10 ms. Each rate is the best of a few rounds, bare and actor rounds alternating,
+so that a machine busy with something else skews both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+import apsw
+
+from eventstore import EventStore
+from eventstore.storage.records import RECORD_OVERHEAD
+from eventstore.storage.schema import schema_sql
+from eventstore.storage.segment import apply_writer_pragmas
+
+VALUE = b"v" * 100
+BATCH_SIZE = 256 * 1024  # bytes: what a producer batch holds
+ROWS_PER_BATCH = BATCH_SIZE // (RECORD_OVERHEAD + len(VALUE))
+PRODUCER = {"linger_ms": 5, "batch_size": BATCH_SIZE}
+CONSUMER = {"auto_offset_reset": "earliest", "max_poll_records": 5000}
+
+
+def rate(count: int, run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return count / (time.perf_counter() - started)
+
+
+def bare_insert(directory: str, count: int) -> float:
+    """Rows/s of executemany into a segment-shaped table, one transaction per batch."""
+    path = os.path.join(directory, "bare.db")
+    conn = apsw.Connection(path)
+    conn.execute(schema_sql("segment"))
+    apply_writer_pragmas(conn, fsync=False)
+    now = time.time_ns() // 1_000_000
+
+    def run() -> None:
+        for start in range(0, count, ROWS_PER_BATCH):
+            rows = [(now, None, VALUE, None) for _ in range(min(ROWS_PER_BATCH, count - start))]
+            with conn:
+                conn.executemany(
+                    "INSERT INTO records (timestamp, key, value, headers) VALUES (?, ?, ?, ?)",
+                    rows)
+
+    result = rate(count, run)
+    conn.close()
+    return result
+
+
+def bare_scan(directory: str, count: int) -> float:
+    """Rows/s of reading back the table bare_insert made, in chunks as a consumer reads,
+    each row handed to a Python loop as a consumer's records are."""
+    conn = apsw.Connection(os.path.join(directory, "bare.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    chunk = CONSUMER["max_poll_records"]
+
+    def run() -> None:
+        offset = read = 0
+        while read < count:
+            for row in conn.execute(
+                    "SELECT offset, timestamp, key, value, headers FROM records"
+                    " WHERE offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
+                    (offset, offset + chunk, chunk)):
+                read += 1
+                offset = row[0] + 1
+    result = rate(count, run)
+    conn.close()
+    return result
+
+
+def produce(store: EventStore, topic: str, count: int) -> float:
+    producer = store.producer(**PRODUCER)
+
+    def run() -> None:
+        send = producer.send
+        for _ in range(count):
+            send(topic, VALUE)
+        producer.flush()
+    result = rate(count, run)
+    producer.close()
+    return result
+
+
+def consume(store: EventStore, topic: str, count: int) -> float:
+    consumer = store.consumer(topic, **CONSUMER)
+
+    def run() -> None:
+        read = 0
+        while read < count:
+            for _record in consumer.poll(timeout_ms=1000):
+                read += 1
+    result = rate(count, run)
+    consumer.close()
+    return result
+
+
+def latency(store: EventStore, per_second: int, seconds: float) -> tuple[float, float]:
+    """p50 and p99 in ms from send() to the record coming out of poll(), paced sends."""
+    store.create_topic("latency", 1)
+    consumer = store.consumer("latency", auto_offset_reset="latest")
+    consumer.poll(timeout_ms=0)
+    producer = store.producer(linger_ms=0)
+    total = int(per_second * seconds)
+    sent_at: dict[int, int] = {}
+    delays: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while len(delays) < total:
+            for record in consumer.poll(timeout_ms=100):
+                delays.append((time.perf_counter_ns() - sent_at[int(record.value[:12])]) / 1e6)
+        done.set()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    tick = 0.001  # send a millisecond's worth at a time
+    per_tick = max(per_second // 1000, 1)
+    pause = threading.Event()
+    started = time.perf_counter()
+    for i in range(0, total, per_tick):
+        for n in range(i, min(i + per_tick, total)):
+            sent_at[n] = time.perf_counter_ns()
+            producer.send("latency", b"%012d" % n + VALUE[12:])
+        pause.wait(max(started + (i // per_tick + 1) * tick - time.perf_counter(), 0))
+    done.wait(60)
+    poller.join()
+    producer.close()
+    consumer.close()
+    ordered = sorted(delays)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer records, one round")
+    args = parser.parse_args()
+    count = 100_000 if args.quick else 500_000
+    rounds = 1 if args.quick else 3
+    workdir = tempfile.mkdtemp(prefix="bench-actors-")
+    results: dict[str, list[float]] = {}
+
+    def record(name: str, value: float) -> None:
+        results.setdefault(name, []).append(value)
+
+    try:
+        for round_ in range(rounds):
+            data_dir = os.path.join(workdir, f"data-{round_}")
+            bare_dir = os.path.join(workdir, f"bare-{round_}")
+            os.makedirs(bare_dir)
+            record("bare insert", bare_insert(bare_dir, count))
+            with EventStore.open(data_dir) as store:
+                store.create_topic("one", 1)
+                store.create_topic("eight", 8)
+                record("produce, 1 partition", produce(store, "one", count))
+                record("produce, 8 partitions", produce(store, "eight", count))
+                record("bare scan", bare_scan(bare_dir, count))
+                record("consume", consume(store, "one", count))
+            shutil.rmtree(data_dir)
+            shutil.rmtree(bare_dir)
+        with EventStore.open(os.path.join(workdir, "latency")) as store:
+            p50, p99 = latency(store, 10_000, 2 if args.quick else 5)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    best = {name: max(values) for name, values in results.items()}
+    rows = [
+        ("produce, 1 partition", "bare insert", 0.6),
+        ("produce, 8 partitions", "bare insert", 0.6),
+        ("consume", "bare scan", 0.5),
+    ]
+    print(f"{count:,} records of {len(VALUE)} bytes, null keys, best of {rounds} round(s);"
+          f" producer {PRODUCER}, {ROWS_PER_BATCH} rows per bare transaction")
+    print(f"{'measure':<24}{'records/s':>12}{'bare/s':>12}{'ratio':>8}{'target':>8}")
+    for name, baseline, target in rows:
+        ratio = best[name] / best[baseline]
+        print(f"{name:<24}{best[name]:>12,.0f}{best[baseline]:>12,.0f}{ratio:>8.2f}"
+              f"{'>= ' + str(target):>8}  {'ok' if ratio >= target else 'MISSED'}")
+    print(f"{'latency at 10,000/s':<24}{'p50 ' + format(p50, '.2f') + ' ms':>12}"
+          f"{'p99 ' + format(p99, '.2f') + ' ms':>12}{'':>8}{'<= 10':>8}"
+          f"  {'ok' if p99 <= 10 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
