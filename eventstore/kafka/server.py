@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from eventstore.errors import InvalidRequest
 from eventstore.kafka.protocol import (
@@ -30,7 +31,15 @@ from eventstore.kafka.protocol import (
 
 log = logging.getLogger("eventstore.kafka")
 
-Handler = Callable[[Request], Awaitable[object | None]]
+class Session(Protocol):
+    """What the listener needs of a connection's session (see eventstore.kafka.session)."""
+
+    async def handle(self, request: Request) -> object | None: ...
+
+    def close(self) -> None: ...
+
+
+SessionFactory = Callable[[str], Session]
 
 
 @dataclass(frozen=True)
@@ -43,14 +52,14 @@ class ListenerLimits:
 
 
 class KafkaListener:
-    """Accepts Kafka clients and feeds decoded requests to ``handler``.
+    """Accepts Kafka clients and feeds each connection's decoded requests to its session.
 
-    ``handler`` returns the response body (a kio response object), or None when the
+    A session returns the response body (a kio response object), or None when the
     request needs no answer (a Produce with acks=0).
     """
 
-    def __init__(self, handler: Handler, limits: ListenerLimits) -> None:
-        self._handler = handler
+    def __init__(self, sessions: SessionFactory, limits: ListenerLimits) -> None:
+        self._sessions = sessions
         self._limits = limits
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
@@ -92,25 +101,31 @@ class KafkaListener:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        session = self._sessions(peer[0] if isinstance(peer, tuple) else str(peer))
         try:
-            await self._serve(reader, writer, peer)
+            await self._serve(reader, writer, session, peer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             self._connections.discard(task)
+            session.close()
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session: Session,
+        peer: object,
     ) -> None:
         idle_s = self._limits.connections_max_idle_ms / 1000
         while True:
             frame = await self._read_frame(reader, idle_s, peer)
             if frame is None:
                 return
-            response = await self._respond(frame, peer)
+            response = await self._respond(frame, session, peer)
             if response is None:
                 continue
             if response is _CLOSE:
@@ -138,7 +153,9 @@ class KafkaListener:
         except asyncio.IncompleteReadError:
             return None
 
-    async def _respond(self, frame: bytes, peer: object) -> bytes | object | None:
+    async def _respond(
+        self, frame: bytes, session: Session, peer: object
+    ) -> bytes | object | None:
         try:
             request = decode_request(frame)
         except UnsupportedApiVersion as exc:
@@ -153,7 +170,7 @@ class KafkaListener:
         self.requests_total += 1
         self._in_flight += 1
         try:
-            body = await self._handler(request)
+            body = await session.handle(request)
         except Exception:
             log.exception("connection closed: %s v%d request failed; peer=%s",
                           api_name(request.api_key), request.api_version, peer)

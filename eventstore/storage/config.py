@@ -161,6 +161,14 @@ SERVER_KEYS: dict[str, ConfigKey] = {
         ConfigKey("offsets.retention.minutes", int, 10080,
                   "committed offsets of an empty group are deleted after this long",
                   minimum=1),
+        ConfigKey("socket.request.max.bytes", int, 104857600,
+                  "largest request frame the Kafka listener reads; larger closes the"
+                  " connection", minimum=1),
+        ConfigKey("connections.max.idle.ms", int, 600000,
+                  "close a connection idle (or stalled mid-request) this long", minimum=1),
+        ConfigKey("max.connections", int, 1000,
+                  "connections the Kafka listener accepts at once; more are refused",
+                  minimum=1),
     )
 }
 
@@ -180,6 +188,9 @@ class ServerConfig:
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1800000
     offsets_retention_minutes: int = 10080
+    socket_request_max_bytes: int = 104857600
+    connections_max_idle_ms: int = 600000
+    max_connections: int = 1000
     topic_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

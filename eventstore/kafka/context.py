@@ -1,0 +1,39 @@
+"""What every request handler needs: the actors, this node's address, and the bridge.
+
+The bridge: a pykka future's ``__await__`` blocks on ``get()``, which would stall the
+event loop for every client. :meth:`BrokerContext.resolve` instead waits for actor
+replies on a small pool of threads and hands the result back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+NODE_ID = 0
+CLUSTER_ID = "eventstore"
+
+
+@dataclass
+class BrokerContext:
+    """Shared by every connection's session."""
+
+    broker: Any  # proxy of actors.broker.Broker
+    coordinator: Any  # proxy of actors.coordinator.GroupCoordinator
+    host: str  # the address advertised to clients
+    port: int
+    pool: concurrent.futures.ThreadPoolExecutor
+    server_config: Mapping[str, Any]  # what DescribeConfigs shows for the broker
+
+    async def resolve(self, future: pykka.Future[Any]) -> Any:
+        """The value of an actor's reply, awaited without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, future.get)
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """Run blocking work (reading segment rows) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)

@@ -1,0 +1,211 @@
+"""Fetch (with long polling) and ListOffsets, read straight from the partitions' views.
+
+A fetch never messages a partition actor per request: it reads the published LogView
+(segments and high watermark) through the connection's own read-only LogReader, so it
+never waits behind a write and never sees a record before its append was acknowledged.
+When there is less than ``min_bytes`` to return, it waits for a partition to publish a
+new high watermark, or for ``max_wait``, without holding a thread or spinning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from actors.partition import offline_error
+from eventstore.errors import KafkaError, OffsetOutOfRange
+from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.protocol import Request, make_response
+from eventstore.kafka.recordbatch import encode_batch
+from eventstore.storage.log import LogReader, LogView, check_offset
+from eventstore.storage.records import LogRecord
+
+# a fetch's record count is bounded by its bytes; this only caps one read call
+_MAX_RECORDS_PER_READ = 100_000
+
+EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+
+
+@dataclass
+class FetchPartition:
+    topic: str
+    partition: int
+    offset: int
+    max_bytes: int
+
+
+@dataclass
+class FetchedPartition:
+    topic: str
+    partition: int
+    error: KafkaError | None = None
+    records: bytes = b""
+    high_watermark: int = -1
+    log_start_offset: int = -1
+
+
+def _millis(value: Any) -> int:
+    return int(value.total_seconds() * 1000) if hasattr(value, "total_seconds") else int(value)
+
+
+def collect(
+    ctx_states: dict[tuple[str, int], Any],
+    reader: LogReader,
+    wanted: list[FetchPartition],
+    max_bytes: int,
+) -> list[FetchedPartition]:
+    """Read what each partition has from its offset on, within the byte limits."""
+    results = []
+    budget = max_bytes
+    for want in wanted:
+        out = FetchedPartition(want.topic, want.partition)
+        results.append(out)
+        state = ctx_states.get((want.topic, want.partition))
+        if isinstance(state, KafkaError):
+            out.error = state
+            continue
+        view: LogView | None = state.view
+        if state.error is not None or view is None:
+            out.error = offline_error(state)
+            continue
+        out.high_watermark, out.log_start_offset = view.high_watermark, view.log_start_offset
+        try:
+            check_offset(view, want.offset)
+            if budget <= 0 and any(r.records for r in results):
+                continue
+            rows = reader.read(
+                view, want.offset, _MAX_RECORDS_PER_READ, max(min(want.max_bytes, budget), 1)
+            )
+        except OffsetOutOfRange as error:
+            out.error = error
+            continue
+        except KafkaError as error:
+            out.error = error
+            continue
+        if rows:
+            out.records = encode_batch(rows[0][0], [LogRecord.from_row(r) for r in rows])
+            budget -= len(out.records)
+    return results
+
+
+class FetchSession:
+    """Per-connection fetch state: the partition states in use and a read-only reader."""
+
+    def __init__(self, ctx: BrokerContext) -> None:
+        self._ctx = ctx
+        self.reader = LogReader()
+        self._states: dict[tuple[str, int], Any] = {}
+
+    async def state(self, topic: str, partition: int) -> Any:
+        """The partition's published state, or the error that stands in for it."""
+        key = (topic, partition)
+        state = self._states.get(key)
+        if state is None or isinstance(state, KafkaError) or state.error is not None:
+            try:
+                handle = await self._ctx.resolve(self._ctx.broker.partition(topic, partition))
+                state = handle.state
+            except KafkaError as error:
+                state = error
+            self._states[key] = state
+        return state
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+async def handle_fetch(ctx: BrokerContext, session: FetchSession, request: Request) -> Any:
+    body = request.body
+    wanted = [
+        FetchPartition(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
+        for t in body.topics
+        for p in t.partitions
+    ]
+    max_bytes = getattr(body, "max_bytes", 52428800)
+    states = {(w.topic, w.partition): await session.state(w.topic, w.partition) for w in wanted}
+    deadline = time.monotonic() + _millis(body.max_wait) / 1000
+    woken = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(woken.set)
+
+    listening = [s for s in states.values() if not isinstance(s, KafkaError)]
+    for state in listening:
+        state.add_listener(wake)
+    try:
+        while True:
+            woken.clear()
+            results = await ctx.run(collect, states, session.reader, wanted, max_bytes)
+            size = sum(len(r.records) for r in results)
+            remaining = deadline - time.monotonic()
+            if size >= body.min_bytes or remaining <= 0 or any(r.error for r in results):
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), remaining)
+    finally:
+        for state in listening:
+            state.remove_listener(wake)
+    topics: dict[str, list[dict]] = {}
+    for r in results:
+        topics.setdefault(r.topic, []).append({
+            "partition_index": r.partition,
+            "error_code": r.error.code if r.error else 0,
+            "high_watermark": r.high_watermark,
+            "last_stable_offset": r.high_watermark,
+            "log_start_offset": r.log_start_offset,
+            "preferred_read_replica": -1,
+            "records": r.records,
+        })
+    return make_response(
+        request,
+        responses=[{"topic": t, "partitions": parts} for t, parts in topics.items()],
+    )
+
+
+def list_offset(state: Any, reader: LogReader, timestamp: int) -> tuple[int, int]:
+    """(offset, timestamp) answering one ListOffsets query; (-1, -1) when none matches."""
+    view: LogView = state.view
+    if timestamp == EARLIEST:
+        return view.log_start_offset, -1
+    if timestamp == LATEST:
+        return view.high_watermark, -1
+    if timestamp == MAX_TIMESTAMP:
+        return _max_timestamp_offset(reader, view)
+    offset = reader.offset_for_timestamp(view, timestamp)
+    if offset is None:
+        return -1, -1
+    (row,) = reader.read(view, offset, 1)
+    return offset, row[1]
+
+
+def _max_timestamp_offset(reader: LogReader, view: LogView) -> tuple[int, int]:
+    stamped = [s for s in view.segments if s.max_timestamp is not None]
+    if not stamped:
+        return -1, -1
+    newest = max(s.max_timestamp for s in stamped)
+    offset = reader.offset_for_timestamp(view, newest)
+    return (-1, -1) if offset is None else (offset, newest)
+
+
+async def handle_list_offsets(ctx: BrokerContext, session: FetchSession, request: Request) -> Any:
+    topics = []
+    for topic in request.body.topics:
+        parts = []
+        for p in topic.partitions:
+            state = await session.state(topic.name, p.partition_index)
+            entry: dict[str, Any] = {"partition_index": p.partition_index, "leader_epoch": -1}
+            try:
+                if isinstance(state, KafkaError):
+                    raise state
+                if state.error is not None or state.view is None:
+                    raise offline_error(state)
+                offset, stamp = await ctx.run(list_offset, state, session.reader, p.timestamp)
+                entry.update(offset=offset, timestamp=stamp)
+            except KafkaError as error:
+                entry.update(error_code=error.code, offset=-1, timestamp=-1)
+            parts.append(entry)
+        topics.append({"name": topic.name, "partitions": parts})
+    return make_response(request, topics=topics)

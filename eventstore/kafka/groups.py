@@ -1,0 +1,197 @@
+"""Consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+OffsetCommit, OffsetFetch, ListGroups, DescribeGroups — all answered by the group
+coordinator actor, the same one embedded consumers use.
+
+JoinGroup and SyncGroup complete only once the rebalance does; the coordinator resolves
+a concurrent future then, which the event loop awaits without blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+from actors.coordinator import JoinGroupRequest, SyncGroupRequest
+from eventstore.errors import CoordinatorNotAvailable
+from eventstore.kafka.context import NODE_ID, BrokerContext
+from eventstore.kafka.protocol import Request, make_response
+
+GROUP_KEY = 0
+
+
+def _millis(value: Any) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+async def handle_find_coordinator(ctx: BrokerContext, request: Request) -> Any:
+    body = request.body
+    if getattr(body, "key_type", GROUP_KEY) != GROUP_KEY:
+        error = CoordinatorNotAvailable("transactions are not supported: no transaction"
+                                        " coordinator")
+        return make_response(request, error_code=error.code, error_message=str(error),
+                             node_id=-1, host="", port=-1)
+    return make_response(request, error_code=0, node_id=NODE_ID, host=ctx.host, port=ctx.port)
+
+
+async def _await(future: concurrent.futures.Future) -> Any:
+    return await asyncio.wrap_future(future)
+
+
+async def handle_join_group(
+    ctx: BrokerContext, request: Request, client_host: str
+) -> Any:
+    body = request.body
+    session_ms = _millis(body.session_timeout)
+    rebalance_timeout = getattr(body, "rebalance_timeout", None)
+    join = JoinGroupRequest(
+        group_id=body.group_id,
+        member_id=body.member_id,
+        group_instance_id=getattr(body, "group_instance_id", None),
+        client_id=request.client_id or "",
+        client_host=client_host,
+        session_timeout_ms=session_ms,
+        rebalance_timeout_ms=_millis(rebalance_timeout) if rebalance_timeout else session_ms,
+        protocol_type=body.protocol_type,
+        protocols=tuple((p.name, p.metadata) for p in body.protocols),
+        require_known_member_id=request.api_version >= 4,
+    )
+    reply: concurrent.futures.Future = concurrent.futures.Future()
+    ctx.coordinator.join_group(join, reply)
+    result = await _await(reply)
+    return make_response(
+        request,
+        error_code=result.error_code,
+        generation_id=result.generation_id,
+        protocol_type=result.protocol_type,
+        protocol_name=result.protocol_name or "",
+        leader=result.leader_id,
+        member_id=result.member_id,
+        skip_assignment=False,
+        members=[
+            {"member_id": m, "group_instance_id": instance, "metadata": metadata}
+            for m, instance, metadata in result.members
+        ],
+    )
+
+
+async def handle_sync_group(ctx: BrokerContext, request: Request) -> Any:
+    body = request.body
+    sync = SyncGroupRequest(
+        group_id=body.group_id,
+        generation_id=body.generation_id,
+        member_id=body.member_id,
+        assignments=tuple((a.member_id, a.assignment) for a in body.assignments),
+    )
+    reply: concurrent.futures.Future = concurrent.futures.Future()
+    ctx.coordinator.sync_group(sync, reply)
+    result = await _await(reply)
+    return make_response(
+        request,
+        error_code=result.error_code,
+        protocol_type=getattr(result, "protocol_type", None),
+        protocol_name=getattr(result, "protocol_name", None),
+        assignment=result.assignment or b"",
+    )
+
+
+async def handle_heartbeat(ctx: BrokerContext, request: Request) -> Any:
+    body = request.body
+    code = await ctx.resolve(
+        ctx.coordinator.heartbeat(body.group_id, body.generation_id, body.member_id)
+    )
+    return make_response(request, error_code=code)
+
+
+async def handle_leave_group(ctx: BrokerContext, request: Request) -> Any:
+    body = request.body
+    members = getattr(body, "members", None)
+    if members is None:  # LeaveGroup v0-2: one member
+        code = await ctx.resolve(ctx.coordinator.leave_group(body.group_id, [body.member_id]))
+        return make_response(request, error_code=code)
+    results = []
+    for member in members:
+        code = await ctx.resolve(ctx.coordinator.leave_group(body.group_id, [member.member_id]))
+        results.append({"member_id": member.member_id,
+                        "group_instance_id": member.group_instance_id, "error_code": code})
+    return make_response(request, error_code=0, members=results)
+
+
+async def handle_offset_commit(ctx: BrokerContext, request: Request) -> Any:
+    body = request.body
+    offsets = {
+        (t.name, p.partition_index): (p.committed_offset, p.committed_metadata)
+        for t in body.topics
+        for p in t.partitions
+    }
+    codes = await ctx.resolve(ctx.coordinator.commit_offsets(
+        body.group_id, body.generation_id_or_member_epoch, body.member_id, offsets
+    ))
+    topics: dict[str, list[dict]] = {}
+    for (topic, partition), code in codes.items():
+        topics.setdefault(topic, []).append({"partition_index": partition, "error_code": code})
+    return make_response(
+        request, topics=[{"name": t, "partitions": parts} for t, parts in topics.items()]
+    )
+
+
+async def handle_offset_fetch(ctx: BrokerContext, request: Request) -> Any:
+    body = request.body
+    wanted = None
+    if body.topics is not None:
+        wanted = [(t.name, p) for t in body.topics for p in t.partition_indexes]
+    offsets = await ctx.resolve(ctx.coordinator.fetch_offsets(body.group_id, wanted))
+    topics: dict[str, list[dict]] = {}
+    for (topic, partition), (offset, metadata) in offsets.items():
+        topics.setdefault(topic, []).append({
+            "partition_index": partition,
+            "committed_offset": offset,
+            "committed_leader_epoch": -1,
+            "metadata": metadata if metadata is not None else "",
+            "error_code": 0,
+        })
+    return make_response(
+        request,
+        error_code=0,
+        topics=[{"name": t, "partitions": parts} for t, parts in topics.items()],
+    )
+
+
+async def handle_list_groups(ctx: BrokerContext, request: Request) -> Any:
+    states = set(getattr(request.body, "states_filter", ()) or ())
+    groups = await ctx.resolve(ctx.coordinator.list_groups())
+    return make_response(
+        request,
+        error_code=0,
+        groups=[
+            {"group_id": g, "protocol_type": ptype, "group_state": state}
+            for g, ptype, state in groups
+            if not states or state in states
+        ],
+    )
+
+
+async def handle_describe_groups(ctx: BrokerContext, request: Request) -> Any:
+    described = []
+    for group_id in request.body.groups:
+        d = await ctx.resolve(ctx.coordinator.describe_group(group_id))
+        described.append({
+            "error_code": 0,
+            "group_id": d.group_id,
+            "group_state": d.state,
+            "protocol_type": d.protocol_type or "",
+            "protocol_data": d.protocol or "",
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "group_instance_id": m.group_instance_id,
+                    "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "member_metadata": m.metadata,
+                    "member_assignment": m.assignment or b"",
+                }
+                for m in d.members
+            ],
+            "authorized_operations": -2147483648,
+        })
+    return make_response(request, groups=described)

@@ -1,0 +1,99 @@
+"""Produce: record batches from the wire become whole-batch appends to partition actors.
+
+Each partition's batch is checked (CRC32C, v2 format, one batch per partition as Kafka
+requires since Produce v3) before anything is written; an append is acknowledged only
+once the partition actor has committed it. Errors are per partition, in Kafka's codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from eventstore.errors import (
+    InvalidRecord,
+    InvalidRequiredAcks,
+    KafkaError,
+)
+from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.protocol import Request, make_response
+from eventstore.kafka.recordbatch import DecodedBatch, decode_batches
+from eventstore.storage.records import ProducerBatchInfo, encode_headers
+
+log = logging.getLogger("eventstore.kafka.produce")
+
+
+def batch_rows(batch: DecodedBatch) -> list[tuple]:
+    """The batch's records as the rows a partition log appends."""
+    return [
+        (r.timestamp, r.key, r.value, encode_headers(r.headers) if r.headers else None)
+        for r in batch.records
+    ]
+
+
+def producer_info(batch: DecodedBatch) -> ProducerBatchInfo | None:
+    """The idempotent producer's stamp on a batch, if it carries one."""
+    if batch.producer_id < 0:
+        return None
+    return ProducerBatchInfo(batch.producer_id, batch.producer_epoch, batch.base_sequence)
+
+
+async def handle_produce(ctx: BrokerContext, request: Request) -> Any:
+    body = request.body
+    if body.acks not in (0, 1, -1):
+        error = InvalidRequiredAcks(f"acks={body.acks}: use 0, 1 or -1 (all)")
+        results = {
+            (t.name, p.index): _failed(error) for t in body.topic_data for p in t.partition_data
+        }
+    else:
+        jobs = {
+            (t.name, p.index): _append(ctx, t.name, p.index, p.records)
+            for t in body.topic_data
+            for p in t.partition_data
+        }
+        outcomes = await asyncio.gather(*jobs.values())
+        results = dict(zip(jobs, outcomes, strict=True))
+    if body.acks == 0:
+        return None
+    topics: dict[str, list[dict]] = {}
+    for (topic, partition), result in results.items():
+        topics.setdefault(topic, []).append({"index": partition, **result})
+    return make_response(
+        request,
+        responses=[{"name": t, "partition_responses": parts} for t, parts in topics.items()],
+    )
+
+
+def _failed(error: KafkaError) -> dict:
+    return {
+        "error_code": error.code,
+        "error_message": str(error),
+        "base_offset": -1,
+        "log_append_time": -1,
+        "log_start_offset": -1,
+    }
+
+
+async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes | None) -> dict:
+    try:
+        batches = decode_batches(records or b"")
+        if len(batches) != 1:
+            raise InvalidRecord(
+                f"a produce request must hold exactly one record batch per partition,"
+                f" got {len(batches)}"
+            )
+        (batch,) = batches
+        if batch.is_transactional or batch.is_control:
+            raise InvalidRecord("transactional record batches are not supported")
+        handle = await ctx.resolve(ctx.broker.partition(topic, partition))
+        result = await asyncio.wrap_future(handle.append(batch_rows(batch), producer_info(batch)))
+    except KafkaError as error:
+        log.info("produce to %s-%d failed: %s", topic, partition, error)
+        return _failed(error)
+    return {
+        "error_code": 0,
+        "base_offset": result.base_offset,
+        "log_append_time": result.log_append_time,
+        "log_start_offset": result.log_start_offset,
+    }

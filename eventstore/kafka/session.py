@@ -1,0 +1,56 @@
+"""One client connection's session: routes each decoded request to its handler.
+
+A session owns what is per connection: the read-only LogReader its fetches use and the
+partition states they watch. Any typed error a handler lets through is answered in the
+API's own error field by the handler; what reaches here is a bug, and the listener
+closes the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from eventstore.kafka import admin, fetch, groups, produce
+from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.protocol import API_VERSIONS, Request, api_versions_response
+
+
+class Session:
+    """Handles the requests of one connection, in order."""
+
+    def __init__(self, ctx: BrokerContext, client_host: str) -> None:
+        self._ctx = ctx
+        self.client_host = client_host
+        self.fetches = fetch.FetchSession(ctx)
+        ctx_ = ctx
+        self._routes: dict[int, Callable[[Request], Awaitable[Any]]] = {
+            0: lambda r: produce.handle_produce(ctx_, r),
+            1: lambda r: fetch.handle_fetch(ctx_, self.fetches, r),
+            2: lambda r: fetch.handle_list_offsets(ctx_, self.fetches, r),
+            3: lambda r: admin.handle_metadata(ctx_, r),
+            8: lambda r: groups.handle_offset_commit(ctx_, r),
+            9: lambda r: groups.handle_offset_fetch(ctx_, r),
+            10: lambda r: groups.handle_find_coordinator(ctx_, r),
+            11: lambda r: groups.handle_join_group(ctx_, r, self.client_host),
+            12: lambda r: groups.handle_heartbeat(ctx_, r),
+            13: lambda r: groups.handle_leave_group(ctx_, r),
+            14: lambda r: groups.handle_sync_group(ctx_, r),
+            15: lambda r: groups.handle_describe_groups(ctx_, r),
+            16: lambda r: groups.handle_list_groups(ctx_, r),
+            API_VERSIONS: self._api_versions,
+            19: lambda r: admin.handle_create_topics(ctx_, r),
+            20: lambda r: admin.handle_delete_topics(ctx_, r),
+            32: lambda r: admin.handle_describe_configs(ctx_, r),
+            37: lambda r: admin.handle_create_partitions(ctx_, r),
+        }
+
+    async def _api_versions(self, request: Request) -> Any:
+        return api_versions_response(request.api_version)
+
+    async def handle(self, request: Request) -> Any:
+        """The response body for ``request`` (None when the client wants no answer)."""
+        return await self._routes[request.api_key](request)
+
+    def close(self) -> None:
+        self.fetches.close()

@@ -1,0 +1,93 @@
+"""`eventstore serve`: the actor system as a long-lived service speaking Kafka's protocol.
+
+Start-up: take the data-directory lock, start the actor system, bind the Kafka listener
+and the HTTP endpoint (/metrics, /healthz), then log one line with the addresses
+actually bound. SIGTERM / SIGINT: stop accepting, let in-flight requests finish, stop
+every actor (flushing and closing every file), release the lock, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import socket
+
+from prometheus_client import CollectorRegistry
+
+from actors.system import ActorSystem
+from eventstore.http import HttpEndpoint
+from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.server import KafkaListener, ListenerLimits
+from eventstore.kafka.session import Session
+from eventstore.logs import setup_logging
+from eventstore.settings import ServeSettings
+from eventstore.storage.config import ServerConfig
+from eventstore.storage.lock import DataDirLock
+
+log = logging.getLogger("eventstore.service")
+
+SHUTDOWN_GRACE_S = 5.0
+
+
+def advertised_host(bound_host: str, configured: str | None) -> str:
+    """The host clients are told to connect to: the configured one, else the bound one."""
+    if configured:
+        return configured
+    if bound_host in ("0.0.0.0", "::", ""):
+        return socket.getfqdn()
+    return bound_host
+
+
+def serve(settings: ServeSettings) -> int:
+    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    setup_logging(settings.log_level)
+    config = ServerConfig.from_mapping(settings.config)
+    data_dir = os.path.abspath(settings.data_dir)
+    with DataDirLock(data_dir, "eventstore serve"):
+        log.info("starting", extra={"fields": {"data_dir": data_dir, **config.to_mapping()}})
+        system = ActorSystem(data_dir, config).start()
+        try:
+            asyncio.run(_run(settings, config, system))
+        finally:
+            system.stop()
+    log.info("stopped", extra={"fields": {"data_dir": data_dir}})
+    return 0
+
+
+async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSystem) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    http = HttpEndpoint(
+        settings.metrics_listen.host, settings.metrics_listen.port, CollectorRegistry(),
+        healthy=lambda: not stopping.is_set(),
+    ).start()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")
+    ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping())
+    listener = KafkaListener(
+        lambda client_host: Session(ctx, client_host),
+        ListenerLimits(
+            socket_request_max_bytes=config.socket_request_max_bytes,
+            connections_max_idle_ms=config.connections_max_idle_ms,
+            max_connections=config.max_connections,
+        ),
+    )
+    try:
+        host, port = await listener.start(settings.listen.host, settings.listen.port)
+        ctx.host, ctx.port = advertised_host(host, settings.advertised_host), port
+        metrics_host, metrics_port = http.address
+        log.info("ready", extra={"fields": {
+            "kafka": f"{host}:{port}", "advertised": f"{ctx.host}:{ctx.port}",
+            "metrics": f"http://{metrics_host}:{metrics_port}/metrics",
+            "data_dir": system.data_dir, "pid": os.getpid(),
+        }})
+        await stopping.wait()
+        log.info("stopping: no new connections, finishing in-flight requests")
+        await listener.stop(SHUTDOWN_GRACE_S)
+    finally:
+        http.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
