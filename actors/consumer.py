@@ -291,6 +291,10 @@ class _Fetch:
         self.prune_at = -1  # position at which the reader drops segments behind it
         self.segments_seen = (-1, 0)  # (first base offset, count) of the view last pruned
 
+    def seek(self, offset: int) -> None:
+        self.position = offset
+        self.prune_at = -1  # prune again from the new position on
+
     def prune(self, view: LogView) -> None:
         """Close connections to segments wholly behind the position (or deleted)."""
         index = view.segment_index(self.position)
@@ -306,7 +310,6 @@ class _Membership:
 
     member_id: str = ""
     generation_id: int = -1
-    protocol: str | None = None
     leader: bool = False
     partition_counts: Mapping[str, int] = field(default_factory=dict)
     previous: tuple[tuple[str, int], ...] = ()  # assignment before this rebalance (sticky)
@@ -334,7 +337,7 @@ class Consumer:
         self._next = 0
         self._wakeup = threading.Event()
         self._subscription: tuple[str, ...] = ()
-        self._listener: Any = None
+        self._listener: ConsumerRebalanceListener | None = None
         self._membership = _Membership()
         self._rejoin_needed = False
         self._next_auto_commit = time.monotonic() + self.config.auto_commit_interval_ms / 1000
@@ -349,7 +352,8 @@ class Consumer:
 
     # -- assignment -------------------------------------------------------------------------
 
-    def subscribe(self, topics: Iterable[str], listener: Any = None) -> None:
+    def subscribe(self, topics: Iterable[str],
+                  listener: ConsumerRebalanceListener | None = None) -> None:
         """Follow ``topics``: with a ``group_id`` the group shares their partitions out;
         without one this consumer takes them all. ``listener`` gets rebalance callbacks."""
         self._check_open()
@@ -406,17 +410,17 @@ class Consumer:
         """Read ``partition`` from ``offset`` on (out of range: ``auto_offset_reset``)."""
         if not isinstance(offset, int) or offset < 0:
             raise IllegalState(f"seek to {offset!r}: offsets are non-negative integers")
-        self._fetch_of(partition).position = offset
+        self._fetch_of(partition).seek(offset)
 
     def seek_to_beginning(self, *partitions: tuple[str, int]) -> None:
         """Read from each partition's log-start-offset (every assigned one if none given)."""
         for fetch in self._fetches_of(partitions):
-            fetch.position = self._view(fetch).log_start_offset
+            fetch.seek(self._view(fetch).log_start_offset)
 
     def seek_to_end(self, *partitions: tuple[str, int]) -> None:
         """Read only records appended from now on (every assigned partition if none given)."""
         for fetch in self._fetches_of(partitions):
-            fetch.position = self._view(fetch).high_watermark
+            fetch.seek(self._view(fetch).high_watermark)
 
     def committed(self, partition: tuple[str, int]) -> int | None:
         """The group's committed offset of ``partition``, or None."""
@@ -628,7 +632,6 @@ class Consumer:
                 continue
             membership.member_id = joined.member_id
             membership.generation_id = joined.generation_id
-            membership.protocol = joined.protocol_name
             membership.leader = bool(joined.members)
             synced = self._call(self._coordinator.sync_group, SyncGroupRequest(
                 group_id=self.config.group_id, generation_id=joined.generation_id,
@@ -689,11 +692,13 @@ class Consumer:
     def _call(self, method: Callable[..., Any], request: Any) -> Any:
         """Send a JoinGroup or SyncGroup and wait for its parked answer."""
         reply: Future = Future()
-        method(request, reply)
         timeout = (self.config.max_poll_interval_ms + self.config.session_timeout_ms) / 1000
         try:
+            method(request, reply).get(timeout=timeout)  # parked, or ActorDeadError
             return reply.result(timeout)
-        except TimeoutError:
+        except pykka.ActorDeadError:
+            raise IllegalState("the store is closed: its group coordinator is gone") from None
+        except (TimeoutError, pykka.Timeout):
             raise KafkaTimeoutError(
                 f"group {self.config.group_id!r}: no answer to {type(request).__name__}"
                 f" within {timeout:.0f} s") from None
@@ -752,7 +757,7 @@ class Consumer:
         for fetch in fetches:
             offset, _ = committed.get(fetch.tp, (-1, ""))
             if offset >= 0:
-                fetch.position = offset
+                fetch.seek(offset)
             else:
                 self._reset_position(fetch, "has no committed offset")
 
@@ -763,7 +768,7 @@ class Consumer:
             raise error(f"{fetch.tp.topic}-{fetch.tp.partition} {why} and auto_offset_reset"
                         " is none")
         view = self._view(fetch)
-        fetch.position = view.log_start_offset if policy == "earliest" else view.high_watermark
+        fetch.seek(view.log_start_offset if policy == "earliest" else view.high_watermark)
 
     def _view(self, fetch: _Fetch) -> LogView:
         view = fetch.state.view

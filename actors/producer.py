@@ -1,11 +1,12 @@
 """The embedded producer: kafka-python's KafkaProducer shape over the partition actors.
 
 ``send()`` runs in the caller's thread and does no actor round trip: it picks the
-partition (Kafka's default partitioner: murmur2 of the key, sticky for null keys), builds
-the stored row once, and appends it to that partition's open batch under one lock. A
-batch leaves when it reaches ``batch_size`` (from the sending thread) or when its
-``linger_ms`` runs out (from the :class:`ProducerActor`), as one message to the partition
-actor. Each send returns a small :class:`FutureRecordMetadata` sharing its batch's result.
+partition (Kafka's default partitioner: murmur2 of the key, sticky for null keys), stamps
+the record's timestamp, builds the stored row once, and appends it to that partition's
+open batch under one lock. A batch is closed when the next record does not fit in
+``batch_size``, when its ``linger_ms`` runs out, or on ``flush``; the
+:class:`ProducerActor` then sends it to the partition actor as one message. Each send
+returns a small :class:`FutureRecordMetadata` sharing its batch's result.
 
 ``buffer_memory`` bounds the bytes of records sent but not yet acknowledged: ``send()``
 blocks while the buffer is full and raises KafkaTimeoutError after ``max_block_ms``.
@@ -124,16 +125,17 @@ class FutureRecordMetadata(tuple):
         return batch.metadata(index, timestamp)
 
     def add_callback(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
-        """Call ``fn(*args, metadata)`` on success, on the producer actor's thread."""
-        self._producer_add(fn, args, on_success=True)
+        """Call ``fn(*args, metadata)`` on success: on the producer actor's thread, or at
+        once in this one if the record is already acknowledged."""
+        self._add(fn, args, on_success=True)
         return self
 
     def add_errback(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
-        """Call ``fn(*args, error)`` on failure, on the producer actor's thread."""
-        self._producer_add(fn, args, on_success=False)
+        """Call ``fn(*args, error)`` on failure (on the same threads as ``add_callback``)."""
+        self._add(fn, args, on_success=False)
         return self
 
-    def _producer_add(self, fn: Callable[..., Any], args: tuple, *, on_success: bool) -> None:
+    def _add(self, fn: Callable[..., Any], args: tuple, *, on_success: bool) -> None:
         batch, index, timestamp = self
         batch.callbacks.append((index, timestamp, on_success, fn, args))
         if batch.done.is_set():
@@ -216,9 +218,6 @@ class _TopicMeta:
         self.count = len(self.handles)
         self.sticky = sticky
         self.open.extend([None] * (self.count - len(self.open)))
-
-
-_new_future = tuple.__new__
 
 
 class Producer:
@@ -438,7 +437,8 @@ class Producer:
         if error is None:
             batch.result = reply.result()
         elif (getattr(error, "retriable", False) and batch.attempts <= self.config.retries
-              and time.monotonic() - batch.created < self.config.delivery_timeout_ms / 1000):
+              and time.monotonic() - batch.created < self.config.delivery_timeout_ms / 1000
+              and self._actor.is_alive()):
             tell_if_alive(self._actor, Retry(batch))
             return
         else:
