@@ -107,8 +107,11 @@ class LogReader:
         index = view.segment_index(offset)
         while offset < view.high_watermark and len(rows) < max_records:
             segment = view.segments[index]
-            end = min(segment.next_offset if segment.is_sealed else view.high_watermark,
-                      view.high_watermark)
+            segment_end = min(
+                segment.next_offset if segment.is_sealed else view.high_watermark,
+                view.high_watermark,
+            )
+            end = segment_end
             conn = self._conn(segment)
             if budget is not None:
                 end, used = end_offset_within_bytes(
@@ -119,7 +122,9 @@ class LogReader:
             rows.extend(chunk)
             if chunk:
                 offset = chunk[-1][0] + 1
-            if offset < end or (budget is not None and budget <= 0):
+            # stop unless this segment was read to its end: the byte budget may have cut it
+            # short, and moving on to the next segment would then skip records
+            if offset < segment_end or (budget is not None and budget <= 0):
                 break
             index += 1
             if index == len(view.segments):
@@ -137,6 +142,12 @@ class LogReader:
             if found is not None and found < view.high_watermark:
                 return max(found, view.log_start_offset)
         return None
+
+    def forget(self, path: str) -> None:
+        """Close the connection to one segment file, if open (the log is about to seal it)."""
+        conn = self._conns.pop(path, None)
+        if conn is not None:
+            conn.close()
 
     def prune(self, view: LogView) -> None:
         """Close connections to segments that are no longer part of ``view``."""
@@ -316,6 +327,8 @@ class PartitionLog:
         """Seal the active segment and start a new one at the log-end-offset."""
         if self._active.info.record_count == 0:
             return
+        # the log's own read connection would keep the WAL open and delay the seal forever
+        self._reader.forget(self._active.path)
         sealed = self._active.seal(self._clock())
         if is_wal_mode(sealed.path):
             self._pending_seals.append(sealed.path)
@@ -336,6 +349,9 @@ class PartitionLog:
         if count == 0:
             return []
         doomed, self._sealed = self._sealed[:count], self._sealed[count:]
+        # a seal still pending on a doomed file must not be retried: it would recreate it
+        gone = {segment.path for segment in doomed}
+        self._pending_seals = [p for p in self._pending_seals if p not in gone]
         start = self._sealed[0].base_offset if self._sealed else self._active.info.base_offset
         self._active.set_log_start_offset(start)
         self._view = self._make_view()

@@ -201,7 +201,8 @@ def finish_seal(path: str) -> bool:
     Readers see the same records either way.
     """
     with storage_errors(path):
-        conn = apsw.Connection(path)
+        # never create the file: a segment that is gone must stay gone
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
         try:
             conn.execute("PRAGMA busy_timeout = 0")
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

@@ -1,0 +1,425 @@
+"""Partition log behaviour: rolling, retention, offsets, durability settings, the catalog."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import apsw
+import pytest
+
+from eventstore.errors import (
+    InvalidConfig,
+    InvalidPartitions,
+    InvalidRecord,
+    OffsetOutOfRange,
+    RecordTooLarge,
+    TopicAlreadyExists,
+    UnknownTopicOrPartition,
+)
+from eventstore.storage.catalog import Catalog, CommittedOffset
+from eventstore.storage.config import TopicConfig
+from eventstore.storage.log import LogReader, PartitionLog
+from eventstore.storage.records import AppendRow
+from eventstore.storage.segment import is_wal_mode
+
+T0 = 1_700_000_000_000
+RECORD_BYTES = 120  # a 100-byte value plus the 20 bytes every record counts for
+
+
+class ManualClock:
+    """A clock that only moves when the test says so."""
+
+    def __init__(self, now: int = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+def batch(count: int, tag: int = 0, timestamp: int | None = None) -> list[AppendRow]:
+    """``count`` records of RECORD_BYTES each, recognisable by ``tag``."""
+    return [(timestamp, None, bytes([tag % 256]) * 100, None) for _ in range(count)]
+
+
+def open_log(data_dir: str, clock: ManualClock | None = None, **config: object) -> PartitionLog:
+    """A new partition log in ``data_dir`` with the given topic config overrides."""
+    return PartitionLog.open(
+        os.path.join(data_dir, "topic-0"),
+        TopicConfig.from_mapping(config),
+        clock=clock or ManualClock(),
+        create=True,
+    )
+
+
+def bounds(log: PartitionLog) -> list[tuple[int, int]]:
+    """(base offset, next offset) of every segment, oldest first."""
+    return [(s.base_offset, s.next_offset) for s in log.segments()]
+
+
+# -- rolling -------------------------------------------------------------------------------
+
+
+def test_rolls_when_the_next_batch_would_pass_segment_bytes(data_dir: str) -> None:
+    log = open_log(data_dir, **{"segment.bytes": 1000})
+    for tag in range(5):
+        log.append(batch(3, tag))  # 360 bytes: two batches fit in 1000, a third does not
+    assert bounds(log) == [(0, 6), (6, 12), (12, 15)]
+    assert all(s.bytes <= 1000 for s in log.segments())
+    assert log.stats.rolls["size"] == 2
+    assert [row[0] for row in log.read(0, 100)] == list(range(15))
+
+
+def test_a_batch_larger_than_segment_bytes_gets_a_segment_of_its_own(data_dir: str) -> None:
+    log = open_log(data_dir, **{"segment.bytes": 500})
+    log.append(batch(1))
+    log.append(batch(10))  # 1200 bytes: more than a whole segment
+    log.append(batch(1))
+    assert bounds(log) == [(0, 1), (1, 11), (11, 12)]
+
+
+def test_rolls_by_age_on_append(data_dir: str) -> None:
+    clock = ManualClock()
+    log = open_log(data_dir, clock, **{"segment.ms": 1000})
+    log.append(batch(1))
+    clock.advance(999)
+    log.append(batch(1))
+    assert bounds(log) == [(0, 2)]
+    clock.advance(1)  # the first record of the segment is now segment.ms old
+    log.append(batch(1))
+    assert bounds(log) == [(0, 2), (2, 3)]
+    assert log.stats.rolls["age"] == 1
+
+
+def test_maybe_roll_rolls_an_idle_partition(data_dir: str) -> None:
+    clock = ManualClock()
+    log = open_log(data_dir, clock, **{"segment.ms": 1000})
+    assert not log.maybe_roll()
+    clock.advance(5000)
+    assert not log.maybe_roll(), "an empty segment never rolls"
+    log.append(batch(2))
+    clock.advance(999)
+    assert not log.maybe_roll()
+    clock.advance(1)
+    assert log.maybe_roll()
+    assert bounds(log) == [(0, 2), (2, 2)]
+    sealed = log.segments()[0]
+    assert sealed.is_sealed and not is_wal_mode(sealed.path)
+    clock.advance(5000)
+    assert not log.maybe_roll(), "the new, empty active segment has nothing to roll"
+
+
+def test_segment_ms_counts_from_the_first_append_not_from_creation(data_dir: str) -> None:
+    clock = ManualClock()
+    log = open_log(data_dir, clock, **{"segment.ms": 1000})
+    clock.advance(5000)  # the active segment is old, but empty
+    log.append(batch(1))
+    clock.advance(999)
+    log.append(batch(1))
+    assert bounds(log) == [(0, 2)]
+
+
+# -- retention -----------------------------------------------------------------------------
+
+
+def test_retention_by_time_deletes_old_sealed_segments_only(data_dir: str) -> None:
+    clock = ManualClock()
+    log = open_log(data_dir, clock, **{"retention.ms": 10_000, "segment.bytes": 500})
+    for tag in range(6):  # segments of two 2-record batches, one batch per second
+        log.append(batch(2, tag))
+        clock.advance(1000)
+    assert bounds(log) == [(0, 4), (4, 8), (8, 12)]
+    old_paths = [s.path for s in log.segments()[:2]]
+    clock.advance(10_000 - 4000)  # the first segment's newest record is 1001 ms over
+    assert [s.base_offset for s in log.apply_retention()] == [0]
+    assert log.log_start_offset == 4
+    assert not os.path.exists(old_paths[0]) and os.path.exists(old_paths[1])
+    clock.advance(1_000_000)  # everything is expired now, the active segment included
+    assert [s.base_offset for s in log.apply_retention()] == [4]
+    assert bounds(log) == [(8, 12)], "the active segment is never deleted"
+    assert log.log_start_offset == 8 and log.log_end_offset == 12
+    assert [row[0] for row in log.read(8, 100)] == [8, 9, 10, 11]
+    with pytest.raises(OffsetOutOfRange):
+        log.read(7, 100)
+
+
+def test_retention_by_bytes_keeps_the_newest_data(data_dir: str) -> None:
+    log = open_log(data_dir, **{"retention.bytes": 960, "segment.bytes": 480})
+    for tag in range(8):
+        log.append(batch(2, tag))  # 240 bytes a batch, two batches a segment
+    assert bounds(log) == [(0, 4), (4, 8), (8, 12), (12, 16)]
+    assert log.size_bytes == 1920
+    deleted = log.apply_retention()
+    assert [s.base_offset for s in deleted] == [0, 4]
+    assert log.log_start_offset == 8 and log.size_bytes == 960
+    assert log.apply_retention() == [], "what is left is within retention.bytes"
+
+
+def test_retention_bytes_never_deletes_the_active_segment(data_dir: str) -> None:
+    log = open_log(data_dir, **{"retention.bytes": 0})
+    log.append(batch(5))
+    assert log.apply_retention() == []
+    log.roll()
+    log.append(batch(1))
+    assert [s.base_offset for s in log.apply_retention()] == [0]
+    assert bounds(log) == [(5, 6)]
+    assert log.log_start_offset == 5
+
+
+def test_log_start_offset_survives_reopening(data_dir: str) -> None:
+    clock = ManualClock()
+    log = open_log(data_dir, clock, **{"retention.ms": 100, "segment.bytes": 240})
+    for tag in range(3):
+        log.append(batch(2, tag))
+    clock.advance(1000)
+    log.apply_retention()
+    assert log.log_start_offset == 4
+    config, directory = log.config, log.directory
+    log.close()
+    reopened = PartitionLog.open(directory, config, clock=clock)
+    assert (reopened.log_start_offset, reopened.log_end_offset) == (4, 6)
+    assert [row[0] for row in reopened.read(4, 10)] == [4, 5]
+
+
+def test_retention_of_a_segment_a_consumer_holds_leaves_no_file_behind(data_dir: str) -> None:
+    clock = ManualClock()
+    log = open_log(data_dir, clock, **{"retention.ms": 100})
+    consumer = LogReader()
+    log.append(batch(2))
+    assert len(consumer.read(log.view(), 0, 10)) == 2  # holds the active segment open
+    log.roll()
+    first = log.segments()[0].path
+    log.append(batch(1))
+    clock.advance(1000)
+    assert [s.path for s in log.apply_retention()] == [first]
+    log.maybe_roll()  # retries seals that readers delayed
+    consumer.close()
+    log.close()
+    assert not os.path.exists(first)
+    reopened = PartitionLog.open(log.directory, log.config, clock=clock)
+    assert bounds(reopened) == [(2, 3)]
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def test_reads_outside_the_log_raise_offset_out_of_range(data_dir: str) -> None:
+    log = open_log(data_dir, **{"retention.bytes": 0, "segment.bytes": 240})
+    for tag in range(3):
+        log.append(batch(2, tag))
+    log.apply_retention()
+    assert (log.log_start_offset, log.log_end_offset) == (4, 6)
+    assert log.read(6, 10) == [], "a read at the log-end-offset waits for data"
+    for offset in (-1, 0, 3, 7, 1000):
+        with pytest.raises(OffsetOutOfRange, match=f"offset {offset} is outside the log"):
+            log.read(offset, 10)
+
+
+def test_a_byte_limited_read_stops_where_the_limit_cuts_a_segment(data_dir: str) -> None:
+    log = open_log(data_dir, **{"segment.bytes": 370})
+    log.append([(None, None, b"a", None)])  # 21 bytes
+    log.append([(None, None, b"b" * 300, None)])  # 320 bytes
+    log.append([(None, None, b"c", None)])  # 21 bytes
+    log.append([(None, None, b"d", None)])  # would pass 370: next segment
+    assert bounds(log) == [(0, 3), (3, 4)]
+    assert [row[0] for row in log.read(0, 100, max_bytes=100)] == [0]
+    assert [row[0] for row in log.read(2, 100, max_bytes=100)] == [2, 3]
+    assert [row[0] for row in log.read(1, 100, max_bytes=100)] == [1], "at least one batch"
+
+
+def test_reads_cross_segment_boundaries(data_dir: str) -> None:
+    log = open_log(data_dir, **{"segment.bytes": 500})
+    for tag in range(10):
+        log.append(batch(3, tag))
+    assert len(log.segments()) == 10
+    rows = log.read(1, 1000)
+    assert [row[0] for row in rows] == list(range(1, 30))
+    assert [row[3][0] for row in rows] == [offset // 3 for offset in range(1, 30)]
+
+
+def test_offset_for_timestamp_finds_the_first_record_at_or_after(data_dir: str) -> None:
+    log = open_log(data_dir, **{"segment.bytes": 240})
+    for ts in (100, 300, 200, 400, 50, 500):
+        log.append(batch(1, timestamp=ts))
+    assert log.offset_for_timestamp(0) == 0
+    assert log.offset_for_timestamp(150) == 1
+    assert log.offset_for_timestamp(250) == 1
+    assert log.offset_for_timestamp(350) == 3
+    assert log.offset_for_timestamp(450) == 5
+    assert log.offset_for_timestamp(501) is None
+
+
+# -- appending -----------------------------------------------------------------------------
+
+
+class CountingVFS(apsw.VFS):
+    """The default SQLite VFS, counting the fsyncs of every file opened through it."""
+
+    def __init__(self) -> None:
+        self.syncs = 0
+        super().__init__("counting-fsyncs", "unix", makedefault=True)
+
+    def xOpen(self, name: str | apsw.URIFilename | None, flags: list[int]) -> apsw.VFSFile:
+        return CountingFile(self, name, flags)
+
+
+class CountingFile(apsw.VFSFile):
+    """A file of :class:`CountingVFS`."""
+
+    def __init__(
+        self, vfs: CountingVFS, name: str | apsw.URIFilename | None, flags: list[int]
+    ) -> None:
+        self._vfs = vfs
+        super().__init__("unix", name, flags)
+
+    def xSync(self, flags: int) -> None:
+        self._vfs.syncs += 1
+        super().xSync(flags)
+
+
+@pytest.fixture
+def fsyncs() -> Iterator[CountingVFS]:
+    """Counts fsyncs of SQLite files opened while the test runs."""
+    vfs = CountingVFS()
+    yield vfs
+    vfs.unregister()
+
+
+def syncs_per_append(log: PartitionLog, vfs: CountingVFS, appends: int) -> list[int]:
+    """How many fsyncs each of ``appends`` single-record appends made."""
+    counts = []
+    for tag in range(appends):
+        before = vfs.syncs
+        log.append(batch(1, tag))
+        counts.append(vfs.syncs - before)
+    return counts
+
+
+def test_flush_messages_1_fsyncs_every_append(data_dir: str, fsyncs: CountingVFS) -> None:
+    log = open_log(data_dir, **{"flush.messages": 1})
+    counts = syncs_per_append(log, fsyncs, 5)
+    assert all(count >= 1 for count in counts), counts
+    assert [row[0] for row in log.read(0, 10)] == [0, 1, 2, 3, 4]
+    log.close()
+
+
+def test_by_default_appends_commit_without_fsync(data_dir: str, fsyncs: CountingVFS) -> None:
+    log = open_log(data_dir)
+    counts = syncs_per_append(log, fsyncs, 5)
+    assert counts[1:] == [0, 0, 0, 0], counts
+    log.close()
+
+
+def test_flush_messages_n_fsyncs_after_n_records(data_dir: str, fsyncs: CountingVFS) -> None:
+    log = open_log(data_dir, **{"flush.messages": 3})
+    counts = syncs_per_append(log, fsyncs, 3)
+    assert counts[1] == 0 and counts[2] >= 1, counts
+    log.close()
+
+
+def test_log_append_time_stamps_the_append_time(data_dir: str) -> None:
+    clock = ManualClock()
+    log = open_log(data_dir, clock, **{"message.timestamp.type": "LogAppendTime"})
+    result = log.append(batch(2, timestamp=42))
+    assert result.log_append_time == T0
+    clock.advance(7)
+    log.append(batch(1))
+    assert [row[1] for row in log.read(0, 10)] == [T0, T0, T0 + 7]
+
+
+def test_create_time_keeps_the_producers_timestamp(data_dir: str) -> None:
+    clock = ManualClock()
+    log = open_log(data_dir, clock)
+    result = log.append([(42, None, b"x", None), (None, None, b"y", None)])
+    assert result.log_append_time == -1
+    assert [row[1] for row in log.read(0, 10)] == [42, T0], "None means the append time"
+
+
+def test_a_batch_over_max_message_bytes_writes_nothing(data_dir: str) -> None:
+    log = open_log(data_dir, **{"max.message.bytes": 1000, "segment.bytes": 1100})
+    log.append(batch(5))
+    before = log.segments()
+    with pytest.raises(RecordTooLarge, match="over max.message.bytes 1000"):
+        log.append(batch(9))  # 1080 bytes; it would also have rolled the segment
+    assert log.segments() == before
+    assert log.log_end_offset == 5
+    assert log.append(batch(1, 7)).base_offset == 5
+    assert [row[3][0] for row in log.read(0, 100)] == [0] * 5 + [7]
+
+
+def test_an_empty_batch_is_refused(data_dir: str) -> None:
+    log = open_log(data_dir)
+    with pytest.raises(InvalidRecord):
+        log.append([])
+    assert log.log_end_offset == 0
+
+
+def test_records_read_back_exactly_after_reopening(data_dir: str) -> None:
+    log = open_log(data_dir, **{"segment.bytes": 200})
+    rows = [
+        (5, b"k", b"v", '[["h","00ff"]]'),
+        (6, None, None, None),
+        (7, b"", b"", '[["a",null],["a","61"]]'),
+    ]
+    for row in rows:
+        log.append([row])
+    log.close()
+    reopened = PartitionLog.open(log.directory, log.config)
+    assert reopened.read(0, 10) == [(offset, *row) for offset, row in enumerate(rows)]
+
+
+# -- catalog -------------------------------------------------------------------------------
+
+
+def test_catalog_topics_lifecycle(data_dir: str) -> None:
+    catalog = Catalog.open(data_dir)
+    created = catalog.create_topic("orders", 3, {"retention.ms": "1000"}, now_ms=T0)
+    assert created.config == {"retention.ms": 1000}
+    assert catalog.topic("orders").partitions == 3
+    with pytest.raises(TopicAlreadyExists):
+        catalog.create_topic("orders", 1, {}, now_ms=T0)
+    with pytest.raises(InvalidConfig, match="segment.bytes"):
+        catalog.create_topic("bad", 1, {"segment.bytes": 1}, now_ms=T0)
+    assert [t.name for t in catalog.topics()] == ["orders"]
+
+    assert catalog.set_partitions("orders", 5).partitions == 5
+    for shrink in (5, 4, 1):
+        with pytest.raises(InvalidPartitions, match="can only grow"):
+            catalog.set_partitions("orders", shrink)
+    assert catalog.topic("orders").partitions == 5
+
+    catalog.commit_offsets("g", [CommittedOffset("g", "orders", 0, 10, None, T0)])
+    catalog.delete_topic("orders")
+    with pytest.raises(UnknownTopicOrPartition):
+        catalog.topic("orders")
+    assert catalog.committed_offsets("g") == []
+    with pytest.raises(UnknownTopicOrPartition):
+        catalog.delete_topic("orders")
+    catalog.close()
+
+
+def test_catalog_keeps_topics_offsets_and_sequences_across_reopening(data_dir: str) -> None:
+    catalog = Catalog.open(data_dir)
+    catalog.create_topic("t", 2, {}, now_ms=T0)
+    commits = [
+        CommittedOffset("g1", "t", 0, 5, "meta", T0),
+        CommittedOffset("g1", "t", 1, 7, None, T0 + 1),
+    ]
+    catalog.commit_offsets("g1", commits)
+    catalog.commit_offsets("g1", [CommittedOffset("g1", "t", 0, 6, None, T0 + 2)])
+    assert catalog.next_in_sequence("producer.id") == 0
+    assert catalog.next_in_sequence("producer.id", 10) == 1
+    catalog.close()
+
+    reopened = Catalog.open(data_dir)
+    assert reopened.topic("t").partitions == 2
+    assert reopened.committed_offsets("g1") == [
+        CommittedOffset("g1", "t", 0, 6, None, T0 + 2),
+        commits[1],
+    ]
+    assert reopened.groups() == ["g1"]
+    assert reopened.next_in_sequence("producer.id") == 11, "a sequence never goes back"
+    reopened.close()
