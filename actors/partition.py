@@ -308,6 +308,25 @@ class PartitionActor(Actor):
     def on_stop(self) -> None:
         self._cancel_timers()
         self._log.close()
+        self._refuse_waiting_appends()
+
+    def _refuse_waiting_appends(self) -> None:
+        """Answer the appends still in the inbox, which pykka drops unanswered on stop.
+
+        Once stopped, new ``tell``s raise ActorDeadError, which PartitionHandle.append turns
+        into the same retriable error. (An inbox item is pykka's Envelope: ``.message``.)
+        """
+        error = KafkaStorageError(f"partition {self._name} stopped before this append")
+        others = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            message = envelope.message
+            if not isinstance(message, Append):
+                others.append(envelope)  # pykka answers these itself (stop requests...)
+            elif message.reply.set_running_or_notify_cancel():
+                message.reply.set_exception(error)
+        for envelope in others:
+            self.actor_inbox.put(envelope)
 
     def on_failure(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         # Every message is guarded, so this is a bug in the guard itself; still recover.

@@ -188,3 +188,24 @@ def test_deleting_a_topic_stops_its_actors_and_wakes_its_readers(broker):
     assert not ref.is_alive()
     assert handle.state.error is not None
     assert handle.state.wait_for(5, timeout=TIMEOUT) is False  # offline: returns at once
+
+
+def test_appends_queued_behind_a_stop_are_answered_not_dropped(broker, monkeypatch):
+    broker.create_topic("t", 1).get()
+    handle = partition(broker)
+    gate = threading.Event()
+    original = PartitionLog.append
+
+    def slow(self, batch, producer=None):
+        gate.wait(TIMEOUT)
+        return original(self, batch, producer)
+
+    monkeypatch.setattr(PartitionLog, "append", slow)
+    first = handle.append(rows(b"in progress"))
+    handle.actor.actor_ref.stop(block=False)  # queued behind the append in progress
+    late = [handle.append(rows(b"late")) for _ in range(3)]  # queued behind the stop
+    gate.set()
+    assert first.result(TIMEOUT).base_offset == 0
+    for future in late:
+        with pytest.raises(KafkaStorageError, match="stopped before this append"):
+            future.result(TIMEOUT)
