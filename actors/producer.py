@@ -267,13 +267,17 @@ class Producer:
         row tuple, one future tuple.
         """
         meta = self._topics.get(topic) or self._load_topic(topic)
-        if partition is None:
-            partition = meta.sticky if key is None else partition_for_key(key, meta.count)
-        elif not 0 <= partition < meta.count:
-            meta = self._load_topic(topic)  # it may have grown
-            if not 0 <= partition < meta.count:
-                return _failed_future(topic, partition, UnknownTopicOrPartition(
-                    f"topic {topic!r} has no partition {partition} (it has {meta.count})"))
+        if partition is not None:
+            index = partition
+            if not 0 <= index < meta.count:
+                meta = self._load_topic(topic)  # it may have grown
+                if not 0 <= index < meta.count:
+                    return _failed_future(topic, index, UnknownTopicOrPartition(
+                        f"topic {topic!r} has no partition {index} (it has {meta.count})"))
+        elif key is None:
+            index = meta.sticky
+        else:
+            index = partition_for_key(key, meta.count)
         size = RECORD_OVERHEAD + (len(value) if value else 0) + (len(key) if key else 0)
         if headers:
             headers = encode_headers(headers)
@@ -284,11 +288,11 @@ class Producer:
             timestamp_ms = time.time_ns() // 1_000_000
         lock = self._lock
         lock.acquire()
-        batch = meta.open[partition]
+        batch = meta.open[index]
         if batch is None or batch.room < size:
-            batch = self._next_batch(meta, partition, size)
+            batch = self._next_batch(meta, index, size, partition is None and key is None)
             if batch is None:
-                return _failed_future(topic, partition, RecordTooLarge(
+                return _failed_future(topic, index, RecordTooLarge(
                     f"record of {size} bytes is larger than max_request_size"
                     f" {self.config.max_request_size} or buffer_memory"
                     f" {self.config.buffer_memory}"))
@@ -348,12 +352,17 @@ class Producer:
 
     # -- batches (called with the lock held) ------------------------------------------------
 
-    def _next_batch(self, meta: _TopicMeta, partition: int, size: int) -> ProducerBatch | None:
-        """Close the partition's open batch (it has no room) and open one for ``size`` bytes.
+    def _next_batch(
+        self, meta: _TopicMeta, partition: int, size: int, sticky: bool
+    ) -> ProducerBatch | None:
+        """A batch with room for ``size`` bytes, after closing the partition's full one.
 
-        Reserves the new batch's memory, waiting up to ``max_block_ms``. ``send`` holds the
-        lock without a ``with`` block (it is faster): this releases it before raising, and
-        before returning None for a record too large to send at all.
+        A ``sticky`` record (null key, no partition asked for) follows the sticky partition
+        when closing the batch moves it on, as Kafka's sticky partitioner does; otherwise
+        it would open a batch of one record behind. A new batch reserves its memory, waiting
+        up to ``max_block_ms``. ``send`` holds the lock without a ``with`` block (it is
+        faster): this releases it before raising, and before returning None for a record
+        too large to send at all.
         """
         if size > self._max_request_size:
             self._lock.release()
@@ -364,6 +373,13 @@ class Producer:
             full = meta.open[partition]
             if full is not None:
                 self._close_batch(meta, full)
+                if sticky and meta.sticky != partition:
+                    partition = meta.sticky
+                    batch = meta.open[partition]
+                    if batch is not None and batch.room >= size:
+                        return batch
+                    if batch is not None:
+                        self._close_batch(meta, batch)
             need = max(self._batch_reservation, size)
             if self._reserved + need > self.config.buffer_memory:
                 self._wait_for_memory(need)
@@ -404,8 +420,11 @@ class Producer:
 
     def _wait_for_memory(self, need: int) -> None:
         """Block until ``need`` bytes fit in ``buffer_memory``; KafkaTimeoutError after
-        ``max_block_ms``. Open batches leave at once: waiting for linger would not help."""
-        self._close_all()
+        ``max_block_ms``. When no batch is in flight to free memory, the open ones leave at
+        once (waiting for their linger would not help); otherwise they keep filling."""
+        open_batches = sum(b is not None for meta in self._topics.values() for b in meta.open)
+        if open_batches == len(self._incomplete):
+            self._close_all()
         deadline = time.monotonic() + self.config.max_block_ms / 1000
         while self._reserved + need > self.config.buffer_memory:
             remaining = deadline - time.monotonic()
