@@ -3,22 +3,41 @@
 Errors a user can cause are one line on stderr naming the problem in Kafka's vocabulary
 and a non-zero exit code, never a traceback.
 
-Exit codes: 0 success, 1 a Kafka error (unknown topic, bad config, locked data
-directory, ...), 2 bad command-line usage, 130 interrupted.
+Each subcommand lives in ``eventstore.commands``; this module only routes to them and
+turns their errors into exit codes (listed in ``EXIT_CODES_HELP``).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from eventstore.errors import KafkaError
+from eventstore.commands import COMMANDS, verify
+from eventstore.commands.base import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
+    ArgumentParser,
+    CliError,
+    add_command,
+)
+from eventstore.errors import DataDirLocked, KafkaError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXAMPLES = """\
+  eventstore serve --data-dir data &
+  eventstore topics create clicks --partitions 3 --bootstrap-server 127.0.0.1:9092
+  seq 100 | eventstore produce clicks --bootstrap-server 127.0.0.1:9092
+  eventstore consume clicks --group analytics --from-beginning --bootstrap-server 127.0.0.1:9092
+  eventstore groups describe analytics --bootstrap-server 127.0.0.1:9092
+  eventstore sql "SELECT partition, count(*) FROM records GROUP BY 1" --data-dir data
+  eventstore COMMAND --help                         # each command's options and examples
+"""
 
 SERVE_EXAMPLES = """\
-examples:
   eventstore serve                                  # ./data, Kafka on 127.0.0.1:9092
   eventstore serve --data-dir /var/lib/eventstore --listen 127.0.0.1:0
   eventstore serve --config eventstore.toml --set num.partitions=3 --set segment.bytes=104857600
@@ -26,21 +45,19 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="eventstore",
         description="A single-node, Kafka-style event store on SQLite segment files.",
-        epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        epilog=f"examples:\n{EXAMPLES}\n{EXIT_CODES_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    serve = commands.add_parser(
-        "serve",
-        help="run the store as a service speaking the Kafka protocol",
-        description="Run the actor system as a long-lived service: the Kafka protocol on"
-        " --listen, Prometheus metrics and /healthz on --metrics-listen. SIGTERM or"
-        " SIGINT stops it cleanly.",
-        epilog=SERVE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    serve = add_command(
+        commands, "serve", "run the store as a service speaking the Kafka protocol",
+        "Run the actor system as a long-lived service: the Kafka protocol on --listen,"
+        " Prometheus metrics and /healthz on --metrics-listen. SIGTERM or SIGINT stops it"
+        " cleanly.",
+        SERVE_EXAMPLES, _serve,
     )
     serve.add_argument("--data-dir", metavar="DIR",
                        help="data directory (default ./data, or EVENTSTORE_DATA_DIR)")
@@ -52,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                        dest="assignments",
                        help="any server key or topic default, e.g. num.partitions=3")
-    serve.set_defaults(run=_serve)
+    for command in (*COMMANDS, verify):
+        command.register(commands)
     return parser
 
 
@@ -70,16 +88,36 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def _quiet_logs() -> None:
+    """The tools report outcomes themselves: library log lines would break one-line errors."""
+    root = logging.getLogger()
+    root.handlers[:] = [logging.NullHandler()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns its exit code (the console script exits with it)."""
     args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        _quiet_logs()
     try:
         return args.run(args)
+    except CliError as error:
+        print(f"{args.prog}: {error}", file=sys.stderr)
+        return error.exit_code
     except KafkaError as error:
-        print(f"eventstore {args.command}: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        print(f"{args.prog}: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if isinstance(error, DataDirLocked) else EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `eventstore consume ... | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except Exception as error:
+        if os.environ.get("EVENTSTORE_DEBUG"):
+            raise
+        print(f"{args.prog}: internal error: {type(error).__name__}: {error}"
+              " (set EVENTSTORE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -1,0 +1,325 @@
+"""`eventstore consume TOPIC`: print records, the kafka-console-consumer / kcat -C job.
+
+Where records come from:
+
+- ``--bootstrap-server`` with ``--group``: a kafka-python consumer in the group, which
+  commits what it has printed after every batch and when it stops;
+- ``--bootstrap-server`` without a group: a kafka-python consumer assigned the partitions;
+- a data directory with ``--group``: the embedded store's group consumer (this locks the
+  directory: the group's commits are writes);
+- a data directory without a group: the read-only SQL engine, beside a running server too.
+
+On a data directory the command stops at the end of the log (no other process can append
+while the store holds the lock, and a read-only reader does not wait for a server's
+appends). Over the wire it waits for new records until ``--exit-at-end``,
+``--max-messages`` or Ctrl-C/SIGTERM, which are all normal stops: it commits and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, BinaryIO, NamedTuple, Protocol
+
+from eventstore.commands.base import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Target,
+    add_command,
+)
+from eventstore.commands.cluster import check_partition, partition_count, target_errors
+from eventstore.commands.format import compile_format
+from eventstore.sql import render_bytes
+from eventstore.storage.records import decode_headers
+
+POLL_MS = 200
+BATCH = 500
+
+
+class Record(NamedTuple):
+    """One record as the command prints it, whichever source it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+
+
+class Source(Protocol):
+    """Where records come from; ``commit`` stores the group's position (no-op without one)."""
+
+    def poll(self, max_records: int) -> list[Record]: ...
+
+    def at_end(self) -> bool: ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = add_command(
+        commands, "consume", "print a topic's records, as a group member or standalone",
+        "Print records of TOPIC, by default each value on its own line. With --group the"
+        " command is a member of that consumer group and commits what it printed; without"
+        " one it reads the partitions itself. Stops at --max-messages, at the end of the log"
+        " with --exit-at-end (always on a data directory), or on Ctrl-C/SIGTERM, committing"
+        " first.\n\n"
+        "--format tokens: %s value, %k key, %p partition, %o offset, %t (or kcat's %T)"
+        " timestamp in ms, %h headers (k=v,k=v), %S value length, %K key length, %% a"
+        " percent sign; \\n \\t \\r \\\\ escapes. Missing keys and values print as empty.",
+        "  eventstore consume clicks --from-beginning --exit-at-end\n"
+        "  eventstore consume clicks --group analytics --bootstrap-server 127.0.0.1:9092\n"
+        "  eventstore consume clicks --partition 0 --offset 42 --max-messages 10\n"
+        "  eventstore consume clicks --from-beginning --format '%p:%o %k=%s\\n'\n"
+        "  eventstore consume clicks --from-beginning --exit-at-end --json | jq .value\n",
+        run,
+        target="server or dir",
+    )
+    parser.add_argument("topic")
+    parser.add_argument("--group", "-g", metavar="GROUP",
+                        help="consume as a member of this consumer group, committing offsets")
+    parser.add_argument("--from-beginning", action="store_true",
+                        help="start at the log-start-offset (in a group: where nothing is"
+                        " committed yet); the default is the end, as in Kafka")
+    parser.add_argument("--partition", type=int, action="append", metavar="P",
+                        help="read only this partition (repeatable; not with --group)")
+    parser.add_argument("--offset", type=int, metavar="N",
+                        help="start at offset N of each partition read (not with --group)")
+    parser.add_argument("--max-messages", type=int, metavar="N",
+                        help="stop after printing N records")
+    parser.add_argument("--exit-at-end", "-e", action="store_true",
+                        help="stop once every partition read is at its end")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--format", "-f", metavar="FMT",
+                        help="print each record with this format (default '%%s\\n')")
+    output.add_argument("--json", action="store_true",
+                        help="print each record as one JSON object per line")
+
+
+# -- sources -------------------------------------------------------------------------------
+
+
+class ConsumerSource:
+    """A consumer with kafka-python's shape: kafka-python's own, or the embedded store's."""
+
+    def __init__(self, consumer: Any, topic: str, end_offsets: Callable[[list], dict],
+                 grouped: bool, on_close: Callable[[], None]) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._end_offsets = end_offsets
+        self._grouped = grouped
+        self._on_close = on_close
+
+    def poll(self, max_records: int) -> list[Record]:
+        polled = self._consumer.poll(timeout_ms=POLL_MS, max_records=max_records)
+        batches = polled.values() if isinstance(polled, dict) else [polled]
+        return [Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value,
+                       tuple(r.headers or ())) for batch in batches for r in batch]
+
+    def at_end(self) -> bool:
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return False  # still joining the group
+        ends = self._end_offsets(assigned)
+        return all(self._consumer.position(tp) >= ends[tp] for tp in assigned)
+
+    def commit(self) -> None:
+        if self._grouped and self._consumer.assignment():
+            self._consumer.commit()
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        finally:
+            self._on_close()
+
+
+class SqlSource:
+    """Standalone reading of a data directory through the read-only SQL engine."""
+
+    def __init__(self, engine: Any, topic: str, positions: dict[int, int],
+                 ends: dict[int, int]) -> None:
+        self._engine = engine
+        self._topic = topic
+        self._positions = positions
+        self._ends = ends
+
+    def poll(self, max_records: int) -> list[Record]:
+        for partition, position in self._positions.items():
+            if position >= self._ends[partition]:
+                continue
+            _, rows = self._engine.query(
+                "SELECT offset, timestamp, key, value, headers FROM records WHERE topic = ?"
+                " AND partition = ? AND offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
+                (self._topic, partition, position, self._ends[partition], max_records))
+            if not rows:  # retention deleted the rest meanwhile
+                self._positions[partition] = self._ends[partition]
+                continue
+            self._positions[partition] = rows[-1][0] + 1
+            return [Record(self._topic, partition, o, t, k, v, decode_headers(h))
+                    for o, t, k, v, h in rows]
+        return []
+
+    def at_end(self) -> bool:
+        return all(p >= self._ends[n] for n, p in self._positions.items())
+
+    def commit(self) -> None:
+        """Nothing to commit without a group."""
+
+    def close(self) -> None:
+        self._engine.close()
+
+
+def _partitions(args: argparse.Namespace, count: int) -> list[int]:
+    chosen = args.partition or list(range(count))
+    for partition in chosen:
+        check_partition(args.topic, partition, count)
+    return chosen
+
+
+def _start(args: argparse.Namespace, log_start: int, log_end: int) -> int:
+    """Where a standalone read of a partition starts (clamped into the log, as Kafka's
+    auto.offset.reset=earliest would for an offset out of range)."""
+    if args.offset is not None:
+        return min(max(args.offset, log_start), log_end)
+    return log_start if args.from_beginning else log_end
+
+
+def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
+    from eventstore.commands import wire
+
+    reset = "earliest" if args.from_beginning else "latest"
+    consumer = wire.consumer(address, group_id=args.group, auto_offset_reset=reset)
+    try:
+        if args.group:
+            consumer.subscribe([args.topic])
+        else:
+            tps = [wire.topic_partition(args.topic, p) for p in _partitions(args, count)]
+            consumer.assign(tps)
+            starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, _start(args, starts[tp], ends[tp]))
+    except BaseException:
+        consumer.close(autocommit=False)
+        raise
+    return ConsumerSource(consumer, args.topic, consumer.end_offsets, bool(args.group),
+                          lambda: None)
+
+
+def _store_source(args: argparse.Namespace, data_dir: str) -> Source:
+    from eventstore.commands.local import open_store
+
+    store = open_store(data_dir)
+    try:
+        reset = "earliest" if args.from_beginning else "latest"
+        consumer = store.consumer(args.topic, group_id=args.group, auto_offset_reset=reset,
+                                  enable_auto_commit=False)
+    except BaseException:
+        store.close()
+        raise
+    topic = args.topic
+
+    def end_offsets(tps: list) -> dict:
+        described = store.describe_topic(topic).partitions
+        return {tp: described[tp[1]].log_end_offset for tp in tps}
+
+    return ConsumerSource(consumer, topic, end_offsets, True, store.close)
+
+
+def _sql_source(args: argparse.Namespace, data_dir: str, count: int) -> Source:
+    from eventstore.commands.local import open_engine
+
+    engine = open_engine(data_dir)
+    _, rows = engine.query("SELECT partition, log_start_offset, log_end_offset FROM partitions"
+                           " WHERE topic = ?", (args.topic,))
+    bounds = {p: (start, end) for p, start, end in rows}
+    chosen = _partitions(args, count)
+    return SqlSource(engine, args.topic, {p: _start(args, *bounds[p]) for p in chosen},
+                     {p: bounds[p][1] for p in chosen})
+
+
+def _open_source(args: argparse.Namespace) -> Source:
+    target = Target.of(args)
+    count = partition_count(target, args.topic)
+    if target.bootstrap_server:
+        return _wire_source(args, target.bootstrap_server, count)
+    if args.group:
+        return _store_source(args, target.data_dir)
+    return _sql_source(args, target.data_dir, count)
+
+
+# -- printing and the loop -------------------------------------------------------------------
+
+
+def _json_line(record: Record) -> bytes:
+    shown = {
+        "topic": record.topic, "partition": record.partition, "offset": record.offset,
+        "timestamp": record.timestamp,
+        "key": None if record.key is None else render_bytes(record.key),
+        "value": None if record.value is None else render_bytes(record.value),
+        "headers": [[k, None if v is None else render_bytes(v)] for k, v in record.headers],
+    }
+    return json.dumps(shown).encode() + b"\n"
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM, so the loop can commit before it exits."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _consume(source: Source, out: BinaryIO, render: Callable[[Record], bytes],
+             limit: int | None, exit_at_end: bool, stop: threading.Event) -> int:
+    """Print records until a stop condition; returns how many were printed."""
+    printed = 0
+    while not stop.is_set() and (limit is None or printed < limit):
+        batch = source.poll(BATCH if limit is None else min(BATCH, limit - printed))
+        if batch:
+            out.write(b"".join(render(record) for record in batch))
+            out.flush()
+            printed += len(batch)
+            source.commit()
+        elif exit_at_end and source.at_end():
+            break
+    return printed
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    if args.group and (args.partition or args.offset is not None):
+        raise CliError("--partition and --offset read standalone: leave out --group",
+                       EXIT_USAGE)
+    if args.max_messages is not None and args.max_messages < 1:
+        raise CliError("--max-messages must be at least 1", EXIT_USAGE)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_usage(args)
+    render = _json_line if args.json else compile_format(args.format or "%s\\n")
+    target = Target.of(args)
+    exit_at_end = args.exit_at_end or not target.bootstrap_server
+    with _stop_on_signals() as stop, target_errors(target):
+        source = _open_source(args)
+        try:
+            _consume(source, sys.stdout.buffer, render, args.max_messages, exit_at_end, stop)
+            source.commit()
+        finally:
+            source.close()
+    return EXIT_OK
+

@@ -1,0 +1,134 @@
+"""Working on a data directory directly: reads through the read-only SQL engine (no lock,
+so they work beside a running server), writes through the embedded store, which takes the
+directory's lock and so refuses while a server (or another tool) holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from eventstore.client import EventStore
+from eventstore.commands.base import EXIT_UNAVAILABLE, CliError
+from eventstore.commands.cluster import GroupDetail, PartitionDetail, TopicDetail
+from eventstore.errors import DataDirLocked, UnknownTopicOrPartition, error_for_code
+from eventstore.sql import SqlEngine
+from eventstore.storage.config import TopicConfig
+
+# An offline tool never creates a topic by naming it (a typo must not become a topic), and
+# its group consumer is the only possible member (it holds the lock): no wait for others.
+STORE_CONFIG = {"auto.create.topics.enable": False, "group.initial.rebalance.delay.ms": 0}
+
+
+def open_engine(data_dir: str) -> SqlEngine:
+    """The read-only SQL engine over ``data_dir``; CliError if there is no such directory."""
+    if not os.path.isdir(data_dir):
+        raise CliError(f"data directory {data_dir} does not exist (use --data-dir DIR, or"
+                       " --bootstrap-server HOST:PORT for a running server)")
+    return SqlEngine(data_dir)
+
+
+def open_store(data_dir: str) -> EventStore:
+    """The embedded store on ``data_dir``, holding its lock; CliError (exit 3) naming the
+    process that holds the lock instead."""
+    try:
+        return EventStore.open(data_dir, STORE_CONFIG)
+    except DataDirLocked as exc:
+        raise CliError(f"{exc.args[0]}: stop it or use --bootstrap-server to go through the"
+                       " server", EXIT_UNAVAILABLE) from None
+
+
+class LocalCluster:
+    """Topic and group administration of a data directory (see the module doc).
+
+    With ``writing`` the store is opened (and the directory locked) at once, so what the
+    command reads before it writes cannot change underneath it.
+    """
+
+    def __init__(self, data_dir: str, *, writing: bool) -> None:
+        self._store = open_store(data_dir) if writing else None
+        try:
+            self._engine = open_engine(data_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def _rows(self, sql: str, *params: Any) -> list[tuple]:
+        return self._engine.query(sql, params)[1]
+
+    def _writer(self) -> EventStore:
+        assert self._store is not None, "a writing command opens LocalCluster(writing=True)"
+        return self._store
+
+    # -- topics -----------------------------------------------------------------------------
+
+    def list_topics(self) -> list[tuple[str, int]]:
+        return self._rows("SELECT topic, partitions FROM topics ORDER BY topic")
+
+    def describe_topic(self, name: str) -> TopicDetail:
+        found = self._rows("SELECT config FROM topics WHERE topic = ?", name)
+        if not found:
+            raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+        overrides = json.loads(found[0][0])
+        partitions = tuple(
+            PartitionDetail(*row) for row in self._rows(
+                "SELECT topic, partition, log_start_offset, log_end_offset, segment_count, bytes"
+                " FROM partitions WHERE topic = ? ORDER BY partition", name)
+        )
+        return TopicDetail(name, partitions, TopicConfig.from_mapping(overrides).to_mapping(),
+                           overrides)
+
+    def create_topic(self, name: str, partitions: int | None, config: Mapping[str, str]) -> None:
+        self._writer().create_topic(name, partitions, config)
+
+    def alter_topic(self, name: str, partitions: int | None,
+                    config: Mapping[str, str | None]) -> None:
+        store = self._writer()
+        store.describe_topic(name)  # UnknownTopicOrPartition before anything changes
+        if config:
+            store.alter_topic_config(name, config)
+        if partitions is not None:
+            store.create_partitions(name, partitions)
+
+    def delete_topic(self, name: str) -> None:
+        self._writer().delete_topic(name)
+
+    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
+        ((offset,),) = self._rows(
+            "SELECT min(offset) FROM records WHERE topic = ? AND partition = ?"
+            " AND timestamp >= ?", topic, partition, timestamp_ms)
+        return offset
+
+    # -- groups -----------------------------------------------------------------------------
+
+    def list_groups(self) -> list[tuple[str, str]]:
+        """Groups with committed offsets; with no server running, none has members."""
+        return [(g, "Empty") for (g,) in self._rows(
+            "SELECT DISTINCT group_id FROM consumer_groups ORDER BY group_id")]
+
+    def describe_group(self, group_id: str) -> GroupDetail:
+        committed = {(t, p): o for t, p, o in self._rows(
+            "SELECT topic, partition, committed_offset FROM consumer_groups WHERE group_id = ?",
+            group_id)}
+        return GroupDetail(group_id, "Empty" if committed else "Dead", (), committed)
+
+    def commit_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        consumer = self._writer().consumer(group_id=group_id, enable_auto_commit=False)
+        try:
+            consumer.commit(dict(offsets))
+        finally:
+            consumer.close(autocommit=False)
+
+    def delete_group(self, group_id: str) -> None:
+        code = self._writer().system.coordinator.delete_group(group_id).get()
+        if code:
+            raise error_for_code(code, f"consumer group {group_id!r}")
+
+    def close(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,257 @@
+"""Talking to a running server with a real Kafka client (kafka-python), so every command
+that takes ``--bootstrap-server`` goes through the Kafka protocol as any client would.
+
+Connecting is bounded: the address is tried with a plain TCP connect first, for at most
+``CONNECT_TIMEOUT_S``, so an unreachable server is one clear line instead of a client
+library retrying for a minute. The client's own errors become eventstore's typed errors
+(named as Kafka names them), and an API the server does not implement is said so plainly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from eventstore.commands.base import EXIT_UNAVAILABLE, CliError
+from eventstore.commands.cluster import GroupDetail, Member, PartitionDetail, TopicDetail
+from eventstore.errors import KafkaError, error_for_code
+
+CONNECT_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_MS = 10_000
+CLIENT_ID = "eventstore-cli"
+
+try:
+    import kafka
+    import kafka.errors as kafka_errors
+    from kafka.admin import ConfigResource, ConfigResourceType, OffsetSpec, OffsetTimestamp
+    from kafka.structs import OffsetAndMetadata
+except ImportError:  # a test-only dependency of the package: say how to get it
+    kafka = None
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise CliError(f"--bootstrap-server {address!r} is not HOST:PORT", 2)
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str) -> None:
+    """CliError (exit 3) unless a TCP connection to ``address`` opens within the timeout."""
+    if kafka is None:
+        raise CliError("--bootstrap-server needs the kafka-python package:"
+                       " pip install kafka-python")
+    host, port = _split_address(address)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise CliError(f"cannot reach the server at {address}: {reason}",
+                       EXIT_UNAVAILABLE) from None
+
+
+def client_config(address: str) -> dict[str, Any]:
+    """Settings every kafka-python client of the command line shares."""
+    return {
+        "bootstrap_servers": address,
+        "client_id": CLIENT_ID,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "bootstrap_timeout_ms": int(CONNECT_TIMEOUT_S * 1000),
+        "reconnect_backoff_max_ms": 1000,
+    }
+
+
+def _quiet_client_logs() -> None:
+    """kafka-python logs every retry at WARNING; the command reports the outcome itself."""
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def broker_error(code: int, message: str | None = None) -> KafkaError:
+    """The typed error for a broker's error code; the server's message already starts with
+    the error's name, which is not repeated."""
+    error = error_for_code(code)
+    text = message or ""
+    prefix = f"{error.name}: "
+    return error_for_code(code, text[len(prefix):] if text.startswith(prefix) else text)
+
+
+@contextlib.contextmanager
+def wire_errors(address: str) -> Iterator[None]:
+    """kafka-python's exceptions as eventstore's one-line errors."""
+    try:
+        yield
+    except kafka_errors.IncompatibleBrokerVersion as exc:
+        api = str(exc).split("'")[1] if str(exc).count("'") >= 2 else str(exc)
+        raise CliError(f"the server at {address} does not support {api.removesuffix('Request')}"
+                       " (not implemented by this server)") from None
+    except kafka_errors.BrokerResponseError as exc:
+        raise broker_error(exc.errno, getattr(exc, "description", "")) from None
+    except (kafka_errors.KafkaConnectionError,
+            kafka_errors.KafkaTimeoutError) as exc:
+        raise CliError(f"the server at {address} did not answer: {type(exc).__name__}",
+                       EXIT_UNAVAILABLE) from None
+    except kafka_errors.KafkaError as exc:  # client-side: a commit after a rebalance, ...
+        raise CliError(f"{type(exc).__name__}: {exc}") from None
+
+
+def admin_client(address: str) -> Any:
+    """A connected KafkaAdminClient (reachability checked first)."""
+    check_reachable(address)
+    _quiet_client_logs()
+    with wire_errors(address):
+        return kafka.KafkaAdminClient(**client_config(address))
+
+
+def producer(address: str, **settings: Any) -> Any:
+    """A KafkaProducer; idempotence off (the server has no idempotent producers yet)."""
+    check_reachable(address)
+    _quiet_client_logs()
+    with wire_errors(address):
+        return kafka.KafkaProducer(**client_config(address), enable_idempotence=False,
+                                   acks="all", **settings)
+
+
+def consumer(address: str, **settings: Any) -> Any:
+    """A KafkaConsumer that commits only when told (the command commits what it printed)."""
+    check_reachable(address)
+    _quiet_client_logs()
+    with wire_errors(address):
+        return kafka.KafkaConsumer(**client_config(address), enable_auto_commit=False,
+                                   **settings)
+
+
+def topic_partition(topic: str, partition: int) -> Any:
+    return kafka.TopicPartition(topic, partition)
+
+
+def _check_results(entries: Any) -> None:
+    """Raise the first per-topic error of an admin response (entries are dicts or structs)."""
+    for entry in entries:
+        field = entry.get if isinstance(entry, dict) else lambda name, e=entry: getattr(e, name)
+        if field("error_code"):
+            raise broker_error(field("error_code"), field("error_message"))
+
+
+class WireCluster:
+    """Topic and group administration through a server's Kafka protocol."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._admin = admin_client(address)
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return wire_errors(self.address)
+
+    # -- topics -----------------------------------------------------------------------------
+
+    def list_topics(self) -> list[tuple[str, int]]:
+        with self._errors():
+            described = self._admin.describe_topics()
+        return sorted((t["name"], len(t["partitions"])) for t in described if not t["error_code"])
+
+    def _partition_count(self, name: str) -> int:
+        with self._errors():
+            (described,) = self._admin.describe_topics([name])
+        if described["error_code"]:
+            raise broker_error(described["error_code"], f"topic {name!r} does not exist")
+        return len(described["partitions"])
+
+    def describe_topic(self, name: str) -> TopicDetail:
+        count = self._partition_count(name)
+        tps = [topic_partition(name, p) for p in range(count)]
+        with self._errors():
+            starts = self._admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST))
+            ends = self._admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST))
+            resource = ConfigResource(ConfigResourceType.TOPIC, name)
+            configs = self._admin.describe_configs([resource], config_filter="All")
+        entries = configs["topic"][name]
+        return TopicDetail(
+            name,
+            tuple(PartitionDetail(name, tp.partition, starts[tp].offset, ends[tp].offset)
+                  for tp in tps),
+            {key: entry["value"] for key, entry in sorted(entries.items())},
+            {key: entry["value"] for key, entry in sorted(entries.items())
+             if entry["config_source"] == "DYNAMIC_TOPIC_CONFIG"},
+        )
+
+    def create_topic(self, name: str, partitions: int | None, config: Mapping[str, str]) -> None:
+        spec = {"num_partitions": partitions or -1, "replication_factor": -1,
+                "configs": dict(config)}
+        with self._errors():
+            response = self._admin.create_topics({name: spec}, raise_errors=False)
+        _check_results(response["topics"])
+
+    def alter_topic(self, name: str, partitions: int | None,
+                    config: Mapping[str, str | None]) -> None:
+        self._partition_count(name)  # UnknownTopicOrPartition before anything changes
+        with self._errors():
+            if config:
+                changes = {k: ("SET", v) if v is not None else ("DELETE", None)
+                           for k, v in config.items()}
+                resource = ConfigResource(ConfigResourceType.TOPIC, name, configs=changes)
+                results = self._admin.alter_configs([resource], raise_on_unknown=False)
+                error = results["topic"][name]
+                if getattr(error, "errno", 0):
+                    raise broker_error(error.errno, getattr(error, "description", ""))
+            if partitions is not None:
+                response = self._admin.create_partitions({name: partitions}, raise_errors=False)
+                _check_results(response.results)
+
+    def delete_topic(self, name: str) -> None:
+        with self._errors():
+            response = self._admin.delete_topics([name], raise_errors=False)
+        _check_results(response["topics"])
+
+    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
+        tp = topic_partition(topic, partition)
+        with self._errors():
+            found = self._admin.list_partition_offsets({tp: OffsetTimestamp(timestamp_ms)})
+        offset = found[tp].offset
+        return None if offset < 0 else offset
+
+    # -- groups -----------------------------------------------------------------------------
+
+    def list_groups(self) -> list[tuple[str, str]]:
+        with self._errors():
+            groups = self._admin.list_groups()
+        return sorted((g["group_id"], g["group_state"]) for g in groups)
+
+    def describe_group(self, group_id: str) -> GroupDetail:
+        with self._errors():
+            described = self._admin.describe_groups([group_id])[group_id]
+            committed = self._admin.list_group_offsets({group_id: None})[group_id]
+        members = tuple(
+            Member(m["member_id"], m["client_id"], m["client_host"], tuple(
+                (a["topic"], p)
+                for a in (m["member_assignment"] or {}).get("assigned_partitions", ())
+                for p in a["partitions"]))
+            for m in described["members"]
+        )
+        return GroupDetail(group_id, described["group_state"], members, {
+            (tp.topic, tp.partition): meta.offset
+            for tp, meta in committed.items() if meta.offset >= 0
+        })
+
+    def commit_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        with self._errors():
+            results = self._admin.alter_group_offsets(group_id, {
+                topic_partition(*tp): OffsetAndMetadata(offset, "", -1)
+                for tp, offset in offsets.items()
+            })
+        for error in results.values():
+            if error.errno:
+                raise broker_error(error.errno, f"group {group_id!r}: {error.description}")
+
+    def delete_group(self, group_id: str) -> None:
+        with self._errors():
+            results = self._admin.delete_groups([group_id])
+        for _, error in results:
+            if error.errno:
+                raise broker_error(error.errno, f"consumer group {group_id!r}")
+
+    def close(self) -> None:
+        self._admin.close()
+
