@@ -169,6 +169,9 @@ SERVER_KEYS: dict[str, ConfigKey] = {
         ConfigKey("max.connections", int, 1000,
                   "connections the Kafka listener accepts at once; more are refused",
                   minimum=1),
+        ConfigKey("producer.id.expiration.ms", int, 86400000,
+                  "a partition forgets an idempotent producer this long after its last"
+                  " append; a retry after that may be written twice", minimum=1),
     )
 }
 
@@ -191,6 +194,7 @@ class ServerConfig:
     socket_request_max_bytes: int = 104857600
     connections_max_idle_ms: int = 600000
     max_connections: int = 1000
+    producer_id_expiration_ms: int = 86400000
     topic_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

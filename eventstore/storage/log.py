@@ -6,8 +6,10 @@ deletes whole sealed segments, oldest first, and advances the log-start-offset. 
 watermark (log-end-offset) is stored with every append, never derived from the rows left.
 
 Opening a log reads each segment's metadata row, not its records, so start-up does not
-grow with the data kept. Nothing here deletes or rewrites data to "repair" it: a broken
-chain raises CorruptLog naming the file.
+grow with the data kept; idempotent producers' state is rebuilt from the ``batches`` rows
+of the segments written within ``producer.id.expiration.ms`` (see producer_state).
+Nothing here deletes or rewrites data to "repair" it: a broken chain raises CorruptLog
+naming the file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ import apsw
 
 from eventstore.errors import CorruptLog, InvalidRecord, OffsetOutOfRange
 from eventstore.storage.config import TopicConfig
+from eventstore.storage.producer_state import (
+    DEFAULT_EXPIRATION_MS,
+    ProducerStateTable,
+    load_producer_state,
+)
 from eventstore.storage.records import AppendRow, ProducerBatchInfo, StoredRow
 from eventstore.storage.segment import (
     ActiveSegment,
@@ -180,12 +187,14 @@ class PartitionLog:
         clock: Clock,
         sealed: list[SegmentInfo],
         active: ActiveSegment,
+        producers: ProducerStateTable,
     ) -> None:
         self.directory = directory
         self.config = config
         self._clock = clock
         self._sealed = sealed
         self._active = active
+        self.producers = producers
         self._pending_seals: list[str] = []
         self._unflushed = 0
         self._reader = LogReader()
@@ -202,11 +211,14 @@ class PartitionLog:
         *,
         clock: Clock = wall_clock_ms,
         create: bool = False,
+        producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS,
     ) -> PartitionLog:
         """Open (or with ``create``, create) a partition log and recover its active segment.
 
         Verifies that the chain is contiguous; finishes a roll or a retention run that a
         crash interrupted; raises CorruptLog naming the file when anything else is wrong.
+        Idempotent producers are forgotten ``producer_id_expiration_ms`` after their last
+        append (Kafka's ``producer.id.expiration.ms``).
         """
         config = config or TopicConfig()
         fsync = config.flush_messages == 1
@@ -220,7 +232,8 @@ class PartitionLog:
         paths = [os.path.join(directory, segment_name(b)) for b in bases]
         if not paths:
             active = ActiveSegment.create(directory, 0, 0, clock(), fsync=fsync)
-            return cls(directory, config, clock, [], active)
+            producers = ProducerStateTable(producer_id_expiration_ms)
+            return cls(directory, config, clock, [], active, producers)
         for path in paths[:-1]:
             if is_wal_mode(path):
                 finish_seal(path)
@@ -237,10 +250,12 @@ class PartitionLog:
                     fsync=fsync,
                 )
             sealed = _recover_chain(infos, active.info)
+            producers = load_producer_state(
+                [*sealed, active.info], clock(), producer_id_expiration_ms)
         except BaseException:
             active.close()
             raise
-        return cls(directory, config, clock, sealed, active)
+        return cls(directory, config, clock, sealed, active, producers)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -283,11 +298,23 @@ class PartitionLog:
     def append(
         self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None = None
     ) -> AppendResult:
-        """Append one batch durably (all or nothing) and return where it landed."""
+        """Append one batch durably (all or nothing) and return where it landed.
+
+        A batch ``producer`` stamped is first checked against that producer's state: a
+        retry of a batch already appended is answered with its original offsets and not
+        written again; one out of sequence or of an old epoch raises (nothing written).
+        """
         if not rows:
             raise InvalidRecord("a record batch must hold at least one record")
         config = self.config
         now = self._clock()
+        if producer is not None:
+            duplicate = self.producers.check(producer, len(rows), now)
+            if duplicate is not None:
+                log_append_time = (duplicate.appended_ms
+                                   if config.message_timestamp_type == "LogAppendTime" else -1)
+                return AppendResult(duplicate.base_offset, duplicate.last_offset,
+                                    log_append_time, 0, self.log_start_offset, duplicate=True)
         if self._is_too_old(now):
             self.roll("age")
         kwargs = {
@@ -300,11 +327,17 @@ class PartitionLog:
         except SegmentFull:
             self.roll("size")
             result = self._active.append(rows, now, roll_at_bytes=None, **kwargs)
+        if producer is not None:
+            self.producers.record(producer, result.base_offset, result.last_offset, now)
         self._unflushed += len(rows)
         if 1 < config.flush_messages <= self._unflushed:
             self.flush()
         self._view = self._make_view()
         return result
+
+    def expire_producers(self) -> int:
+        """Forget producers idle past ``producer.id.expiration.ms``; returns how many."""
+        return self.producers.expire(self._clock())
 
     def flush(self) -> None:
         """Force every appended record to disk."""

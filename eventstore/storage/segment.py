@@ -82,13 +82,18 @@ class SegmentInfo:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """Where a batch landed: its first and last offset and the timestamp it was stored with."""
+    """Where a batch landed: its first and last offset and the timestamp it was stored with.
+
+    ``duplicate``: an idempotent producer's retry of a batch already in the log, answered
+    with the original offsets and not written again (``bytes`` is then 0).
+    """
 
     base_offset: int
     last_offset: int
     log_append_time: int
     bytes: int
     log_start_offset: int
+    duplicate: bool = False
 
 
 class SegmentFull(Exception):
@@ -192,6 +197,24 @@ def first_offset_at_or_after(conn: apsw.Connection, path: str, timestamp: int) -
             (*batch, timestamp),
         ).fetchone()
     return offset
+
+
+def read_producer_batches(
+    conn: apsw.Connection, path: str, per_producer: int
+) -> list[tuple[int, int, int, int, int, int]]:
+    """The newest ``per_producer`` batches of each idempotent producer here, newest first.
+
+    Rows of (producer_id, producer_epoch, base_sequence, base_offset, last_offset,
+    appended_ms), from the ``batches`` table alone: what rebuilding producer state reads.
+    """
+    with storage_errors(path):
+        return conn.execute(
+            "SELECT producer_id, producer_epoch, base_sequence, base_offset, last_offset,"
+            " appended_ms FROM (SELECT *, row_number() OVER (PARTITION BY producer_id"
+            " ORDER BY base_offset DESC) AS newest FROM batches WHERE producer_id IS NOT NULL)"
+            " WHERE newest <= ? ORDER BY base_offset DESC",
+            (per_producer,),
+        ).fetchall()
 
 
 def finish_seal(path: str) -> bool:
