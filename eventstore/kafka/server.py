@@ -63,7 +63,8 @@ class KafkaListener:
         self._limits = limits
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
-        self._in_flight = 0
+        self._idle: set[asyncio.Task] = set()  # connections waiting for their next request
+        self._stopping = False
         self.requests_total = 0
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -77,13 +78,19 @@ class KafkaListener:
         return len(self._connections)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop accepting, let in-flight requests finish (up to ``grace_s``), close the rest."""
+        """Stop accepting connections and reading requests, let the requests in flight be
+        answered (up to ``grace_s``), then close every connection.
+
+        Idle connections close at once: a busy client must not hold the shutdown for the
+        whole grace period by sending request after request.
+        """
+        self._stopping = True
         if self._server is not None:
             self._server.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
-        while self._in_flight and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        for task in self._idle:
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=grace_s)
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -121,8 +128,14 @@ class KafkaListener:
         peer: object,
     ) -> None:
         idle_s = self._limits.connections_max_idle_ms / 1000
-        while True:
-            frame = await self._read_frame(reader, idle_s, peer)
+        task = asyncio.current_task()
+        assert task is not None
+        while not self._stopping:
+            self._idle.add(task)
+            try:
+                frame = await self._read_frame(reader, idle_s, peer)
+            finally:
+                self._idle.discard(task)
             if frame is None:
                 return
             response = await self._respond(frame, session, peer)
@@ -168,15 +181,12 @@ class KafkaListener:
             log.warning("connection closed: %s; peer=%s", exc, peer)
             return _CLOSE
         self.requests_total += 1
-        self._in_flight += 1
         try:
             body = await session.handle(request)
         except Exception:
             log.exception("connection closed: %s v%d request failed; peer=%s",
                           api_name(request.api_key), request.api_version, peer)
             return _CLOSE
-        finally:
-            self._in_flight -= 1
         if body is None:
             return None
         return encode_response(request, body)

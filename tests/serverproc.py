@@ -1,0 +1,402 @@
+"""A real ``eventstore serve`` process for tests, and a raw Kafka connection to it.
+
+    server = ServerProcess.start(data_dir)            # free loopback ports, waits for ready
+    Producer({"bootstrap.servers": server.bootstrap})
+    server.restart()                                  # SIGTERM, exit 0, same dir and ports
+    server.stop()                                     # SIGTERM; asserts exit code 0
+
+The server binds port 0 for both listeners, so no port is ever guessed; its ``msg=ready``
+log line says which ports it got. Everything it prints (logfmt lines on stderr) is kept
+in ``server.lines`` and can be waited for with :meth:`ServerProcess.wait_for_log`. The
+``serve`` and ``server`` fixtures in conftest.py wrap this module.
+
+:class:`KafkaConnection` speaks the wire protocol over a plain socket, with kio's request
+and response classes, for tests that send what no client library would.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kio.index import load_request_schema, load_response_schema
+from kio.serial import entity_reader, entity_writer
+
+from eventstore.kafka.protocol import build
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+# what every test server gets unless told otherwise: a group's first rebalance at once
+DEFAULT_SETTINGS: Mapping[str, object] = {"group.initial.rebalance.delay.ms": 0}
+
+_LOGFMT_PAIR = re.compile(r'([\w.-]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+T = TypeVar("T")
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    """The ``key=value`` pairs of one logfmt line, quoted values unescaped."""
+    fields = {}
+    for key, raw in _LOGFMT_PAIR.findall(line):
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], raw[1:-1])
+        fields[key] = raw
+    return fields
+
+
+def eventstore_command() -> list[str]:
+    """The installed ``eventstore`` console script next to this Python, else ``-m``."""
+    script = Path(sys.executable).with_name("eventstore")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "eventstore.cli"]
+
+
+def serve_command(
+    data_dir: str | None,
+    *,
+    listen: str = "127.0.0.1:0",
+    metrics_listen: str = "127.0.0.1:0",
+    settings: Mapping[str, object] | None = None,
+    config_file: str | None = None,
+) -> list[str]:
+    """``eventstore serve`` argv: ``settings`` become ``--set`` flags (DEFAULT_SETTINGS
+    first); no ``--data-dir`` when ``data_dir`` is None (the environment then decides)."""
+    argv = [*eventstore_command(), "serve", "--listen", listen, "--metrics-listen",
+            metrics_listen]
+    if data_dir is not None:
+        argv += ["--data-dir", data_dir]
+    if config_file is not None:
+        argv += ["--config", config_file]
+    for key, value in {**DEFAULT_SETTINGS, **(settings or {})}.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        argv += ["--set", f"{key}={text}"]
+    return argv
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll ``condition`` until it returns something truthy (returned); AssertionError
+    naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class ServerFailed(AssertionError):
+    """The server exited early, never got ready, or did not stop cleanly."""
+
+
+class ServerProcess:
+    """One ``eventstore serve`` on one data directory; restartable on the same ports."""
+
+    def __init__(
+        self,
+        data_dir: str | None,
+        *,
+        settings: Mapping[str, object] | None = None,
+        config_file: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.settings = dict(settings or {})
+        self.config_file = config_file
+        self.env = {**os.environ, **(env or {})}
+        self.lines: list[str] = []
+        self.ready: dict[str, str] = {}
+        self._proc: subprocess.Popen[str] | None = None
+        self._output_done = threading.Condition()
+        self._reader: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, data_dir: str | None, **kwargs: Any) -> ServerProcess:
+        """Start a server on free loopback ports and wait until it is ready."""
+        server = cls(data_dir, **kwargs)
+        server.launch()
+        return server
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` the Kafka listener advertises, for ``bootstrap.servers``."""
+        return self.ready["advertised"]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.ready["kafka"].rpartition(":")
+        return host, int(port)
+
+    @property
+    def metrics_url(self) -> str:
+        return self.ready["metrics"]
+
+    @property
+    def healthz_url(self) -> str:
+        return self.metrics_url.rsplit("/", 1)[0] + "/healthz"
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def launch(
+        self,
+        listen: str = "127.0.0.1:0",
+        metrics_listen: str = "127.0.0.1:0",
+        timeout: float = READY_TIMEOUT_S,
+    ) -> None:
+        """Run the server and wait for its ready line; ServerFailed if it exits first."""
+        assert not self.running, "the server is already running"
+        argv = serve_command(self.data_dir, listen=listen, metrics_listen=metrics_listen,
+                             settings=self.settings, config_file=self.config_file)
+        self.ready = {}
+        first_line = len(self.lines)
+        self._proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            text=True, env=self.env,
+        )
+        self._reader = threading.Thread(target=self._read_output, args=(self._proc,),
+                                        name=f"serve-{self._proc.pid}-output", daemon=True)
+        self._reader.start()
+        try:
+            fields = self.wait_for_log(lambda f: f.get("msg") == "ready", timeout,
+                                       since=first_line)
+        except ServerFailed:
+            self.kill()
+            raise
+        self.ready = fields
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> float:
+        """SIGTERM; ServerFailed unless it exits 0 within ``timeout``. Returns the seconds
+        it took."""
+        started = time.monotonic()
+        self.signal(signal.SIGTERM)
+        code = self.wait(timeout)
+        took = time.monotonic() - started
+        if code != 0:
+            raise ServerFailed(f"server exited {code} after SIGTERM\n{self.log_tail()}")
+        return took
+
+    def restart(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Stop cleanly (see :meth:`stop`), then :meth:`relaunch`."""
+        self.stop()
+        self.relaunch(timeout)
+
+    def relaunch(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Start the stopped server again on the same data directory and the same ports, so
+        clients reconnect to the address they know."""
+        host, port = self.address
+        metrics = self.metrics_url.split("//", 1)[1].split("/", 1)[0]
+        self.launch(f"{host}:{port}", metrics, timeout)
+
+    def signal(self, signum: int) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """The exit code; ServerFailed (after killing it) if it runs past ``timeout``."""
+        assert self._proc is not None
+        try:
+            code = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise ServerFailed(f"server still running after {timeout} s\n{self.log_tail()}"
+                               ) from None
+        assert self._reader is not None
+        self._reader.join(timeout)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL, for a test that needs a crash or gives up."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.running:
+            self.stop()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _read_output(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._output_done:
+                self.lines.append(line.rstrip("\n"))
+                self._output_done.notify_all()
+        proc.wait()
+        with self._output_done:
+            self._output_done.notify_all()
+
+    def wait_for_log(
+        self,
+        match: Callable[[dict[str, str]], bool] | str,
+        timeout: float,
+        since: int = 0,
+    ) -> dict[str, str]:
+        """The fields of the first line from ``since`` on that ``match`` accepts (a
+        predicate on the logfmt fields, or a regex searched in the raw line), waiting for
+        it up to ``timeout``; ServerFailed if the server exits or time runs out first."""
+        def accepts(line: str) -> bool:
+            if isinstance(match, str):
+                return re.search(match, line) is not None
+            return match(parse_logfmt(line))
+
+        deadline = time.monotonic() + timeout
+        with self._output_done:
+            checked = since
+            while True:
+                for line in self.lines[checked:]:
+                    if accepts(line):
+                        return parse_logfmt(line)
+                checked = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if not self.running and self._reader_done():
+                    raise ServerFailed(
+                        f"server exited {self.returncode} before logging {match!r}\n"
+                        f"{self.log_tail()}")
+                if remaining <= 0:
+                    raise ServerFailed(
+                        f"no log line matching {match!r} within {timeout} s\n{self.log_tail()}")
+                self._output_done.wait(min(remaining, 0.5))
+
+    def _reader_done(self) -> bool:
+        return self._reader is None or not self._reader.is_alive()
+
+    def log_tail(self, count: int = 30) -> str:
+        return "\n".join(self.lines[-count:])
+
+    def log_fields(self) -> list[dict[str, str]]:
+        """Every line logged so far, as logfmt fields."""
+        return [parse_logfmt(line) for line in list(self.lines)]
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def http_get(self, url: str, timeout: float = 5.0) -> tuple[int, str]:
+        """(status, body) of a GET on the metrics listener; error statuses are returned."""
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+
+def kcat_path() -> str | None:
+    """The ``kcat`` binary (``kafkacat`` on older systems), or None."""
+    return shutil.which("kcat") or shutil.which("kafkacat")
+
+
+# -- the wire protocol by hand -----------------------------------------------------------------
+
+_SIZE = struct.Struct(">i")
+
+
+class KafkaConnection:
+    """One TCP connection speaking Kafka's protocol by hand, request by request.
+
+    ``request(api_key, version, **fields)`` builds the kio request from plain values (see
+    ``eventstore.kafka.protocol.build``), sends it and returns the kio response;
+    ``send_frame`` sends any bytes as one size-prefixed frame.
+    """
+
+    def __init__(self, address: tuple[str, int], timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(address, timeout=timeout)
+        self._correlation_id = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> KafkaConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_frame(self, payload: bytes, size: int | None = None) -> None:
+        """``payload`` behind a size prefix (its length, unless ``size`` says otherwise)."""
+        self.sock.sendall(_SIZE.pack(len(payload) if size is None else size) + payload)
+
+    def encode(self, api_key: int, version: int, **fields: Any) -> tuple[int, bytes]:
+        """(correlation id, request frame without the size prefix)."""
+        body = build(load_request_schema(api_key, version), **fields)
+        header_type = type(body).__header_schema__
+        self._correlation_id += 1
+        buffer = io.BytesIO()
+        entity_writer(header_type)(buffer, header_type(
+            request_api_key=api_key, request_api_version=version,
+            correlation_id=self._correlation_id, client_id="serverproc",
+        ))
+        entity_writer(type(body))(buffer, body)
+        return self._correlation_id, buffer.getvalue()
+
+    def request(self, api_key: int, version: int, **fields: Any) -> Any:
+        """Send one request and return its decoded response body."""
+        correlation_id, frame = self.encode(api_key, version, **fields)
+        self.send_frame(frame)
+        return self.read_response(api_key, version, correlation_id)
+
+    def read_response(self, api_key: int, version: int, correlation_id: int) -> Any:
+        (size,) = _SIZE.unpack(self._read_exactly(_SIZE.size))
+        frame = self._read_exactly(size)
+        response_type = load_response_schema(api_key, version)
+        header, used = entity_reader(response_type.__header_schema__)(frame, 0)
+        assert header.correlation_id == correlation_id, (header, correlation_id)
+        body, body_size = entity_reader(response_type)(frame, used)
+        assert used + body_size == len(frame), "response has bytes after its end"
+        return body
+
+    def _read_exactly(self, count: int) -> bytes:
+        chunks = []
+        while count:
+            chunk = self.sock.recv(count)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            chunks.append(chunk)
+            count -= len(chunk)
+        return b"".join(chunks)
+
+    def closed_by_server(self, timeout: float = 10.0) -> bool:
+        """True once the server has closed the connection (reads end or reset), False if it
+        is still open after ``timeout``. Anything the server sends meanwhile is dropped."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            pass
+        return True
+
