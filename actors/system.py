@@ -1,12 +1,14 @@
 """Start and stop the whole actor system of one data directory, in order.
 
 Start: the timer thread, the broker (which opens the catalog and starts one actor per
-partition), the group coordinator. Producers and consumers made here are tracked so that
-stopping first flushes every producer and closes every consumer (committing when
-auto-commit is on), then stops the coordinator, the broker (every partition actor closes
-its files) and the timer thread. Every thread is joined: nothing is left running and no
-file stays open. Both front ends (the embedded EventStore and ``eventstore serve``) run
-on this.
+partition), the group coordinator, the metrics actor. ``registry`` is the system's
+Prometheus registry: each scrape of it asks the metrics actor for current figures, so it
+is what ``/metrics`` serves and what an embedded user can render. Producers and consumers
+made here are tracked so that stopping first flushes every producer and closes every
+consumer (committing when auto-commit is on), then stops the metrics actor, the
+coordinator, the broker (every partition actor closes its files) and the timer thread.
+Every thread is joined: nothing is left running and no file stays open. Both front ends
+(the embedded EventStore and ``eventstore serve``) run on this.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
+from prometheus_client import CollectorRegistry
 
 from actors.broker import Broker
 from actors.consumer import Consumer
 from actors.coordinator import CoordinatorConfig, GroupCoordinator
+from actors.exposition import StoreCollector
+from actors.metrics import SNAPSHOT_TIMEOUT_S, MetricsActor, MetricsSnapshot
 from actors.partition import TopicPartition
 from actors.producer import Producer
 from actors.runtime import Actor, Scheduler, stop_actor
@@ -91,12 +96,16 @@ class ActorSystem:
         self.scheduler: Scheduler | None = None
         self.broker: pykka.ActorProxy[Broker] | None = None
         self.coordinator: pykka.ActorProxy[GroupCoordinator] | None = None
+        self.metrics: pykka.ActorProxy[MetricsActor] | None = None
+        self.registry = CollectorRegistry()
+        self.registry.register(StoreCollector(self._metrics_snapshot))
         self._clients_lock = threading.Lock()
         self._producers: set[Producer] = set()
         self._consumers: set[Consumer] = set()
 
     def start(self) -> ActorSystem:
-        """Start the timer thread, the broker and the coordinator; raise if one fails."""
+        """Start the timer thread, the broker, the coordinator and the metrics actor;
+        raise if one fails."""
         config = self.config
         self.scheduler = Scheduler()
         try:
@@ -107,6 +116,7 @@ class ActorSystem:
                 group_max_session_timeout_ms=config.group_max_session_timeout_ms,
                 offsets_retention_minutes=config.offsets_retention_minutes,
             )).proxy()
+            self.metrics = MetricsActor.start(self.broker, self.coordinator).proxy()
             # pykka logs and swallows an actor's failure to start: make each one answer
             self._check_started("broker", self.broker.list_topics)
             self._check_started("coordinator", self.coordinator.list_groups)
@@ -122,6 +132,14 @@ class ActorSystem:
         except pykka.ActorDeadError:
             raise KafkaStorageError(
                 f"the {name} of {self.data_dir} failed to start (see the log)") from None
+
+    def _metrics_snapshot(self) -> MetricsSnapshot | None:
+        """The metrics actor's snapshot for one scrape; None while the system is stopped."""
+        metrics = self.metrics
+        if metrics is None:
+            return None
+        # the actor bounds its own work; a scrape may also wait for the one before it
+        return metrics.snapshot().get(timeout=2 * SNAPSHOT_TIMEOUT_S)
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -190,10 +208,10 @@ class ActorSystem:
             producers, consumers = list(self._producers), list(self._consumers)
         _close_all(producers, lambda p: p.close(timeout))
         _close_all(consumers, lambda c: c.close())
-        for actor in (self.coordinator, self.broker):
+        for actor in (self.metrics, self.coordinator, self.broker):
             if actor is not None:
                 stop_actor(actor.actor_ref, timeout)
-        self.coordinator = self.broker = None
+        self.metrics = self.coordinator = self.broker = None
         if self.scheduler is not None:
             self.scheduler.close()
             self.scheduler = None

@@ -24,6 +24,8 @@ import atexit
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from actors.broker import TopicDescription
 from actors.consumer import Consumer
 from actors.producer import Producer
@@ -64,6 +66,12 @@ class EventStore:
     def system(self) -> ActorSystem:
         """The actor system underneath (for front ends that share the store)."""
         return self._system
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """The store's Prometheus registry (what ``eventstore serve`` serves on /metrics):
+        ``prometheus_client.generate_latest(store.metrics_registry)`` renders it."""
+        return self._system.registry
 
     # -- topics -----------------------------------------------------------------------------
 

@@ -15,8 +15,6 @@ import os
 import signal
 import socket
 
-from prometheus_client import CollectorRegistry
-
 from actors.system import ActorSystem
 from eventstore.http import HttpEndpoint
 from eventstore.kafka.context import BrokerContext
@@ -63,7 +61,7 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     http = HttpEndpoint(
-        settings.metrics_listen.host, settings.metrics_listen.port, CollectorRegistry(),
+        settings.metrics_listen.host, settings.metrics_listen.port, system.registry,
         healthy=lambda: not stopping.is_set(),
     ).start()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")

@@ -43,6 +43,7 @@ class FetchedPartition:
     partition: int
     error: KafkaError | None = None
     records: bytes = b""
+    record_count: int = 0
     high_watermark: int = -1
     log_start_offset: int = -1
 
@@ -87,6 +88,7 @@ def collect(
             continue
         if rows:
             out.records = encode_batch(rows[0][0], [LogRecord.from_row(r) for r in rows])
+            out.record_count = len(rows)
             budget -= len(out.records)
     return results
 
@@ -150,6 +152,8 @@ async def handle_fetch(ctx: BrokerContext, session: FetchSession, request: Reque
             state.remove_listener(wake)
     topics: dict[str, list[dict]] = {}
     for r in results:
+        if r.record_count:  # counted once, as answered (a long poll collects again)
+            states[(r.topic, r.partition)].stats.add_fetched(r.record_count, len(r.records))
         topics.setdefault(r.topic, []).append({
             "partition_index": r.partition,
             "error_code": r.error.code if r.error else 0,
