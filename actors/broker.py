@@ -10,6 +10,10 @@ error while every other partition keeps serving.
 Topic creation writes the partition folders before the catalog row and deletion removes
 the row before the folders, so a crash in between leaves at worst stray folders, which
 the next creation of that name clears.
+
+It also hands out idempotent producers' ids (Kafka's InitProducerId), unique and never
+reused: blocks of them are reserved from the catalog's durable counter, so a restart
+skips what was left of a block rather than handing any id out twice.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from eventstore.storage.config import ServerConfig, TopicConfig, validate_topic_
 from eventstore.storage.log import PartitionLog, wall_clock_ms
 
 log = logging.getLogger(__name__)
+
+PRODUCER_ID_SEQUENCE = "producer.id"
+PRODUCER_ID_BLOCK = 1000  # ids reserved per catalog write, as Kafka's ProducerIdManager does
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class Broker(Actor):
         # opened here, in the starting thread, so a broken catalog fails start() itself
         self._catalog = Catalog.open(data_dir)
         self._topics: dict[str, _Topic] = {}
+        self._producer_ids = range(0)  # what is left of the reserved block
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -257,6 +265,15 @@ class Broker(Actor):
         """Partition count of each existing topic among ``topics``."""
         return {t: self._topics[t].info.partitions for t in topics if t in self._topics}
 
+    def allocate_producer_id(self) -> int:
+        """A producer id no producer has had, in this run or any before it."""
+        if not self._producer_ids:
+            first = self._catalog.next_in_sequence(PRODUCER_ID_SEQUENCE, PRODUCER_ID_BLOCK)
+            self._producer_ids = range(first, first + PRODUCER_ID_BLOCK)
+        producer_id = self._producer_ids[0]
+        self._producer_ids = self._producer_ids[1:]
+        return producer_id
+
     # -- internals --------------------------------------------------------------------------
 
     def _topic(self, name: str) -> _Topic:
@@ -281,7 +298,9 @@ class Broker(Actor):
         state = state or PartitionState(name, index)
         directory = partition_dir(self.data_dir, name, index)
         try:
-            partition_log = PartitionLog.open(directory, topic.config, create=create)
+            partition_log = PartitionLog.open(
+                directory, topic.config, create=create,
+                producer_id_expiration_ms=self.config.producer_id_expiration_ms)
         except KafkaError as exc:
             return self._offline(state, exc)
         except Exception as exc:

@@ -15,10 +15,14 @@ on the partition's :class:`PartitionState`, which readers share without any mess
   (``loop.call_soon_threadsafe``, ``Event.set``).
 
 Timers send the actor messages: ``segment.ms`` rolls an idle segment with no traffic at
-all, and retention runs every ``log.retention.check.interval.ms``. A typed KafkaError
-(RecordTooLarge, InvalidRecord...) is replied to its caller. Anything else, or a storage
-error, takes the partition offline: the error is replied, the broker is told, the actor
-stops, and the broker reopens the log from disk, where every acknowledged batch is.
+all, and retention runs every ``log.retention.check.interval.ms``, which also forgets
+idempotent producers idle past ``producer.id.expiration.ms``. An idempotent producer's
+batch is checked against its sequence before it is written (see the log's append): a
+retry of an appended batch is answered with the original offsets, not written again.
+A typed KafkaError (RecordTooLarge, InvalidRecord, OutOfOrderSequenceNumber...) is
+replied to its caller. Anything else, or a storage error, takes the partition offline:
+the error is replied, the broker is told, the actor stops, and the broker reopens the log
+from disk, where every acknowledged batch (and every producer's sequence) is.
 """
 
 from __future__ import annotations
@@ -379,6 +383,8 @@ class PartitionActor(Actor):
         else:
             with APPEND_TURN:
                 result = partition_log.append(rows, producer)
+        if result.duplicate:
+            return result  # nothing was written: no new view, nothing to count
         stats = self.state.stats
         stats.append_latency.observe(time.perf_counter() - started)
         stats.appends += 1
@@ -400,6 +406,7 @@ class PartitionActor(Actor):
         self._maintain(retention=False)
 
     def _check_retention(self) -> None:
+        self._log.expire_producers()
         self._maintain(retention=True)
         self._schedule_retention()
 

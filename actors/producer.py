@@ -13,6 +13,12 @@ blocks while the buffer is full and raises KafkaTimeoutError after ``max_block_m
 Retriable errors (a partition restarting, for instance) are retried by the producer actor
 with ``retry_backoff_ms`` until ``delivery_timeout_ms``; batches of one partition are
 retried in the order they failed.
+
+The producer is idempotent, as Kafka's is by default: it gets a producer id from the
+broker and stamps each batch, when first sent, with that id, an epoch and the partition's
+next sequence number (see :class:`Sequencer`). A retry carries the same stamp, so a batch
+whose append was written but not acknowledged (the partition failed right after) is
+recognised by the partition, restarted from disk, and answered with its original offsets.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import pykka
@@ -37,11 +43,18 @@ from eventstore.errors import (
     KafkaError,
     KafkaStorageError,
     KafkaTimeoutError,
+    OutOfOrderSequenceNumber,
     RecordTooLarge,
     UnknownTopicOrPartition,
 )
 from eventstore.storage.partitioner import StickyPartitioner, partition_for_key
-from eventstore.storage.records import RECORD_OVERHEAD, Headers, encode_headers
+from eventstore.storage.producer_state import add_sequence
+from eventstore.storage.records import (
+    RECORD_OVERHEAD,
+    Headers,
+    ProducerBatchInfo,
+    encode_headers,
+)
 from eventstore.storage.segment import AppendResult
 
 log = logging.getLogger(__name__)
@@ -67,7 +80,7 @@ class ProducerBatch:
     """
 
     __slots__ = ("topic", "partition", "rows", "reserved", "room", "created", "done",
-                 "result", "error", "callbacks", "attempts")
+                 "result", "error", "callbacks", "attempts", "stamp")
 
     def __init__(self, topic: str, partition: int, reserved: int) -> None:
         self.topic = topic
@@ -80,6 +93,7 @@ class ProducerBatch:
         self.error: KafkaError | None = None
         self.callbacks: list[tuple[int, int, bool, Callable[..., Any], tuple]] = []
         self.attempts = 0
+        self.stamp: ProducerBatchInfo | None = None  # set when first sent, kept by retries
 
     def metadata(self, index: int, timestamp: int) -> RecordMetadata:
         result = self.result
@@ -164,6 +178,63 @@ def _run_callbacks(batch: ProducerBatch) -> None:
             log.exception("producer callback failed")
 
 
+PartitionKey = tuple[str, int]
+
+
+class Sequencer:
+    """An idempotent producer's numbering: per partition, the producer id, epoch and next
+    sequence number a batch is stamped with when it is first sent.
+
+    A retry keeps its batch's stamp, so the partition recognises it if it was written. A
+    batch that fails for good may leave a hole in the partition's sequence, so the
+    partition is :meth:`abandon`-ed: its batches wait until :meth:`renew` gives it a new
+    producer id (the producer actor does, after ``retry_backoff_ms``), under which the
+    partition, which does not know that id, takes sequence 0. Batches stamped before that,
+    which the partition then refuses as out of order, are :meth:`is_stale` and are
+    stamped afresh on their retry. Thread-safe; ``allocate`` asks the broker for an id.
+    """
+
+    def __init__(self, allocate: Callable[[], int]) -> None:
+        self._allocate = allocate
+        self._lock = threading.Lock()
+        self._first = ProducerBatchInfo(allocate(), 0, 0)
+        self._next: dict[PartitionKey, ProducerBatchInfo | None] = {}  # None: abandoned
+
+    def stamp(self, key: PartitionKey, count: int) -> ProducerBatchInfo | None:
+        """The stamp of a batch of ``count`` records sent now; None while the partition
+        waits for a new producer id."""
+        with self._lock:
+            stamp = self._next.get(key, self._first)
+            if stamp is not None:
+                self._next[key] = replace(
+                    stamp, base_sequence=add_sequence(stamp.base_sequence, count))
+        return stamp
+
+    def is_stale(self, key: PartitionKey, stamp: ProducerBatchInfo | None) -> bool:
+        """Whether ``stamp`` is of a producer id the partition was abandoned under."""
+        with self._lock:
+            current = self._next.get(key, self._first)
+        return stamp is not None and (current is None or current.producer_id != stamp.producer_id)
+
+    def abandon(self, key: PartitionKey, stamp: ProducerBatchInfo | None) -> None:
+        """The batch stamped ``stamp`` failed for good: stop numbering under its id."""
+        with self._lock:
+            current = self._next.get(key, self._first)
+            if (stamp is not None and current is not None
+                    and current.producer_id == stamp.producer_id):
+                self._next[key] = None
+
+    def renew(self, key: PartitionKey) -> None:
+        """Give an abandoned partition a new producer id (asks the broker: not on a
+        partition actor's thread)."""
+        with self._lock:
+            abandoned = key in self._next and self._next[key] is None
+        if abandoned:
+            fresh = ProducerBatchInfo(self._allocate(), 0, 0)
+            with self._lock:
+                self._next[key] = fresh
+
+
 @dataclass(frozen=True)
 class ProducerConfig:
     """The producer settings eventstore implements, under kafka-python's names."""
@@ -244,6 +315,7 @@ class Producer:
         self._closed = False
         self._max_request_size = min(self.config.max_request_size, self.config.buffer_memory)
         self._batch_reservation = min(self.config.batch_size, self.config.buffer_memory)
+        self.sequencer = Sequencer(lambda: broker.allocate_producer_id().get())
         self._actor = ProducerActor.start(self, scheduler)
         if self.config.key_serializer or self.config.value_serializer:
             self.send = self._send_serialized  # type: ignore[method-assign]
@@ -439,15 +511,20 @@ class Producer:
     # -- batches in flight (on the producer actor, and the partition actor's reply) ---------
 
     def _submit(self, batch: ProducerBatch) -> None:
-        """Send a closed batch to its partition actor."""
-        batch.attempts += 1
+        """Send a closed batch to its partition actor, stamped for idempotence."""
         handles = self._topics[batch.topic].handles
         if batch.partition >= len(handles):  # the topic was deleted and made again, smaller
             batch.error = UnknownTopicOrPartition(
                 f"topic {batch.topic!r} has no partition {batch.partition} any more")
             self._finish(batch)
             return
-        handles[batch.partition].append(batch.rows).add_done_callback(
+        if batch.stamp is None:
+            batch.stamp = self.sequencer.stamp((batch.topic, batch.partition), len(batch.rows))
+            if batch.stamp is None:  # held until the partition has a new producer id
+                tell_if_alive(self._actor, Retry(batch))
+                return
+        batch.attempts += 1
+        handles[batch.partition].append(batch.rows, batch.stamp).add_done_callback(
             lambda reply: self._on_reply(batch, reply))
 
     def _on_reply(self, batch: ProducerBatch, reply: Future[AppendResult]) -> None:
@@ -455,13 +532,22 @@ class Producer:
         error = reply.exception()
         if error is None:
             batch.result = reply.result()
-        elif (getattr(error, "retriable", False) and batch.attempts <= self.config.retries
-              and time.monotonic() - batch.created < self.config.delivery_timeout_ms / 1000
-              and self._actor.is_alive()):
+            self._finish(batch)
+            return
+        key = (batch.topic, batch.partition)
+        retriable = getattr(error, "retriable", False)
+        if isinstance(error, OutOfOrderSequenceNumber) and self.sequencer.is_stale(
+                key, batch.stamp):
+            # refused because a batch before it failed for good: renumber it on its retry
+            batch.stamp = None
+            retriable = True
+        if (retriable and batch.attempts <= self.config.retries
+                and time.monotonic() - batch.created < self.config.delivery_timeout_ms / 1000
+                and self._actor.is_alive()):
             tell_if_alive(self._actor, Retry(batch))
             return
-        else:
-            batch.error = error if isinstance(error, KafkaError) else KafkaStorageError(repr(error))
+        self.sequencer.abandon(key, batch.stamp)
+        batch.error = error if isinstance(error, KafkaError) else KafkaStorageError(repr(error))
         self._finish(batch)
 
     def _finish(self, batch: ProducerBatch) -> None:
@@ -528,8 +614,9 @@ class RefreshMetadata:
 class ProducerActor(Actor):
     """The producer's background half: linger timers, sending, retries, callbacks, metadata.
 
-    While a partition has batches waiting to be retried, later batches of that partition
-    wait behind them, so a retry never reorders a partition's records.
+    While a partition has batches waiting to be retried, or waits for a new producer id
+    after a batch failed for good, later batches of that partition wait behind them, so a
+    retry never reorders a partition's records.
     """
 
     def __init__(self, producer: Producer, scheduler: Scheduler) -> None:
@@ -547,23 +634,26 @@ class ProducerActor(Actor):
         if isinstance(message, Drain):
             producer._linger_expired(message.batch)
         elif isinstance(message, Submit):
-            held = self._held.get((message.batch.topic, message.batch.partition))
-            if held is None:
-                producer._submit(message.batch)
-            else:
-                held.append(message.batch)
-        elif isinstance(message, Retry):
             batch = message.batch
-            key = (batch.topic, batch.partition)
-            if key not in self._held:
-                self._held[key] = []
-                self._later(producer.config.retry_backoff_ms / 1000, Resend(*key))
-            self._held[key].append(batch)
-            self._held[key].sort(key=lambda b: b.created)  # failures arrive in send order
+            if (batch.topic, batch.partition) in self._held:
+                self._hold(batch)
+            else:
+                producer._submit(batch)
+        elif isinstance(message, Retry):
+            self._hold(message.batch)
         elif isinstance(message, Resend):
             # the partition's actor may have restarted: send to a fresh handle, in order
+            key = (message.topic, message.partition)
             self._reload(message.topic)
-            for batch in self._held.pop((message.topic, message.partition)):
+            held = self._held.pop(key)
+            try:
+                producer.sequencer.renew(key)
+            except KafkaError as error:  # no producer id to send them under
+                for batch in held:
+                    batch.error = error
+                    producer._finish(batch)
+                return
+            for batch in held:
                 producer._submit(batch)
         elif isinstance(message, RunCallbacks):
             _run_callbacks(message.batch)
@@ -573,6 +663,15 @@ class ProducerActor(Actor):
             self._later(self._refresh_s, RefreshMetadata())
         else:
             super().on_receive(message)
+
+    def _hold(self, batch: ProducerBatch) -> None:
+        """Keep ``batch`` back, in send order, until its partition's retry backoff is over."""
+        key = (batch.topic, batch.partition)
+        if key not in self._held:
+            self._held[key] = []
+            self._later(self._producer.config.retry_backoff_ms / 1000, Resend(*key))
+        self._held[key].append(batch)
+        self._held[key].sort(key=lambda b: b.created)  # failures arrive in send order
 
     def _reload(self, topic: str) -> None:
         """Refresh a topic's partitions; on failure keep the old ones (a retry will tell)."""
