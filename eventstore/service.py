@@ -16,12 +16,14 @@ import signal
 import socket
 
 from actors.system import ActorSystem
+from eventstore.errors import CorruptLog
 from eventstore.http import HttpEndpoint
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.server import KafkaListener, ListenerLimits
 from eventstore.kafka.session import Session
 from eventstore.logs import setup_logging
 from eventstore.settings import ServeSettings
+from eventstore.storage.catalog import Catalog
 from eventstore.storage.config import ServerConfig
 from eventstore.storage.lock import DataDirLock
 
@@ -39,6 +41,25 @@ def advertised_host(bound_host: str, configured: str | None) -> str:
     return bound_host
 
 
+def check_catalog(data_dir: str) -> None:
+    """Refuse to start on a damaged or lost catalog, with the error naming the file.
+
+    Unlike a damaged partition, which goes offline alone, a damaged catalog leaves every
+    topic and committed offset unknown: serving would mean answering "no such topic" for
+    topics whose data is on disk, and recreating one would remove its folders. Only the
+    catalog is read here, never a segment, so start-up time does not grow with the data.
+    """
+    catalog = Catalog.open(data_dir)
+    try:
+        catalog.check()
+    except CorruptLog:
+        log.error("catalog is damaged: not starting (run eventstore verify)",
+                  extra={"fields": {"path": catalog.path}})
+        raise
+    finally:
+        catalog.close()
+
+
 def serve(settings: ServeSettings) -> int:
     """Run until SIGTERM or SIGINT; returns the process exit code."""
     setup_logging(settings.log_level)
@@ -46,6 +67,7 @@ def serve(settings: ServeSettings) -> int:
     data_dir = os.path.abspath(settings.data_dir)
     with DataDirLock(data_dir, "eventstore serve"):
         log.info("starting", extra={"fields": {"data_dir": data_dir, **config.to_mapping()}})
+        check_catalog(data_dir)
         system = ActorSystem(data_dir, config).start()
         try:
             asyncio.run(_run(settings, config, system))

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 
-from eventstore.commands.base import EXIT_ERROR, EXIT_OK, Target, add_command, add_json
+from eventstore.commands.base import EXIT_ERROR, EXIT_OK, Target, add_command
 from eventstore.commands.output import print_json, print_line
 from eventstore.verify import verify
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = add_command(
+    add_command(
         commands, "verify", "check a data directory's files and report every problem",
         "Read every file of the data directory, read-only: the catalog, each partition's"
         " segment chain (contiguous offsets from the log-start-offset to the log-end-offset),"
@@ -25,11 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         " code 0: nothing found; 1: problems found.",
         "  eventstore verify --data-dir /var/lib/eventstore\n"
         "  eventstore verify --json | jq '.problems[].path'\n",
-        run,
+        run, target="dir", json=True,
     )
-    parser.add_argument("--data-dir", metavar="DIR", default=None,
-                        help="the data directory (default ./data, or $EVENTSTORE_DATA_DIR)")
-    add_json(parser)
 
 
 def run(args: argparse.Namespace) -> int:

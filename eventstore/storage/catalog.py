@@ -17,6 +17,7 @@ from typing import Any
 import apsw
 
 from eventstore.errors import (
+    CorruptLog,
     InvalidPartitions,
     InvalidTopic,
     TopicAlreadyExists,
@@ -24,7 +25,7 @@ from eventstore.errors import (
 )
 from eventstore.storage.config import validate_topic_config
 from eventstore.storage.schema import check_schema_version, create_schema
-from eventstore.storage.segment import storage_errors
+from eventstore.storage.segment import check_integrity, parse_segment_name, storage_errors
 
 CATALOG_FILE = "catalog.db"
 MAX_TOPIC_NAME = 249
@@ -68,6 +69,17 @@ def partition_dir(data_dir: str, topic: str, partition: int) -> str:
     return os.path.join(data_dir, f"{topic}-{partition}")
 
 
+def partition_folders(data_dir: str) -> list[str]:
+    """Names of the folders in ``data_dir`` that hold segment files (partitions), sorted."""
+    if not os.path.isdir(data_dir):
+        return []
+    return sorted(
+        entry.name for entry in os.scandir(data_dir)
+        if entry.is_dir() and any(parse_segment_name(name) is not None
+                                   for name in os.listdir(entry))
+    )
+
+
 class Catalog:
     """Access to ``catalog.db``; one writer (the broker or coordinator), any number of readers."""
 
@@ -77,8 +89,21 @@ class Catalog:
 
     @classmethod
     def open(cls, data_dir: str, *, readonly: bool = False) -> Catalog:
-        """Open the catalog of ``data_dir``, creating it (and the directory) when new."""
+        """Open the catalog of ``data_dir``, creating it (and the directory) when new.
+
+        A missing catalog beside partition folders is CorruptLog, not a new catalog: with
+        no topics known, creating a topic of the same name again would take its folders
+        for leftovers of a deleted topic and remove them.
+        """
         path = os.path.join(data_dir, CATALOG_FILE)
+        if not readonly and not os.path.exists(path):
+            orphans = partition_folders(data_dir)
+            if orphans:
+                raise CorruptLog(
+                    f"{path}: missing, but the data directory holds partition folders"
+                    f" ({', '.join(orphans[:3])}{', ...' if len(orphans) > 3 else ''}):"
+                    " restore the catalog from a backup"
+                )
         with storage_errors(path):
             if readonly:
                 conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
@@ -101,6 +126,10 @@ class Catalog:
 
     def close(self) -> None:
         self._conn.close()
+
+    def check(self) -> None:
+        """CorruptLog naming the file unless SQLite finds every page of it sound."""
+        check_integrity(self._conn, self.path)
 
     # -- topics --------------------------------------------------------------------------
 

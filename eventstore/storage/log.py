@@ -231,6 +231,11 @@ class PartitionLog:
         )
         paths = [os.path.join(directory, segment_name(b)) for b in bases]
         if not paths:
+            if not create:
+                # a partition's first segment is made before its topic is cataloged, so one
+                # without any lost its files: starting over at offset 0 would hand out again
+                # offsets consumers have already read and committed
+                raise CorruptLog(f"{directory}: no segment file: the partition's data is gone")
             active = ActiveSegment.create(directory, 0, 0, clock(), fsync=fsync)
             producers = ProducerStateTable(producer_id_expiration_ms)
             return cls(directory, config, clock, [], active, producers)
@@ -443,15 +448,32 @@ class PartitionLog:
 
 def _recover_chain(infos: list[SegmentInfo], active: SegmentInfo) -> list[SegmentInfo]:
     """The sealed segments still kept, after checking that the chain has no gap."""
-    log_start = active.log_start_offset
-    kept = []
+    expired, kept = split_expired(infos, active)
+    for info in expired:
+        # retention decided to delete it and then the process stopped
+        _remove_segment_files(info.path)
+    check_chain([*kept, active], active.log_start_offset)
+    return kept
+
+
+def split_expired(
+    infos: Sequence[SegmentInfo], active: SegmentInfo
+) -> tuple[list[SegmentInfo], list[SegmentInfo]]:
+    """(expired, kept): sealed segments wholly below the log-start-offset, which a retention
+    run interrupted by a crash left to delete, and the rest."""
+    expired, kept = [], []
     for info in infos:
-        if info.next_offset <= log_start and info.base_offset < active.base_offset:
-            # retention decided to delete it and then the process stopped
-            _remove_segment_files(info.path)
-        else:
-            kept.append(info)
-    chain = kept + [active]
+        gone = info.next_offset <= active.log_start_offset and info.base_offset < active.base_offset
+        (expired if gone else kept).append(info)
+    return expired, kept
+
+
+def check_chain(chain: Sequence[SegmentInfo], log_start: int) -> None:
+    """CorruptLog naming the file unless ``chain`` (oldest first, the active segment last)
+    starts at ``log_start``, has every older segment sealed, and leaves no offset out.
+
+    Pure: ``eventstore verify`` runs the same checks on a data directory it only reads.
+    """
     for info in chain:
         if os.path.basename(info.path) != segment_name(info.base_offset):
             raise CorruptLog(
@@ -470,7 +492,6 @@ def _recover_chain(infos: list[SegmentInfo], active: SegmentInfo) -> list[Segmen
                 f"{newer.path}: starts at offset {newer.base_offset} but the segment before it"
                 f" ends at {older.next_offset - 1}: the chain has a gap"
             )
-    return kept
 
 
 def _remove_segment_files(path: str) -> None:

@@ -8,7 +8,7 @@ from importlib import resources
 
 import apsw
 
-from eventstore.errors import UnsupportedSchemaVersion
+from eventstore.errors import CorruptLog, UnsupportedSchemaVersion
 
 
 @cache
@@ -36,6 +36,9 @@ def check_schema_version(conn: apsw.Connection, name: str, path: str) -> None:
     """Raise UnsupportedSchemaVersion unless the file at ``path`` has this build's version."""
     (found,) = conn.execute("PRAGMA user_version").fetchone()
     expected = schema_version(name)
+    if found == 0:
+        # what an empty (truncated) file reads as, or a database eventstore did not write
+        raise CorruptLog(f"{path}: not a {name} file: it is empty or has no schema version")
     if found != expected:
         raise UnsupportedSchemaVersion(
             f"{path}: {name} schema version {found}, this eventstore reads version {expected}"

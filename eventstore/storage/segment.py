@@ -113,6 +113,20 @@ def storage_errors(path: str) -> Iterator[None]:
         raise KafkaStorageError(f"{path}: {exc}") from exc
 
 
+def check_integrity(conn: apsw.Connection, path: str, limit: int = 5) -> None:
+    """CorruptLog naming the file unless ``PRAGMA quick_check`` finds every page sound.
+
+    It reads the whole file, so only tools and the catalog's start-up check use it. Up to
+    ``limit`` of SQLite's findings make the message, on one line.
+    """
+    with storage_errors(path):
+        findings = [row[0] for row in conn.execute(f"PRAGMA quick_check({int(limit)})")]
+    if findings != ["ok"]:
+        lines = [line for text in findings for line in text.splitlines()
+                 if not line.startswith("*** in database")]
+        raise CorruptLog(f"{path}: integrity check failed: {'; '.join(lines)}")
+
+
 def apply_writer_pragmas(conn: apsw.Connection, *, fsync: bool) -> None:
     """The pragmas of a segment's writer (the storage benchmark's bare loop uses them too)."""
     conn.execute("PRAGMA journal_mode = WAL").fetchall()

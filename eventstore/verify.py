@@ -1,0 +1,249 @@
+"""Check a data directory end to end, reading only: what `eventstore verify` runs.
+
+Start-up opens only what it must (the catalog, each segment's metadata row, the active
+segment), so damage inside a sealed segment's pages goes unnoticed until a read reaches
+it. This checker reads everything and reports each problem with the file it is in:
+
+- the catalog: SQLite's integrity check, its schema version, every topic row;
+- every partition of every topic: its folder, each segment file (integrity check, schema
+  version, metadata row, name), each segment's rows against its metadata (offsets
+  contiguous from its base to its high watermark, the byte count, the timestamps, batches
+  covering every record exactly once), and the chain (the same checks start-up makes);
+- without a readable catalog, the partition folders found on disk instead.
+
+It never deletes, repairs or rewrites anything: files are opened read-only (immutable
+unless a ``-wal`` beside them holds committed transactions, which SQLite then reads
+through its ``-shm`` index), so it is safe while a server runs and after a crash.
+SQLite keeps no checksum of record contents, so bytes changed inside a key or value,
+with the page structure intact, cannot be told apart from what a producer wrote.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from eventstore.errors import KafkaStorageError
+from eventstore.sql.files import open_database, reading
+from eventstore.storage.catalog import (
+    CATALOG_FILE,
+    Catalog,
+    TopicInfo,
+    partition_dir,
+    partition_folders,
+)
+from eventstore.storage.log import check_chain, split_expired
+from eventstore.storage.schema import check_schema_version
+from eventstore.storage.segment import (
+    ROW_BYTES_SQL,
+    SegmentInfo,
+    check_integrity,
+    parse_segment_name,
+    read_info,
+    segment_name,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, and the file (or folder) it is in."""
+
+    path: str
+    message: str
+    topic: str | None = None
+    partition: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class Report:
+    """What was checked and every problem found (none: the directory is sound)."""
+
+    data_dir: str
+    topics: int = 0
+    partitions: int = 0
+    segments: int = 0
+    records: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        return {
+            "data_dir": self.data_dir, "ok": self.ok, "topics": self.topics,
+            "partitions": self.partitions, "segments": self.segments, "records": self.records,
+            "problems": [{"path": p.path, "topic": p.topic, "partition": p.partition,
+                          "problem": p.message} for p in self.problems],
+        }
+
+
+class _Found(Exception):
+    """Internal: a check failed; carries the problem's message."""
+
+
+def verify(data_dir: str) -> Report:
+    """Check every file of ``data_dir`` (read-only) and report what is wrong."""
+    report = Report(data_dir)
+    if not os.path.isdir(data_dir):
+        report.problems.append(Problem(data_dir, "data directory does not exist"))
+        return report
+    topics = _check_catalog(data_dir, report)
+    if topics is None:
+        partitions = _folders_on_disk(data_dir)
+        report.topics = len({topic for topic, _ in partitions})
+    else:
+        partitions = [(t.name, p) for t in topics for p in range(t.partitions)]
+        report.topics = len(topics)
+    for topic, partition in partitions:
+        _check_partition(partition_dir(data_dir, topic, partition), topic, partition, report)
+    return report
+
+
+# -- catalog -----------------------------------------------------------------------------------
+
+
+def _check_catalog(data_dir: str, report: Report) -> list[TopicInfo] | None:
+    """The catalog's topics, or None (with the problem reported) when it cannot be read."""
+    path = os.path.join(data_dir, CATALOG_FILE)
+    if not os.path.exists(path):
+        if partition_folders(data_dir):
+            report.problems.append(Problem(path, "catalog is missing: the topics are unknown"))
+        return None
+    try:
+        conn = open_database(path)
+    except (FileNotFoundError, KafkaStorageError) as exc:
+        report.problems.append(Problem(path, _message(exc, path)))
+        return None
+    try:
+        check_integrity(conn, path)
+        with reading(path), conn:  # one read transaction: a server may be writing
+            check_schema_version(conn, "catalog", path)
+            catalog = Catalog(conn, path)
+            topics = catalog.topics()
+            catalog.committed_offsets()
+    except (KafkaStorageError, ValueError) as exc:
+        # ValueError: a topic's config column is not JSON
+        report.problems.append(Problem(path, _message(exc, path)))
+        return None
+    finally:
+        conn.close()
+    return topics
+
+
+def _folders_on_disk(data_dir: str) -> list[tuple[str, int]]:
+    """(topic, partition) of each partition folder, for when the catalog is lost."""
+    found = []
+    for name in partition_folders(data_dir):
+        topic, _, partition = name.rpartition("-")
+        if topic and partition.isdigit():
+            found.append((topic, int(partition)))
+    return found
+
+
+# -- partitions --------------------------------------------------------------------------------
+
+
+def _check_partition(directory: str, topic: str, partition: int, report: Report) -> None:
+    report.partitions += 1
+
+    def problem(path: str, message: str) -> None:
+        report.problems.append(Problem(path, message, topic, partition))
+
+    if not os.path.isdir(directory):
+        problem(directory, "partition folder is missing")
+        return
+    bases = sorted(b for b in map(parse_segment_name, os.listdir(directory)) if b is not None)
+    if not bases:
+        problem(directory, "no segment file: the partition's data is gone")
+        return
+    infos: list[SegmentInfo] = []
+    sound = True
+    for base in bases:
+        path = os.path.join(directory, segment_name(base))
+        try:
+            info = _check_segment(path)
+        except FileNotFoundError:
+            continue  # retention deleted it while a server runs: not a problem
+        except (_Found, KafkaStorageError) as exc:
+            report.segments += 1
+            problem(path, _message(exc, path))
+            sound = False
+            continue
+        report.segments += 1
+        report.records += info.record_count
+        infos.append(info)
+    if not sound:
+        return  # the chain cannot be judged with a segment unread: its problem stands
+    *older, newest = infos
+    _, kept = split_expired(older, newest)
+    try:
+        check_chain([*kept, newest], newest.log_start_offset)
+    except KafkaStorageError as exc:
+        # the chain names the segment at fault first: "CorruptLog: <path>: <what>"
+        path = str(exc).partition(": ")[2].partition(": ")[0]
+        problem(path, _message(exc, path))
+
+
+def _check_segment(path: str) -> SegmentInfo:
+    """A segment's metadata, once its file and its rows agree with it; _Found otherwise."""
+    conn = open_database(path)
+    try:
+        check_integrity(conn, path)
+        with reading(path), conn:  # one read transaction: a server may be appending
+            info = read_info(conn, path)
+            count, low, high, size, min_ts, max_ts = conn.execute(
+                f"SELECT count(*), min(offset), max(offset), sum({ROW_BYTES_SQL}),"
+                " min(timestamp), max(timestamp) FROM records").fetchone()
+            batches = conn.execute(
+                "SELECT base_offset, last_offset, bytes FROM batches ORDER BY base_offset"
+            ).fetchall()
+    finally:
+        conn.close()
+    described = f"metadata says offsets {info.base_offset}..{info.next_offset - 1}"
+    if count != info.record_count or (count and (low, high) != (info.base_offset,
+                                                              info.next_offset - 1)):
+        raise _Found(f"{described} ({info.record_count} records), the file holds {count}"
+                     + (f" from {low} to {high}" if count else ""))
+    if (size or 0) != info.bytes:
+        raise _Found(f"metadata says {info.bytes} bytes of records, the records add up to "
+                     f"{size or 0}")
+    if (min_ts, max_ts) != (info.min_timestamp, info.max_timestamp):
+        raise _Found(f"metadata says timestamps {info.min_timestamp}..{info.max_timestamp},"
+                     f" the records hold {min_ts}..{max_ts}")
+    _check_batches(batches, info)
+    return info
+
+
+def _check_batches(batches: list[tuple[int, int, int]], info: SegmentInfo) -> None:
+    """Batches must cover the segment's offsets in order, none twice, none left out."""
+    expected = info.base_offset
+    for base, last, _ in batches:
+        if base != expected or last < base:
+            raise _Found(f"batch {base}..{last} does not follow the batch ending at"
+                         f" {expected - 1}")
+        expected = last + 1
+    if expected != info.next_offset:
+        raise _Found(f"batches end at offset {expected - 1}, the records at "
+                     f"{info.next_offset - 1}")
+    total = sum(size for _, _, size in batches)
+    if total != info.bytes:
+        raise _Found(f"batches add up to {total} bytes, the metadata says {info.bytes}")
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def _message(exc: Exception, path: str) -> str:
+    """An error's text without the error's name and ``path``, which the report shows."""
+    if isinstance(exc, FileNotFoundError):
+        return "file vanished while being checked"
+    if isinstance(exc, ValueError):
+        return f"a topic's config is not JSON ({exc})"
+    text = str(exc)
+    if isinstance(exc, KafkaStorageError):
+        text = text.partition(": ")[2]  # "CorruptLog: <path>: <what>"
+    return text.removeprefix(f"{path}: ")

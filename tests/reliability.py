@@ -1,0 +1,170 @@
+"""What the reliability tests and scripts share: data built on disk, file fingerprints, a
+Kafka client speaking raw requests (to see exact error codes), and a process's memory.
+
+Importable from tests (pytest puts tests/ on the path) and from scripts/, which add it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from serverproc import KafkaConnection, ServerProcess
+
+from eventstore.kafka.recordbatch import decode_batches, encode_batch
+from eventstore.storage.catalog import Catalog, partition_dir
+from eventstore.storage.config import TopicConfig
+from eventstore.storage.log import PartitionLog
+from eventstore.storage.records import LogRecord
+
+KAFKA_STORAGE_ERROR = 56
+PRODUCE_VERSION, FETCH_VERSION = 8, 11  # the last versions before flexible encodings
+
+# Files SQLite may touch on a read-only open (the shared-memory index of a WAL, rebuilt
+# from the WAL itself) and the lock file: neither holds data.
+_NOT_DATA = re.compile(r"(-shm|/\.lock)$")
+
+
+# -- data on disk ------------------------------------------------------------------------------
+
+
+def value_of(partition: int, offset: int) -> bytes:
+    """The value built data holds at ``offset`` of ``partition``: recognisable, 200 bytes."""
+    return f"p{partition}-o{offset}-".encode().ljust(200, b".")
+
+
+def build_topic(data_dir: str, topic: str, partitions: int, records: int,
+                segment_bytes: int = 8192, batch: int = 10) -> None:
+    """A topic written straight through the storage core, as a server would have left it:
+    ``records`` records per partition in batches of ``batch``, in segments of
+    ``segment_bytes`` (so each partition has several sealed segments)."""
+    config = {"segment.bytes": segment_bytes}
+    catalog = Catalog.open(data_dir)
+    try:
+        for partition in range(partitions):
+            log = PartitionLog.open(partition_dir(data_dir, topic, partition),
+                                    TopicConfig.from_mapping(config), create=True)
+            for base in range(0, records, batch):
+                log.append([(None, b"k", value_of(partition, offset), None)
+                            for offset in range(base, min(base + batch, records))])
+            log.close()
+        catalog.create_topic(topic, partitions, config, now_ms=int(time.time() * 1000))
+    finally:
+        catalog.close()
+
+
+def segment_files(data_dir: str, topic: str, partition: int) -> list[str]:
+    """The partition's segment files, oldest first (the last is the active one)."""
+    directory = partition_dir(data_dir, topic, partition)
+    return [os.path.join(directory, name) for name in sorted(os.listdir(directory))
+            if name.endswith(".db")]
+
+
+def file_hashes(directory: str) -> dict[str, str]:
+    """SHA-256 of every data file under ``directory`` by relative path (``-shm`` indexes
+    and the lock file left out: they hold no data)."""
+    hashes = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            if not _NOT_DATA.search(path):
+                with open(path, "rb") as fh:
+                    hashes[os.path.relpath(path, directory)] = hashlib.sha256(
+                        fh.read()).hexdigest()
+    return hashes
+
+
+# -- raw Kafka requests ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Produced:
+    error_code: int
+    base_offset: int
+
+
+@dataclass(frozen=True)
+class Fetched:
+    error_code: int
+    high_watermark: int
+    records: list[LogRecord]
+
+
+def produce(conn: KafkaConnection, topic: str, partition: int, values: Sequence[bytes],
+            acks: int = -1) -> Produced:
+    """Append ``values`` as one batch; the partition's error code and base offset."""
+    batch = encode_batch(0, [LogRecord(i, int(time.time() * 1000), None, v)
+                             for i, v in enumerate(values)])
+    response = conn.request(
+        0, PRODUCE_VERSION, acks=acks, timeout=10000,
+        topic_data=[{"name": topic, "partition_data": [{"index": partition, "records": batch}]}],
+    )
+    (answer,) = response.responses[0].partition_responses
+    return Produced(int(answer.error_code), answer.base_offset)
+
+
+def fetch(conn: KafkaConnection, topic: str, partition: int, offset: int,
+          max_bytes: int = 1 << 20) -> Fetched:
+    """Records from ``offset`` on (no waiting); the partition's error code and records."""
+    response = conn.request(
+        1, FETCH_VERSION, replica_id=-1, max_wait=0, min_bytes=0, max_bytes=max_bytes,
+        isolation_level=0, session_id=0, session_epoch=-1,
+        topics=[{"topic": topic, "partitions": [{
+            "partition": partition, "current_leader_epoch": -1, "fetch_offset": offset,
+            "log_start_offset": -1, "partition_max_bytes": max_bytes}]}],
+        forgotten_topics_data=[], rack_id="",
+    )
+    (answer,) = response.responses[0].partitions
+    records = [
+        LogRecord(batch.base_offset + i, r.timestamp, r.key, r.value)
+        for batch in decode_batches(answer.records or b"") for i, r in enumerate(batch.records)
+    ]
+    return Fetched(int(answer.error_code), answer.high_watermark, records)
+
+
+def metadata_errors(conn: KafkaConnection, topic: str) -> dict[int, int]:
+    """Partition index -> error code, as Metadata reports the topic."""
+    response = conn.request(3, 8, topics=[{"name": topic}], allow_auto_topic_creation=False,
+                            include_cluster_authorized_operations=False,
+                            include_topic_authorized_operations=False)
+    (found,) = response.topics
+    return {p.partition_index: int(p.error_code) for p in found.partitions}
+
+
+def serves(server: ServerProcess, topic: str, partition: int) -> None:
+    """Assert that a fresh client can list, produce to and fetch from the partition."""
+    with KafkaConnection(server.address) as conn:
+        assert metadata_errors(conn, topic)[partition] == 0
+        value = f"alive-{time.monotonic_ns()}".encode()
+        produced = produce(conn, topic, partition, [value])
+        assert produced.error_code == 0, produced
+        fetched = fetch(conn, topic, partition, produced.base_offset)
+        assert fetched.error_code == 0 and fetched.records[0].value == value, fetched
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory of process ``pid`` (VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def metric(server: ServerProcess, name: str, **labels: str) -> float | None:
+    """The value of one sample on the server's /metrics, or None if it is not exported."""
+    _, body = server.http_get(server.metrics_url)
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in body.splitlines():
+        sample, _, value = line.rpartition(" ")
+        metric_name, _, label_text = sample.partition("{")
+        if metric_name == name and ",".join(sorted(label_text.rstrip("}").split(","))) == wanted:
+            return float(value)
+    return None
