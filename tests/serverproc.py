@@ -37,6 +37,8 @@ from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
 from eventstore.kafka.protocol import build
+from eventstore.kafka.recordbatch import encode_batch
+from eventstore.storage.records import LogRecord
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -321,6 +323,13 @@ def kcat_path() -> str | None:
 # -- the wire protocol by hand -----------------------------------------------------------------
 
 _SIZE = struct.Struct(">i")
+PRODUCE_VERSION = 9  # the first flexible version; every client that matters sends it
+
+
+def record_batch(*values: bytes | None, key: bytes | None = None) -> bytes:
+    """One uncompressed v2 record batch holding ``values`` (all with ``key``), stamped now."""
+    now = int(time.time() * 1000)
+    return encode_batch(0, [LogRecord(i, now, key, value) for i, value in enumerate(values)])
 
 
 class KafkaConnection:
@@ -367,6 +376,14 @@ class KafkaConnection:
         self.send_frame(frame)
         return self.read_response(api_key, version, correlation_id)
 
+    def produce(self, topic: str, partition: int, records: bytes, acks: int = -1) -> Any:
+        """Produce ``records`` (a Produce request's records field) to one partition; the
+        partition's response (``error_code``, ``base_offset``, ``error_message``...)."""
+        response = self.request(
+            0, PRODUCE_VERSION, **produce_fields(topic, partition, records, acks))
+        [[answer]] = [t.partition_responses for t in response.responses]
+        return answer
+
     def read_response(self, api_key: int, version: int, correlation_id: int) -> Any:
         (size,) = _SIZE.unpack(self._read_exactly(_SIZE.size))
         frame = self._read_exactly(size)
@@ -400,3 +417,8 @@ class KafkaConnection:
             pass
         return True
 
+
+def produce_fields(topic: str, partition: int, records: bytes, acks: int = -1) -> dict:
+    """The fields of a Produce request (PRODUCE_VERSION) of ``records`` to one partition."""
+    return {"transactional_id": None, "acks": acks, "timeout": 5000, "topic_data": [
+        {"name": topic, "partition_data": [{"index": partition, "records": records}]}]}
