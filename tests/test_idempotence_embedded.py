@@ -1,6 +1,7 @@
 """The embedded producer is idempotent: its batches are stamped, its retries are recognised.
 
-A real actor system on a real data directory. A lost acknowledgement is a partition log
+A real store (``EventStore.open``) on a real data directory. A lost acknowledgement is a
+partition log
 whose append commits the batch and then fails, as a disk error right after the commit
 would: the partition actor goes offline, the broker reopens the log from disk, and the
 producer retries the same stamped batch.
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import apsw
 import pytest
+from test_idempotence_storage import segment_rows
 
-from actors.system import ActorSystem
+from eventstore.client import EventStore
 from eventstore.errors import RecordTooLarge
 from eventstore.storage.log import PartitionLog
 
@@ -21,58 +22,45 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture
-def system(data_dir: str) -> Iterator[ActorSystem]:
-    system = ActorSystem(data_dir).start()
-    yield system
-    system.stop()
+def store(data_dir: str) -> Iterator[EventStore]:
+    with EventStore.open(data_dir) as store:
+        yield store
 
 
-def stored_batches(system: ActorSystem, topic: str, partition: int) -> list[tuple]:
-    """(producer_id, producer_epoch, base_sequence, base_offset, last_offset) per batch."""
-    state = system.broker.partition(topic, partition).get(timeout=TIMEOUT).state
-    found = []
-    for segment in state.view.segments:
-        conn = apsw.Connection(segment.path, flags=apsw.SQLITE_OPEN_READONLY)
-        found += conn.execute(
-            "SELECT producer_id, producer_epoch, base_sequence, base_offset, last_offset"
-            " FROM batches ORDER BY base_offset").fetchall()
-        conn.close()
-    return found
+def stored_batches(store: EventStore, topic: str, partition: int) -> list[tuple]:
+    """(producer_id, producer_epoch, base_sequence, base_offset) of each stored batch."""
+    return segment_rows(store.data_dir, topic, partition, "SELECT producer_id,"
+                        " producer_epoch, base_sequence, base_offset FROM batches")
 
 
-def stored_values(system: ActorSystem, topic: str, partition: int) -> list[bytes]:
-    state = system.broker.partition(topic, partition).get(timeout=TIMEOUT).state
-    found = []
-    for segment in state.view.segments:
-        conn = apsw.Connection(segment.path, flags=apsw.SQLITE_OPEN_READONLY)
-        found += [v for (v,) in conn.execute("SELECT value FROM records ORDER BY offset")]
-        conn.close()
-    return found
+def stored_values(store: EventStore, topic: str, partition: int) -> list[bytes]:
+    return [v for (v,) in segment_rows(store.data_dir, topic, partition,
+                                       "SELECT value FROM records ORDER BY offset")]
 
 
-def test_each_batch_is_stamped_with_the_producer_id_and_the_partitions_next_sequence(system):
-    system.broker.create_topic("t", 2).get()
-    producer = system.producer(batch_size=100)
+def test_each_batch_is_stamped_with_the_producer_id_and_the_partitions_next_sequence(store):
+    store.create_topic("t", 2)
+    producer = store.producer(batch_size=100)
     for i in range(20):
         producer.send("t", b"%02d-padding-to-fill-a-batch" % i, partition=i % 2)
     producer.flush(TIMEOUT)
     for partition in (0, 1):
-        batches = stored_batches(system, "t", partition)
+        batches = stored_batches(store, "t", partition)
         assert len(batches) > 1
         assert {b[:2] for b in batches} == {(batches[0][0], 0)}, "one producer id, epoch 0"
         assert [b[2] for b in batches] == [b[3] for b in batches], (
             "a partition's sequences count its records from 0, as its offsets do here")
-    ids = {stored_batches(system, "t", p)[0][0] for p in (0, 1)}
+    ids = {stored_batches(store, "t", p)[0][0] for p in (0, 1)}
     assert len(ids) == 1, "one producer id for all partitions"
-    other = system.producer()
+    other = store.producer()
     other.send("t", b"x", partition=0).get(TIMEOUT)
-    assert stored_batches(system, "t", 0)[-1][0] not in ids, "each producer has its own id"
+    assert stored_batches(store, "t", 0)[-1][0] not in ids, "each producer has its own id"
 
 
 def test_a_retry_after_an_append_that_was_written_but_not_acknowledged_is_not_written_again(
-        system, monkeypatch):
-    system.broker.create_topic("t", 1).get()
-    producer = system.producer(batch_size=256, linger_ms=1, retry_backoff_ms=10)
+        store, monkeypatch):
+    store.create_topic("t", 1)
+    producer = store.producer(batch_size=256, linger_ms=1, retry_backoff_ms=10)
     original = PartitionLog.append
     lost = []
 
@@ -86,16 +74,16 @@ def test_a_retry_after_an_append_that_was_written_but_not_acknowledged_is_not_wr
     monkeypatch.setattr(PartitionLog, "append", loses_the_acknowledgement)
     futures = [producer.send("t", b"%d" % i) for i in range(200)]
     metas = [f.get(TIMEOUT) for f in futures]
-    state = system.broker.partition("t", 0).get(timeout=TIMEOUT).state
+    state = store.system.broker.partition("t", 0).get(timeout=TIMEOUT).state
     assert len(lost) == 1 and state.stats.restarts == 1
-    assert stored_values(system, "t", 0) == [b"%d" % i for i in range(200)], "each record once"
+    assert stored_values(store, "t", 0) == [b"%d" % i for i in range(200)], "each record once"
     assert [m.offset for m in metas] == list(range(200)), "the retry got the original offsets"
     assert lost[0].base_offset < lost[0].last_offset, "a whole batch was lost and retried"
 
 
-def test_a_batch_that_fails_for_good_does_not_stop_or_reorder_the_ones_after_it(system):
-    system.broker.create_topic("t", 1, {"max.message.bytes": 200}).get()
-    producer = system.producer(batch_size=40, retry_backoff_ms=10)  # a batch per record
+def test_a_batch_that_fails_for_good_does_not_stop_or_reorder_the_ones_after_it(store):
+    store.create_topic("t", 1, {"max.message.bytes": 200})
+    producer = store.producer(batch_size=40, retry_backoff_ms=10)  # a batch per record
     small = [b"small %02d" % i for i in range(6)]
     futures = [producer.send("t", value) for value in small[:2]]
     too_large = producer.send("t", b"L" * 500)
@@ -103,8 +91,8 @@ def test_a_batch_that_fails_for_good_does_not_stop_or_reorder_the_ones_after_it(
     with pytest.raises(RecordTooLarge):
         too_large.get(TIMEOUT)
     assert [f.get(TIMEOUT).offset for f in futures] == list(range(6))
-    assert stored_values(system, "t", 0) == small
-    ids = [b[0] for b in stored_batches(system, "t", 0)]
+    assert stored_values(store, "t", 0) == small
+    ids = [b[0] for b in stored_batches(store, "t", 0)]
     assert ids[0] == ids[1] != ids[2], "after the failure the partition got a new producer id"
     producer.send("t", b"later").get(TIMEOUT)
-    assert stored_values(system, "t", 0) == [*small, b"later"]
+    assert stored_values(store, "t", 0) == [*small, b"later"]

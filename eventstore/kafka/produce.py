@@ -3,6 +3,12 @@
 Each partition's batch is checked (CRC32C, v2 format, one batch per partition as Kafka
 requires since Produce v3) before anything is written; an append is acknowledged only
 once the partition actor has committed it. Errors are per partition, in Kafka's codes.
+
+An idempotent producer's batch carries its producer id, epoch and base sequence to the
+partition, which checks them before writing: a retry of a batch already written is
+answered as a success with the original offsets (not written again, as Kafka does);
+OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH and DUPLICATE_SEQUENCE_NUMBER are
+answered per partition like any other error.
 """
 
 from __future__ import annotations
@@ -87,10 +93,14 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
         if batch.is_transactional or batch.is_control:
             raise InvalidRecord("transactional record batches are not supported")
         handle = await ctx.resolve(ctx.broker.partition(topic, partition))
-        result = await asyncio.wrap_future(handle.append(batch_rows(batch), producer_info(batch)))
+        stamp = producer_info(batch)
+        result = await asyncio.wrap_future(handle.append(batch_rows(batch), stamp))
     except KafkaError as error:
         log.info("produce to %s-%d failed: %s", topic, partition, error)
         return _failed(error)
+    if result.duplicate:
+        log.info("produce to %s-%d: producer %d retried sequence %d, already at offset %d",
+                 topic, partition, stamp.producer_id, stamp.base_sequence, result.base_offset)
     return {
         "error_code": 0,
         "base_offset": result.base_offset,

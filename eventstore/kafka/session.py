@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from eventstore.kafka import admin, fetch, groups, produce
+from eventstore.kafka import admin, fetch, groups, produce, producer_ids
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.protocol import API_VERSIONS, Request, api_versions_response
 
@@ -41,6 +41,7 @@ class Session:
             API_VERSIONS: self._api_versions,
             19: lambda r: admin.handle_create_topics(ctx_, r),
             20: lambda r: admin.handle_delete_topics(ctx_, r),
+            22: lambda r: producer_ids.handle_init_producer_id(ctx_, r),
             32: lambda r: admin.handle_describe_configs(ctx_, r),
             37: lambda r: admin.handle_create_partitions(ctx_, r),
         }

@@ -1,0 +1,59 @@
+"""InitProducerId: hands an idempotent producer the id and epoch it stamps its batches with.
+
+As Kafka's transaction coordinator does for a null ``transactional_id``, every request
+gets a fresh producer id (unique and never reused, across restarts too: the broker
+reserves them from the catalog's durable counter) with epoch 0. That holds for the
+KIP-360 epoch bump too (v3+ carrying the current id and epoch): Kafka answers it with a
+new id rather than a bumped epoch, and clients take either.
+
+This node has no transaction coordinator, so a transactional producer is answered
+COORDINATOR_NOT_AVAILABLE, the error FindCoordinator already gives it for a transaction
+key and what Kafka answers while no transaction coordinator can be had. (Clients look
+the coordinator up before they send InitProducerId, so they stop at FindCoordinator.)
+An empty ``transactional_id``, or an id without an epoch, is INVALID_REQUEST, as in Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eventstore.errors import CoordinatorNotAvailable, InvalidRequest, KafkaError
+from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.protocol import Request, make_response
+
+log = logging.getLogger("eventstore.kafka.producer_ids")
+
+NO_PRODUCER_ID = -1
+NO_PRODUCER_EPOCH = -1
+
+
+def _refusal(body: Any) -> KafkaError | None:
+    """Why this node cannot answer ``body`` with a producer id, if it cannot."""
+    if body.transactional_id == "":
+        return InvalidRequest("transactional_id must be null or a non-empty string")
+    if body.transactional_id is not None:
+        return CoordinatorNotAvailable(
+            f"transactional id {body.transactional_id!r}: transactions are not supported,"
+            " there is no transaction coordinator")
+    producer_id = getattr(body, "producer_id", NO_PRODUCER_ID)
+    epoch = getattr(body, "producer_epoch", NO_PRODUCER_EPOCH)
+    if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
+        return InvalidRequest(
+            f"producer id {producer_id} and epoch {epoch}: give both or neither")
+    return None
+
+
+async def handle_init_producer_id(ctx: BrokerContext, request: Request) -> Any:
+    error = _refusal(request.body)
+    if error is None:
+        try:
+            producer_id = await ctx.resolve(ctx.broker.allocate_producer_id())
+        except KafkaError as failed:  # the catalog could not be written
+            error = failed
+        else:
+            return make_response(request, error_code=0, producer_id=producer_id,
+                                 producer_epoch=0)
+    log.info("InitProducerId refused: %s", error)
+    return make_response(request, error_code=error.code, producer_id=NO_PRODUCER_ID,
+                         producer_epoch=NO_PRODUCER_EPOCH)
