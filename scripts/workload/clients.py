@@ -159,11 +159,7 @@ class EmbeddedConsumer:
         self._consumer.subscribe(group.topics, listener=_Listener(hooks))
 
     def poll(self, timeout_s: float) -> Iterator[Record]:
-        try:
-            records = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
-        except KafkaError as exc:
-            self.errors[type(exc).__name__] += 1
-            return iter(())
+        records = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
         return ((r.topic, r.partition, r.offset, r.value) for r in records)
 
     def log_start(self, topic: str, partition: int) -> int:
@@ -230,9 +226,7 @@ class WireProducer:
         self._sink = sink
         self._producer = KafkaProducer({
             "bootstrap.servers": bootstrap, "linger.ms": linger_ms, "acks": "all",
-            "batch.size": 256 * 1024,
-            # until the server implements InitProducerId, producers must not ask for it
-            "enable.idempotence": False, **_COMMON})
+            "batch.size": 256 * 1024, **_COMMON})
 
     def _delivered(self, error: Any, message: Any) -> None:
         if error is not None:

@@ -151,6 +151,8 @@ def build(result: RunResult, meta: dict[str, Any]) -> dict[str, Any]:
             for (t, p), o in sorted(result.store.items())
         ],
         "verification": {"passed": result.passed, "failures": result.failures},
+        "errors": result.errors(),
+        "clean": result.clean,
         "timeline": [
             {"t": round(s.t, 3), "phase": s.phase, "produced": s.produced,
              "consumed": s.consumed, "lag": s.lag, "members": s.members}
@@ -166,9 +168,10 @@ def _fmt(value: Any, spec: str = ",.0f") -> str:
 def text_table(report: dict[str, Any]) -> str:
     """The short table: one line for producing, one per group, then any failures."""
     verdict = "PASSED" if report["verification"]["passed"] else "FAILED"
+    errors = sum(sum(counts.values()) for counts in report["errors"].values())
     lines = [f"scenario {report['scenario']['name']} on {report['target']}:"
              f" {report['producing_s']:.1f} s producing, {report['run_s']:.1f} s in all;"
-             f" verification {verdict}"]
+             f" verification {verdict}, {errors or 'no'} error{'' if errors == 1 else 's'}"]
     header = ("", "records", "rec/s", "MB/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
               "peak lag", "drain s", "rebalances", "dup", "lost(ret)", "errors")
     produced = report["produced"]
@@ -190,6 +193,8 @@ def text_table(report: dict[str, Any]) -> str:
             str(sum(group["errors"].values()))))
     lines += _columns([header, *rows])
     lines += [f"  FAILED: {failure}" for failure in report["verification"]["failures"]]
+    lines += [f"  ERROR: {who}: {error} (x{count})"
+              for who, counts in report["errors"].items() for error, count in counts.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -175,7 +175,8 @@ class _Table:
 
     def tables(self, key: str) -> list[_Table]:
         items = self.get(key, list, [])
-        return [_Table(f"{self.where}{key}[{i}]", item) for i, item in enumerate(items)]
+        prefix = f"{self.where}.{key}" if self.where else key
+        return [_Table(f"{prefix}[{i}]", item) for i, item in enumerate(items)]
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used)

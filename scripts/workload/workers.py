@@ -8,7 +8,8 @@ clock in every thread of the run), so a member measures end-to-end latency from 
 record alone. Members check per-partition order themselves, between the assignment and
 the revocation of a partition: offsets must rise; a jump forward is honest only when the
 skipped records were gone, which the member asks the store right then (the first offset
-after the jump must not be above the log-start-offset).
+after the jump must not be above the log-start-offset). A poll that raises is counted as
+an error and retried, as an application would, so one error does not stall a group.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ CHUNK = 500  # records sent between two looks at the clock
 POLL_TIMEOUT_S = 0.1
 ZIPF_EXPONENT = 1.2
 FLUSH_TIMEOUT_S = 60.0
+ERROR_BACKOFF_S = 0.1  # after a poll that raised, as retry_backoff_ms
+GIVE_UP_AFTER = 100  # polls failing in a row (10 s) before a member stops trying
 
 
 def key_chooser(spec: ProducerSpec, rng: random.Random) -> Callable[[], bytes | None]:
@@ -170,8 +173,6 @@ class Member(threading.Thread):
             return
         try:
             self._consume(client)
-        except Exception as exc:  # noqa: BLE001 - reported, never raised in a thread
-            self.errors[f"{type(exc).__name__}: {exc}"] += 1
         finally:
             self.errors.update(client.errors)
             self.events.append((time.monotonic(), "left", 0))
@@ -184,9 +185,19 @@ class Member(threading.Thread):
         delay_s = self.group.processing_ms / 1000
         unpack, clock = HEADER.unpack_from, time.monotonic_ns
         reads, latencies, last = self.reads, self.latencies_ms, self._last
+        failing = 0
         while not self.leave.is_set():
             count = 0
-            records = client.poll(POLL_TIMEOUT_S)
+            try:
+                records = client.poll(POLL_TIMEOUT_S)
+                failing = 0
+            except Exception as exc:  # noqa: BLE001 - counted; an application would retry
+                self.errors[f"{type(exc).__name__}: {exc}"] += 1
+                failing += 1
+                if failing >= GIVE_UP_AFTER:
+                    return
+                self.leave.wait(ERROR_BACKOFF_S)
+                continue
             now = clock()
             for topic, partition, offset, value in records:
                 ident, sent = unpack(value)
