@@ -40,6 +40,7 @@ from eventstore.storage.records import decode_headers
 
 POLL_MS = 200
 BATCH = 500
+FETCH_MAX_WAIT_MS = 100  # how long the server holds an empty fetch: the end shows up soon
 
 
 class Record(NamedTuple):
@@ -199,10 +200,14 @@ def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
     from eventstore.commands import wire
 
     reset = "earliest" if args.from_beginning else "latest"
-    consumer = wire.consumer(address, group_id=args.group, auto_offset_reset=reset)
+    consumer = wire.consumer(address, group_id=args.group, auto_offset_reset=reset,
+                             fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     try:
         if args.group:
             consumer.subscribe([args.topic])
+            # fetch the topic's partitions now, before the first poll joins the group: a
+            # leader that assigns without them must join again when they arrive
+            consumer.partitions_for_topic(args.topic)
         else:
             tps = [wire.topic_partition(args.topic, p) for p in _partitions(args, count)]
             consumer.assign(tps)

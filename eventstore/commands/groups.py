@@ -48,7 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     describe = add_command(
         actions, "describe", "committed offsets, lag and members of groups",
         "Per partition: the committed offset, the log-end-offset, the lag and the member"
-        " holding it, with kafka-consumer-groups.sh --describe's columns.",
+        " holding it, in kafka-consumer-groups.sh --describe's columns: GROUP TOPIC PARTITION"
+        " CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID, with - where nothing"
+        " is committed or no member holds the partition.",
         "  eventstore groups describe analytics\n"
         "  eventstore groups describe                 # every group\n"
         "  eventstore groups describe analytics --bootstrap-server 127.0.0.1:9092 --json\n",

@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eventstore.client import EventStore
 from eventstore.commands.base import EXIT_UNAVAILABLE, CliError
 from eventstore.commands.cluster import GroupDetail, PartitionDetail, TopicDetail
 from eventstore.errors import DataDirLocked, UnknownTopicOrPartition, error_for_code
 from eventstore.sql import SqlEngine
 from eventstore.storage.config import TopicConfig
+
+if TYPE_CHECKING:  # the embedded store (the actor system) is loaded only by writing commands
+    from eventstore.client import EventStore
 
 # An offline tool never creates a topic by naming it (a typo must not become a topic), and
 # its group consumer is the only possible member (it holds the lock): no wait for others.
@@ -33,6 +35,8 @@ def open_engine(data_dir: str) -> SqlEngine:
 def open_store(data_dir: str) -> EventStore:
     """The embedded store on ``data_dir``, holding its lock; CliError (exit 3) naming the
     process that holds the lock instead."""
+    from eventstore.client import EventStore
+
     try:
         return EventStore.open(data_dir, STORE_CONFIG)
     except DataDirLocked as exc:
