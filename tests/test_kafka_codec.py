@@ -54,7 +54,7 @@ from eventstore.kafka.protocol import (
     make_response,
 )
 from eventstore.kafka.recordbatch import decode_batches, encode_batch
-from eventstore.storage.records import LogRecord, Record
+from eventstore.storage.records import LogRecord, Record, encode_headers
 
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 BASE_TIME = 1_700_000_000_123
@@ -220,6 +220,18 @@ def test_encode_then_decode_round_trips():
     [batch] = decode_batches(encode_batch(40, to_log_records(records, 40)))
     assert batch.records == tuple(records)
     assert batch.base_offset == 40
+
+
+def test_stored_rows_encode_as_their_log_records_do():
+    """Fetch encodes rows as a segment read returns them, headers still JSON text; offset
+    deltas past the precomputed varints and timestamps going back included."""
+    records = [LogRecord(7 + 3 * i, BASE_TIME - 1000 * (i % 7) + i, b"k%d" % i, b"v" * (i % 300),
+                         (("h", b"\x00\xff"), ("none", None)) if i % 3 else ())
+               for i in range(40_000)]
+    rows = [(r.offset, r.timestamp, r.key, r.value, encode_headers(r.headers)) for r in records]
+    assert encode_batch(7, rows) == encode_batch(7, records)
+    [(_, read)] = read_with_kafka_python(encode_batch(7, rows))
+    assert read == [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in records]
 
 
 def test_encode_rejects_bad_arguments():

@@ -21,7 +21,6 @@ from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.protocol import Request, make_response
 from eventstore.kafka.recordbatch import encode_batch
 from eventstore.storage.log import LogReader, LogView, check_offset
-from eventstore.storage.records import LogRecord
 
 # a fetch's record count is bounded by its bytes; this only caps one read call
 _MAX_RECORDS_PER_READ = 100_000
@@ -87,7 +86,7 @@ def collect(
             out.error = error
             continue
         if rows:
-            out.records = encode_batch(rows[0][0], [LogRecord.from_row(r) for r in rows])
+            out.records = encode_batch(rows[0][0], rows)
             out.record_count = len(rows)
             budget -= len(out.records)
     return results

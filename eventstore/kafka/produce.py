@@ -25,17 +25,9 @@ from eventstore.errors import (
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.protocol import Request, make_response
 from eventstore.kafka.recordbatch import DecodedBatch, decode_batches
-from eventstore.storage.records import ProducerBatchInfo, encode_headers
+from eventstore.storage.records import ProducerBatchInfo
 
 log = logging.getLogger("eventstore.kafka.produce")
-
-
-def batch_rows(batch: DecodedBatch) -> list[tuple]:
-    """The batch's records as the rows a partition log appends."""
-    return [
-        (r.timestamp, r.key, r.value, encode_headers(r.headers) if r.headers else None)
-        for r in batch.records
-    ]
 
 
 def producer_info(batch: DecodedBatch) -> ProducerBatchInfo | None:
@@ -94,7 +86,7 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
             raise InvalidRecord("transactional record batches are not supported")
         handle = await ctx.resolve(ctx.broker.partition(topic, partition))
         stamp = producer_info(batch)
-        result = await asyncio.wrap_future(handle.append(batch_rows(batch), stamp))
+        result = await asyncio.wrap_future(handle.append(batch.rows, stamp))
     except KafkaError as error:
         log.info("produce to %s-%d failed: %s", topic, partition, error)
         return _failed(error)

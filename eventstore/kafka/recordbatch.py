@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import cramjam
 from crc32c import crc32c
@@ -30,7 +31,15 @@ from kio.serial.errors import DecodeError
 from kio.serial.readers import read_signed_varint, read_signed_varlong
 
 from eventstore.errors import CorruptRecord
-from eventstore.storage.records import Headers, LogRecord, Record
+from eventstore.storage.records import (
+    AppendRow,
+    Headers,
+    LogRecord,
+    Record,
+    StoredRow,
+    decode_headers,
+    encode_headers,
+)
 
 # The fields before the CRC, and the fields it covers up to the first record.
 _HEAD = struct.Struct(">qiibI")
@@ -57,10 +66,14 @@ _XERIAL_HEADER_SIZE = 16
 
 @dataclass(frozen=True, slots=True)
 class DecodedBatch:
-    """One v2 record batch from a Produce request, decompressed and checked."""
+    """One v2 record batch from a Produce request, decompressed and checked.
+
+    ``rows`` are its records as a partition log appends them (headers as stored JSON), so
+    Produce hands them on as they are; ``records`` makes Record objects of them.
+    """
 
     base_offset: int
-    records: tuple[Record, ...]
+    rows: tuple[AppendRow, ...]
     compression: str
     timestamp_type: str
     producer_id: int
@@ -69,6 +82,11 @@ class DecodedBatch:
     is_transactional: bool
     is_control: bool
     size_in_bytes: int
+
+    @property
+    def records(self) -> tuple[Record, ...]:
+        return tuple(Record(value, key, decode_headers(headers), timestamp)
+                     for timestamp, key, value, headers in self.rows)
 
 
 def decode_batches(data: bytes) -> list[DecodedBatch]:
@@ -128,12 +146,12 @@ def _decode_batch(data: bytes, pos: int) -> tuple[DecodedBatch, int]:
     start = pos + HEADER_SIZE
     if codec:
         buf = _decompress(codec, memoryview(data)[start:batch_end])
-        records = _decode_records(buf, 0, len(buf), count, first_timestamp)
+        rows = _decode_rows(buf, 0, len(buf), count, first_timestamp)
     else:
-        records = _decode_records(data, start, batch_end, count, first_timestamp)
+        rows = _decode_rows(data, start, batch_end, count, first_timestamp)
     batch = DecodedBatch(
         base_offset=base_offset,
-        records=records,
+        rows=rows,
         compression=COMPRESSION_NAMES[codec],
         timestamp_type="LogAppendTime" if attributes & _LOG_APPEND_TIME else "CreateTime",
         producer_id=producer_id,
@@ -175,16 +193,17 @@ def _unsnappy(payload: memoryview) -> bytes:
     return b"".join(blocks)
 
 
-def _decode_records(
+def _decode_rows(
     buf: bytes, pos: int, stop: int, count: int, first_timestamp: int
-) -> tuple[Record, ...]:
-    """``count`` records from ``buf[pos:stop]``, which they must fill exactly.
+) -> tuple[AppendRow, ...]:
+    """``count`` records from ``buf[pos:stop]``, which they must fill exactly, as rows.
 
-    The varints are read by kio's native readers, the fastest way found from Python.
+    The varints are read by kio's native readers, the fastest way found from Python; a row
+    is a plain tuple, as building an object per record cost more than reading it.
     """
     read_varint = read_signed_varint
-    records = []
-    append = records.append
+    rows = []
+    append = rows.append
     try:
         for _ in range(count):
             length, size = read_varint(buf, pos)
@@ -211,19 +230,20 @@ def _decode_records(
                 pos += value_length
             header_count, size = read_varint(buf, pos)
             pos += size
-            headers: Headers = ()
+            headers = None
             if header_count:
-                headers, pos = _read_headers(buf, pos, header_count)
+                decoded, pos = _read_headers(buf, pos, header_count)
+                headers = encode_headers(decoded)
             if pos != record_end:
                 raise CorruptRecord(
                     f"record fields end at byte {pos}, its length says byte {record_end}"
                 )
-            append(Record(value, key, headers, first_timestamp + timestamp_delta))
+            append((first_timestamp + timestamp_delta, key, value, headers))
     except (DecodeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         raise CorruptRecord(f"record batch is malformed: {exc}") from None
     if pos != stop:
         raise CorruptRecord(f"{stop - pos} unexpected bytes after the last record of a batch")
-    return tuple(records)
+    return tuple(rows)
 
 
 def _null_field(length: int) -> None:
@@ -255,7 +275,7 @@ def _read_headers(buf: bytes, pos: int, count: int) -> tuple[Headers, int]:
 
 def encode_batch(
     base_offset: int,
-    records: Sequence[LogRecord],
+    records: Sequence[LogRecord] | Sequence[StoredRow],
     *,
     producer_id: int = -1,
     producer_epoch: int = -1,
@@ -264,8 +284,11 @@ def encode_batch(
 ) -> bytes:
     """One uncompressed v2 batch of ``records`` (absolute offsets >= ``base_offset``).
 
-    The batch's first timestamp is the first record's, its max timestamp the largest;
-    the partition leader epoch is -1 (unknown), as a single node has no leader epochs.
+    ``records`` are LogRecords, or rows as a segment read returns them (headers still
+    JSON text): Fetch passes those straight through, as making a LogRecord per record
+    cost more than encoding it. The batch's first timestamp is the first record's, its max
+    timestamp the largest; the partition leader epoch is -1 (unknown), as a single node
+    has no leader epochs.
     """
     if not records:
         raise ValueError("a record batch holds at least one record")
@@ -273,31 +296,38 @@ def encode_batch(
         attributes = _TIMESTAMP_TYPES[timestamp_type]
     except KeyError:
         raise ValueError(f"timestamp_type must be one of {sorted(_TIMESTAMP_TYPES)}") from None
-    first_timestamp = max_timestamp = records[0].timestamp
-    varint = _varint
+    first_timestamp = records[0][1]
+    max_timestamp = max(map(_timestamp_of, records))
+    # The hot loop of every fetch: varints are looked up inline (a call per field costs a
+    # third more), and a record is one %-format, which makes no container to collect.
+    table, low, high, encode = _SMALL_VARINTS, -_SMALL, _LARGE, _encode_varint
     parts = []
     append = parts.append
-    for record in records:
-        timestamp = record.timestamp
-        if timestamp > max_timestamp:
-            max_timestamp = timestamp
-        key = record.key
-        value = record.value
-        body = b"".join((
-            b"\x00",  # record attributes: unused
-            varint(timestamp - first_timestamp),
-            varint(record.offset - base_offset),
-            _NULL if key is None else varint(len(key)),
-            key or b"",
-            _NULL if value is None else varint(len(value)),
-            value or b"",
-            _encode_headers(record.headers) if record.headers else _ZERO,
-        ))
-        append(varint(len(body)))
+    for offset, timestamp, key, value, headers in records:
+        n = timestamp - first_timestamp
+        timestamp_delta = table[n + _SMALL] if low <= n < high else encode(n)
+        n = offset - base_offset
+        offset_delta = table[n + _SMALL] if low <= n < high else encode(n)
+        if key is None:
+            key_length, key = _NULL, b""
+        else:
+            n = len(key)
+            key_length = table[n + _SMALL] if n < high else encode(n)
+        if value is None:
+            value_length, value = _NULL, b""
+        else:
+            n = len(value)
+            value_length = table[n + _SMALL] if n < high else encode(n)
+        body = b"\x00%b%b%b%b%b%b%b" % (  # attributes (unused), then the fields in order
+            timestamp_delta, offset_delta, key_length, key, value_length, value,
+            _encode_headers(headers) if headers else _ZERO,
+        )
+        n = len(body)
+        append(table[n + _SMALL] if n < high else encode(n))
         append(body)
     payload = b"".join(parts)
     tail = _TAIL.pack(
-        attributes, records[-1].offset - base_offset, first_timestamp, max_timestamp,
+        attributes, records[-1][0] - base_offset, first_timestamp, max_timestamp,
         producer_id, producer_epoch, base_sequence, len(records),
     )
     crc = crc32c(payload, crc32c(tail))
@@ -305,7 +335,13 @@ def encode_batch(
     return b"".join((head, tail, payload))
 
 
-def _encode_headers(headers: Headers) -> bytes:
+_timestamp_of = itemgetter(1)
+
+
+def _encode_headers(headers: Headers | str) -> bytes:
+    """Headers as a record carries them; stored headers (JSON text) are decoded first."""
+    if isinstance(headers, str):
+        headers = decode_headers(headers)
     parts = [_varint(len(headers))]
     for key, value in headers:
         encoded_key = key.encode()
@@ -330,15 +366,17 @@ def _encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-# Every value whose zigzag varint fits in two bytes, precomputed: lengths, deltas and
-# counts in a fetch are nearly always among them.
+# The zigzag varints of -_SMALL up to _LARGE, precomputed (at index value + _SMALL):
+# lengths, deltas and counts in a fetch are nearly always among them; offset deltas of a
+# 1 MiB fetch of small records pass 8192.
 _SMALL = 1 << 13
-_SMALL_VARINTS = [_encode_varint(v) for v in range(-_SMALL, _SMALL)]
+_LARGE = 1 << 15
+_SMALL_VARINTS = [_encode_varint(v) for v in range(-_SMALL, _LARGE)]
 _NULL = _encode_varint(-1)
 _ZERO = _encode_varint(0)
 
 
 def _varint(value: int) -> bytes:
-    if -_SMALL <= value < _SMALL:
+    if -_SMALL <= value < _LARGE:
         return _SMALL_VARINTS[value + _SMALL]
     return _encode_varint(value)
