@@ -27,93 +27,20 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 
-import apsw
+from benchlib import (
+    PRODUCER,
+    bare_insert,
+    bare_scan,
+    consume,
+    produce,
+    rows_per_batch,
+)
 
 from eventstore import EventStore
-from eventstore.storage.records import RECORD_OVERHEAD
-from eventstore.storage.schema import schema_sql
-from eventstore.storage.segment import apply_writer_pragmas
 
 VALUE = b"v" * 100
-BATCH_SIZE = 256 * 1024  # bytes: what a producer batch holds
-ROWS_PER_BATCH = BATCH_SIZE // (RECORD_OVERHEAD + len(VALUE))
-PRODUCER = {"linger_ms": 5, "batch_size": BATCH_SIZE}
-CONSUMER = {"auto_offset_reset": "earliest", "max_poll_records": 5000}
-
-
-def rate(count: int, run: Callable[[], None]) -> float:
-    started = time.perf_counter()
-    run()
-    return count / (time.perf_counter() - started)
-
-
-def bare_insert(directory: str, count: int) -> float:
-    """Rows/s of executemany into a segment-shaped table, one transaction per batch."""
-    path = os.path.join(directory, "bare.db")
-    conn = apsw.Connection(path)
-    conn.execute(schema_sql("segment"))
-    apply_writer_pragmas(conn, fsync=False)
-    now = time.time_ns() // 1_000_000
-
-    def run() -> None:
-        for start in range(0, count, ROWS_PER_BATCH):
-            rows = [(now, None, VALUE, None) for _ in range(min(ROWS_PER_BATCH, count - start))]
-            with conn:
-                conn.executemany(
-                    "INSERT INTO records (timestamp, key, value, headers) VALUES (?, ?, ?, ?)",
-                    rows)
-
-    result = rate(count, run)
-    conn.close()
-    return result
-
-
-def bare_scan(directory: str, count: int) -> float:
-    """Rows/s of reading back the table bare_insert made, in chunks as a consumer reads,
-    each row handed to a Python loop as a consumer's records are."""
-    conn = apsw.Connection(os.path.join(directory, "bare.db"), flags=apsw.SQLITE_OPEN_READONLY)
-    chunk = CONSUMER["max_poll_records"]
-
-    def run() -> None:
-        offset = read = 0
-        while read < count:
-            for row in conn.execute(
-                    "SELECT offset, timestamp, key, value, headers FROM records"
-                    " WHERE offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
-                    (offset, offset + chunk, chunk)):
-                read += 1
-                offset = row[0] + 1
-    result = rate(count, run)
-    conn.close()
-    return result
-
-
-def produce(store: EventStore, topic: str, count: int) -> float:
-    producer = store.producer(**PRODUCER)
-
-    def run() -> None:
-        send = producer.send
-        for _ in range(count):
-            send(topic, VALUE)
-        producer.flush()
-    result = rate(count, run)
-    producer.close()
-    return result
-
-
-def consume(store: EventStore, topic: str, count: int) -> float:
-    consumer = store.consumer(topic, **CONSUMER)
-
-    def run() -> None:
-        read = 0
-        while read < count:
-            for _record in consumer.poll(timeout_ms=1000):
-                read += 1
-    result = rate(count, run)
-    consumer.close()
-    return result
+ROWS_PER_BATCH = rows_per_batch(len(VALUE))
 
 
 def latency(store: EventStore, per_second: int, seconds: float) -> tuple[float, float]:
@@ -169,12 +96,12 @@ def main() -> int:
             data_dir = os.path.join(workdir, f"data-{round_}")
             bare_dir = os.path.join(workdir, f"bare-{round_}")
             os.makedirs(bare_dir)
-            record("bare insert", bare_insert(bare_dir, count))
+            record("bare insert", bare_insert(bare_dir, count, VALUE))
             with EventStore.open(data_dir) as store:
                 store.create_topic("one", 1)
                 store.create_topic("eight", 8)
-                record("produce, 1 partition", produce(store, "one", count))
-                record("produce, 8 partitions", produce(store, "eight", count))
+                record("produce, 1 partition", produce(store, "one", count, VALUE))
+                record("produce, 8 partitions", produce(store, "eight", count, VALUE))
                 record("bare scan", bare_scan(bare_dir, count))
                 record("consume", consume(store, "one", count))
             shutil.rmtree(data_dir)

@@ -38,13 +38,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import apsw
+from benchlib import bare_table
 
 from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.records import AppendRow
-from eventstore.storage.schema import schema_sql
-from eventstore.storage.segment import apply_writer_pragmas, open_readonly
+from eventstore.storage.segment import open_readonly
 
 VALUE = b"v" * 100
 TIMESTAMP = 1_700_000_000_000
@@ -70,14 +69,6 @@ QUICK = Plan(batches=100, repeats=3, segments=100, open_repeats=5)
 def log_rows(count: int) -> list[AppendRow]:
     """``count`` records as PartitionLog.append takes them."""
     return [(TIMESTAMP, None, VALUE, None)] * count
-
-
-def bare_table(path: str) -> apsw.Connection:
-    """The bare loop's connection: the segment schema's tables and the writer's pragmas."""
-    conn = apsw.Connection(path)
-    conn.execute(schema_sql("segment"))
-    apply_writer_pragmas(conn, fsync=False)
-    return conn
 
 
 def append_run(work: str, batches: int) -> dict[str, float]:

@@ -1,0 +1,112 @@
+"""What the benchmarks share: the bare apsw baseline and eventstore's embedded loops.
+
+The baseline is the ceiling of this storage design: rows identical to a segment's, in a
+table made from ``schema/segment.sql``, written with the segment writer's pragmas and read
+back by offset range, with no actors, batching or bookkeeping around them. The embedded
+loops are what an application does: ``send`` then ``flush``, ``poll`` until done.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import apsw
+
+from eventstore import EventStore
+from eventstore.storage.records import RECORD_OVERHEAD
+from eventstore.storage.schema import schema_sql
+from eventstore.storage.segment import apply_writer_pragmas
+
+BATCH_SIZE = 256 * 1024  # bytes: what a producer batch holds
+PRODUCER = {"linger_ms": 5, "batch_size": BATCH_SIZE}
+CONSUMER = {"auto_offset_reset": "earliest", "max_poll_records": 5000}
+
+
+def rows_per_batch(value_size: int) -> int:
+    """Records of ``value_size`` bytes (null key) that fill one producer batch."""
+    return BATCH_SIZE // (RECORD_OVERHEAD + value_size)
+
+
+def rate(count: int, run: Callable[[], None]) -> float:
+    """``count`` divided by the seconds ``run`` takes."""
+    started = time.perf_counter()
+    run()
+    return count / (time.perf_counter() - started)
+
+
+def bare_table(path: str) -> apsw.Connection:
+    """The bare loop's connection: the segment schema's tables and the writer's pragmas."""
+    conn = apsw.Connection(path)
+    conn.execute(schema_sql("segment"))
+    apply_writer_pragmas(conn, fsync=False)
+    return conn
+
+
+def bare_insert(directory: str, count: int, value: bytes) -> float:
+    """Rows/s of executemany into ``directory``/bare.db, one transaction per batch of
+    ``rows_per_batch`` rows (what one producer batch holds)."""
+    conn = bare_table(os.path.join(directory, "bare.db"))
+    per_batch = rows_per_batch(len(value))
+    now = time.time_ns() // 1_000_000
+
+    def run() -> None:
+        for start in range(0, count, per_batch):
+            rows = [(now, None, value, None) for _ in range(min(per_batch, count - start))]
+            with conn:
+                conn.executemany(
+                    "INSERT INTO records (timestamp, key, value, headers) VALUES (?, ?, ?, ?)",
+                    rows)
+
+    result = rate(count, run)
+    conn.close()
+    return result
+
+
+def bare_scan(directory: str, count: int) -> float:
+    """Rows/s of reading back the table bare_insert made, in chunks as a consumer reads,
+    each row handed to a Python loop as a consumer's records are."""
+    conn = apsw.Connection(os.path.join(directory, "bare.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    chunk = CONSUMER["max_poll_records"]
+
+    def run() -> None:
+        offset = read = 0
+        while read < count:
+            for row in conn.execute(
+                    "SELECT offset, timestamp, key, value, headers FROM records"
+                    " WHERE offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
+                    (offset, offset + chunk, chunk)):
+                read += 1
+                offset = row[0] + 1
+    result = rate(count, run)
+    conn.close()
+    return result
+
+
+def produce(store: EventStore, topic: str, count: int, value: bytes) -> float:
+    """Records/s of ``send`` (null key) then ``flush`` through an embedded producer."""
+    producer = store.producer(**PRODUCER)
+
+    def run() -> None:
+        send = producer.send
+        for _ in range(count):
+            send(topic, value)
+        producer.flush()
+    result = rate(count, run)
+    producer.close()
+    return result
+
+
+def consume(store: EventStore, topic: str, count: int) -> float:
+    """Records/s of ``poll`` from the start of ``topic`` until ``count`` records came."""
+    consumer = store.consumer(topic, **CONSUMER)
+
+    def run() -> None:
+        read = 0
+        while read < count:
+            for _record in consumer.poll(timeout_ms=1000):
+                read += 1
+    result = rate(count, run)
+    consumer.close()
+    return result
