@@ -75,6 +75,9 @@ def _failed(error: KafkaError) -> dict:
 
 async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes | None) -> dict:
     try:
+        # the partition first, as Kafka: an unknown one is UNKNOWN_TOPIC_OR_PARTITION
+        # whatever the records hold
+        handle = await ctx.resolve(ctx.broker.partition(topic, partition))
         batches = decode_batches(records or b"")
         if len(batches) != 1:
             raise InvalidRecord(
@@ -84,7 +87,6 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
         (batch,) = batches
         if batch.is_transactional or batch.is_control:
             raise InvalidRecord("transactional record batches are not supported")
-        handle = await ctx.resolve(ctx.broker.partition(topic, partition))
         stamp = producer_info(batch)
         result = await asyncio.wrap_future(handle.append(batch.rows, stamp))
     except KafkaError as error:
