@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -300,10 +299,6 @@ class ServerProcess:
     def log_tail(self, count: int = 30) -> str:
         return "\n".join(self.lines[-count:])
 
-    def log_fields(self) -> list[dict[str, str]]:
-        """Every line logged so far, as logfmt fields."""
-        return [parse_logfmt(line) for line in list(self.lines)]
-
     # -- HTTP --------------------------------------------------------------------------------
 
     def http_get(self, url: str, timeout: float = 5.0) -> tuple[int, str]:
@@ -313,11 +308,6 @@ class ServerProcess:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
-
-
-def kcat_path() -> str | None:
-    """The ``kcat`` binary (``kafkacat`` on older systems), or None."""
-    return shutil.which("kcat") or shutil.which("kafkacat")
 
 
 # -- the wire protocol by hand -----------------------------------------------------------------
@@ -378,7 +368,9 @@ class KafkaConnection:
 
     def produce(self, topic: str, partition: int, records: bytes, acks: int = -1) -> Any:
         """Produce ``records`` (a Produce request's records field) to one partition; the
-        partition's response (``error_code``, ``base_offset``, ``error_message``...)."""
+        partition's response (``error_code``, ``base_offset``, ``error_message``...).
+        With acks=0 there is no response: send ``encode(...)`` with ``send_frame``."""
+        assert acks != 0, "acks=0 is never answered"
         response = self.request(
             0, PRODUCE_VERSION, **produce_fields(topic, partition, records, acks))
         [[answer]] = [t.partition_responses for t in response.responses]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
-from serverproc import ServerProcess, kcat_path
+from serverproc import ServerProcess
 
 from eventstore.storage.partitioner import partition_for_key
 
-KCAT = kcat_path()
+KCAT = shutil.which("kcat") or shutil.which("kafkacat")  # the older name
 pytestmark = pytest.mark.skipif(
     KCAT is None, reason="kcat is not installed (Debian package kcat; .ci/run installs it)")
 
