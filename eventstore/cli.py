@@ -20,6 +20,7 @@ from eventstore.commands.base import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     EXIT_UNAVAILABLE,
     ArgumentParser,
     CliError,
@@ -109,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNAVAILABLE if isinstance(error, DataDirLocked) else EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `eventstore consume ... | head`: the reader has gone
+    except BrokenPipeError:  # `eventstore consume ... | head`: the reader chose to stop
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_ERROR
+        return EXIT_OK
     except Exception as error:
         if os.environ.get("EVENTSTORE_DEBUG"):
             raise
