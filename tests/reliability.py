@@ -126,6 +126,16 @@ def fetch(conn: KafkaConnection, topic: str, partition: int, offset: int,
     return Fetched(int(answer.error_code), answer.high_watermark, records)
 
 
+def create_topic(conn: KafkaConnection, topic: str, partitions: int,
+                 config: dict[str, str] | None = None) -> None:
+    """Create ``topic`` over the wire (CreateTopics), asserting that it worked."""
+    response = conn.request(19, 4, timeout=10000, validate_only=False, topics=[{
+        "name": topic, "num_partitions": partitions, "replication_factor": 1,
+        "assignments": [], "configs": [{"name": k, "value": v}
+                                       for k, v in (config or {}).items()]}])
+    assert int(response.topics[0].error_code) == 0, response
+
+
 def metadata_errors(conn: KafkaConnection, topic: str) -> dict[int, int]:
     """Partition index -> error code, as Metadata reports the topic."""
     response = conn.request(3, 8, topics=[{"name": topic}], allow_auto_topic_creation=False,
