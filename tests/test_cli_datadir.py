@@ -22,7 +22,7 @@ def test_topics_produce_segments_and_sql(data_dir: str, tmp_path: Path) -> None:
                       *here, stdin=lines))
 
     (described,) = cli("topics", "describe", "events", "--json", *here).json()
-    assert described["overrides"] == {"segment.bytes": 200}
+    assert described["overrides"] == {"segment.bytes": "200"}
     partitions = described["partitions"]
     assert sum(p["log_end_offset"] for p in partitions) == 24
     assert all(p["log_start_offset"] == 0 and p["bytes"] > 0 for p in partitions)
@@ -120,8 +120,8 @@ def test_alter_and_delete_topics(data_dir: str) -> None:
     assert_ok(cli("topics", "alter", "tuned", "--partitions", "3", "--config",
                   "segment.ms=60000", "--delete-config", "retention.ms", *here))
     (described,) = cli("topics", "describe", "tuned", "--json", *here).json()
-    assert described["overrides"] == {"segment.ms": 60000}
-    assert described["config"]["retention.ms"] == 604800000  # Kafka's default again
+    assert described["overrides"] == {"segment.ms": "60000"}
+    assert described["config"]["retention.ms"] == "604800000"  # Kafka's default again
     assert len(described["partitions"]) == 3
     listing = cli("topics", "list", *here)
     assert table_rows(listing) == [{"TOPIC": "tuned", "PARTITIONS": "3"}]

@@ -44,6 +44,12 @@ def open_store(data_dir: str) -> EventStore:
                        " server", EXIT_UNAVAILABLE) from None
 
 
+def _as_text(config: Mapping[str, Any]) -> dict[str, str]:
+    """Config values as text, as Kafka's DescribeConfigs (and so the wire target) gives them."""
+    return {key: str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in config.items()}
+
+
 class LocalCluster:
     """Topic and group administration of a data directory (see the module doc).
 
@@ -81,8 +87,8 @@ class LocalCluster:
                 "SELECT topic, partition, log_start_offset, log_end_offset, segment_count, bytes"
                 " FROM partitions WHERE topic = ? ORDER BY partition", name)
         )
-        return TopicDetail(name, partitions, TopicConfig.from_mapping(overrides).to_mapping(),
-                           overrides)
+        effective = TopicConfig.from_mapping(overrides).to_mapping()
+        return TopicDetail(name, partitions, _as_text(effective), _as_text(overrides))
 
     def create_topic(self, name: str, partitions: int | None, config: Mapping[str, str]) -> None:
         self._writer().create_topic(name, partitions, config)

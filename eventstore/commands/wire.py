@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from eventstore.commands.base import EXIT_UNAVAILABLE, CliError
+from eventstore.commands.base import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from eventstore.commands.cluster import GroupDetail, Member, PartitionDetail, TopicDetail
 from eventstore.errors import KafkaError, error_for_code
 
@@ -35,7 +35,7 @@ except ImportError:  # a test-only dependency of the package: say how to get it
 def _split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise CliError(f"--bootstrap-server {address!r} is not HOST:PORT", 2)
+        raise CliError(f"--bootstrap-server {address!r} is not HOST:PORT", EXIT_USAGE)
     return host.strip("[]"), int(port)
 
 
