@@ -58,6 +58,8 @@ def test_topics_produce_segments_and_sql(data_dir: str, tmp_path: Path) -> None:
     assert assert_ok(counted).stdout == "n,keys\n24,8\n"
     listed = cli("sql", "SELECT topic, partitions FROM topics", "--format", "jsonl", *here)
     assert listed.json_lines() == [{"topic": "events", "partitions": 2}]
+    shell = assert_ok(cli("sql", *here, stdin="SELECT count(*) FROM records;\n.tables\n"))
+    assert "24" in shell.stdout and "consumer_groups" in shell.stdout
     assert_error(cli("sql", "DELETE FROM records", *here), 1, "read-only")
     assert_error(cli("sql", "SELECT nonsense FROM", *here), 1, "SQL error")
 
