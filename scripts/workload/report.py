@@ -28,6 +28,7 @@ from .runner import GroupRun, RunResult  # noqa: E402
 
 MB = 1_000_000
 DRAIN_FRACTION = 0.01
+RATE_WINDOW_S = 1.0
 
 
 def percentile(ordered: list[float], fraction: float) -> float | None:
@@ -206,10 +207,14 @@ def _columns(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def _rates(times: list[float], totals: Iterable[int]) -> list[float]:
+    """Rates over a trailing window of about RATE_WINDOW_S (one tick's batches alias)."""
     values = list(totals)
     rates = []
+    back = 0
     for i, (t, total) in enumerate(zip(times, values, strict=True)):
-        before_t, before = (times[i - 1], values[i - 1]) if i else (0.0, 0)
+        while back < i and t - times[back] > RATE_WINDOW_S:
+            back += 1
+        before_t, before = (times[back - 1], values[back - 1]) if back else (0.0, 0)
         rates.append((total - before) / max(t - before_t, 1e-9))
     return rates
 
@@ -241,7 +246,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         axis.axvline(report["producing_s"], color="black", linestyle=":", linewidth=0.8)
         axis.grid(alpha=0.3)
         axis.legend(loc="upper right", fontsize=8)
-    rates.set_ylabel("records/s")
+    rates.set_ylabel(f"records/s ({RATE_WINDOW_S:g} s window)")
     lags.set_ylabel("lag (records)")
     lags.set_xlabel("seconds since producers started (dotted: producing ended)")
     rates.set_title(f"{report['scenario']['name']} on {report['target']}")

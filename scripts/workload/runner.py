@@ -189,7 +189,7 @@ class Runner:
                 now = time.monotonic()
                 self._drain()
                 while changes and changes[0][0] <= now - t0:
-                    at_s, name, delta = changes.pop(0)
+                    _, name, delta = changes.pop(0)
                     self._change(self.groups[name], delta)
                     applied.append((now - t0, name, delta))
                 if producing_done_at is None and not any(p.is_alive() for p in self.producers):

@@ -68,6 +68,7 @@ class ProducerWorker(threading.Thread):
         self.sent = 0
         self.finished_at: float | None = None
         self.halt = threading.Event()
+        self._phase_starts = [phase.at_s for phase in spec.phases]
 
     # AckSink
     def acked(self, topic: str, partition: int, offset: int, ident: int) -> None:
@@ -77,8 +78,8 @@ class ProducerWorker(threading.Thread):
         self.errors[error] += 1
 
     def rate_at(self, elapsed: float) -> float | None:
-        phases = self.spec.phases
-        return phases[bisect.bisect([p.at_s for p in phases], elapsed) - 1].rate
+        """The target rate ``elapsed`` seconds after t0 (None: as fast as possible)."""
+        return self.spec.phases[bisect.bisect(self._phase_starts, elapsed) - 1].rate
 
     def run(self) -> None:
         try:
