@@ -607,6 +607,8 @@ class GroupCoordinator(pykka.ThreadingActor):
             # joins again (it may have seen new topics or partitions).
             self._park_join(group, member, request, reply)
             self._prepare_rebalance(group, now, f"member {member_id} joined again")
+            # in a group where everyone has now joined again (one member), don't wait
+            self._maybe_complete_join(group, now)
             return None
         self._keep_session(member, now)
         return self._join_result(group, member)

@@ -254,6 +254,16 @@ def test_a_follower_rejoining_unchanged_gets_the_current_generation(coordinator)
     assert heartbeat(coordinator, follower) == RebalanceInProgress.code
 
 
+def test_the_only_member_joining_again_completes_at_once(coordinator):
+    """kafka-python's lone consumer joins again after its first metadata refresh: the
+    rebalance it starts has everyone joined already and must not wait for its timeout."""
+    (only,) = form_group(coordinator, 5000)
+    again = rejoin(coordinator, only)
+    assert again.done()
+    result = again.result(0)
+    assert (result.error_code, result.generation_id) == (0, 2)
+
+
 def test_a_member_that_stops_heartbeating_is_evicted(coordinator):
     steady, silent = form_group(coordinator, 5000, 200)
     newcomer = join(coordinator)
