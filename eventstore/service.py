@@ -87,13 +87,15 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
         healthy=lambda: not stopping.is_set(),
     ).start()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")
-    ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping())
+    ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping(),
+                        system.data_dir)
     listener = KafkaListener(
         lambda client_host: Session(ctx, client_host),
         ListenerLimits(
             socket_request_max_bytes=config.socket_request_max_bytes,
             connections_max_idle_ms=config.connections_max_idle_ms,
             max_connections=config.max_connections,
+            queued_max_request_bytes=config.queued_max_request_bytes,
         ),
     )
     try:

@@ -7,10 +7,12 @@ it while every other partition keeps serving.
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from actors.partition import offline_error
 from eventstore.errors import (
+    InvalidConfig,
     InvalidPartitions,
     InvalidReplicationFactor,
     InvalidRequest,
@@ -18,7 +20,7 @@ from eventstore.errors import (
 )
 from eventstore.kafka.context import CLUSTER_ID, NODE_ID, BrokerContext
 from eventstore.kafka.protocol import Request, make_response
-from eventstore.storage.config import TOPIC_KEYS
+from eventstore.storage.config import TOPIC_KEYS, validate_topic_config
 
 TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
@@ -165,3 +167,89 @@ async def handle_describe_configs(ctx: BrokerContext, request: Request) -> Any:
             entry.update(error_code=error.code, error_message=str(error), configs=[])
         results.append(entry)
     return make_response(request, results=results)
+
+
+# IncrementalAlterConfigs operations
+SET, DELETE = 0, 1
+
+
+async def _alter_topic_configs(
+    ctx: BrokerContext, request: Request, changes_for: Any
+) -> Any:
+    """Apply per-resource config changes; ``changes_for(resource, overrides)`` builds them."""
+    body = request.body
+    results = []
+    for resource in body.resources:
+        entry: dict[str, Any] = {"resource_type": resource.resource_type,
+                                 "resource_name": resource.resource_name}
+        try:
+            if resource.resource_type != TOPIC_RESOURCE:
+                raise InvalidRequest(
+                    "only topic configs can be altered; server keys are set at start-up"
+                    " (--config or --set)"
+                )
+            described = await ctx.resolve(ctx.broker.describe_topic(resource.resource_name))
+            changes = changes_for(resource, described.overrides)
+            validate_topic_config({k: v for k, v in changes.items() if v is not None})
+            if not body.validate_only:
+                await ctx.resolve(
+                    ctx.broker.alter_topic_config(resource.resource_name, changes)
+                )
+            entry["error_code"] = 0
+        except KafkaError as error:
+            entry.update(error_code=error.code, error_message=str(error))
+        results.append(entry)
+    return make_response(request, responses=results)
+
+
+def _replace_all(resource: Any, overrides: Any) -> dict[str, Any]:
+    """AlterConfigs: the given set becomes the topic's whole set of overrides."""
+    given = {c.name: c.value for c in resource.configs}
+    return {**dict.fromkeys(overrides), **given}
+
+
+def _incremental(resource: Any, overrides: Any) -> dict[str, Any]:
+    """IncrementalAlterConfigs: SET or DELETE key by key (no list-valued keys here)."""
+    changes: dict[str, Any] = {}
+    for config in resource.configs:
+        if config.config_operation == SET:
+            changes[config.name] = config.value
+        elif config.config_operation == DELETE:
+            changes[config.name] = None
+        else:
+            raise InvalidConfig(
+                f"{config.name}: APPEND and SUBTRACT apply only to list-valued keys"
+            )
+    return changes
+
+
+async def handle_alter_configs(ctx: BrokerContext, request: Request) -> Any:
+    return await _alter_topic_configs(ctx, request, _replace_all)
+
+
+async def handle_incremental_alter_configs(ctx: BrokerContext, request: Request) -> Any:
+    return await _alter_topic_configs(ctx, request, _incremental)
+
+
+async def handle_describe_log_dirs(ctx: BrokerContext, request: Request) -> Any:
+    """One log directory, the data directory, with every partition's size in bytes."""
+    wanted = request.body.topics
+    filters = None if wanted is None else {t.topic: set(t.partitions) for t in wanted}
+    topics = []
+    for topic in await ctx.resolve(ctx.broker.describe_topics(None)):
+        if filters is not None and topic.name not in filters:
+            continue
+        topics.append({"name": topic.name, "partitions": [
+            {"partition_index": p.partition, "partition_size": p.bytes, "offset_lag": 0,
+             "is_future_key": False}
+            for p in topic.partitions
+            if filters is None or p.partition in filters[topic.name]
+        ]})
+    usage = shutil.disk_usage(ctx.data_dir) if ctx.data_dir else None
+    return make_response(request, error_code=0, results=[{
+        "error_code": 0,
+        "log_dir": ctx.data_dir,
+        "topics": topics,
+        "total_bytes": usage.total if usage else -1,
+        "usable_bytes": usage.free if usage else -1,
+    }])

@@ -29,6 +29,7 @@ class BrokerContext:
     port: int
     pool: concurrent.futures.ThreadPoolExecutor
     server_config: Mapping[str, Any]  # what DescribeConfigs shows for the broker
+    data_dir: str = ""  # the one log directory DescribeLogDirs reports
 
     async def resolve(self, future: pykka.Future[Any]) -> Any:
         """The value of an actor's reply, awaited without blocking the event loop."""

@@ -195,3 +195,11 @@ async def handle_describe_groups(ctx: BrokerContext, request: Request) -> Any:
             "authorized_operations": -2147483648,
         })
     return make_response(request, groups=described)
+
+
+async def handle_delete_groups(ctx: BrokerContext, request: Request) -> Any:
+    results = []
+    for group_id in request.body.groups_names:
+        code = await ctx.resolve(ctx.coordinator.delete_group(group_id))
+        results.append({"group_id": group_id, "error_code": code})
+    return make_response(request, results=results)

@@ -57,7 +57,11 @@ SUPPORTED_APIS: dict[int, tuple[int, int]] = {
     20: (1, 5),  # DeleteTopics: v1 is kio's first; v4 flexible; v6 may name topics by id
     22: (0, 4),  # InitProducerId: v2 flexible, v3-4 epoch bumps; v5+ is transactions v2
     32: (1, 4),  # DescribeConfigs: v1 is kio's first; v4 flexible
+    33: (0, 2),  # AlterConfigs: v2 flexible
+    35: (1, 4),  # DescribeLogDirs: v1 is kio's first; v2 flexible, v4 adds total/usable bytes
     37: (0, 3),  # CreatePartitions: v2 flexible, v3 same layout
+    42: (0, 2),  # DeleteGroups: v2 flexible
+    44: (0, 1),  # IncrementalAlterConfigs: v1 flexible
 }
 
 _PREFIX = struct.Struct(">hhi")  # api_key, api_version, correlation_id: every header
