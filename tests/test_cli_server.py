@@ -56,8 +56,13 @@ def test_topic_lifecycle(server: ServerProcess) -> None:
     assert described["config"]["cleanup.policy"] == "delete"
     assert [(p["partition"], p["log_start_offset"], p["log_end_offset"])
             for p in described["partitions"]] == [(0, 0, 0), (1, 0, 0)]
-    # the Kafka protocol carries no segment counts or sizes
+    # the Kafka protocol carries no segment counts; sizes come from DescribeLogDirs
     assert {p["segments"] for p in described["partitions"]} == {None}
+    assert {p["bytes"] for p in described["partitions"]} == {0}
+
+    assert_ok(on(server, "topics", "alter", "lifecycle", "--config", "retention.ms=60000"))
+    (described,) = on(server, "topics", "describe", "lifecycle", "--json").json()
+    assert described["overrides"]["retention.ms"] == "60000"
 
     assert_ok(on(server, "topics", "alter", "lifecycle", "--partitions", "4"))
     (described,) = on(server, "topics", "describe", "lifecycle", "--json").json()
@@ -155,6 +160,10 @@ def test_group_consume_lag_and_reset(server: ServerProcess) -> None:
                                                                     (0, ends[1])]
     rows = on(server, "groups", "describe", "billing", "--json").json()
     assert [(r["current_offset"], r["lag"]) for r in rows] == [(ends[0], 0), (ends[1], 0)]
+
+    assert_ok(on(server, "groups", "delete", "billing"))
+    listed = on(server, "groups", "list", "--json").json()
+    assert "billing" not in [g["group"] for g in listed]
 
 
 def _read_lines(proc: subprocess.Popen, count: int, timeout: float) -> list[bytes]:

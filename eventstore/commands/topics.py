@@ -1,9 +1,9 @@
 """`eventstore topics create|list|describe|alter|delete`: the kafka-topics.sh job.
 
 ``describe`` shows per partition the log-start-offset, log-end-offset, segment count and
-bytes. Over the wire the Kafka protocol has no way to ask for segments and bytes (Kafka's
-DescribeLogDirs is not implemented by this server), so they show as ``-`` there; a data
-directory shows them, also while a server runs.
+bytes. Over the wire bytes come from Kafka's DescribeLogDirs; the Kafka protocol has no
+way to ask for a segment count, so it shows as ``-`` there; a data directory shows it,
+also while a server runs.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     describe = add_command(
         actions, "describe", "partitions (offsets, segments, bytes) and config of topics",
         "Show each partition's log-start-offset, log-end-offset, segment count and bytes, and"
-        " the topic's config overrides. Over --bootstrap-server segments and bytes show as -:"
-        " the Kafka protocol does not carry them.",
+        " the topic's config overrides. Over --bootstrap-server the segment count shows as -:"
+        " the Kafka protocol does not carry it.",
         "  eventstore topics describe clicks\n"
         "  eventstore topics describe            # every topic\n"
         "  eventstore topics describe clicks --bootstrap-server 127.0.0.1:9092 --json\n",

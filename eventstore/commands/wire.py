@@ -15,6 +15,11 @@ import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import kafka
+import kafka.errors as kafka_errors
+from kafka.admin import ConfigResource, ConfigResourceType, OffsetSpec, OffsetTimestamp
+from kafka.structs import OffsetAndMetadata
+
 from eventstore.commands.base import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from eventstore.commands.cluster import GroupDetail, Member, PartitionDetail, TopicDetail
 from eventstore.errors import KafkaError, error_for_code
@@ -23,13 +28,6 @@ CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_MS = 10_000
 CLIENT_ID = "eventstore-cli"
 
-try:
-    import kafka
-    import kafka.errors as kafka_errors
-    from kafka.admin import ConfigResource, ConfigResourceType, OffsetSpec, OffsetTimestamp
-    from kafka.structs import OffsetAndMetadata
-except ImportError:  # a test-only dependency of the package: say how to get it
-    kafka = None
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -41,9 +39,6 @@ def _split_address(address: str) -> tuple[str, int]:
 
 def check_reachable(address: str) -> None:
     """CliError (exit 3) unless a TCP connection to ``address`` opens within the timeout."""
-    if kafka is None:
-        raise CliError("--bootstrap-server needs the kafka-python package:"
-                       " pip install kafka-python")
     host, port = _split_address(address)
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
@@ -106,12 +101,11 @@ def admin_client(address: str) -> Any:
 
 
 def producer(address: str, **settings: Any) -> Any:
-    """A KafkaProducer; idempotence off (the server has no idempotent producers yet)."""
+    """An idempotent KafkaProducer (kafka-python's default) waiting for acks=all."""
     check_reachable(address)
     _quiet_client_logs()
     with wire_errors(address):
-        return kafka.KafkaProducer(**client_config(address), enable_idempotence=False,
-                                   acks="all", **settings)
+        return kafka.KafkaProducer(**client_config(address), acks="all", **settings)
 
 
 def consumer(address: str, **settings: Any) -> Any:
@@ -167,10 +161,18 @@ class WireCluster:
             ends = self._admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST))
             resource = ConfigResource(ConfigResourceType.TOPIC, name)
             configs = self._admin.describe_configs([resource], config_filter="All")
+            sizes = {
+                p["partition_index"]: p["partition_size"]
+                for broker in self._admin.describe_log_dirs()
+                for log_dir in broker["log_dirs"]
+                for topic in log_dir["topics"] if topic["name"] == name
+                for p in topic["partitions"]
+            }
         entries = configs["topic"][name]
         return TopicDetail(
             name,
-            tuple(PartitionDetail(name, tp.partition, starts[tp].offset, ends[tp].offset)
+            tuple(PartitionDetail(name, tp.partition, starts[tp].offset, ends[tp].offset,
+                                  bytes=sizes.get(tp.partition))
                   for tp in tps),
             {key: entry["value"] for key, entry in sorted(entries.items())},
             {key: entry["value"] for key, entry in sorted(entries.items())
@@ -248,9 +250,10 @@ class WireCluster:
     def delete_group(self, group_id: str) -> None:
         with self._errors():
             results = self._admin.delete_groups([group_id])
-        for _, error in results:
-            if error.errno:
-                raise broker_error(error.errno, f"consumer group {group_id!r}")
+        outcome = results[group_id]  # "OK" or the name of kafka-python's error class
+        if outcome != "OK":
+            error = getattr(kafka_errors, outcome, kafka_errors.UnknownError)
+            raise broker_error(error.errno, f"consumer group {group_id!r}")
 
     def close(self) -> None:
         self._admin.close()
