@@ -10,7 +10,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError
 from confluent_kafka import Producer as KafkaProducer
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 from serverproc import KafkaConnection, ServerProcess, record_batch, serve_command
 
 METADATA = 3
@@ -112,3 +112,18 @@ def test_without_auto_create_producing_to_an_unknown_topic_fails(serve):
 
     admin = AdminClient({"bootstrap.servers": server.bootstrap})
     assert "nowhere" not in admin.list_topics(timeout=TIMEOUT_S).topics
+
+
+def test_produce_follows_a_topic_deleted_and_created_again(server):
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})
+    admin.create_topics([NewTopic("again", 1, 1)])["again"].result(TIMEOUT_S)
+    with KafkaConnection(server.address) as conn:
+        assert conn.produce("again", 0, record_batch(b"1", b"2")).error_code == 0
+
+        admin.delete_topics(["again"])["again"].result(TIMEOUT_S)
+        gone = conn.produce("again", 0, record_batch(b"3"))
+        assert gone.error_code == UNKNOWN_TOPIC_OR_PARTITION
+
+        admin.create_topics([NewTopic("again", 1, 1)])["again"].result(TIMEOUT_S)
+        again = conn.produce("again", 0, record_batch(b"4"))
+        assert (again.error_code, again.base_offset) == (0, 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -30,6 +30,20 @@ class BrokerContext:
     pool: concurrent.futures.ThreadPoolExecutor
     server_config: Mapping[str, Any]  # what DescribeConfigs shows for the broker
     data_dir: str = ""  # the one log directory DescribeLogDirs reports
+    _handles: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    async def partition(self, topic: str, partition: int) -> Any:
+        """The partition's PartitionHandle, asked of the broker only the first time and
+        once its actor has stopped or its partition gone offline (restarted, deleted):
+        a produce request then costs no broker round trip. Raises what the broker does."""
+        key = (topic, partition)
+        handle = self._handles.get(key)
+        if handle is None or handle.state.error is not None or not (
+                handle.actor.actor_ref.is_alive()):
+            self._handles.pop(key, None)
+            handle = await self.resolve(self.broker.partition(topic, partition))
+            self._handles[key] = handle
+        return handle
 
     async def resolve(self, future: pykka.Future[Any]) -> Any:
         """The value of an actor's reply, awaited without blocking the event loop."""

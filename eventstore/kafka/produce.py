@@ -77,7 +77,7 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
     try:
         # the partition first, as Kafka: an unknown one is UNKNOWN_TOPIC_OR_PARTITION
         # whatever the records hold
-        handle = await ctx.resolve(ctx.broker.partition(topic, partition))
+        handle = await ctx.partition(topic, partition)
         batches = decode_batches(records or b"")
         if len(batches) != 1:
             raise InvalidRecord(
