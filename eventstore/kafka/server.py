@@ -6,6 +6,14 @@ answered before the next is read, so responses never overtake each other. Frames
 connection; a connection idle (or stalled mid-frame) past ``connections.max.idle.ms`` is
 closed; connections beyond ``max.connections`` are refused. None of it disturbs the other
 clients.
+
+Memory is bounded by ``queued.max.request.bytes``, Kafka's name for the bytes of requests a
+broker holds at once (see :class:`RequestBudget`): a request's body is read chunk by
+chunk, each chunk taken from the budget first, and all of it given back once the response
+is written. While the budget is spent no more is read, so producers faster than the disk
+are held back by TCP (their own buffers fill) instead of piling up requests here. One
+request at a time per connection bounds each connection; this bounds them all together,
+which ``max.connections`` times ``socket.request.max.bytes`` does not in practice.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,6 +58,83 @@ class ListenerLimits:
     socket_request_max_bytes: int = 104857600
     connections_max_idle_ms: int = 600000
     max_connections: int = 1000
+    queued_max_request_bytes: int = 104857600
+
+
+class RequestBudget:
+    """The bytes of requests held in memory at once, from their reading to their answer.
+
+    A connection takes each chunk of a request's body from the budget before reading it
+    and gives the whole request back once it is answered; while the budget is spent,
+    connections wait in line. Requests only partly read could then wait on each other for
+    good, so while no request is being handled (none will give bytes back) the oldest
+    request being read may go over. Memory held is at most the budget plus one request,
+    and a client that stalls mid-request holds only the bytes it actually sent.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.handling = 0  # requests read whole and not yet answered
+        self._reading: dict[object, None] = {}  # requests being read, oldest first
+        self._waiting: deque[tuple[object, int, asyncio.Future[None]]] = deque()
+
+    def start_reading(self, request: object) -> None:
+        self._reading[request] = None
+
+    def stop_reading(self, request: object, handled: bool) -> None:
+        """The request is read whole (``handled``: it is now being handled) or dropped."""
+        del self._reading[request]
+        self.handling += handled
+        self._grant()
+
+    def answered(self, size: int) -> None:
+        """A request of ``size`` bytes was answered: its bytes are free again."""
+        self.handling -= 1
+        self.give_back(size)
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+        self._grant()
+
+    async def take(self, request: object, size: int) -> None:
+        """Wait until ``size`` more bytes of ``request`` may be read."""
+        if not self._waiting and self._fits(request, size):
+            self.used += size
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (request, size, granted)
+        self._waiting.append(entry)
+        self._grant()
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.give_back(size)  # granted just as the connection was closed
+            else:
+                self._waiting.remove(entry)
+                self._grant()
+            raise
+
+    def _fits(self, request: object, size: int) -> bool:
+        if self.used + size <= self.limit:
+            return True
+        return self.handling == 0 and next(iter(self._reading), None) is request
+
+    def _grant(self) -> None:
+        granted = True
+        while granted and self._waiting:
+            granted = False
+            for entry in self._waiting:  # the head first; past it only the oldest request
+                request, size, future = entry
+                if self._fits(request, size):
+                    self._waiting.remove(entry)
+                    self.used += size
+                    future.set_result(None)
+                    granted = True
+                    break
+                if self.used + size > self.limit and self.handling:
+                    break  # nobody may pass the head while answers will free bytes
 
 
 class KafkaListener:
@@ -64,6 +150,7 @@ class KafkaListener:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
         self._idle: set[asyncio.Task] = set()  # connections waiting for their next request
+        self.budget = RequestBudget(limits.queued_max_request_bytes)
         self._stopping = False
         self.requests_total = 0
 
@@ -131,40 +218,62 @@ class KafkaListener:
         task = asyncio.current_task()
         assert task is not None
         while not self._stopping:
-            self._idle.add(task)
+            self._idle.add(task)  # until a whole request is read: stop() may cancel it
             try:
                 frame = await self._read_frame(reader, idle_s, peer)
             finally:
                 self._idle.discard(task)
             if frame is None:
                 return
-            response = await self._respond(frame, session, peer)
-            if response is None:
-                continue
-            if response is _CLOSE:
-                return
-            writer.write(response)
-            await writer.drain()
+            try:
+                response = await self._respond(frame, session, peer)
+                if response is _CLOSE:
+                    return
+                if response is not None:
+                    writer.write(response)
+                    await writer.drain()
+            finally:
+                self.budget.answered(len(frame))
 
     async def _read_frame(
         self, reader: asyncio.StreamReader, idle_s: float, peer: object
     ) -> bytes | None:
+        """The next request frame, its bytes taken from the budget (the caller gives them
+        back with ``answered``); None when the connection must close."""
         try:
             header = await asyncio.wait_for(reader.readexactly(4), idle_s)
-            (size,) = struct.unpack(">i", header)
-            if size < 0 or size > self._limits.socket_request_max_bytes:
-                log.warning(
-                    "connection closed: request of %d bytes is over"
-                    " socket.request.max.bytes=%d; peer=%s",
-                    size, self._limits.socket_request_max_bytes, peer,
-                )
-                return None
-            return await asyncio.wait_for(reader.readexactly(size), idle_s)
         except TimeoutError:
             log.info("connection closed: idle past connections.max.idle.ms; peer=%s", peer)
             return None
         except asyncio.IncompleteReadError:
             return None
+        (size,) = struct.unpack(">i", header)
+        if size < 0 or size > self._limits.socket_request_max_bytes:
+            log.warning(
+                "connection closed: request of %d bytes is over"
+                " socket.request.max.bytes=%d; peer=%s",
+                size, self._limits.socket_request_max_bytes, peer,
+            )
+            return None
+        request, taken, chunks, whole = object(), 0, [], False
+        self.budget.start_reading(request)
+        try:
+            while taken < size:
+                step = min(_CHUNK, size - taken)
+                await self.budget.take(request, step)
+                taken += step
+                chunks.append(await asyncio.wait_for(reader.readexactly(step), idle_s))
+            whole = True
+        except TimeoutError:
+            log.info("connection closed: stalled mid-request past connections.max.idle.ms;"
+                     " peer=%s", peer)
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            self.budget.stop_reading(request, handled=whole)
+            if not whole:
+                self.budget.give_back(taken)
+        return b"".join(chunks) if whole else None
 
     async def _respond(
         self, frame: bytes, session: Session, peer: object
@@ -193,3 +302,4 @@ class KafkaListener:
 
 
 _CLOSE = object()
+_CHUNK = 65536  # bytes of a request body taken from the budget, and read, at a time

@@ -169,6 +169,9 @@ SERVER_KEYS: dict[str, ConfigKey] = {
         ConfigKey("max.connections", int, 1000,
                   "connections the Kafka listener accepts at once; more are refused",
                   minimum=1),
+        ConfigKey("queued.max.request.bytes", int, 104857600,
+                  "bytes of requests the Kafka listener holds at once; past it, it reads no"
+                  " more until answers free some (back-pressure through TCP)", minimum=1),
         ConfigKey("producer.id.expiration.ms", int, 86400000,
                   "a partition forgets an idempotent producer this long after its last"
                   " append; a retry after that may be written twice", minimum=1),
@@ -194,6 +197,7 @@ class ServerConfig:
     socket_request_max_bytes: int = 104857600
     connections_max_idle_ms: int = 600000
     max_connections: int = 1000
+    queued_max_request_bytes: int = 104857600
     producer_id_expiration_ms: int = 86400000
     topic_defaults: Mapping[str, Any] = field(default_factory=dict)
 
