@@ -123,6 +123,7 @@ class Runner:
         self.producers: list[ProducerWorker] = []
         self.ledger: Ledger | None = None
         self.samples: list[Sample] = []
+        self.t0 = 0.0  # monotonic time the producers started
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -165,12 +166,27 @@ class Runner:
 
     def run(self) -> RunResult:
         self._setup()
-        self._join_groups()
+        try:
+            self._join_groups()
+            producing_done_at, applied, pending = self._produce_and_drain()
+        finally:
+            for producer in self.producers:
+                producer.halt.set()
+            self._stop_members()
+        ended_at = time.monotonic()
+        store = self.target.log_offsets(self.scenario.topics)
+        return RunResult(self.scenario, self.target.name, self.t0, producing_done_at, ended_at,
+                         self.samples, self.ledger, self.producers, self.groups, applied,
+                         pending, store, self._verify(store))
+
+    def _produce_and_drain(self) -> tuple[float, list[tuple[float, str, int]],
+                                          list[tuple[float, str, int]]]:
+        """Steps 3 and 4: when producing ended, the changes applied, those not reached."""
         scenario = self.scenario
         changes = sorted((c.at_s, g.name, c.members)
                          for g in scenario.groups for c in g.changes)
         applied: list[tuple[float, str, int]] = []
-        t0 = time.monotonic()
+        t0 = self.t0 = time.monotonic()
         number = 0
         for spec in scenario.producers:
             for _ in range(spec.count):
@@ -182,34 +198,24 @@ class Runner:
         producing_done_at = None
         pause = threading.Event()  # never set: the loop's clock
         next_tick = t0
-        try:
-            while True:
-                next_tick += self.tick_s
-                pause.wait(max(next_tick - time.monotonic(), 0))
-                now = time.monotonic()
+        while True:
+            next_tick += self.tick_s
+            pause.wait(max(next_tick - time.monotonic(), 0))
+            now = time.monotonic()
+            self._drain()
+            while changes and changes[0][0] <= now - t0:
+                _, name, delta = changes.pop(0)
+                self._change(self.groups[name], delta)
+                applied.append((now - t0, name, delta))
+            if producing_done_at is None and not any(p.is_alive() for p in self.producers):
+                producing_done_at = max(p.finished_at for p in self.producers)
                 self._drain()
-                while changes and changes[0][0] <= now - t0:
-                    _, name, delta = changes.pop(0)
-                    self._change(self.groups[name], delta)
-                    applied.append((now - t0, name, delta))
-                if producing_done_at is None and not any(p.is_alive() for p in self.producers):
-                    producing_done_at = max(p.finished_at for p in self.producers)
-                    self._drain()
-                sample = self._sample(now - t0, "producing" if producing_done_at is None
-                                      else "draining")
-                self.samples.append(sample)
-                self.show(sample, self)
-                if producing_done_at is not None and self._drained(now, producing_done_at, sample):
-                    break
-        finally:
-            for producer in self.producers:
-                producer.halt.set()
-            self._stop_members()
-        ended_at = time.monotonic()
-        store = self.target.log_offsets(scenario.topics)
-        return RunResult(scenario, self.target.name, t0, producing_done_at, ended_at,
-                         self.samples, self.ledger, self.producers, self.groups, applied,
-                         changes, store, self._verify(store))
+            sample = self._sample(now - t0, "producing" if producing_done_at is None
+                                  else "draining")
+            self.samples.append(sample)
+            self.show(sample, self)
+            if producing_done_at is not None and self._drained(now, producing_done_at, sample):
+                return producing_done_at, applied, changes
 
     def _change(self, group: GroupRun, delta: int) -> None:
         if delta > 0:
