@@ -180,3 +180,5 @@ def test_every_dashboard_query_returns_data_and_lag_matches_the_store(
     (lag_sum,) = prometheus.query(
         f'kafka_consumergroup_lag_sum{{consumergroup="{GROUP}", topic="{TOPIC}"}}')
     assert float(lag_sum["value"][1]) == sum(workload.values())
+    (members,) = prometheus.query(f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}')
+    assert members["value"][1] == "1"
