@@ -7,11 +7,15 @@ Importable from tests (pytest puts tests/ on the path) and from scripts/, which 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 from serverproc import KafkaConnection, ServerProcess
 
@@ -145,10 +149,13 @@ def metadata_errors(conn: KafkaConnection, topic: str) -> dict[int, int]:
     return {p.partition_index: int(p.error_code) for p in found.partitions}
 
 
-def serves(server: ServerProcess, topic: str, partition: int) -> None:
-    """Assert that a fresh client can list, produce to and fetch from the partition."""
-    with KafkaConnection(server.address) as conn:
-        assert metadata_errors(conn, topic)[partition] == 0
+def serves(server: ServerProcess, topic: str, partition: int, timeout: float = 10.0) -> None:
+    """Assert that a fresh client is served as a client library starts: ApiVersions and
+    Metadata, then a record produced to the partition and fetched back."""
+    with KafkaConnection(server.address, timeout=timeout) as conn:
+        assert int(conn.request(18, 3, client_software_name="reliability",
+                                client_software_version="1").error_code) == 0
+        assert metadata_errors(conn, topic).get(partition) == 0
         value = f"alive-{time.monotonic_ns()}".encode()
         produced = produce(conn, topic, partition, [value])
         assert produced.error_code == 0, produced
@@ -156,7 +163,19 @@ def serves(server: ServerProcess, topic: str, partition: int) -> None:
         assert fetched.error_code == 0 and fetched.records[0].value == value, fetched
 
 
-# -- processes ---------------------------------------------------------------------------------
+# -- scripts and processes ----------------------------------------------------------------
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (scripts/ is not a package), for tests that run
+    in CI what the script runs for longer."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def rss_kib(pid: int) -> int:

@@ -10,28 +10,16 @@ committed offsets; at the end every offset has been consumed. Here it runs ten k
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
-from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "crash_loop.py"
+from reliability import load_script
+
 KILLS = 10
 
 
-def load_script() -> ModuleType:
-    """scripts/crash_loop.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("crash_loop", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["crash_loop"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_sigkill_loop_loses_no_acknowledged_record(tmp_path: Path) -> None:
-    crash_loop = load_script()
+    crash_loop = load_script("crash_loop")
     seed = random.randrange(1 << 32)
     tally = crash_loop.run(KILLS, seed, str(tmp_path / "data"))
     assert tally.violations == [], f"seed {seed}"

@@ -1,0 +1,190 @@
+"""Hostile and broken clients neither take the server down nor hurt the other clients.
+
+- Fuzzing (scripts/fuzz_listener.py, here for 15 s): random frames and mutated valid
+  requests of every API a client uses; the server must not crash or hang (a fresh client
+  is served every second and at the end) and its memory must stay bounded.
+- Frames over ``socket.request.max.bytes``, a connection that sends half a frame and
+  stalls, one that never sends anything, and more connections than ``max.connections``,
+  while another client keeps producing and fetching through all of it.
+- Two known decoder bugs (eventstore/kafka/protocol.py over kio, not the listener) are
+  pinned by strict xfail tests, which start failing once they are fixed.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from reliability import create_topic, fetch, load_script, produce, serves
+from serverproc import KafkaConnection, ServerProcess, wait_until
+
+from eventstore.errors import InvalidRequest
+from eventstore.kafka.protocol import decode_request
+
+FUZZ_SECONDS = 15.0
+RSS_GROWTH_BOUND_MIB = 100  # generous: a fuzz run grows the server by ~10 MiB
+# The kio decoder aborts the whole process on some compact array lengths (see below).
+KIO_ABORT = "memory allocation of"
+# A JoinGroup v9 whose protocols array claims about 2^35 entries (varint ffffffff6e).
+JOIN_GROUP_HUGE_ARRAY = bytes.fromhex(
+    "000b000900000013000a73657276657270726f63000b66757a7a2d67726f757000001770000003e8010009"
+    "636f6e73756d6572ffffffff6e676507000189")
+
+TOPIC = "hostile"
+LIMITS = {"socket.request.max.bytes": 65536, "connections.max.idle.ms": 1000,
+          "max.connections": 6}
+IDLE_S = LIMITS["connections.max.idle.ms"] / 1000
+
+
+def test_fuzzed_frames_never_crash_or_hang_the_server(serve) -> None:
+    fuzzer = load_script("fuzz_listener")
+    server = serve()
+    seed = random.randrange(1 << 32)
+    try:
+        stats = fuzzer.fuzz(server, FUZZ_SECONDS, seed)
+    except (AssertionError, OSError) as failure:
+        if any(KIO_ABORT in line for line in server.lines):
+            pytest.xfail(f"seed {seed}: a frame hit the known kio abort"
+                         " (test_a_huge_compact_array_length_does_not_kill_the_decoder)")
+        raise AssertionError(f"seed {seed}: {failure}\n{server.log_tail()}") from failure
+    print(stats)
+    assert stats.frames > 1000 and stats.checks >= FUZZ_SECONDS / 2, stats
+    assert stats.answered and stats.closed, "both answers and refusals must have been seen"
+    growth_mib = (stats.rss_after_kib - stats.rss_before_kib) / 1024
+    assert growth_mib < RSS_GROWTH_BOUND_MIB, stats
+
+
+@pytest.mark.xfail(strict=True, reason="kio's native reader allocates what a compact array"
+                   " length claims before reading it: a 60-byte request aborts the process")
+def test_a_huge_compact_array_length_does_not_kill_the_decoder() -> None:
+    decoding = ("import sys\nfrom eventstore.kafka.protocol import decode_request\n"
+                "try:\n    decode_request(sys.stdin.buffer.read())\nexcept Exception:\n    pass")
+    done = subprocess.run([sys.executable, "-c", decoding], input=JOIN_GROUP_HUGE_ARRAY,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[:200]
+
+
+@pytest.mark.xfail(strict=True, reason="a null array in a field that is not nullable is"
+                   " decoded as None; the handlers then raise and the connection is closed"
+                   " with a traceback logged instead of an InvalidRequest")
+def test_a_null_array_where_none_is_allowed_is_an_invalid_request() -> None:
+    header = struct.pack(">hhih", 0, 3, 1, -1)  # Produce v3, client_id null
+    body = struct.pack(">hhii", -1, -1, 1000, -1)  # transactional_id null, acks, timeout, null
+    with pytest.raises(InvalidRequest):
+        decode_request(header + body)
+
+
+# -- hostile connections --------------------------------------------------------------------
+
+
+class Bystander(threading.Thread):
+    """A well-behaved client producing a record and fetching it back, over and over."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        super().__init__(daemon=True)
+        self._address = server.address
+        self._done = threading.Event()
+        self.rounds = 0
+        self.slowest_s = 0.0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        with KafkaConnection(self._address, timeout=10) as conn:
+            while not self._done.is_set():
+                started = time.monotonic()
+                try:
+                    value = f"round-{self.rounds}".encode()
+                    produced = produce(conn, TOPIC, 0, [value])
+                    fetched = fetch(conn, TOPIC, 0, produced.base_offset)
+                    if produced.error_code or [r.value for r in fetched.records[:1]] != [value]:
+                        self.errors.append(f"round {self.rounds}: {produced} {fetched}")
+                except OSError as error:
+                    self.errors.append(f"round {self.rounds}: {error!r}")
+                    return
+                self.slowest_s = max(self.slowest_s, time.monotonic() - started)
+                self.rounds += 1
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(10)
+
+    def keeps_going(self, what: str) -> None:
+        """Wait until it has done a few more rounds since now."""
+        goal = self.rounds + 5
+        wait_until(lambda: self.rounds >= goal or self.errors, 10, f"the bystander {what}")
+        assert not self.errors, self.errors
+
+
+@pytest.fixture
+def limited_server(serve) -> Iterator[tuple[ServerProcess, Bystander]]:
+    """A server with small socket limits, and a bystander client already at work on it."""
+    server = serve(settings=LIMITS)
+    with KafkaConnection(server.address) as conn:
+        create_topic(conn, TOPIC, 1)
+    bystander = Bystander(server)
+    bystander.start()
+    bystander.keeps_going("starting")
+    yield server, bystander
+    bystander.stop()
+    assert not bystander.errors, bystander.errors
+    assert bystander.slowest_s < 2.0, f"a round took {bystander.slowest_s:.2f} s"
+
+
+def closed_within(conn: KafkaConnection, timeout: float) -> float:
+    """Seconds until the server closed ``conn``; fails if it is still open at ``timeout``."""
+    started = time.monotonic()
+    assert conn.closed_by_server(timeout), f"the connection is still open after {timeout} s"
+    return time.monotonic() - started
+
+
+def test_oversized_and_stalled_frames_are_closed_alone(limited_server) -> None:
+    server, bystander = limited_server
+    limit = LIMITS["socket.request.max.bytes"]
+    for size in (limit + 1, 1 << 30, -1):  # only the size prefix is ever read
+        with KafkaConnection(server.address) as conn:
+            conn.sock.sendall(struct.pack(">i", size))
+            assert closed_within(conn, 5) < IDLE_S, f"a {size}-byte frame must close at once"
+    bystander.keeps_going("after oversized frames")
+
+    with KafkaConnection(server.address) as half, KafkaConnection(server.address) as idle:
+        half.sock.sendall(struct.pack(">i", 1000) + b"\x00" * 500)  # half a frame, then stall
+        started = time.monotonic()
+        for conn in (half, idle):
+            assert conn.closed_by_server(IDLE_S + 5), "a stalled connection must be closed"
+            waited = time.monotonic() - started
+            assert IDLE_S * 0.8 <= waited <= IDLE_S + 5, f"closed after {waited:.2f} s"
+    bystander.keeps_going("after stalled connections")
+
+
+def test_connections_past_max_connections_are_refused_and_others_go_on(limited_server) -> None:
+    server, bystander = limited_server
+    flood = [KafkaConnection(server.address) for _ in range(LIMITS["max.connections"] + 4)]
+    try:
+        answered = 0
+        for conn in flood:  # ApiVersions on each, at once, before any goes idle
+            try:
+                conn.request(18, 0)
+                answered += 1
+            except (TimeoutError, ConnectionError):
+                pass
+        bystander.keeps_going("while the connections are all taken")
+        assert answered == LIMITS["max.connections"] - 1, "the bystander holds one"
+    finally:
+        for conn in flood:
+            conn.close()
+    wait_until(lambda: _serves(server), 10, "a fresh client once the flood is gone")
+    bystander.keeps_going("after the flood")
+
+
+def _serves(server: ServerProcess) -> bool:
+    try:
+        serves(server, TOPIC, 0)
+    except (AssertionError, OSError):
+        return False
+    return True
