@@ -49,15 +49,16 @@ def check_catalog(data_dir: str) -> None:
     topics whose data is on disk, and recreating one would remove its folders. Only the
     catalog is read here, never a segment, so start-up time does not grow with the data.
     """
-    catalog = Catalog.open(data_dir)
     try:
-        catalog.check()
-    except CorruptLog:
-        log.error("catalog is damaged: not starting (run eventstore verify)",
-                  extra={"fields": {"path": catalog.path}})
+        catalog = Catalog.open(data_dir)
+        try:
+            catalog.check()
+        finally:
+            catalog.close()
+    except CorruptLog as error:
+        log.error("catalog is damaged or missing: not starting (see eventstore verify)",
+                  extra={"fields": {"error": str(error)}})
         raise
-    finally:
-        catalog.close()
 
 
 def serve(settings: ServeSettings) -> int:

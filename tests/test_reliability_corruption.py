@@ -13,8 +13,10 @@ KAFKA_STORAGE_ERROR, the server unharmed) and by `eventstore verify`.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from reliability import (
     segment_files,
     serves,
 )
-from serverproc import KafkaConnection, ServerFailed, ServerProcess
+from serverproc import KafkaConnection, ServerFailed, ServerProcess, eventstore_command
 
 from eventstore.storage.catalog import CATALOG_FILE
 from eventstore.verify import verify
@@ -142,8 +144,9 @@ def test_a_damaged_data_page_fails_the_reads_that_reach_it(serve, data_dir: str)
         assert after.error_code == 0 and after.records[0].offset == intact_base
         assert produce(conn, TOPIC, 0, [b"appended"]).error_code == 0
     serves(server, TOPIC, 1)
-    assert fetch(KafkaConnection(server.address), TOPIC, 0, damaged_base).error_code == (
-        KAFKA_STORAGE_ERROR), "the server must stay up and keep answering the same"
+    with KafkaConnection(server.address) as conn:
+        assert fetch(conn, TOPIC, 0, damaged_base).error_code == KAFKA_STORAGE_ERROR, (
+            "the server must stay up and keep answering the same")
     server.stop()
 
     assert file_hashes(os.path.dirname(culprit)).get(Path(culprit).name) == before[
@@ -207,3 +210,26 @@ def test_verify_finds_nothing_in_a_sound_directory_and_each_problem_in_a_damaged
     assert "empty" in found[segments[DAMAGED]]
     assert "bytes" in found[segments[3]]
     assert report.to_json()["ok"] is False
+
+
+def test_the_verify_command_names_each_damaged_file_and_says_so_in_its_exit_code(
+    data_dir: str,
+) -> None:
+    segments = build(data_dir)
+
+    def verify_command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*eventstore_command(), "verify", "--data-dir", data_dir, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    clean = verify_command()
+    assert clean.returncode == 0, clean.stderr
+    assert "no problem found" in clean.stdout
+    culprit = damaged_header(segments)
+
+    found = verify_command()
+    assert found.returncode == 1, found.stderr
+    assert f"{culprit}: file is not a database" in found.stdout
+    as_json = json.loads(verify_command("--json").stdout)
+    assert as_json["ok"] is False
+    assert [(p["path"], p["topic"], p["partition"]) for p in as_json["problems"]] == [
+        (culprit, TOPIC, 0)]
