@@ -24,12 +24,8 @@ from dataclasses import dataclass, field
 import apsw
 
 from eventstore.errors import CorruptLog, InvalidRecord, OffsetOutOfRange
-from eventstore.storage.config import TopicConfig
-from eventstore.storage.producer_state import (
-    DEFAULT_EXPIRATION_MS,
-    ProducerStateTable,
-    load_producer_state,
-)
+from eventstore.storage.config import ServerConfig, TopicConfig
+from eventstore.storage.producer_state import ProducerStateTable, load_producer_state
 from eventstore.storage.records import AppendRow, ProducerBatchInfo, StoredRow
 from eventstore.storage.segment import (
     ActiveSegment,
@@ -211,7 +207,7 @@ class PartitionLog:
         *,
         clock: Clock = wall_clock_ms,
         create: bool = False,
-        producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS,
+        producer_id_expiration_ms: int = ServerConfig.producer_id_expiration_ms,
     ) -> PartitionLog:
         """Open (or with ``create``, create) a partition log and recover its active segment.
 

@@ -46,7 +46,6 @@ from eventstore.storage.segment import SegmentInfo, open_readonly, read_producer
 SEQUENCE_MODULUS = 1 << 31  # sequences are int32 >= 0 and wrap to 0 after 2**31 - 1
 MAX_EPOCH = (1 << 15) - 1  # epochs are int16 >= 0
 CACHED_BATCHES = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
-DEFAULT_EXPIRATION_MS = 86400000  # Kafka's producer.id.expiration.ms
 
 
 def add_sequence(sequence: int, delta: int) -> int:
@@ -77,10 +76,6 @@ class ProducerEntry:
     producer_id: int
     epoch: int
     batches: tuple[BatchMetadata, ...]
-
-    @property
-    def last_append_ms(self) -> int:
-        return self.batches[-1].appended_ms
 
 
 class ProducerStateTable:
