@@ -129,15 +129,23 @@ def check_integrity(conn: apsw.Connection, path: str, limit: int = 5) -> None:
 
 def apply_writer_pragmas(conn: apsw.Connection, *, fsync: bool) -> None:
     """The pragmas of a segment's writer (the storage benchmark's bare loop uses them too)."""
+    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
     conn.execute("PRAGMA journal_mode = WAL").fetchall()
     conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
     conn.execute("PRAGMA cache_size = -16000")
 
 
+# How long a connection waits for a lock another one holds briefly (a seal switching a file
+# out of WAL mode, a checkpoint) before it reports the segment busy.
+BUSY_TIMEOUT_MS = 5000
+
+
 def open_readonly(path: str) -> apsw.Connection:
     """A read-only connection to a segment, as every reader (consumer, SQL) uses."""
     with storage_errors(path):
-        return apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        return conn
 
 
 def read_info(conn: apsw.Connection, path: str) -> SegmentInfo:
