@@ -477,6 +477,10 @@ class Consumer:
             except OffsetOutOfRange:
                 self._reset_position(fetch, "is out of range")
                 continue
+            except KafkaError:
+                if chunks:  # hand out what was read (positions moved); the error comes next
+                    break
+                raise
             if rows:
                 fetch.position = rows[-1][0] + 1
                 state.stats.add_fetched(len(rows), _stored_bytes(rows))

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from eventstore.errors import (
     IllegalGeneration,
     IllegalState,
     InvalidConfig,
+    KafkaStorageError,
     NoOffsetForPartition,
     RebalanceInProgress,
     UnknownMemberId,
@@ -379,3 +381,30 @@ def test_the_rebalance_listener_can_commit_before_partitions_are_revoked(store):
         second.halt()
         second.consumer.close()
         first.close()
+
+
+def test_a_partition_failing_mid_poll_loses_no_record_of_the_others(store, data_dir):
+    """A poll that reads one partition and then meets a storage error on the next must
+    still hand out what it read: its position has moved past those records."""
+    store.create_topic("split", partitions=2, config={"segment.bytes": 2000})
+    producer = store.producer(linger_ms=0)
+    for i in range(60):  # one batch each, so partition 1 rolls into several segments
+        producer.send("split", b"v%03d" % i + b"." * 100, partition=i % 2).get(TIMEOUT)
+    producer.close(TIMEOUT)
+    damaged = min((Path(data_dir) / "split-1").glob("*.db"))
+    with open(damaged, "r+b") as fh:  # keep the header: the file opens, its pages don't read
+        fh.seek(4096)
+        fh.write(b"\xff" * (damaged.stat().st_size - 4096))
+    consumer = store.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer.assign([TopicPartition("split", 0), TopicPartition("split", 1)])
+    read: list[int] = []
+    errors = 0
+    for _ in range(4):
+        try:
+            read += [r.offset for r in consumer.poll(timeout_ms=100, max_records=1000)
+                     if r.partition == 0]
+        except KafkaStorageError:
+            errors += 1
+    consumer.close()
+    assert errors >= 1
+    assert read == list(range(30))
