@@ -30,7 +30,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,8 @@ class FuzzStats:
     rss_before_kib: int = 0
     rss_after_kib: int = 0
     rss_peak_kib: int = 0
+    failure: str | None = None  # how the server failed, if it did
+    last_frames: list[str] = field(default_factory=list)  # hex of the last frames sent
 
 
 class _TimeUp(Exception):
@@ -188,6 +190,7 @@ class Fuzzer:
         """
         stats = self.stats
         stats.frames += 1
+        stats.last_frames = [*stats.last_frames[-2:], payload.hex()]
         if self._conn is None:
             self._conn = KafkaConnection(self.server.address, timeout=ANSWER_WAIT_S)
         try:
@@ -228,7 +231,8 @@ class Fuzzer:
 
 
 def fuzz(server: ServerProcess, seconds: float, seed: int) -> FuzzStats:
-    """Fuzz ``server`` for ``seconds``; checks it serves all along. Raises if it fails."""
+    """Fuzz ``server`` for ``seconds``, checking that it serves all along; ``failure`` in
+    the result says how it failed, if it did."""
     stats = FuzzStats(seed)
     with KafkaConnection(server.address) as conn:
         create_topic(conn, TOPIC, 1)
@@ -248,11 +252,14 @@ def fuzz(server: ServerProcess, seconds: float, seed: int) -> FuzzStats:
             raise _TimeUp
         fuzzer.send(*frame)
 
-    with contextlib.suppress(_TimeUp):
-        run()
-    fuzzer._drop()
-    fuzzer.maybe_check(force=True)
-    stats.rss_after_kib = rss_kib(server.pid)
+    try:
+        with contextlib.suppress(_TimeUp):
+            run()
+        fuzzer._drop()
+        fuzzer.maybe_check(force=True)
+        stats.rss_after_kib = rss_kib(server.pid)
+    except (AssertionError, OSError) as failure:
+        stats.failure = f"{type(failure).__name__}: {failure}"
     stats.handler_failures = sum("request failed" in line for line in list(server.lines))
     return stats
 
@@ -276,9 +283,13 @@ def main() -> int:
           f" wrong {stats.misframed})")
     print(f"fresh clients served meanwhile {stats.checks}")
     print(f"requests that failed inside a handler {stats.handler_failures}")
-    print(f"server VmRSS before {stats.rss_before_kib // 1024} MiB, after"
-          f" {stats.rss_after_kib // 1024} MiB, peak {stats.rss_peak_kib // 1024} MiB")
-    return 1 if stats.handler_failures else 0
+    after = "-" if stats.failure else f"{stats.rss_after_kib // 1024} MiB"
+    print(f"server VmRSS before {stats.rss_before_kib // 1024} MiB, after {after},"
+          f" peak {stats.rss_peak_kib // 1024} MiB")
+    if stats.failure:
+        print(f"SERVER FAILED after {stats.frames} frames: {stats.failure}")
+        print("last frames sent (hex, without the size prefix):", *stats.last_frames, sep="\n  ")
+    return 1 if stats.failure or stats.handler_failures else 0
 
 
 if __name__ == "__main__":
