@@ -64,6 +64,10 @@ def check_catalog(data_dir: str) -> None:
 def serve(settings: ServeSettings) -> int:
     """Run until SIGTERM or SIGINT; returns the process exit code."""
     setup_logging(settings.log_level)
+    # pykka logs each typed error an actor returns to its caller, with its traceback, at
+    # INFO: every request for an unknown topic would cost a formatted traceback in the log
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("pykka").setLevel(logging.WARNING)
     config = ServerConfig.from_mapping(settings.config)
     data_dir = os.path.abspath(settings.data_dir)
     with DataDirLock(data_dir, "eventstore serve"):

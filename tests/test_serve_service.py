@@ -112,6 +112,8 @@ def test_without_auto_create_producing_to_an_unknown_topic_fails(serve):
 
     admin = AdminClient({"bootstrap.servers": server.bootstrap})
     assert "nowhere" not in admin.list_topics(timeout=TIMEOUT_S).topics
+    # each refusal is one line, not an actor's traceback
+    assert not [line for line in server.lines if "Traceback" in line]
 
 
 def test_produce_follows_a_topic_deleted_and_created_again(server):
