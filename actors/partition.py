@@ -227,6 +227,7 @@ class Append:
     rows: Sequence[AppendRow]
     producer: ProducerBatchInfo | None
     reply: Future[AppendResult]
+    sent_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +266,15 @@ class PartitionHandle:
         return self.state.topic_partition
 
     def append(
-        self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None = None
+        self,
+        rows: Sequence[AppendRow],
+        producer: ProducerBatchInfo | None = None,
+        sent_bytes: int | None = None,
     ) -> Future[AppendResult]:
         """Send one batch to the partition actor; the future completes once it is durable.
+
+        ``sent_bytes``: the batch's size as a Kafka client sent it, which is what
+        ``max.message.bytes`` limits (see PartitionLog.append).
 
         A concurrent.futures.Future: block on ``result()``, chain ``add_done_callback``, or
         ``asyncio.wrap_future`` it on an event loop without blocking the loop.
@@ -277,7 +284,7 @@ class PartitionHandle:
             reply.set_exception(offline_error(self.state))
             return reply
         try:
-            self.actor.actor_ref.tell(Append(rows, producer, reply))
+            self.actor.actor_ref.tell(Append(rows, producer, reply, sent_bytes))
         except pykka.ActorDeadError:
             reply.set_exception(KafkaStorageError(
                 f"partition {self.state.topic}-{self.state.partition} is restarting"))
@@ -350,7 +357,8 @@ class PartitionActor(Actor):
         if isinstance(message, Append):
             if message.reply.set_running_or_notify_cancel():
                 try:
-                    message.reply.set_result(self.append(message.rows, message.producer))
+                    message.reply.set_result(
+                        self.append(message.rows, message.producer, message.sent_bytes))
                 except KafkaError as exc:
                     message.reply.set_exception(exc)
         elif isinstance(message, CheckRoll):
@@ -361,10 +369,13 @@ class PartitionActor(Actor):
             super().on_receive(message)
 
     def append(
-        self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None = None
+        self,
+        rows: Sequence[AppendRow],
+        producer: ProducerBatchInfo | None = None,
+        sent_bytes: int | None = None,
     ) -> AppendResult:
         """Append one batch durably and publish the new high watermark."""
-        return self._guard(self._append, rows, producer)
+        return self._guard(self._append, rows, producer, sent_bytes)
 
     def update_config(self, config: TopicConfig) -> None:
         """Apply a topic's changed config from the next append or timer on."""
@@ -373,16 +384,17 @@ class PartitionActor(Actor):
     # -- work -------------------------------------------------------------------------------
 
     def _append(
-        self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None
+        self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None,
+        sent_bytes: int | None,
     ) -> AppendResult:
         partition_log = self._log
         before = partition_log.view()
         started = time.perf_counter()
         if partition_log.config.flush_messages == 1:
-            result = partition_log.append(rows, producer)  # waits on the disk: no turn
+            result = partition_log.append(rows, producer, sent_bytes)  # waits on the disk
         else:
             with APPEND_TURN:
-                result = partition_log.append(rows, producer)
+                result = partition_log.append(rows, producer, sent_bytes)
         if result.duplicate:
             return result  # nothing was written: no new view, nothing to count
         stats = self.state.stats

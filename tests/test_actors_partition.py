@@ -134,7 +134,7 @@ def test_a_partition_actor_that_raises_is_restarted_and_loses_no_acknowledged_re
     assert [r.base_offset for r in acknowledged] == [0, 1, 2, 3, 4]
     original = PartitionLog.append
 
-    def broken(self, batch, producer=None):
+    def broken(self, batch, producer=None, sent_bytes=None):
         raise RuntimeError("disk controller on fire")
 
     monkeypatch.setattr(PartitionLog, "append", broken)
@@ -196,9 +196,9 @@ def test_appends_queued_behind_a_stop_are_answered_not_dropped(broker, monkeypat
     gate = threading.Event()
     original = PartitionLog.append
 
-    def slow(self, batch, producer=None):
+    def slow(self, batch, producer=None, sent_bytes=None):
         gate.wait(TIMEOUT)
-        return original(self, batch, producer)
+        return original(self, batch, producer, sent_bytes)
 
     monkeypatch.setattr(PartitionLog, "append", slow)
     first = handle.append(rows(b"in progress"))

@@ -132,9 +132,6 @@ def test_compressed_records_through_a_group_then_lag_zero(server, compression):
     assert {tp.partition: tp.offset for tp in listed.topic_partitions} == ends
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the storage layer checks max.message.bytes against its own size of the stored rows"
-    " (20 bytes a record plus key, value and JSON headers), not the batch as sent"))
 def test_full_librdkafka_batches_are_accepted(server):
     """librdkafka fills a batch up to batch.size, 1,000,000 wire bytes by default, below
     Kafka's max.message.bytes (1048588), which Kafka measures on the batch as sent."""

@@ -350,6 +350,16 @@ def test_a_batch_over_max_message_bytes_writes_nothing(data_dir: str) -> None:
     assert [row[3][0] for row in log.read(0, 100)] == [0] * 5 + [7]
 
 
+def test_max_message_bytes_measures_the_batch_as_sent_when_known(data_dir: str) -> None:
+    """Kafka limits the batch as the producer sent it (varint framing, compression), which
+    is smaller than the stored rows: a full librdkafka batch must fit."""
+    log = open_log(data_dir, **{"max.message.bytes": 1000})
+    assert log.append(batch(9), sent_bytes=900).last_offset == 8  # stored: 1080 bytes
+    with pytest.raises(RecordTooLarge, match="is 1001 bytes, over max.message.bytes 1000"):
+        log.append(batch(1), sent_bytes=1001)
+    assert log.log_end_offset == 9
+
+
 def test_an_empty_batch_is_refused(data_dir: str) -> None:
     log = open_log(data_dir)
     with pytest.raises(InvalidRecord):

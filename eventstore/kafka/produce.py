@@ -88,7 +88,7 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
         if batch.is_transactional or batch.is_control:
             raise InvalidRecord("transactional record batches are not supported")
         stamp = producer_info(batch)
-        result = await asyncio.wrap_future(handle.append(batch.rows, stamp))
+        result = await asyncio.wrap_future(handle.append(batch.rows, stamp, batch.size_in_bytes))
     except KafkaError as error:
         log.info("produce to %s-%d failed: %s", topic, partition, error)
         return _failed(error)

@@ -297,9 +297,15 @@ class PartitionLog:
     # -- writing -------------------------------------------------------------------------
 
     def append(
-        self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None = None
+        self,
+        rows: Sequence[AppendRow],
+        producer: ProducerBatchInfo | None = None,
+        sent_bytes: int | None = None,
     ) -> AppendResult:
         """Append one batch durably (all or nothing) and return where it landed.
+
+        ``max.message.bytes`` limits the batch as a Kafka client sent it (``sent_bytes``,
+        after compression, as Kafka measures it) when that is known, else its stored size.
 
         A batch ``producer`` stamped is first checked against that producer's state: a
         retry of a batch already appended is answered with its original offsets and not
@@ -321,6 +327,7 @@ class PartitionLog:
         kwargs = {
             "log_append_time": config.message_timestamp_type == "LogAppendTime",
             "max_batch_bytes": config.max_message_bytes,
+            "sent_bytes": sent_bytes,
             "producer": producer,
         }
         try:

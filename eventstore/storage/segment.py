@@ -332,6 +332,7 @@ class ActiveSegment:
         *,
         log_append_time: bool,
         max_batch_bytes: int,
+        sent_bytes: int | None = None,
         roll_at_bytes: int | None,
         producer: ProducerBatchInfo | None = None,
     ) -> AppendResult:
@@ -369,9 +370,10 @@ class ActiveSegment:
                 " FROM records WHERE offset >= ?",
                 (base,),
             ).fetchone()
-            if size > max_batch_bytes:
+            measured = size if sent_bytes is None else sent_bytes
+            if measured > max_batch_bytes:
                 raise RecordTooLarge(
-                    f"batch of {len(rows)} records is {size} bytes,"
+                    f"batch of {len(rows)} records is {measured} bytes,"
                     f" over max.message.bytes {max_batch_bytes}"
                 )
             if roll_at_bytes is not None and info.bytes and info.bytes + size > roll_at_bytes:
