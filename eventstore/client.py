@@ -30,6 +30,7 @@ from actors.broker import TopicDescription
 from actors.consumer import Consumer
 from actors.producer import Producer
 from actors.system import ActorSystem, ConsumerGroupDescription, GroupListing
+from eventstore.sql import SqlEngine
 from eventstore.storage.lock import DataDirLock
 
 
@@ -39,6 +40,7 @@ class EventStore:
     def __init__(self, system: ActorSystem, lock: DataDirLock) -> None:
         self._system = system
         self._lock = lock
+        self._sql: SqlEngine | None = None
         self._closed = False
         atexit.register(self.close)
 
@@ -123,6 +125,18 @@ class EventStore:
         """Per partition: committed offset, log-end-offset, lag, and the member holding it."""
         return self._system.describe_group(group_id)
 
+    # -- SQL --------------------------------------------------------------------------------
+
+    def sql(self, query: str, params: Any = ()) -> list[tuple]:
+        """Rows of a read-only SQL query over every segment (tables ``records``, ``topics``,
+        ``partitions``, ``segments``, ``consumer_groups``); only acknowledged records.
+
+        Anything that would write is refused with InvalidRequest.
+        """
+        if self._sql is None:
+            self._sql = SqlEngine(self._system.data_dir)
+        return self._sql.query(query, params)[1]
+
     # -- closing ----------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -131,6 +145,8 @@ class EventStore:
             return
         self._closed = True
         atexit.unregister(self.close)
+        if self._sql is not None:
+            self._sql.close()
         try:
             self._system.stop()
         finally:

@@ -15,7 +15,12 @@ from collections import defaultdict
 import pytest
 
 from eventstore import ConsumerRecord, EventStore, RecordMetadata, TopicPartition
-from eventstore.errors import DataDirLocked, InvalidConfig, UnknownTopicOrPartition
+from eventstore.errors import (
+    DataDirLocked,
+    InvalidConfig,
+    InvalidRequest,
+    UnknownTopicOrPartition,
+)
 
 TIMEOUT = 20.0
 FAST_GROUPS = {"group.initial.rebalance.delay.ms": 100, "group.min.session.timeout.ms": 100}
@@ -185,3 +190,36 @@ def test_closing_the_store_leaves_no_thread_and_no_open_file(data_dir):
     with EventStore.open(data_dir) as reopened:
         committed = reopened.describe_group("g").partitions
         assert sum(p.committed_offset for p in committed) == len(got)  # auto-commit on close
+
+
+def test_sql_answers_from_the_log_and_refuses_writes(data_dir):
+    store = EventStore.open(data_dir, config=FAST_GROUPS)
+    try:
+        store.create_topic("clicks", 2, {"segment.bytes": 2000})
+        producer = store.producer(linger_ms=1)
+        for i in range(40):
+            user = b"user-%d" % (i % 4)
+            producer.send("clicks", b'{"page": "/p%d", "n": %d}' % (i % 3, i), key=user)
+        producer.flush(TIMEOUT)
+        per_user = store.sql(
+            "SELECT CAST(key AS TEXT), count(*) FROM records WHERE topic = ?"
+            " GROUP BY key ORDER BY key", ("clicks",))
+        assert per_user == [(f"user-{u}", 10) for u in range(4)]
+        (last,) = store.sql(
+            "SELECT json_extract(value, '$.n') FROM records WHERE key = CAST(? AS BLOB)"
+            " ORDER BY timestamp DESC, offset DESC LIMIT 1", ("user-3",))
+        assert last == (39,)
+        consumer = store.consumer(group_id="readers", enable_auto_commit=False)
+        consumer.assign([TopicPartition("clicks", 0)])
+        consumer.seek_to_beginning()
+        read = consumer.poll(timeout_ms=1000, max_records=5)
+        assert len(read) == 5
+        consumer.commit()
+        ends = {p.partition: p.log_end_offset for p in store.describe_topic("clicks").partitions}
+        lag = store.sql("SELECT partition, lag FROM consumer_groups WHERE group_id = 'readers'")
+        assert lag == [(0, ends[0] - len(read))]
+        with pytest.raises(InvalidRequest):
+            store.sql("DELETE FROM records")
+    finally:
+        store.close()
+    assert open_files_under(data_dir) == []
