@@ -41,7 +41,12 @@ from kio.schema.produce.v3 import request as kio_produce_v3
 from kio.schema.produce.v9 import request as kio_produce_v9
 from kio.serial import entity_writer
 
-from eventstore.errors import CorruptRecord, InvalidRequest, UnknownTopicOrPartition
+from eventstore.errors import (
+    CorruptRecord,
+    InvalidRequest,
+    RecordTooLarge,
+    UnknownTopicOrPartition,
+)
 from eventstore.errors import UnsupportedVersion as UnsupportedVersionError
 from eventstore.kafka.protocol import (
     SUPPORTED_APIS,
@@ -580,3 +585,17 @@ def test_mutated_frames_raise_only_typed_errors(seed, edits):
         frame[position % len(frame)] = byte
     with contextlib.suppress(InvalidRequest, UnsupportedVersionError):
         decode_request(bytes(frame))
+
+
+@pytest.mark.parametrize(("codec", "raw_snappy"), [
+    ("gzip", False), ("snappy", False), ("snappy", True), ("lz4", False), ("zstd", False)])
+def test_a_compression_bomb_is_refused_within_its_limit(codec, raw_snappy):
+    """A batch of a few KiB that would expand to megabytes is RecordTooLarge past the
+    limit, and decodes whole below it."""
+    bomb = [Record(b"\0" * 200_000, None, (), 1_700_000_000_000 + i) for i in range(20)]
+    data = kafka_python_batch(bomb, codec, raw_snappy=raw_snappy)
+    assert len(data) < 400_000
+    with pytest.raises(RecordTooLarge, match="expand past 1000000 bytes"):
+        decode_batches(data, max_decompressed_bytes=1_000_000)
+    [batch] = decode_batches(data, max_decompressed_bytes=8_000_000)
+    assert [r.value for r in batch.records] == [b"\0" * 200_000] * 20

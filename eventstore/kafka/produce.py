@@ -78,7 +78,7 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
         # the partition first, as Kafka: an unknown one is UNKNOWN_TOPIC_OR_PARTITION
         # whatever the records hold
         handle = await ctx.partition(topic, partition)
-        batches = decode_batches(records or b"")
+        batches = decode_batches(records or b"", ctx.server_config["socket.request.max.bytes"])
         if len(batches) != 1:
             raise InvalidRecord(
                 f"a produce request must hold exactly one record batch per partition,"

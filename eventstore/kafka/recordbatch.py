@@ -30,7 +30,7 @@ from crc32c import crc32c
 from kio.serial.errors import DecodeError
 from kio.serial.readers import read_signed_varint, read_signed_varlong
 
-from eventstore.errors import CorruptRecord
+from eventstore.errors import CorruptRecord, RecordTooLarge
 from eventstore.storage.records import (
     AppendRow,
     Headers,
@@ -89,11 +89,19 @@ class DecodedBatch:
                      for timestamp, key, value, headers in self.rows)
 
 
-def decode_batches(data: bytes) -> list[DecodedBatch]:
+# a compressed batch may not expand past what one request may carry uncompressed
+# (socket.request.max.bytes' default)
+DEFAULT_MAX_DECOMPRESSED = 104857600
+
+
+def decode_batches(
+    data: bytes, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED
+) -> list[DecodedBatch]:
     """Every record batch in ``data`` (a Produce request's records field), in order.
 
-    Raises CorruptRecord, and nothing else, for any input that is not a sequence of
-    whole, CRC-valid v2 batches whose records parse exactly.
+    Raises CorruptRecord for any input that is not a sequence of whole, CRC-valid v2
+    batches whose records parse exactly, and RecordTooLarge for a compressed batch that
+    would expand past ``max_decompressed_bytes``; nothing else.
     """
     if not isinstance(data, bytes):
         data = bytes(data)
@@ -101,12 +109,12 @@ def decode_batches(data: bytes) -> list[DecodedBatch]:
     pos = 0
     end = len(data)
     while pos < end:
-        batch, pos = _decode_batch(data, pos)
+        batch, pos = _decode_batch(data, pos, max_decompressed_bytes)
         batches.append(batch)
     return batches
 
 
-def _decode_batch(data: bytes, pos: int) -> tuple[DecodedBatch, int]:
+def _decode_batch(data: bytes, pos: int, limit: int) -> tuple[DecodedBatch, int]:
     remaining = len(data) - pos
     if remaining > _MAGIC_AT and data[pos + _MAGIC_AT] != 2:
         raise CorruptRecord(
@@ -145,7 +153,7 @@ def _decode_batch(data: bytes, pos: int) -> tuple[DecodedBatch, int]:
         raise CorruptRecord(f"record batch at byte {pos} uses unknown compression codec {codec}")
     start = pos + HEADER_SIZE
     if codec:
-        buf = _decompress(codec, memoryview(data)[start:batch_end])
+        buf = _decompress(codec, memoryview(data)[start:batch_end], limit)
         rows = _decode_rows(buf, 0, len(buf), count, first_timestamp)
     else:
         rows = _decode_rows(data, start, batch_end, count, first_timestamp)
@@ -164,33 +172,66 @@ def _decode_batch(data: bytes, pos: int) -> tuple[DecodedBatch, int]:
     return batch, batch_end
 
 
-def _decompress(codec: int, payload: memoryview) -> bytes:
-    name = COMPRESSION_NAMES[codec]
+def _decompress(codec: int, payload: memoryview, limit: int) -> bytes:
+    """The decompressed records, refusing (RecordTooLarge) to grow past ``limit`` bytes.
+
+    A few hundred compressed bytes can claim gigabytes (a compression bomb), so output
+    goes into a bounded buffer that grows only up to ``limit``.
+    """
+    size = min(limit, max(len(payload) * 8, 65536))
+    while True:
+        buffer = bytearray(size)
+        try:
+            return bytes(memoryview(buffer)[:_decompress_into(codec, payload, buffer)])
+        except _BufferTooSmall:
+            if size >= limit:
+                raise RecordTooLarge(
+                    f"{COMPRESSION_NAMES[codec]}-compressed records expand past {limit}"
+                    " bytes (socket.request.max.bytes)"
+                ) from None
+            size = min(limit, size * 4)
+
+
+def _decompress_into(codec: int, payload: memoryview, buffer: bytearray) -> int:
     try:
-        if codec == 1:
-            return bytes(cramjam.gzip.decompress(payload))
         if codec == 2:
-            return _unsnappy(payload)
-        if codec == 3:
-            return bytes(cramjam.lz4.decompress(payload))
-        return bytes(cramjam.zstd.decompress(payload))
+            return _unsnappy_into(payload, buffer)
+        return _CODECS[codec].decompress_into(payload, buffer)
     except (cramjam.DecompressionError, ValueError, struct.error) as exc:
-        raise CorruptRecord(f"{name}-compressed records do not decompress: {exc}") from None
+        if "buffer" in str(exc):  # cramjam's way of saying the output did not fit
+            raise _BufferTooSmall from None
+        raise CorruptRecord(
+            f"{COMPRESSION_NAMES[codec]}-compressed records do not decompress: {exc}"
+        ) from None
 
 
-def _unsnappy(payload: memoryview) -> bytes:
+class _BufferTooSmall(Exception):
+    """Internal: the decompressed records do not fit the buffer given."""
+
+
+_CODECS = {1: cramjam.gzip, 3: cramjam.lz4, 4: cramjam.zstd}
+
+
+def _unsnappy_into(payload: memoryview, buffer: bytearray) -> int:
+    """Snappy, raw (librdkafka) or in xerial blocks (the Java client), into ``buffer``."""
     if payload[: len(_XERIAL_MAGIC)] != _XERIAL_MAGIC:
-        return bytes(cramjam.snappy.decompress_raw(payload))
-    blocks = []
+        if cramjam.snappy.decompress_raw_len(payload) > len(buffer):
+            raise _BufferTooSmall
+        return cramjam.snappy.decompress_raw_into(payload, buffer)
+    written = 0
     pos = _XERIAL_HEADER_SIZE
+    out = memoryview(buffer)
     while pos < len(payload):
         (size,) = _INT32.unpack_from(payload, pos)
         pos += _INT32.size
         if size < 0 or pos + size > len(payload):
             raise ValueError(f"xerial block of {size} bytes overruns the payload")
-        blocks.append(bytes(cramjam.snappy.decompress_raw(payload[pos : pos + size])))
+        block = payload[pos : pos + size]
+        if written + cramjam.snappy.decompress_raw_len(block) > len(buffer):
+            raise _BufferTooSmall
+        written += cramjam.snappy.decompress_raw_into(block, out[written:])
         pos += size
-    return b"".join(blocks)
+    return written
 
 
 def _decode_rows(
