@@ -38,10 +38,7 @@ from serverproc import ServerProcess  # noqa: E402 - tests/ holds the server fix
 
 VALUE = b"v" * 100
 LINGER_MS = 5
-# librdkafka's default batch.size (1,000,000 wire bytes) makes batches the server refuses
-# as over max.message.bytes, which it measures on the stored rows; see
-# tests/test_serve_confluent.py::test_full_librdkafka_batches_are_accepted
-BATCH_SIZE = 256 * 1024
+BATCH_SIZE = 256 * 1024  # the embedded benchmarks' batch size; librdkafka's is 1,000,000
 POLL_RECORDS = 10_000
 TIMEOUT_S = 60
 TARGET = 0.5

@@ -47,9 +47,7 @@ def produce_all(server: ServerProcess, topic: str, compression: str) -> dict[tup
     after checking every one succeeded."""
     producer = KafkaProducer({
         "bootstrap.servers": server.bootstrap, "compression.type": compression,
-        "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random",
-        # see test_full_librdkafka_batches_are_accepted: stay clear of the stored-size limit
-        "batch.size": 500_000,
+        "linger.ms": 5, "acks": "all",
     })
     placed: dict[tuple, int] = {}
     failures: list[KafkaError] = []
