@@ -44,8 +44,9 @@ class HttpEndpoint:
             host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
         )
         self.address: tuple[str, int] = self._server.server_address[:2]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="eventstore-http", daemon=True
+        self._thread = threading.Thread(  # a short poll so stop() does not wait 0.5 s
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="eventstore-http", daemon=True,
         )
 
     def start(self) -> HttpEndpoint:
