@@ -21,7 +21,7 @@ from eventstore.storage.catalog import Catalog, CommittedOffset
 from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.records import AppendRow
-from eventstore.storage.segment import is_wal_mode
+from eventstore.storage.segment import finish_seal, is_wal_mode
 
 T0 = 1_700_000_000_000
 RECORD_BYTES = 120  # a 100-byte value plus the 20 bytes every record counts for
@@ -433,3 +433,23 @@ def test_catalog_keeps_topics_offsets_and_sequences_across_reopening(data_dir: s
     assert reopened.groups() == ["g1"]
     assert reopened.next_in_sequence("producer.id") == 11, "a sequence never goes back"
     reopened.close()
+
+
+def test_finishing_a_seal_while_another_connection_locks_the_file_waits(data_dir: str) -> None:
+    """A reader elsewhere (another process's SQL query) may hold the file: the seal is
+    then left pending for a later try, never an error in the appending path."""
+    log = open_log(data_dir, **{"segment.bytes": 1000})
+    log.append(batch(5))
+    path = log.segments()[0].path
+    log.close()
+    holder = apsw.Connection(path)
+    holder.execute("PRAGMA journal_mode = WAL").fetchall()
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert finish_seal(path) is False
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert finish_seal(path) is True
+    assert not is_wal_mode(path)

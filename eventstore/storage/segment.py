@@ -253,11 +253,10 @@ def finish_seal(path: str) -> bool:
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if busy:
                 return False
-            try:
-                (mode,) = conn.execute("PRAGMA journal_mode = DELETE").fetchone()
-            except apsw.BusyError:
-                return False
+            (mode,) = conn.execute("PRAGMA journal_mode = DELETE").fetchone()
             return mode == "delete"
+        except apsw.BusyError:  # a reader (maybe in another process) holds a lock: later
+            return False
         finally:
             conn.close()
 
