@@ -407,8 +407,12 @@ class ActiveSegment:
 
     def set_log_start_offset(self, offset: int) -> None:
         """Record the partition's log-start-offset durably (before retention deletes files)."""
+        self._update_info(log_start_offset=offset)
+
+    def _update_info(self, **changes: int) -> None:
+        """Change the metadata row in its own transaction; memory follows only on success."""
         info = self.info
-        self.info = replace(info, log_start_offset=offset)
+        self.info = replace(info, **changes)
         try:
             with storage_errors(info.path), self._conn:
                 self._write_info()
@@ -432,14 +436,7 @@ class ActiveSegment:
 
     def seal(self, now_ms: int) -> SegmentInfo:
         """Mark the segment sealed, close it, and make it one self-contained file."""
-        info = self.info
-        self.info = replace(info, sealed_ms=now_ms)
-        try:
-            with storage_errors(info.path), self._conn:
-                self._write_info()
-        except BaseException:
-            self.info = info
-            raise
+        self._update_info(sealed_ms=now_ms)
         self.close()
         finish_seal(self.info.path)
         return self.info
