@@ -27,6 +27,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.static.protocol import RequestPayload, ResponsePayload
 
 from eventstore.errors import InvalidRequest, UnsupportedVersion
+from eventstore.kafka.framecheck import check_frame
 
 API_VERSIONS = 18
 
@@ -119,6 +120,10 @@ def decode_request(frame: bytes) -> Request:
     InvalidRequest for bytes that do not parse; nothing else, whatever the input. Bytes
     after the request's end are ignored, as Kafka ignores them: librdkafka 2.x sends three
     stray bytes after an all-topics Metadata v12 request.
+
+    The frame is checked (:func:`~eventstore.kafka.framecheck.check_frame`) before kio
+    reads it: kio believes array lengths and null arrays, and a single hostile length
+    would make it abort the process.
     """
     if not isinstance(frame, bytes):
         frame = bytes(frame)  # kio reads only immutable buffers
@@ -128,7 +133,8 @@ def decode_request(frame: bytes) -> Request:
     versions = SUPPORTED_APIS.get(api_key)
     if versions is None or not versions[0] <= api_version <= versions[1]:
         raise UnsupportedApiVersion(api_key, api_version, correlation_id)
-    read_header, read_body = _request_readers(api_key, api_version)
+    body_type, read_header, read_body = _request_readers(api_key, api_version)
+    check_frame(body_type, frame)
     try:
         header, header_size = read_header(frame, 0)
         body, _ = read_body(frame, header_size)
@@ -142,9 +148,11 @@ def decode_request(frame: bytes) -> Request:
 
 
 @cache
-def _request_readers(api_key: int, api_version: int) -> tuple[Callable, Callable]:
+def _request_readers(
+    api_key: int, api_version: int
+) -> tuple[type[RequestPayload], Callable, Callable]:
     body_type = load_request_schema(api_key, api_version)
-    return entity_reader(body_type.__header_schema__), entity_reader(body_type)
+    return body_type, entity_reader(body_type.__header_schema__), entity_reader(body_type)
 
 
 def encode_response(request: Request | UnsupportedApiVersion, body: ResponsePayload) -> bytes:
