@@ -24,8 +24,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from confluent_kafka import Consumer as KafkaConsumer
@@ -34,20 +32,14 @@ from confluent_kafka import Producer as KafkaProducer
 from eventstore import EventStore
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from benchlib import BATCH_SIZE, PRODUCER, produce, rate  # noqa: E402 - beside this script
 from serverproc import ServerProcess  # noqa: E402 - tests/ holds the server fixture
 
 VALUE = b"v" * 100
-LINGER_MS = 5
-BATCH_SIZE = 256 * 1024  # the embedded benchmarks' batch size; librdkafka's is 1,000,000
+LINGER_MS = PRODUCER["linger_ms"]
 POLL_RECORDS = 10_000
 TIMEOUT_S = 60
 TARGET = 0.5
-
-
-def rate(count: int, run: Callable[[], None]) -> float:
-    started = time.perf_counter()
-    run()
-    return count / (time.perf_counter() - started)
 
 
 def wire_produce(bootstrap: str, topic: str, count: int) -> float:
@@ -107,20 +99,6 @@ def wire_consume(bootstrap: str, topic: str, count: int) -> float:
     return result
 
 
-def embedded_produce(store: EventStore, topic: str, count: int) -> float:
-    producer = store.producer(linger_ms=LINGER_MS, batch_size=BATCH_SIZE)
-
-    def run() -> None:
-        send = producer.send
-        for _ in range(count):
-            send(topic, VALUE)
-        producer.flush()
-
-    result = rate(count, run)
-    producer.close()
-    return result
-
-
 def embedded_consume(store: EventStore, topic: str, count: int) -> float:
     consumer = store.consumer(topic, auto_offset_reset="earliest",
                               max_poll_records=POLL_RECORDS)
@@ -160,7 +138,7 @@ def main() -> int:
                 record("wire consume", wire_consume(server.bootstrap, topic, count))
             with EventStore.open(os.path.join(workdir, f"embedded-{round_}")) as store:
                 store.create_topic(topic, 1)
-                record("embedded produce", embedded_produce(store, topic, count))
+                record("embedded produce", produce(store, topic, count, VALUE))
                 record("embedded consume", embedded_consume(store, topic, count))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
