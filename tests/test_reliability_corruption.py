@@ -137,8 +137,10 @@ def test_a_damaged_data_page_fails_the_reads_that_reach_it(serve, data_dir: str)
     with KafkaConnection(server.address) as conn:
         # start-up read the metadata only: the partition is online ...
         assert metadata_errors(conn, TOPIC) == {0: 0, 1: 0}
-        # ... a read that reaches the damaged page gets a clean storage error ...
+        # ... a read that reaches the damaged page gets a clean storage error, logged ...
         assert fetch(conn, TOPIC, 0, damaged_base).error_code == KAFKA_STORAGE_ERROR
+        logged = server.wait_for_log(lambda f: f.get("msg") == "fetch failed", timeout=10)
+        assert os.path.basename(culprit) in logged["error"]
         # ... and reads elsewhere, appends, and the other partition go on
         after = fetch(conn, TOPIC, 0, intact_base)
         assert after.error_code == 0 and after.records[0].offset == intact_base

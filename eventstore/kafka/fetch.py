@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from actors.partition import offline_error
-from eventstore.errors import KafkaError, OffsetOutOfRange
+from eventstore.errors import KafkaError, KafkaStorageError, OffsetOutOfRange
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.protocol import Request, make_response
 from eventstore.kafka.recordbatch import encode_batch
 from eventstore.storage.log import LogReader, LogView, check_offset
+
+log = logging.getLogger("eventstore.kafka.fetch")
 
 # a fetch's record count is bounded by its bytes; this only caps one read call
 _MAX_RECORDS_PER_READ = 100_000
@@ -87,6 +90,10 @@ def collect(
             out.error = error
             continue
         except KafkaError as error:
+            if isinstance(error, KafkaStorageError):  # damage met by a read: operators must know
+                log.error("fetch failed", extra={"fields": {
+                    "topic": want.topic, "partition": want.partition, "offset": want.offset,
+                    "error": str(error)}})
             out.error = error
             continue
         if rows:
