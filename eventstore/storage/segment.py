@@ -132,7 +132,6 @@ def apply_writer_pragmas(conn: apsw.Connection, *, fsync: bool) -> None:
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
     conn.execute("PRAGMA journal_mode = WAL").fetchall()
     conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-    conn.execute("PRAGMA cache_size = -16000")
 
 
 # How long a connection waits for a lock another one holds briefly (a seal switching a file
