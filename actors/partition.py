@@ -478,18 +478,22 @@ class PartitionActor(Actor):
         try:
             return work(*args, **kwargs)
         except KafkaStorageError as exc:
-            self._fail(exc)
+            self._fail(exc, unexpected=False)
             raise
         except KafkaError:
             raise
         except Exception as exc:
             error = KafkaStorageError(f"partition {self._name} failed: {exc!r}")
-            self._fail(error)
+            self._fail(error, unexpected=True)
             raise error from exc
 
-    def _fail(self, error: KafkaError) -> None:
-        log.error("partition failed, restarting from disk", exc_info=error, extra={
-            "fields": {"topic": self.state.topic, "partition": self.state.partition}})
+    def _fail(self, error: KafkaError, *, unexpected: bool) -> None:
+        """Stop and have the broker reopen the log from disk, the one state to trust after
+        a failed write. A storage error (disk full, I/O) is one log line; anything else is
+        a bug, logged with its traceback."""
+        log.error("partition failed, restarting from disk", exc_info=error if unexpected else None,
+                  extra={"fields": {"topic": self.state.topic, "partition": self.state.partition,
+                                    "error": str(error)}})
         self._failure = error
         self._cancel_timers()
         self._report(error)

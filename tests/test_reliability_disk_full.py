@@ -100,6 +100,9 @@ def test_a_full_disk_refuses_appends_loses_nothing_and_recovers(small_disk: Path
                     acked[partition].append(result.base_offset)
             assert min(refused.values()) >= 3, f"the disk never filled up: {refused}"
             assert server.running
+            failures = [line for line in server.lines if "restarting from disk" in line]
+            assert failures and all("disk full" in line and "exc=" not in line
+                                    for line in failures), "one line each, no traceback"
             for partition, offsets in acked.items():  # reads go on while the disk is full
                 assert offsets, "some batches must have fitted"
                 assert fetch(conn, TOPIC, partition, offsets[-1]).error_code == 0
