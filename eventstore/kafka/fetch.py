@@ -114,13 +114,42 @@ def pending_records(states: dict[tuple[str, int], Any], wanted: list[FetchPartit
     return total
 
 
+AheadKey = tuple[tuple[str, int, int, int], ...]
+
+
 class FetchSession:
-    """Per-connection fetch state: the partition states in use and a read-only reader."""
+    """Per-connection fetch state: the partition states in use, a read-only reader, and
+    the read-ahead of the fetch a consumer catching up will send next.
+
+    A client keeps one fetch in flight, so without read-ahead the server reads and
+    encodes while the client waits, and the client decodes while the server idles. Records
+    are immutable once acknowledged, so what was read ahead stays right; only the
+    watermarks are refreshed when it is used.
+    """
 
     def __init__(self, ctx: BrokerContext) -> None:
         self._ctx = ctx
         self.reader = LogReader()
         self._states: dict[tuple[str, int], Any] = {}
+        self._ahead: tuple[AheadKey, asyncio.Future] | None = None
+
+    async def settle(self) -> tuple[AheadKey, list[FetchedPartition]] | None:
+        """Wait for a read-ahead in progress (the reader is not shared between threads)
+        and hand it over, once."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        key, future = ahead
+        try:
+            return key, await future
+        except Exception:  # a read-ahead is a guess; the fetch itself will read again
+            return None
+
+    def read_ahead(self, states: dict[tuple[str, int], Any], wanted: list[FetchPartition],
+                   max_bytes: int) -> None:
+        """Start reading what ``wanted`` would return, on the pool, for the next fetch."""
+        self._ahead = (_ahead_key(wanted, max_bytes), asyncio.get_running_loop().run_in_executor(
+            self._ctx.pool, collect, states, self.reader, wanted, max_bytes))
 
     async def state(self, topic: str, partition: int) -> Any:
         """The partition's published state, or the error that stands in for it."""
@@ -136,7 +165,35 @@ class FetchSession:
         return state
 
     def close(self) -> None:
-        self.reader.close()
+        if self._ahead is not None and not self._ahead[1].done():
+            self._ahead[1].add_done_callback(lambda _: self.reader.close())
+        else:
+            self.reader.close()
+
+
+def _ahead_key(wanted: list[FetchPartition], max_bytes: int) -> AheadKey:
+    return (*((w.topic, w.partition, w.offset, w.max_bytes) for w in wanted),
+            ("", -1, -1, max_bytes))
+
+
+def _next_wanted(wanted: list[FetchPartition], results: list[FetchedPartition]
+                 ) -> list[FetchPartition]:
+    """The fetch a consumer sends after reading ``results``: each offset moved past what
+    it got."""
+    return [FetchPartition(w.topic, w.partition, w.offset + r.record_count, w.max_bytes)
+            for w, r in zip(wanted, results, strict=True)]
+
+
+def _refreshed(results: list[FetchedPartition], states: dict[tuple[str, int], Any]
+               ) -> list[FetchedPartition] | None:
+    """Read-ahead results with today's watermarks; None if a partition went offline."""
+    for r in results:
+        state = states.get((r.topic, r.partition))
+        if r.error or isinstance(state, KafkaError) or state.error or state.view is None:
+            return None
+        r.high_watermark = state.view.high_watermark
+        r.log_start_offset = state.view.log_start_offset
+    return results
 
 
 async def handle_fetch(ctx: BrokerContext, session: FetchSession, request: Request) -> Any:
@@ -155,11 +212,17 @@ async def handle_fetch(ctx: BrokerContext, session: FetchSession, request: Reque
     def wake() -> None:
         loop.call_soon_threadsafe(woken.set)
 
+    ahead = await session.settle()
+    results = None
+    if ahead is not None and ahead[0] == _ahead_key(wanted, max_bytes):
+        results = _refreshed(ahead[1], states)
+        if results is not None and sum(len(r.records) for r in results) < body.min_bytes:
+            results = None
     listening = [s for s in states.values() if not isinstance(s, KafkaError)]
     for state in listening:
         state.add_listener(wake)
     try:
-        while True:
+        while results is None:
             woken.clear()
             if pending_records(states, wanted) <= _INLINE_RECORDS:
                 results = collect(states, session.reader, wanted, max_bytes)
@@ -169,11 +232,16 @@ async def handle_fetch(ctx: BrokerContext, session: FetchSession, request: Reque
             remaining = deadline - time.monotonic()
             if size >= body.min_bytes or remaining <= 0 or any(r.error for r in results):
                 break
+            results = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), remaining)
     finally:
         for state in listening:
             state.remove_listener(wake)
+    if not any(r.error for r in results):
+        following = _next_wanted(wanted, results)
+        if pending_records(states, following) > _INLINE_RECORDS:  # a consumer catching up
+            session.read_ahead(states, following, max_bytes)
     topics: dict[str, list[dict]] = {}
     for r in results:
         if r.record_count:  # counted once, as answered (a long poll collects again)
@@ -219,6 +287,7 @@ def _max_timestamp_offset(reader: LogReader, view: LogView) -> tuple[int, int]:
 
 
 async def handle_list_offsets(ctx: BrokerContext, session: FetchSession, request: Request) -> Any:
+    await session.settle()  # its reader is about to be used here
     topics = []
     for topic in request.body.topics:
         parts = []
