@@ -4,11 +4,13 @@ A scan walks the partitions its plan allows, by topic then partition, and in eac
 segments that can hold matching rows: offsets come from the segment file names (a segment
 ends where the next begins, the active one at the high watermark), timestamps from each
 segment's metadata. Each chosen segment is opened read-only and asked for exactly the
-matching rows, in offset order, with only the columns the statement uses.
+matching rows, in offset order, with only the stored columns the statement uses.
 
 The per-row path is what a full scan costs, so it stays minimal: rows of consecutive
-segments are chained in C (``itertools.chain``), ``Next``/``Eof``/``Column`` are one line
-each, and the segment query already yields rows in the table's column order.
+segments are chained in C (``itertools.chain``), ``Next``/``Eof``/``Column`` are a line or
+two each, and a segment query reads nothing the statement does not use. Topic and partition
+are not read per row at all: they are the same for every row of a segment, and making a
+Python string of the topic for each row alone costs about as much as reading its value.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import apsw
 
 from eventstore.sql.coerce import FULL_RANGE, Affinity, SqlValue, intersect
 from eventstore.sql.files import reading
-from eventstore.sql.plan import COLUMNS, PARTITION, TOPIC, ScanPlan, best_index, scan_plan
+from eventstore.sql.plan import COLUMNS, OFFSET, ScanPlan, best_index, scan_plan
 from eventstore.sql.reader import DataReader, PartitionState
 from eventstore.sql.snapshot import Snapshot, SnapshotScope
 
@@ -89,23 +91,22 @@ def _may_hold(state: PartitionState, index: int, plan: ScanPlan, reader: DataRea
     return info.min_timestamp <= high and info.max_timestamp >= low
 
 
-def segment_query(plan: ScanPlan, scan: SegmentScan) -> tuple[str, list[SqlValue]]:
-    """The SELECT (and its arguments) that reads a scan's rows in the table's column order.
+def stored_columns(plan: ScanPlan) -> tuple[int, ...]:
+    """The columns a segment query reads for ``plan``: the used ones a segment stores."""
+    return tuple(c for c in range(OFFSET, len(COLUMNS)) if c in plan.columns)
 
-    Columns the statement does not use are read as NULL; topic and partition are constants.
-    """
-    select: list[str] = []
-    args: list[SqlValue] = []
-    for column, name in enumerate(COLUMNS):
-        if column not in plan.columns:
-            select.append("NULL")
-        elif column in (TOPIC, PARTITION):
-            select.append("?")
-            args.append(scan.state.topic if column == TOPIC else scan.state.partition)
-        else:
-            select.append(name)
+
+def column_positions(plan: ScanPlan) -> tuple[int, ...]:
+    """Where each table column is in a segment query's row; -1: not read per row."""
+    read = stored_columns(plan)
+    return tuple(read.index(c) if c in read else -1 for c in range(len(COLUMNS)))
+
+
+def segment_query(plan: ScanPlan, scan: SegmentScan) -> tuple[str, list[SqlValue]]:
+    """The SELECT (and its arguments) that reads a scan's rows, ``stored_columns`` only."""
+    select = [COLUMNS[c] for c in stored_columns(plan)] or ["NULL"]
     where = "offset >= ? AND offset <= ?"
-    args += [scan.low, scan.high]
+    args: list[SqlValue] = [scan.low, scan.high]
     if scan.points is not None:
         where += " AND offset IN (SELECT value FROM json_each(?))"
         args.append(json.dumps(scan.points))
@@ -119,13 +120,15 @@ def segment_query(plan: ScanPlan, scan: SegmentScan) -> tuple[str, list[SqlValue
 class SegmentReads:
     """Iterates, for one plan, over a cursor per segment read; closes each when done.
 
-    ``path`` names the segment being read, for error messages. A segment deleted by
-    retention after the partition was listed is skipped: its records are below the
-    log-start-offset by now.
+    ``path`` names the segment being read, for error messages; ``constants`` holds, by
+    column number, the topic and partition of its rows (None for the other columns). A
+    segment deleted by retention after the partition was listed is skipped: its records are
+    below the log-start-offset by now.
     """
 
     def __init__(self, snapshot: Snapshot, plan: ScanPlan) -> None:
         self.path = ""
+        self.constants: tuple[SqlValue, ...] = (None,) * len(COLUMNS)
         self._snapshot = snapshot
         self._plan = plan
         self._cursors = self._read()
@@ -157,6 +160,7 @@ class SegmentReads:
         for state in self._partitions():
             for scan in segment_scans(state, self._plan, reader):
                 self.path = scan.path
+                self.constants = (state.topic, state.partition) + (None,) * (len(COLUMNS) - 2)
                 try:
                     conn = reader.open_segment(scan.path)
                 except FileNotFoundError:
@@ -180,11 +184,13 @@ class RecordsCursor:
         self._reads: SegmentReads | None = None
         self._rows: Iterator[tuple] = iter(())
         self._row: tuple | None = None
+        self._positions: tuple[int, ...] = ()
 
     def Filter(self, idx_num: int, idx_str: str | None, args: tuple) -> None:
         self._stop()
         plan = scan_plan(idx_num, idx_str, args, self._affinity)
         self._reads = SegmentReads(self._snapshot, plan)
+        self._positions = column_positions(plan)
         self._rows = itertools.chain.from_iterable(self._reads)
         self.Next()
 
@@ -199,7 +205,8 @@ class RecordsCursor:
         return self._row is None
 
     def Column(self, number: int) -> SqlValue:
-        return self._row[number]  # type: ignore[index]
+        at = self._positions[number]
+        return self._row[at] if at >= 0 else self._reads.constants[number]  # type: ignore
 
     def Close(self) -> None:
         self._stop()
