@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import apsw
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventstore.errors import (
     InvalidConfig,
@@ -20,7 +22,7 @@ from eventstore.errors import (
 from eventstore.storage.catalog import Catalog, CommittedOffset
 from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import LogReader, PartitionLog
-from eventstore.storage.records import AppendRow
+from eventstore.storage.records import RECORD_OVERHEAD, AppendRow
 from eventstore.storage.segment import finish_seal, is_wal_mode
 
 T0 = 1_700_000_000_000
@@ -453,3 +455,47 @@ def test_finishing_a_seal_while_another_connection_locks_the_file_waits(data_dir
         holder.close()
     assert finish_seal(path) is True
     assert not is_wal_mode(path)
+
+
+# -- how a batch is inserted -----------------------------------------------------------------
+
+_STAMPS = st.sampled_from([None, T0 - 5, T0, T0 + 1])
+_KEYS = st.sampled_from([None, b"", b"k", "ключ".encode()])
+_HEADERS = st.sampled_from([None, '[["h","00ff"]]', '[["é",null]]'])
+_VALUES = st.one_of(st.none(), st.binary(max_size=40), st.binary(max_size=40).map(bytearray))
+
+
+@st.composite
+def _batches(draw: st.DrawFn) -> list[AppendRow]:
+    """Batches that fall into runs of shared (timestamp, key, headers), or do not."""
+    runs = draw(st.lists(st.tuples(_STAMPS, _KEYS, _HEADERS, st.integers(1, 30)),
+                         min_size=1, max_size=12))
+    return [(stamp, key, draw(_VALUES), headers)
+            for stamp, key, headers, count in runs for _ in range(count)]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(_batches(), min_size=1, max_size=4))
+def test_batches_read_back_exactly_whichever_way_they_are_inserted(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[AppendRow]]
+) -> None:
+    """Run inserts (from an array of values) and row-by-row inserts store the same rows and
+    count the same bytes and timestamps as SQLite does over the stored rows."""
+    clock = ManualClock()
+    log = open_log(str(tmp_path_factory.mktemp("log")), clock)
+    expected = []
+    for rows in batches:
+        log.append(rows)
+        expected += [(ts if ts is not None else clock.now, key,
+                      None if value is None else bytes(value), headers)
+                     for ts, key, value, headers in rows]
+        clock.advance(1)
+    stored = log.read(0, len(expected))
+    assert stored == [(offset, *row) for offset, row in enumerate(expected)]
+    info = log.segments()[-1]
+    assert info.bytes == sum(RECORD_OVERHEAD + len(k or b"") + len(v or b"")
+                             + len((h or "").encode()) for _, k, v, h in expected)
+    assert (info.min_timestamp, info.max_timestamp) == (
+        min(r[0] for r in expected), max(r[0] for r in expected))
+    log.close()

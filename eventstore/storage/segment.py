@@ -9,9 +9,11 @@ plain ``sqlite3`` tool reads. A batch is appended in one transaction: all or not
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from operator import itemgetter
 
 import apsw
 
@@ -36,6 +38,66 @@ _SELECT_ROWS = (
     "SELECT offset, timestamp, key, value, headers FROM records"
     " WHERE offset >= ? AND offset < ? ORDER BY offset LIMIT ?"
 )
+
+
+# A batch whose records fall into at most this many runs of equal (timestamp, key, headers)
+# is inserted one run at a time from an array of its values; any other row by row.
+MAX_RUNS = 8
+
+_TIMESTAMP_KEY_HEADERS = itemgetter(0, 1, 3)
+_VALUE = itemgetter(2)
+
+
+def insert_rows(conn: apsw.Connection, rows: Sequence[AppendRow], base: int, now_ms: int
+                ) -> tuple[int, int, int] | None:
+    """Insert ``rows`` at offsets ``base``, ``base + 1``, ...; a None timestamp is ``now_ms``.
+
+    Returns (min timestamp, max timestamp, bytes) of the rows when the insert could count
+    them for free, else None (the caller asks SQLite).
+
+    Records sent together mostly share their timestamp (a millisecond holds thousands) and
+    carry no key or headers. Such a batch goes in as a few statements that each read a run
+    of values from an array (SQLite's carray), stepping through the rows in C without the
+    GIL: about half the cost of binding each row from Python, and the caller's thread
+    (a producer filling the next batch) runs meanwhile. Other batches are bound row by row.
+    """
+    values = tuple(map(_VALUE, rows))
+    runs = None if None in values else _runs(rows)
+    if runs is None:
+        timestamp = f"coalesce(?1, {int(now_ms)})"
+        # the first offset named, the rest numbered by SQLite (an empty table would say 1)
+        conn.execute(f"INSERT INTO records VALUES (?5, {timestamp}, ?2, ?3, ?4)", (*rows[0], base))
+        conn.executemany(
+            f"INSERT INTO records (timestamp, key, value, headers)"
+            f" VALUES ({timestamp}, ?2, ?3, ?4)",
+            rows[1:],
+        )
+        return None
+    start = 0
+    size = RECORD_OVERHEAD * len(rows) + sum(map(len, values))
+    stamps = []
+    for (timestamp, key, headers), count in runs:
+        stamps.append(now_ms if timestamp is None else timestamp)
+        size += count * ((len(key) if key else 0) + (len(headers.encode()) if headers else 0))
+        conn.execute(
+            "INSERT INTO records SELECT ?1 + rowid - 1, coalesce(?2, ?3), ?4, value, ?5"
+            " FROM carray(?6)",
+            (base + start, timestamp, now_ms, key, headers,
+             apsw.carray(values, start=start, stop=start + count)),
+        )
+        start += count
+    return min(stamps), max(stamps), size
+
+
+def _runs(rows: Sequence[AppendRow]) -> list[tuple[tuple, int]] | None:
+    """Consecutive rows grouped by (timestamp, key, headers), with their counts; None when
+    there are more than MAX_RUNS groups."""
+    runs = []
+    for shared, group in itertools.groupby(map(_TIMESTAMP_KEY_HEADERS, rows)):
+        if len(runs) == MAX_RUNS:
+            return None
+        runs.append((shared, len(list(group))))
+    return runs
 
 
 def segment_name(base_offset: int) -> str:
@@ -342,20 +404,8 @@ class ActiveSegment:
         """
         info = self.info
         base = info.next_offset
-        timestamp_sql = f"coalesce(?1, {int(now_ms)})"
         with storage_errors(info.path), self._conn:
-            first, rest = (rows[0], rows[1:]) if base == info.base_offset else (None, rows)
-            if first is not None:
-                # an empty table would number the first row 1; name its offset explicitly
-                self._conn.execute(
-                    f"INSERT INTO records VALUES (?5, {timestamp_sql}, ?2, ?3, ?4)",
-                    (*first, base),
-                )
-            self._conn.executemany(
-                f"INSERT INTO records (timestamp, key, value, headers)"
-                f" VALUES ({timestamp_sql}, ?2, ?3, ?4)",
-                rest,
-            )
+            counted = insert_rows(self._conn, rows, base, now_ms)
             last = base + len(rows) - 1
             if self._conn.last_insert_rowid() != last:
                 raise CorruptLog(f"{info.path}: records do not continue at offset {base}")
@@ -363,11 +413,13 @@ class ActiveSegment:
                 self._conn.execute(
                     "UPDATE records SET timestamp = ? WHERE offset >= ?", (now_ms, base)
                 )
-            min_ts, max_ts, size = self._conn.execute(
-                f"SELECT min(timestamp), max(timestamp), sum({ROW_BYTES_SQL})"
-                " FROM records WHERE offset >= ?",
-                (base,),
-            ).fetchone()
+            if counted is None:
+                counted = self._conn.execute(
+                    f"SELECT min(timestamp), max(timestamp), sum({ROW_BYTES_SQL})"
+                    " FROM records WHERE offset >= ?",
+                    (base,),
+                ).fetchone()
+            min_ts, max_ts, size = (now_ms, now_ms, counted[2]) if log_append_time else counted
             measured = size if sent_bytes is None else sent_bytes
             if measured > max_batch_bytes:
                 raise RecordTooLarge(
