@@ -20,10 +20,10 @@ loops below, which sit on the produce and fetch hot paths.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
 import cramjam
 from crc32c import crc32c
@@ -82,6 +82,7 @@ class DecodedBatch:
     is_transactional: bool
     is_control: bool
     size_in_bytes: int
+    offsets_in_order: bool = True  # offset deltas 0, 1, 2, ...: the batch reads as stored
 
     @property
     def records(self) -> tuple[Record, ...]:
@@ -154,9 +155,9 @@ def _decode_batch(data: bytes, pos: int, limit: int) -> tuple[DecodedBatch, int]
     start = pos + HEADER_SIZE
     if codec:
         buf = _decompress(codec, memoryview(data)[start:batch_end], limit)
-        rows = _decode_rows(buf, 0, len(buf), count, first_timestamp)
+        rows, in_order = _decode_rows(buf, 0, len(buf), count, first_timestamp)
     else:
-        rows = _decode_rows(data, start, batch_end, count, first_timestamp)
+        rows, in_order = _decode_rows(data, start, batch_end, count, first_timestamp)
     batch = DecodedBatch(
         base_offset=base_offset,
         rows=rows,
@@ -168,6 +169,7 @@ def _decode_batch(data: bytes, pos: int, limit: int) -> tuple[DecodedBatch, int]
         is_transactional=bool(attributes & _TRANSACTIONAL),
         is_control=bool(attributes & _CONTROL),
         size_in_bytes=batch_end - pos,
+        offsets_in_order=in_order,
     )
     return batch, batch_end
 
@@ -236,8 +238,9 @@ def _unsnappy_into(payload: memoryview, buffer: bytearray) -> int:
 
 def _decode_rows(
     buf: bytes, pos: int, stop: int, count: int, first_timestamp: int
-) -> tuple[AppendRow, ...]:
-    """``count`` records from ``buf[pos:stop]``, which they must fill exactly, as rows.
+) -> tuple[tuple[AppendRow, ...], bool]:
+    """``count`` records from ``buf[pos:stop]``, which they must fill exactly, as rows,
+    and whether their offset deltas count 0, 1, 2, ... as a producer numbers them.
 
     The varints are read by kio's native readers, the fastest way found from Python; a row
     is a plain tuple, as building an object per record cost more than reading it. Key and
@@ -247,8 +250,9 @@ def _decode_rows(
     read_varint = read_signed_varint
     rows = []
     append = rows.append
+    in_order = True
     try:
-        for _ in range(count):
+        for n in range(count):
             length, size = read_varint(buf, pos)
             pos += size
             record_end = pos + length
@@ -256,7 +260,9 @@ def _decode_rows(
                 raise CorruptRecord(f"record of length {length} overruns its batch")
             timestamp_delta, size = read_signed_varlong(buf, pos + 1)  # after attributes
             pos += 1 + size
-            pos += read_varint(buf, pos)[1]  # offset delta: offsets are the log's to assign
+            offset_delta, size = read_varint(buf, pos)  # the log assigns offsets itself
+            pos += size
+            in_order &= offset_delta == n
             key_length, size = read_varint(buf, pos)
             pos += size
             if key_length < 0:
@@ -286,7 +292,7 @@ def _decode_rows(
         raise CorruptRecord(f"record batch is malformed: {exc}") from None
     if pos != stop:
         raise CorruptRecord(f"{stop - pos} unexpected bytes after the last record of a batch")
-    return tuple(rows)
+    return tuple(rows), in_order
 
 
 def _null_field(length: int) -> None:
@@ -332,6 +338,11 @@ def encode_batch(
     cost more than encoding it. The batch's first timestamp is the first record's, its max
     timestamp the largest; the partition leader epoch is -1 (unknown), as a single node
     has no leader epochs.
+
+    The records are written by aiokafka's batch builder, compiled (Cython): this is the
+    hot loop of every fetch, and it runs there nearly three times as fast as the best
+    Python loop found (0.17 against 0.46 µs a record). The builder numbers offsets from 0;
+    the base offset, which the CRC does not cover, is set afterwards.
     """
     if not records:
         raise ValueError("a record batch holds at least one record")
@@ -339,87 +350,37 @@ def encode_batch(
         attributes = _TIMESTAMP_TYPES[timestamp_type]
     except KeyError:
         raise ValueError(f"timestamp_type must be one of {sorted(_TIMESTAMP_TYPES)}") from None
-    first_timestamp = records[0][1]
-    max_timestamp = max(map(_timestamp_of, records))
-    # The hot loop of every fetch: varints are looked up inline (a call per field costs a
-    # third more), and a record is one %-format, which makes no container to collect.
-    table, low, high, encode = _SMALL_VARINTS, -_SMALL, _LARGE, _encode_varint
-    parts = []
-    append = parts.append
-    for offset, timestamp, key, value, headers in records:
-        n = timestamp - first_timestamp
-        timestamp_delta = table[n + _SMALL] if low <= n < high else encode(n)
-        n = offset - base_offset
-        offset_delta = table[n + _SMALL] if low <= n < high else encode(n)
-        if key is None:
-            key_length, key = _NULL, b""
-        else:
-            n = len(key)
-            key_length = table[n + _SMALL] if n < high else encode(n)
-        if value is None:
-            value_length, value = _NULL, b""
-        else:
-            n = len(value)
-            value_length = table[n + _SMALL] if n < high else encode(n)
-        body = b"\x00%b%b%b%b%b%b%b" % (  # attributes (unused), then the fields in order
-            timestamp_delta, offset_delta, key_length, key, value_length, value,
-            _encode_headers(headers) if headers else _ZERO,
-        )
-        n = len(body)
-        append(table[n + _SMALL] if n < high else encode(n))
-        append(body)
-    payload = b"".join(parts)
-    tail = _TAIL.pack(
-        attributes, records[-1][0] - base_offset, first_timestamp, max_timestamp,
-        producer_id, producer_epoch, base_sequence, len(records),
+    builder = _batch_builder()(
+        2, 0, 0, producer_id, producer_epoch, base_sequence, _UNLIMITED
     )
-    crc = crc32c(payload, crc32c(tail))
-    head = _HEAD.pack(base_offset, HEADER_SIZE - _COUNTED_FROM + len(payload), -1, 2, crc)
-    return b"".join((head, tail, payload))
+    append = builder.append
+    no_headers: list = []
+    for offset, timestamp, key, value, headers in records:
+        append(offset - base_offset, timestamp, key, value,
+               _header_list(headers) if headers else no_headers)
+    batch = builder.build()
+    _BASE_OFFSET.pack_into(batch, 0, base_offset)
+    if attributes:
+        _INT16.pack_into(batch, HEADER_SIZE - _TAIL.size, attributes)
+        _CRC.pack_into(batch, _CRC_START - _CRC.size, crc32c(memoryview(batch)[_CRC_START:]))
+    return bytes(batch)
 
 
-_timestamp_of = itemgetter(1)
+_UNLIMITED = 2**31 - 1  # the builder's batch size limit: a fetch sizes its reads itself
+_BASE_OFFSET = struct.Struct(">q")
+_INT16 = struct.Struct(">h")
+_CRC = struct.Struct(">I")
 
 
-def _encode_headers(headers: Headers | str) -> bytes:
-    """Headers as a record carries them; stored headers (JSON text) are decoded first."""
-    if isinstance(headers, str):
-        headers = decode_headers(headers)
-    parts = [_varint(len(headers))]
-    for key, value in headers:
-        encoded_key = key.encode()
-        parts.append(_varint(len(encoded_key)))
-        parts.append(encoded_key)
-        if value is None:
-            parts.append(_NULL)
-        else:
-            parts.append(_varint(len(value)))
-            parts.append(value)
-    return b"".join(parts)
+@functools.cache
+def _batch_builder() -> type:
+    """aiokafka's DefaultRecordBatchBuilder, imported on first use: importing aiokafka
+    takes about 0.2 s, which command-line tools that never encode a batch should not pay."""
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    return DefaultRecordBatchBuilder
 
 
-def _encode_varint(value: int) -> bytes:
-    """Zigzag varint of ``value`` (any int64)."""
-    zigzag = (value << 1) if value >= 0 else ((-value) << 1) - 1
-    out = bytearray()
-    while zigzag >= 0x80:
-        out.append((zigzag & 0x7F) | 0x80)
-        zigzag >>= 7
-    out.append(zigzag)
-    return bytes(out)
-
-
-# The zigzag varints of -_SMALL up to _LARGE, precomputed (at index value + _SMALL):
-# lengths, deltas and counts in a fetch are nearly always among them; offset deltas of a
-# 1 MiB fetch of small records pass 8192.
-_SMALL = 1 << 13
-_LARGE = 1 << 15
-_SMALL_VARINTS = [_encode_varint(v) for v in range(-_SMALL, _LARGE)]
-_NULL = _encode_varint(-1)
-_ZERO = _encode_varint(0)
-
-
-def _varint(value: int) -> bytes:
-    if -_SMALL <= value < _LARGE:
-        return _SMALL_VARINTS[value + _SMALL]
-    return _encode_varint(value)
+def _header_list(headers: Headers | str) -> list[tuple[str, bytes | None]]:
+    """Headers as the builder takes them; stored headers (JSON text) are decoded first."""
+    return list(decode_headers(headers) if isinstance(headers, str) else headers)
