@@ -411,6 +411,7 @@ class PartitionActor(Actor):
 
     def _update_config(self, config: TopicConfig) -> None:
         self._log.update_config(config)
+        self.state.publish(self._log.view())
         self._schedule_roll()
 
     def _check_roll(self) -> None:

@@ -35,7 +35,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import BATCH_SIZE, CONSUMER, bare_insert, bare_scan, consume, produce, rate
+from benchlib import (
+    BATCH_SIZE,
+    CONSUMER,
+    LIBRDKAFKA_CONSUMER,
+    bare_insert,
+    bare_scan,
+    consume,
+    produce,
+    rate,
+)
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import Producer as KafkaProducer
 from confluent_kafka import TopicPartition
@@ -103,7 +112,8 @@ def kafka_produce(bootstrap: str, topic: str, count: int, value: bytes) -> float
 def kafka_consume(bootstrap: str, topic: str, count: int) -> float:
     """Records/s of ``consume`` from offset 0 of partition 0 until ``count`` records came."""
     consumer = KafkaConsumer({"bootstrap.servers": bootstrap, "group.id": "bench-peers",
-                              "enable.auto.commit": False, "log.connection.close": False})
+                              "enable.auto.commit": False, "log.connection.close": False,
+                              **LIBRDKAFKA_CONSUMER})
     consumer.assign([TopicPartition(topic, 0, 0)])
 
     def run() -> None:

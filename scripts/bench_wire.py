@@ -6,7 +6,9 @@ In one run, for 100-byte values with null keys into one partition:
 
 - wire: confluent-kafka (librdkafka) producing to an ``eventstore serve`` this script
   starts (``linger.ms=5``, no compression, ``acks=all``), then a confluent-kafka consumer
-  reading them back from the beginning;
+  reading them back from the beginning: first from the same server, which answers from the
+  batches its producers sent while it keeps them (see eventstore/kafka/batchcache.py),
+  then from a restarted server, which reads and encodes every record from the segments;
 - embedded: ``EventStore.open(...)``, ``store.producer(linger_ms=5)`` and
   ``store.consumer(...)`` on the same records, in this process.
 
@@ -32,7 +34,13 @@ from confluent_kafka import Producer as KafkaProducer
 from eventstore import EventStore
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from benchlib import BATCH_SIZE, PRODUCER, produce, rate  # noqa: E402 - beside this script
+from benchlib import (  # noqa: E402 - beside this script
+    BATCH_SIZE,
+    LIBRDKAFKA_CONSUMER,
+    PRODUCER,
+    produce,
+    rate,
+)
 from serverproc import ServerProcess  # noqa: E402 - tests/ holds the server fixture
 
 VALUE = b"v" * 100
@@ -78,7 +86,7 @@ def wire_produce(bootstrap: str, topic: str, count: int) -> float:
 
 def wire_consume(bootstrap: str, topic: str, count: int) -> float:
     consumer = KafkaConsumer({"bootstrap.servers": bootstrap, "group.id": "bench",
-                              "enable.auto.commit": False})
+                              "enable.auto.commit": False, **LIBRDKAFKA_CONSUMER})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     if not consumer.consume(1, timeout=TIMEOUT_S):  # start-up is not throughput
         raise RuntimeError(f"no record within {TIMEOUT_S} s")
@@ -133,9 +141,13 @@ def main() -> int:
     try:
         for round_ in range(rounds):
             topic = f"bench-{round_}"
-            with ServerProcess.start(os.path.join(workdir, f"wire-{round_}")) as server:
+            wire_dir = os.path.join(workdir, f"wire-{round_}")
+            with ServerProcess.start(wire_dir) as server:
                 record("wire produce", wire_produce(server.bootstrap, topic, count))
                 record("wire consume", wire_consume(server.bootstrap, topic, count))
+            with ServerProcess.start(wire_dir) as server:  # restarted: nothing kept in memory
+                record("wire consume, from segments",
+                       wire_consume(server.bootstrap, topic, count))
             with EventStore.open(os.path.join(workdir, f"embedded-{round_}")) as store:
                 store.create_topic(topic, 1)
                 record("embedded produce", produce(store, topic, count, VALUE))
@@ -147,11 +159,12 @@ def main() -> int:
     print(f"{count:,} records of {len(VALUE)} bytes, null keys, 1 partition, best of"
           f" {rounds} round(s); linger {LINGER_MS} ms, batches up to {BATCH_SIZE:,} bytes,"
           f" acks=all, no compression; {os.cpu_count()} CPUs")
-    print(f"{'records/s':<12}{'embedded':>12}{'wire':>12}{'wire/emb':>10}{'target':>9}")
-    for what in ("produce", "consume"):
-        embedded, wire = best[f"embedded {what}"], best[f"wire {what}"]
+    print(f"{'records/s':<24}{'embedded':>12}{'wire':>12}{'wire/emb':>10}{'target':>9}")
+    for what in ("produce", "consume", "consume, from segments"):
+        embedded = best[f"embedded {what.split(',')[0]}"]
+        wire = best[f"wire {what}"]
         ratio = wire / embedded
-        print(f"{what:<12}{embedded:>12,.0f}{wire:>12,.0f}{ratio:>10.2f}"
+        print(f"{what:<24}{embedded:>12,.0f}{wire:>12,.0f}{ratio:>10.2f}"
               f"{'>= ' + str(TARGET):>9}  {'ok' if ratio >= TARGET else 'MISSED'}")
     return 0
 

@@ -22,6 +22,10 @@ from eventstore.storage.segment import apply_writer_pragmas
 BATCH_SIZE = 256 * 1024  # bytes: what a producer batch holds
 PRODUCER = {"linger_ms": 5, "batch_size": BATCH_SIZE}
 CONSUMER = {"auto_offset_reset": "earliest", "max_poll_records": 5000}
+# librdkafka stops fetching for fetch.queue.backoff.ms once its local queue holds
+# queued.min.messages; at the default (1 s) a server faster than the Python loop reading
+# that queue is measured as one that stalls for a second at a time.
+LIBRDKAFKA_CONSUMER = {"fetch.queue.backoff.ms": 10}
 
 
 def rows_per_batch(value_size: int) -> int:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pykka
 
+from eventstore.kafka.batchcache import RecentBatches
+
 NODE_ID = 0
 CLUSTER_ID = "eventstore"
 
@@ -30,6 +32,7 @@ class BrokerContext:
     pool: concurrent.futures.ThreadPoolExecutor
     server_config: Mapping[str, Any]  # what DescribeConfigs shows for the broker
     data_dir: str = ""  # the one log directory DescribeLogDirs reports
+    recent: RecentBatches = field(default_factory=RecentBatches)  # produced, for fetches
     _handles: dict[tuple[str, int], Any] = field(default_factory=dict)
 
     async def partition(self, topic: str, partition: int) -> Any:

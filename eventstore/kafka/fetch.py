@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from actors.partition import offline_error
 from eventstore.errors import KafkaError, KafkaStorageError, OffsetOutOfRange
+from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.protocol import Request, make_response
 from eventstore.kafka.recordbatch import encode_batch
 from eventstore.storage.log import LogReader, LogView, check_offset
+from eventstore.storage.records import StoredRow
 
 log = logging.getLogger("eventstore.kafka.fetch")
 
@@ -61,10 +65,12 @@ def _millis(value: Any) -> int:
 def collect(
     ctx_states: dict[tuple[str, int], Any],
     reader: LogReader,
+    recent: RecentBatches,
     wanted: list[FetchPartition],
     max_bytes: int,
 ) -> list[FetchedPartition]:
-    """Read what each partition has from its offset on, within the byte limits."""
+    """Read what each partition has from its offset on, within the byte limits: from the
+    batches its producers sent, while they are kept, else from the segments."""
     results = []
     budget = max_bytes
     for want in wanted:
@@ -83,9 +89,14 @@ def collect(
             check_offset(view, want.offset)
             if budget <= 0 and any(r.records for r in results):
                 continue
-            rows = reader.read(
-                view, want.offset, _MAX_RECORDS_PER_READ, max(min(want.max_bytes, budget), 1)
-            )
+            limit = max(min(want.max_bytes, budget), 1)
+            cached = recent.read(state, want.offset, limit)
+            if cached is not None:
+                out.records = cached.records
+                out.record_count = cached.last + 1 - want.offset
+                budget -= len(out.records)
+                continue
+            rows = reader.read(view, want.offset, _MAX_RECORDS_PER_READ, limit)
         except OffsetOutOfRange as error:
             out.error = error
             continue
@@ -97,10 +108,24 @@ def collect(
             out.error = error
             continue
         if rows:
-            out.records = encode_batch(rows[0][0], rows)
+            out.records = _encode(rows, view.timestamp_type)
             out.record_count = len(rows)
             budget -= len(out.records)
     return results
+
+
+def _encode(rows: list[StoredRow], timestamp_type: str) -> bytes:
+    """Rows as one record batch; under LogAppendTime one batch per append time, as a
+    consumer takes each record's timestamp from its batch's max timestamp then."""
+    if timestamp_type != "LogAppendTime":
+        return encode_batch(rows[0][0], rows)
+    return b"".join(
+        encode_batch(group[0][0], group, timestamp_type=timestamp_type)
+        for group in (list(g) for _, g in itertools.groupby(rows, key=_timestamp_of))
+    )
+
+
+_timestamp_of = itemgetter(1)
 
 
 def pending_records(states: dict[tuple[str, int], Any], wanted: list[FetchPartition]) -> int:
@@ -149,7 +174,7 @@ class FetchSession:
                    max_bytes: int) -> None:
         """Start reading what ``wanted`` would return, on the pool, for the next fetch."""
         self._ahead = (_ahead_key(wanted, max_bytes), asyncio.get_running_loop().run_in_executor(
-            self._ctx.pool, collect, states, self.reader, wanted, max_bytes))
+            self._ctx.pool, collect, states, self.reader, self._ctx.recent, wanted, max_bytes))
 
     async def state(self, topic: str, partition: int) -> Any:
         """The partition's published state, or the error that stands in for it."""
@@ -225,9 +250,10 @@ async def handle_fetch(ctx: BrokerContext, session: FetchSession, request: Reque
         while results is None:
             woken.clear()
             if pending_records(states, wanted) <= _INLINE_RECORDS:
-                results = collect(states, session.reader, wanted, max_bytes)
+                results = collect(states, session.reader, ctx.recent, wanted, max_bytes)
             else:
-                results = await ctx.run(collect, states, session.reader, wanted, max_bytes)
+                results = await ctx.run(collect, states, session.reader, ctx.recent, wanted,
+                                        max_bytes)
             size = sum(len(r.records) for r in results)
             remaining = deadline - time.monotonic()
             if size >= body.min_bytes or remaining <= 0 or any(r.error for r in results):

@@ -92,6 +92,9 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
     except KafkaError as error:
         log.info("produce to %s-%d failed: %s", topic, partition, error)
         return _failed(error)
+    if not result.duplicate and result.log_append_time < 0 and batch.offsets_in_order:
+        # the batch's bytes say exactly what was stored: fetches of it may use them
+        ctx.recent.add(handle.state, result.base_offset, result.last_offset, records)
     if result.duplicate:
         log.info("produce to %s-%d: producer %d retried sequence %d, already at offset %d",
                  topic, partition, stamp.producer_id, stamp.base_sequence, result.base_offset)

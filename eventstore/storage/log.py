@@ -61,6 +61,8 @@ class LogView:
     segments: tuple[SegmentInfo, ...]
     log_start_offset: int
     high_watermark: int
+    # the topic's message.timestamp.type: what the stored timestamps are, for fetches
+    timestamp_type: str = "CreateTime"
 
     def segment_index(self, offset: int) -> int:
         """Index of the segment holding ``offset``."""
@@ -265,6 +267,7 @@ class PartitionLog:
             tuple(self._sealed) + (self._active.info,),
             self._active.info.log_start_offset,
             self._active.info.next_offset,
+            self.config.message_timestamp_type,
         )
 
     def view(self) -> LogView:
@@ -293,6 +296,7 @@ class PartitionLog:
     def update_config(self, config: TopicConfig) -> None:
         """Apply a changed topic config from the next append or timer tick on."""
         self.config = config
+        self._view = self._make_view()
 
     # -- writing -------------------------------------------------------------------------
 
