@@ -28,6 +28,7 @@ from disk, where every acknowledged batch (and every producer's sequence) is.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import threading
 import time
@@ -361,6 +362,8 @@ class PartitionActor(Actor):
                         self.append(message.rows, message.producer, message.sent_bytes))
                 except KafkaError as exc:
                     message.reply.set_exception(exc)
+                else:
+                    self._checkpoint()
         elif isinstance(message, CheckRoll):
             self._guard(self._check_roll)
         elif isinstance(message, CheckRetention):
@@ -390,11 +393,11 @@ class PartitionActor(Actor):
         partition_log = self._log
         before = partition_log.view()
         started = time.perf_counter()
-        if partition_log.config.flush_messages == 1:
-            result = partition_log.append(rows, producer, sent_bytes)  # waits on the disk
+        if partition_log.config.flush_messages == 1:  # waits on the disk
+            result = partition_log.append(rows, producer, sent_bytes, checkpoint=False)
         else:
             with APPEND_TURN:
-                result = partition_log.append(rows, producer, sent_bytes)
+                result = partition_log.append(rows, producer, sent_bytes, checkpoint=False)
         if result.duplicate:
             return result  # nothing was written: no new view, nothing to count
         stats = self.state.stats
@@ -408,6 +411,14 @@ class PartitionActor(Actor):
             self._sync_log_stats()
         self._schedule_roll()
         return result
+
+    def _checkpoint(self) -> None:
+        """Checkpoint the WAL once the append is answered, where SQLite would have done it
+        inside the commit: it copies with the GIL released, so a producer in this process
+        fills its next batch meanwhile. A failure takes the partition offline (and is
+        logged) like any other storage error; there is no one to answer."""
+        with contextlib.suppress(KafkaError):
+            self._guard(self._log.checkpoint_if_due)
 
     def _update_config(self, config: TopicConfig) -> None:
         self._log.update_config(config)

@@ -48,10 +48,10 @@ def slow_disk(monkeypatch) -> threading.Event:
     gate = threading.Event()
     original = PartitionLog.append
 
-    def append(self, rows, producer=None, sent_bytes=None):
+    def append(self, rows, producer=None, sent_bytes=None, **kwargs):
         if "slow-" in self.directory:
             gate.wait(TIMEOUT)
-        return original(self, rows, producer, sent_bytes)
+        return original(self, rows, producer, sent_bytes, **kwargs)
 
     monkeypatch.setattr(PartitionLog, "append", append)
     yield gate
@@ -193,11 +193,11 @@ def test_a_failed_partition_actor_is_retried_and_no_record_is_lost(system, monke
     original = PartitionLog.append
     failures = []
 
-    def flaky(self, rows, producer=None, sent_bytes=None):
+    def flaky(self, rows, producer=None, sent_bytes=None, **kwargs):
         if len(failures) < 2:
             failures.append(len(rows))
             raise OSError("transient I/O error")
-        return original(self, rows, producer, sent_bytes)
+        return original(self, rows, producer, sent_bytes, **kwargs)
 
     monkeypatch.setattr(PartitionLog, "append", flaky)
     futures = [producer.send("t", b"%d" % i) for i in range(200)]

@@ -64,8 +64,8 @@ def test_a_retry_after_an_append_that_was_written_but_not_acknowledged_is_not_wr
     original = PartitionLog.append
     lost = []
 
-    def loses_the_acknowledgement(self, rows, producer=None, sent_bytes=None):
-        result = original(self, rows, producer, sent_bytes)
+    def loses_the_acknowledgement(self, rows, producer=None, sent_bytes=None, **kwargs):
+        result = original(self, rows, producer, sent_bytes, **kwargs)
         if not lost and result.base_offset > 0:
             lost.append(result)
             raise OSError("disk error after the commit: the acknowledgement is lost")

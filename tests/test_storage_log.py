@@ -23,7 +23,7 @@ from eventstore.storage.catalog import Catalog, CommittedOffset
 from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.records import RECORD_OVERHEAD, AppendRow
-from eventstore.storage.segment import finish_seal, is_wal_mode
+from eventstore.storage.segment import WAL_CHECKPOINT_PAGES, finish_seal, is_wal_mode
 
 T0 = 1_700_000_000_000
 RECORD_BYTES = 120  # a 100-byte value plus the 20 bytes every record counts for
@@ -499,3 +499,38 @@ def test_batches_read_back_exactly_whichever_way_they_are_inserted(
     assert (info.min_timestamp, info.max_timestamp) == (
         min(r[0] for r in expected), max(r[0] for r in expected))
     log.close()
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+WAL_LIMIT = 2 * 4096 * WAL_CHECKPOINT_PAGES  # twice what a checkpoint lets it reach
+
+
+def wal_bytes(log: PartitionLog) -> int:
+    return os.path.getsize(log.segments()[-1].path + "-wal")
+
+
+def test_appends_keep_the_wal_to_a_few_megabytes(data_dir: str) -> None:
+    log = open_log(data_dir)
+    for n in range(100):  # about 12 MB of records
+        log.append(batch(1000, n))
+        assert wal_bytes(log) < WAL_LIMIT
+    assert log.read(0, 1)[0][3] == bytes([0]) * 100
+    log.close()
+
+
+def test_a_deferred_checkpoint_runs_when_its_owner_asks(data_dir: str) -> None:
+    log = open_log(data_dir)
+    for n in range(60):
+        log.append(batch(1000, n), checkpoint=False)
+    assert wal_bytes(log) > WAL_LIMIT  # nothing copied back yet: SQLite's own is off
+    assert log.checkpoint_if_due()
+    assert not log.checkpoint_if_due()  # nothing more to copy
+    size = wal_bytes(log)
+    for n in range(60, 70):  # the WAL starts over: written in place, the file does not grow
+        log.append(batch(1000, n), checkpoint=False)
+    assert wal_bytes(log) == size
+    log.close()
+    reopened = PartitionLog.open(log.directory, log.config)
+    assert [row[3][0] for row in reopened.read(59_999, 2)] == [59, 60]
+    reopened.close()

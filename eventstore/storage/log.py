@@ -305,6 +305,8 @@ class PartitionLog:
         rows: Sequence[AppendRow],
         producer: ProducerBatchInfo | None = None,
         sent_bytes: int | None = None,
+        *,
+        checkpoint: bool = True,
     ) -> AppendResult:
         """Append one batch durably (all or nothing) and return where it landed.
 
@@ -345,7 +347,15 @@ class PartitionLog:
         if 1 < config.flush_messages <= self._unflushed:
             self.flush()
         self._view = self._make_view()
+        if checkpoint:
+            self.checkpoint_if_due()
         return result
+
+    def checkpoint_if_due(self) -> bool:
+        """Copy the active segment's WAL into it once it has grown (about 4 MiB), as
+        SQLite's auto-checkpoint would. ``append(checkpoint=False)`` leaves this to the
+        caller, to run after the append is acknowledged; returns whether it ran."""
+        return self._active.checkpoint_if_due()
 
     def expire_producers(self) -> int:
         """Forget producers idle past ``producer.id.expiration.ms``; returns how many."""

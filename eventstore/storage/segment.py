@@ -40,6 +40,9 @@ _SELECT_ROWS = (
 )
 
 
+# SQLite's default auto-checkpoint threshold, kept: the WAL stays about 4 MiB.
+WAL_CHECKPOINT_PAGES = 1000
+
 # A batch whose records fall into at most this many runs of equal (timestamp, key, headers)
 # is inserted one run at a time from an array of its values; any other row by row.
 MAX_RUNS = 8
@@ -335,6 +338,25 @@ class ActiveSegment:
     def __init__(self, conn: apsw.Connection, info: SegmentInfo) -> None:
         self._conn = conn
         self.info = info
+        self.wal_pages = 0
+        # SQLite checkpoints inside the commit that fills the WAL; here the segment's
+        # owner decides when (checkpoint_if_due), so that it can answer the append first
+        conn.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
+        conn.set_wal_hook(self._count_wal)
+
+    def _count_wal(self, _conn: apsw.Connection, _db: str, pages: int) -> int:
+        self.wal_pages = pages
+        return apsw.SQLITE_OK
+
+    def checkpoint_if_due(self) -> bool:
+        """Copy the WAL into the segment once it holds WAL_CHECKPOINT_PAGES pages (PASSIVE,
+        as SQLite's auto-checkpoint: readers are never waited for). Returns whether it ran."""
+        if self.wal_pages < WAL_CHECKPOINT_PAGES:
+            return False
+        with storage_errors(self.path):
+            self._conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        self.wal_pages = 0
+        return True
 
     @classmethod
     def create(
