@@ -13,9 +13,11 @@ and the CRC is CRC-32C over everything from ``attributes`` to the end of the bat
 Each record is ``length attributes timestampDelta offsetDelta key value headers`` in
 zigzag varints, with -1 for a null key, value or header value.
 
-kio also reads and writes v2 batches, but its reader rounds timestamps down to whole
-seconds, neither side knows any compression, and both are several times slower than the
-loops below, which sit on the produce and fetch hot paths.
+Batch headers, CRCs and (bounded) decompression are handled here; the records inside a
+batch are read and written by aiokafka's compiled record-batch code, as they sit on the
+produce and fetch hot paths. kio also reads and writes v2 batches, but its reader rounds
+timestamps down to whole seconds, neither side knows any compression, and both are
+several times slower.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ import functools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import cramjam
 from crc32c import crc32c
-from kio.serial.errors import DecodeError
-from kio.serial.readers import read_signed_varint, read_signed_varlong
 
 from eventstore.errors import CorruptRecord, RecordTooLarge
 from eventstore.storage.records import (
@@ -242,84 +243,33 @@ def _decode_rows(
     """``count`` records from ``buf[pos:stop]``, which they must fill exactly, as rows,
     and whether their offset deltas count 0, 1, 2, ... as a producer numbers them.
 
-    The varints are read by kio's native readers, the fastest way found from Python; a row
-    is a plain tuple, as building an object per record cost more than reading it. Key and
-    value are read inline, not by a shared helper: a call per field is measurable on the
-    produce path.
+    The records are parsed by aiokafka's compiled (Cython) batch reader, given them behind
+    a plain header (the batch's own was checked already; this one says uncompressed): it
+    checks that every record fills its length and that no byte is left over, and reads
+    four times as fast as the best Python loop found (0.25 against 1 µs a record). Like
+    Kafka's broker, it reads any negative key, value or header value length as null.
     """
-    read_varint = read_signed_varint
+    records = buf[pos:stop]
+    header = _PLAIN_HEADER.pack(
+        0, HEADER_SIZE - _COUNTED_FROM + len(records), -1, 2, 0, 0, count - 1,
+        first_timestamp, first_timestamp, -1, -1, -1, count,
+    )
+    aiokafka = _aiokafka()
     rows = []
     append = rows.append
     in_order = True
     try:
-        for n in range(count):
-            length, size = read_varint(buf, pos)
-            pos += size
-            record_end = pos + length
-            if length <= 0 or record_end > stop:
-                raise CorruptRecord(f"record of length {length} overruns its batch")
-            timestamp_delta, size = read_signed_varlong(buf, pos + 1)  # after attributes
-            pos += 1 + size
-            offset_delta, size = read_varint(buf, pos)  # the log assigns offsets itself
-            pos += size
-            in_order &= offset_delta == n
-            key_length, size = read_varint(buf, pos)
-            pos += size
-            if key_length < 0:
-                key = _null_field(key_length)
-            else:
-                key = buf[pos : pos + key_length]
-                pos += key_length
-            value_length, size = read_varint(buf, pos)
-            pos += size
-            if value_length < 0:
-                value = _null_field(value_length)
-            else:
-                value = buf[pos : pos + value_length]
-                pos += value_length
-            header_count, size = read_varint(buf, pos)
-            pos += size
-            headers = None
-            if header_count:
-                decoded, pos = _read_headers(buf, pos, header_count)
-                headers = encode_headers(decoded)
-            if pos != record_end:
-                raise CorruptRecord(
-                    f"record fields end at byte {pos}, its length says byte {record_end}"
-                )
-            append((first_timestamp + timestamp_delta, key, value, headers))
-    except (DecodeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        for n, record in enumerate(aiokafka.DefaultRecordBatch(header + records)):
+            headers = record.headers
+            append((record.timestamp, record.key, record.value,
+                    encode_headers(headers) if headers else None))
+            in_order &= record.offset == n
+    except (aiokafka.CorruptRecordException, ValueError) as exc:  # a bad UTF-8 header key
         raise CorruptRecord(f"record batch is malformed: {exc}") from None
-    if pos != stop:
-        raise CorruptRecord(f"{stop - pos} unexpected bytes after the last record of a batch")
     return tuple(rows), in_order
 
 
-def _null_field(length: int) -> None:
-    if length != -1:
-        raise CorruptRecord(f"invalid field length {length} in a record")
-
-
-def _read_headers(buf: bytes, pos: int, count: int) -> tuple[Headers, int]:
-    if count < 0:
-        raise CorruptRecord(f"invalid header count {count} in a record")
-    headers = []
-    for _ in range(count):
-        key_length, size = read_signed_varint(buf, pos)
-        pos += size
-        if key_length < 0:
-            raise CorruptRecord("record header with a null or negative-length key")
-        key = buf[pos : pos + key_length].decode()
-        pos += key_length
-        value_length, size = read_signed_varint(buf, pos)
-        pos += size
-        if value_length < 0:
-            value = _null_field(value_length)
-        else:
-            value = buf[pos : pos + value_length]
-            pos += value_length
-        headers.append((key, value))
-    return tuple(headers), pos
+_PLAIN_HEADER = struct.Struct(_HEAD.format + _TAIL.format[1:])
 
 
 def encode_batch(
@@ -350,7 +300,7 @@ def encode_batch(
         attributes = _TIMESTAMP_TYPES[timestamp_type]
     except KeyError:
         raise ValueError(f"timestamp_type must be one of {sorted(_TIMESTAMP_TYPES)}") from None
-    builder = _batch_builder()(
+    builder = _aiokafka().DefaultRecordBatchBuilder(
         2, 0, 0, producer_id, producer_epoch, base_sequence, _UNLIMITED
     )
     append = builder.append
@@ -373,12 +323,16 @@ _CRC = struct.Struct(">I")
 
 
 @functools.cache
-def _batch_builder() -> type:
-    """aiokafka's DefaultRecordBatchBuilder, imported on first use: importing aiokafka
-    takes about 0.2 s, which command-line tools that never encode a batch should not pay."""
-    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+def _aiokafka() -> SimpleNamespace:
+    """aiokafka's compiled batch reader and builder, imported on first use: importing
+    aiokafka takes about 0.2 s, which command-line tools that never touch a batch should
+    not pay."""
+    from aiokafka.errors import CorruptRecordException
+    from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-    return DefaultRecordBatchBuilder
+    return SimpleNamespace(DefaultRecordBatch=DefaultRecordBatch,
+                           DefaultRecordBatchBuilder=DefaultRecordBatchBuilder,
+                           CorruptRecordException=CorruptRecordException)
 
 
 def _header_list(headers: Headers | str) -> list[tuple[str, bytes | None]]:
