@@ -22,6 +22,7 @@ from actors.partition import offline_error
 from eventstore.errors import KafkaError, KafkaStorageError, OffsetOutOfRange
 from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.fetchresponse import PartitionAnswer, encode_fetch_response
 from eventstore.kafka.protocol import Request, make_response
 from eventstore.kafka.recordbatch import encode_batch
 from eventstore.storage.log import LogReader, LogView, check_offset
@@ -268,23 +269,15 @@ async def handle_fetch(ctx: BrokerContext, session: FetchSession, request: Reque
         following = _next_wanted(wanted, results)
         if pending_records(states, following) > _INLINE_RECORDS:  # a consumer catching up
             session.read_ahead(states, following, max_bytes)
-    topics: dict[str, list[dict]] = {}
+    topics: dict[str, list[PartitionAnswer]] = {}
     for r in results:
         if r.record_count:  # counted once, as answered (a long poll collects again)
             states[(r.topic, r.partition)].stats.add_fetched(r.record_count, len(r.records))
-        topics.setdefault(r.topic, []).append({
-            "partition_index": r.partition,
-            "error_code": r.error.code if r.error else 0,
-            "high_watermark": r.high_watermark,
-            "last_stable_offset": r.high_watermark,
-            "log_start_offset": r.log_start_offset,
-            "preferred_read_replica": -1,
-            "records": r.records,
-        })
-    return make_response(
-        request,
-        responses=[{"topic": t, "partitions": parts} for t, parts in topics.items()],
-    )
+        topics.setdefault(r.topic, []).append(PartitionAnswer(
+            r.partition, r.error.code if r.error else 0, r.high_watermark,
+            r.log_start_offset, r.records))
+    return encode_fetch_response(request.correlation_id, request.api_version,
+                                 list(topics.items()))
 
 
 def list_offset(state: Any, reader: LogReader, timestamp: int) -> tuple[int, int]:

@@ -296,8 +296,8 @@ class KafkaListener:
             log.exception("connection closed: %s v%d request failed; peer=%s",
                           api_name(request.api_key), request.api_version, peer)
             return _CLOSE
-        if body is None:
-            return None
+        if body is None or isinstance(body, bytes):  # no answer, or one encoded already
+            return body
         return encode_response(request, body)
 
 

@@ -53,7 +53,8 @@ class Session:
         return api_versions_response(request.api_version)
 
     async def handle(self, request: Request) -> Any:
-        """The response body for ``request`` (None when the client wants no answer)."""
+        """The response body for ``request`` (None when the client wants no answer), or
+        the whole response frame already encoded (bytes: Fetch, see fetchresponse.py)."""
         return await self._routes[request.api_key](request)
 
     def close(self) -> None:
