@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventstore.errors import (
+    CorruptLog,
     InvalidConfig,
     InvalidPartitions,
     InvalidRecord,
@@ -534,3 +535,20 @@ def test_a_deferred_checkpoint_runs_when_its_owner_asks(data_dir: str) -> None:
     reopened = PartitionLog.open(log.directory, log.config)
     assert [row[3][0] for row in reopened.read(59_999, 2)] == [59, 60]
     reopened.close()
+
+
+@pytest.mark.parametrize("rows", [
+    [(T0, None, b"v", None)] * 3,  # inserted from an array
+    [(T0 + n, b"k%d" % n, b"v", None) for n in range(3)],  # row by row
+])
+def test_an_append_after_rows_the_metadata_does_not_know_is_refused(
+    data_dir: str, rows: list[AppendRow]
+) -> None:
+    log = open_log(data_dir)
+    log.append(batch(2))
+    stray = apsw.Connection(log.segments()[-1].path)
+    stray.execute("INSERT INTO records VALUES (2, ?, NULL, x'00', NULL)", (T0,))
+    stray.close()
+    with pytest.raises(CorruptLog, match="do not continue at offset 2"):
+        log.append(rows)
+    log.close()

@@ -51,10 +51,13 @@ _TIMESTAMP_KEY_HEADERS = itemgetter(0, 1, 3)
 _VALUE = itemgetter(2)
 
 
-def insert_rows(conn: apsw.Connection, rows: Sequence[AppendRow], base: int, now_ms: int
-                ) -> tuple[int, int, int] | None:
-    """Insert ``rows`` at offsets ``base``, ``base + 1``, ...; a None timestamp is ``now_ms``.
+def insert_rows(conn: apsw.Connection, rows: Sequence[AppendRow], first_offset: int | None,
+                now_ms: int) -> tuple[int, int, int] | None:
+    """Insert ``rows`` after the table's last row; a None timestamp is ``now_ms``.
 
+    SQLite numbers the rows (offset is the rowid), so that the caller can check they
+    continue where the segment's metadata says; only into an empty table, which SQLite
+    would number from 1, the first offset is named (``first_offset``, else None).
     Returns (min timestamp, max timestamp, bytes) of the rows when the insert could count
     them for free, else None (the caller asks SQLite).
 
@@ -68,8 +71,8 @@ def insert_rows(conn: apsw.Connection, rows: Sequence[AppendRow], base: int, now
     runs = None if None in values else _runs(rows)
     if runs is None:
         timestamp = f"coalesce(?1, {int(now_ms)})"
-        # the first offset named, the rest numbered by SQLite (an empty table would say 1)
-        conn.execute(f"INSERT INTO records VALUES (?5, {timestamp}, ?2, ?3, ?4)", (*rows[0], base))
+        conn.execute(f"INSERT INTO records VALUES (?5, {timestamp}, ?2, ?3, ?4)",
+                     (*rows[0], first_offset))
         conn.executemany(
             f"INSERT INTO records (timestamp, key, value, headers)"
             f" VALUES ({timestamp}, ?2, ?3, ?4)",
@@ -82,10 +85,10 @@ def insert_rows(conn: apsw.Connection, rows: Sequence[AppendRow], base: int, now
     for (timestamp, key, headers), count in runs:
         stamps.append(now_ms if timestamp is None else timestamp)
         size += count * ((len(key) if key else 0) + (len(headers.encode()) if headers else 0))
-        conn.execute(
+        conn.execute(  # ?1 NULL: SQLite numbers the row
             "INSERT INTO records SELECT ?1 + rowid - 1, coalesce(?2, ?3), ?4, value, ?5"
             " FROM carray(?6)",
-            (base + start, timestamp, now_ms, key, headers,
+            (first_offset if start == 0 else None, timestamp, now_ms, key, headers,
              apsw.carray(values, start=start, stop=start + count)),
         )
         start += count
@@ -427,7 +430,8 @@ class ActiveSegment:
         info = self.info
         base = info.next_offset
         with storage_errors(info.path), self._conn:
-            counted = insert_rows(self._conn, rows, base, now_ms)
+            counted = insert_rows(
+                self._conn, rows, base if base == info.base_offset else None, now_ms)
             last = base + len(rows) - 1
             if self._conn.last_insert_rowid() != last:
                 raise CorruptLog(f"{info.path}: records do not continue at offset {base}")
