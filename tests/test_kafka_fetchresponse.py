@@ -7,14 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore.kafka.fetchresponse import (
+    FETCH,
     FIRST_VERSION,
     LAST_VERSION,
     PartitionAnswer,
     encode_fetch_response,
 )
 from eventstore.kafka.protocol import SUPPORTED_APIS, Request, encode_response, make_response
-
-FETCH = 1
 
 answers = st.builds(
     PartitionAnswer,

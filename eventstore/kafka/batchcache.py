@@ -35,7 +35,7 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 @dataclass
 class _Partition:
     bases: list[int] = field(default_factory=list)  # sorted
-    batches: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # base: (last, data)
+    batches: dict[int, tuple[int, bytearray]] = field(default_factory=dict)  # base: (last, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class RecentBatches:
             if base_offset in kept.batches:
                 return
             bisect.insort(kept.bases, base_offset)
-            kept.batches[base_offset] = (last_offset, bytes(data))
+            kept.batches[base_offset] = (last_offset, data)  # never changed again
             self._order.append((weakref.ref(partition), base_offset, len(data)))
             self.bytes += len(data)
             while self.bytes > self.max_bytes:

@@ -170,11 +170,19 @@ def encode_response(request: Request | UnsupportedApiVersion, body: ResponsePayl
             f"{type(body).__name__} v{body.__version__} cannot answer "
             f"{api_name(request.api_key)} v{request.api_version}"
         )
-    header_type = body.__header_schema__
+    write_body = entity_writer(type(body))
+    return encode_frame(request.correlation_id, body.__header_schema__,
+                        lambda buffer: write_body(buffer, body))
+
+
+def encode_frame(correlation_id: int, header_type: type, write_body: Callable[[io.BytesIO], None]
+                 ) -> bytes:
+    """A response frame: its 4-byte size, a header of ``header_type``, then whatever
+    ``write_body`` writes."""
     buffer = io.BytesIO()
     buffer.write(bytes(_SIZE.size))
-    entity_writer(header_type)(buffer, header_type(correlation_id=request.correlation_id))
-    entity_writer(type(body))(buffer, body)
+    entity_writer(header_type)(buffer, header_type(correlation_id=correlation_id))
+    write_body(buffer)
     with buffer.getbuffer() as frame:
         _SIZE.pack_into(frame, 0, len(frame) - _SIZE.size)
     return buffer.getvalue()

@@ -67,9 +67,9 @@ def insert_rows(conn: apsw.Connection, rows: Sequence[AppendRow], first_offset: 
     GIL: about half the cost of binding each row from Python, and the caller's thread
     (a producer filling the next batch) runs meanwhile. Other batches are bound row by row.
     """
-    values = tuple(map(_VALUE, rows))
-    runs = None if None in values else _runs(rows)
-    if runs is None:
+    runs = _runs(rows)
+    values = () if runs is None else tuple(map(_VALUE, rows))
+    if runs is None or None in values:
         timestamp = f"coalesce(?1, {int(now_ms)})"
         conn.execute(f"INSERT INTO records VALUES (?5, {timestamp}, ?2, ?3, ?4)",
                      (*rows[0], first_offset))
