@@ -33,6 +33,7 @@ from actors.partition import (
     offline_error,
 )
 from actors.runtime import Actor, Scheduler, stop_actor, tell_if_alive
+from eventstore.config import ServerConfig, TopicConfig, validate_topic_config
 from eventstore.errors import (
     InvalidPartitions,
     KafkaError,
@@ -41,7 +42,6 @@ from eventstore.errors import (
     UnknownTopicOrPartition,
 )
 from eventstore.storage.catalog import Catalog, TopicInfo, partition_dir, validate_topic_name
-from eventstore.storage.config import ServerConfig, TopicConfig, validate_topic_config
 from eventstore.storage.log import PartitionLog, wall_clock_ms
 
 log = logging.getLogger(__name__)

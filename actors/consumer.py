@@ -9,7 +9,7 @@ as a high watermark moves, without a busy loop.
 
 With ``subscribe`` the consumer is a Kafka-style client of the group coordinator: it
 joins (JoinGroup), the member elected leader runs the group's assignor
-(``eventstore.assignors``) and hands every member its partitions (SyncGroup). Joining
+(``eventstore.groups.assignors``) and hands every member its partitions (SyncGroup). Joining
 happens in the polling thread, where the rebalance listener runs too, so a user can
 commit before giving a partition up. The :class:`ConsumerActor` sends heartbeats every
 ``heartbeat_interval_ms`` and performs ``commit_async`` commits; when a heartbeat says the
@@ -41,17 +41,6 @@ from actors.coordinator import (
 )
 from actors.partition import PartitionState, TopicPartition
 from actors.runtime import Actor, Scheduler, Timer, stop_actor, tell_if_alive
-from eventstore import assignors
-from eventstore.consumer_protocol import (
-    PROTOCOL_TYPE,
-    Assignment,
-    Subscription,
-    decode_assignment,
-    decode_subscription,
-    encode_assignment,
-    encode_sticky_user_data,
-    encode_subscription,
-)
 from eventstore.errors import (
     IllegalGeneration,
     IllegalState,
@@ -66,6 +55,17 @@ from eventstore.errors import (
     UnknownMemberId,
     UnknownTopicOrPartition,
     error_for_code,
+)
+from eventstore.groups import assignors
+from eventstore.groups.consumer_protocol import (
+    PROTOCOL_TYPE,
+    Assignment,
+    Subscription,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+    encode_sticky_user_data,
+    encode_subscription,
 )
 from eventstore.storage.log import LogReader, LogView
 from eventstore.storage.records import RECORD_OVERHEAD, Headers, StoredRow, decode_headers

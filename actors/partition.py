@@ -40,8 +40,8 @@ from typing import NamedTuple, ParamSpec, TypeVar
 import pykka
 
 from actors.runtime import Actor, Scheduler, Timer, tell_if_alive
+from eventstore.config import TopicConfig
 from eventstore.errors import KafkaError, KafkaStorageError
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import LogView, PartitionLog, wall_clock_ms
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
 from eventstore.storage.segment import AppendResult

@@ -30,9 +30,9 @@ from actors.metrics import SNAPSHOT_TIMEOUT_S, MetricsActor, MetricsSnapshot
 from actors.partition import TopicPartition
 from actors.producer import Producer
 from actors.runtime import Actor, Scheduler, stop_actor
-from eventstore.consumer_protocol import decode_assignment
+from eventstore.config import ServerConfig
 from eventstore.errors import KafkaError, KafkaStorageError
-from eventstore.storage.config import ServerConfig
+from eventstore.groups.consumer_protocol import decode_assignment
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import signal
 import socket
 
 from actors.system import ActorSystem
+from eventstore.config import ServerConfig
 from eventstore.errors import CorruptLog
 from eventstore.http import HttpEndpoint
 from eventstore.kafka.context import BrokerContext
@@ -24,7 +25,6 @@ from eventstore.kafka.session import Session
 from eventstore.logs import setup_logging
 from eventstore.settings import ServeSettings
 from eventstore.storage.catalog import Catalog
-from eventstore.storage.config import ServerConfig
 from eventstore.storage.lock import DataDirLock
 
 log = logging.getLogger("eventstore.service")

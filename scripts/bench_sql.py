@@ -34,11 +34,11 @@ from collections.abc import Callable, Iterator
 
 import apsw
 
+from eventstore.config import TopicConfig
 from eventstore.sql import SqlEngine
-from eventstore.sql.files import readonly_uri
 from eventstore.storage.catalog import CATALOG_FILE, Catalog, partition_dir
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import PartitionLog
+from eventstore.storage.readonly import readonly_uri
 from eventstore.storage.segment import parse_segment_name
 
 BATCH = 5_000

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from benchlib import bare_table
 
-from eventstore.storage.config import TopicConfig
+from eventstore.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.records import AppendRow
 from eventstore.storage.segment import open_readonly

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from serverproc import ServerProcess  # noqa: E402
 
 from eventstore.sql import SqlEngine  # noqa: E402
-from eventstore.verify import verify  # noqa: E402
+from eventstore.storage.verify import verify  # noqa: E402
 
 TOPIC = "crash"
 GROUP = "crash-loop"

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from reliability import create_topic, rss_kib, serves  # noqa: E402
 from serverproc import KafkaConnection, ServerProcess  # noqa: E402
 
-from eventstore.kafka.recordbatch import encode_batch  # noqa: E402
+from eventstore.kafka.codec.recordbatch import encode_batch  # noqa: E402
 from eventstore.storage.records import LogRecord  # noqa: E402
 
 TOPIC = "fuzz"

@@ -19,9 +19,9 @@ from types import ModuleType
 
 from serverproc import KafkaConnection, ServerProcess
 
-from eventstore.kafka.recordbatch import decode_batches, encode_batch
+from eventstore.config import TopicConfig
+from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.storage.catalog import Catalog, partition_dir
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.records import LogRecord
 

@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
-from eventstore.kafka.protocol import build
-from eventstore.kafka.recordbatch import encode_batch
+from eventstore.kafka.codec.protocol import build
+from eventstore.kafka.codec.recordbatch import encode_batch
 from eventstore.storage.records import LogRecord
 
 READY_TIMEOUT_S = 30.0
@@ -326,7 +326,7 @@ class KafkaConnection:
     """One TCP connection speaking Kafka's protocol by hand, request by request.
 
     ``request(api_key, version, **fields)`` builds the kio request from plain values (see
-    ``eventstore.kafka.protocol.build``), sends it and returns the kio response;
+    ``eventstore.kafka.codec.protocol.build``), sends it and returns the kio response;
     ``send_frame`` sends any bytes as one size-prefixed frame.
     """
 

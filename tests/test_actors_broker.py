@@ -13,6 +13,7 @@ import pytest
 
 from actors.broker import Broker
 from actors.runtime import Scheduler, stop_actor
+from eventstore.config import ServerConfig
 from eventstore.errors import (
     InvalidConfig,
     InvalidPartitions,
@@ -22,7 +23,6 @@ from eventstore.errors import (
     UnknownTopicOrPartition,
 )
 from eventstore.storage.catalog import partition_dir
-from eventstore.storage.config import ServerConfig
 from eventstore.storage.log import LogReader
 from eventstore.storage.segment import segment_name
 

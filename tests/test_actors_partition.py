@@ -15,8 +15,8 @@ import pytest
 from actors.broker import Broker
 from actors.partition import PartitionHandle, PartitionState
 from actors.runtime import Scheduler, stop_actor
+from eventstore.config import ServerConfig
 from eventstore.errors import InvalidRecord, KafkaStorageError, RecordTooLarge
-from eventstore.storage.config import ServerConfig
 from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.segment import WAL_CHECKPOINT_PAGES
 

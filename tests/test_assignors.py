@@ -25,8 +25,15 @@ from kafka.protocol.consumer.metadata import (
 )
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
-from eventstore.assignors import ASSIGNORS, assign, range_assign, roundrobin_assign, sticky_assign
-from eventstore.consumer_protocol import (
+from eventstore.errors import InvalidConfig, InvalidRequest
+from eventstore.groups.assignors import (
+    ASSIGNORS,
+    assign,
+    range_assign,
+    roundrobin_assign,
+    sticky_assign,
+)
+from eventstore.groups.consumer_protocol import (
     Assignment,
     Subscription,
     decode_assignment,
@@ -36,7 +43,6 @@ from eventstore.consumer_protocol import (
     encode_sticky_user_data,
     encode_subscription,
 )
-from eventstore.errors import InvalidConfig, InvalidRequest
 
 TOPICS = ("a", "b", "c", "d")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_cli_support import assert_error, assert_ok, cli, table_rows
 
-from eventstore.cli import build_parser
+from eventstore.cli.main import build_parser
 
 
 def test_topics_produce_segments_and_sql(data_dir: str, tmp_path: Path) -> None:

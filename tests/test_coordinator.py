@@ -24,15 +24,6 @@ from actors.coordinator import (
     SyncGroupRequest,
     SyncGroupResult,
 )
-from eventstore.assignors import assign
-from eventstore.consumer_protocol import (
-    Assignment,
-    Subscription,
-    decode_assignment,
-    decode_subscription,
-    encode_assignment,
-    encode_subscription,
-)
 from eventstore.errors import (
     GroupIdNotFound,
     IllegalGeneration,
@@ -47,6 +38,15 @@ from eventstore.errors import (
     RebalanceInProgress,
     UnknownMemberId,
     UnknownTopicOrPartition,
+)
+from eventstore.groups.assignors import assign
+from eventstore.groups.consumer_protocol import (
+    Assignment,
+    Subscription,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+    encode_subscription,
 )
 from eventstore.storage.catalog import Catalog
 

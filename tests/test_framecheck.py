@@ -1,4 +1,4 @@
-"""The request frame check (eventstore/kafka/framecheck.py) against kio and real clients.
+"""The request frame check (eventstore/kafka/codec/framecheck.py) against kio and real clients.
 
 The check must walk every valid frame exactly as kio reads it (ending where kio's read
 ends) and refuse, with InvalidRequest, what kio would choke on: lengths larger than the
@@ -43,8 +43,8 @@ from kio.static.primitive import Records
 from kio.static.protocol import RequestPayload
 
 from eventstore.errors import InvalidRequest
-from eventstore.kafka.framecheck import check_frame
-from eventstore.kafka.protocol import SUPPORTED_APIS, build, decode_request
+from eventstore.kafka.codec.framecheck import check_frame
+from eventstore.kafka.codec.protocol import SUPPORTED_APIS, build, decode_request
 
 # kio registers strategies for its own types, records excepted (plain bytes to its writer).
 st.register_type_strategy(Records, st.binary(max_size=64))
@@ -135,8 +135,8 @@ def array_fields(entity_type: type) -> Iterator[tuple[type, str, bool]]:
 DECODER = """
 import struct, sys
 from eventstore.errors import InvalidRequest
-from eventstore.kafka.framecheck import check_frame
-from eventstore.kafka.protocol import UnsupportedApiVersion, decode_request
+from eventstore.kafka.codec.framecheck import check_frame
+from eventstore.kafka.codec.protocol import UnsupportedApiVersion, decode_request
 from kio.index import load_request_schema
 from kio.serial import entity_reader
 

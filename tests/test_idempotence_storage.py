@@ -12,6 +12,7 @@ import os
 import apsw
 import pytest
 
+from eventstore.config import TopicConfig
 from eventstore.errors import (
     DuplicateSequenceNumber,
     InvalidProducerEpoch,
@@ -19,7 +20,6 @@ from eventstore.errors import (
     OutOfOrderSequenceNumber,
 )
 from eventstore.storage import producer_state
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.producer_state import SEQUENCE_MODULUS
 from eventstore.storage.records import AppendRow, ProducerBatchInfo

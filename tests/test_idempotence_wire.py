@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 from serverproc import KafkaConnection, ServerProcess
 from test_idempotence_storage import segment_rows
 
-from eventstore.kafka.recordbatch import encode_batch
+from eventstore.kafka.codec.recordbatch import encode_batch
 from eventstore.storage.records import LogRecord
 
 TIMEOUT_S = 30

@@ -48,7 +48,7 @@ from eventstore.errors import (
     UnknownTopicOrPartition,
 )
 from eventstore.errors import UnsupportedVersion as UnsupportedVersionError
-from eventstore.kafka.protocol import (
+from eventstore.kafka.codec.protocol import (
     SUPPORTED_APIS,
     Request,
     UnsupportedApiVersion,
@@ -58,7 +58,7 @@ from eventstore.kafka.protocol import (
     encode_response,
     make_response,
 )
-from eventstore.kafka.recordbatch import decode_batches, encode_batch
+from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.storage.records import LogRecord, Record, encode_headers
 
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

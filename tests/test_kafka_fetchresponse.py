@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventstore.kafka.fetchresponse import (
+from eventstore.kafka.codec.fetchresponse import (
     FETCH,
     FIRST_VERSION,
     LAST_VERSION,
     PartitionAnswer,
     encode_fetch_response,
 )
-from eventstore.kafka.protocol import SUPPORTED_APIS, Request, encode_response, make_response
+from eventstore.kafka.codec.protocol import SUPPORTED_APIS, Request, encode_response, make_response
 
 answers = st.builds(
     PartitionAnswer,

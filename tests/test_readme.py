@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventstore.storage.config import SERVER_KEYS, TOPIC_KEYS
+from eventstore.config import SERVER_KEYS, TOPIC_KEYS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 

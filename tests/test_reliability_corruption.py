@@ -36,7 +36,7 @@ from reliability import (
 from serverproc import KafkaConnection, ServerFailed, ServerProcess, eventstore_command
 
 from eventstore.storage.catalog import CATALOG_FILE
-from eventstore.verify import verify
+from eventstore.storage.verify import verify
 
 TOPIC = "t"
 RECORDS = 300

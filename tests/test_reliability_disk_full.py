@@ -26,7 +26,7 @@ from reliability import (
 )
 from serverproc import KafkaConnection, ServerProcess, wait_until
 
-from eventstore.verify import verify
+from eventstore.storage.verify import verify
 
 SIZE = "16m"
 LEFT_FREE = 1 << 20

@@ -7,7 +7,7 @@
   stalls, one that never sends anything, and more connections than ``max.connections``,
   while another client keeps producing and fetching through all of it.
 - Two frames that kio alone mishandles (a huge compact array length, a null array where
-  the schema has none) are refused as invalid requests: eventstore/kafka/framecheck.py
+  the schema has none) are refused as invalid requests: eventstore/kafka/codec/framecheck.py
   checks every frame before kio reads it (tests/test_framecheck.py tests the check).
 """
 
@@ -26,7 +26,7 @@ from reliability import create_topic, fetch, load_script, produce, serves
 from serverproc import KafkaConnection, ServerProcess, wait_until
 
 from eventstore.errors import InvalidRequest
-from eventstore.kafka.protocol import decode_request
+from eventstore.kafka.codec.protocol import decode_request
 
 FUZZ_SECONDS = 15.0
 RSS_GROWTH_BOUND_MIB = 100  # generous: a fuzz run grows the server by ~10 MiB
@@ -57,7 +57,7 @@ def test_fuzzed_frames_never_crash_or_hang_the_server(serve) -> None:
 def test_a_huge_compact_array_length_does_not_kill_the_decoder() -> None:
     """kio's native reader allocates what an array length claims before reading it; the
     frame check refuses this 60-byte request before kio would abort the process."""
-    decoding = ("import sys\nfrom eventstore.kafka.protocol import decode_request\n"
+    decoding = ("import sys\nfrom eventstore.kafka.codec.protocol import decode_request\n"
                 "try:\n    decode_request(sys.stdin.buffer.read())\n"
                 "except Exception as error:\n    print(type(error).__name__)")
     done = subprocess.run([sys.executable, "-c", decoding], input=JOIN_GROUP_HUGE_ARRAY,

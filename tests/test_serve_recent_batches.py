@@ -16,7 +16,7 @@ from kafka.admin import NewTopic
 from serverproc import ServerProcess
 
 from eventstore.kafka.batchcache import RecentBatches
-from eventstore.kafka.recordbatch import decode_batches, encode_batch
+from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.storage.records import LogRecord
 
 T0 = 1_700_000_000_000

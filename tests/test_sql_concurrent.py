@@ -10,10 +10,10 @@ import sys
 import pytest
 from test_sql_data import append_batches, create_topic
 
+from eventstore.config import TopicConfig
 from eventstore.errors import CorruptLog
 from eventstore.sql import SqlEngine
 from eventstore.storage.catalog import partition_dir
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 
 BATCH = 7
@@ -21,7 +21,7 @@ BATCH = 7
 # Appends batches of BATCH records whose value is their offset, until its stdin closes.
 WRITER = """
 import select, sys
-from eventstore.storage.config import TopicConfig
+from eventstore.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 
 log = PartitionLog.open(sys.argv[1], TopicConfig(segment_bytes=3000), create=True)

@@ -12,8 +12,8 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from eventstore.config import TopicConfig
 from eventstore.storage.catalog import Catalog, CommittedOffset, partition_dir
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.records import AppendRow
 

@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_sql_data import Clock, append_batches, commit, create_topic, read_log
 
+from eventstore.config import TopicConfig
 from eventstore.errors import InvalidRequest
 from eventstore.sql import SqlEngine
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.records import encode_headers
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from eventstore.storage.config import TopicConfig
+from eventstore.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 
 KILLS = 8
@@ -28,7 +28,7 @@ TIMEOUT_S = 30.0
 
 CHILD = """
 import sys
-from eventstore.storage.config import TopicConfig
+from eventstore.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 
 directory, batch_id = sys.argv[1], int(sys.argv[2])

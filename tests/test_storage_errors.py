@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from eventstore.config import TopicConfig
 from eventstore.errors import (
     CorruptLog,
     InvalidConfig,
@@ -23,7 +24,6 @@ from eventstore.errors import (
     UnsupportedSchemaVersion,
 )
 from eventstore.storage.catalog import CATALOG_FILE, Catalog, validate_topic_name
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 
 SMALL_SEGMENTS = TopicConfig.from_mapping({"segment.bytes": 300})

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from eventstore.config import TopicConfig
 from eventstore.errors import (
     CorruptLog,
     InvalidConfig,
@@ -21,7 +22,6 @@ from eventstore.errors import (
     UnknownTopicOrPartition,
 )
 from eventstore.storage.catalog import Catalog, CommittedOffset
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.records import RECORD_OVERHEAD, AppendRow
 from eventstore.storage.segment import WAL_CHECKPOINT_PAGES, finish_seal, is_wal_mode

@@ -25,8 +25,8 @@ from hypothesis.stateful import (
     rule,
 )
 
+from eventstore.config import TopicConfig
 from eventstore.errors import OffsetOutOfRange
-from eventstore.storage.config import TopicConfig
 from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.records import StoredRow, encode_headers, record_size
 from eventstore.storage.segment import is_wal_mode

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from eventstore.storage.config import TopicConfig
+from eventstore.config import TopicConfig
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.records import AppendRow
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from eventstore.errors import InvalidRequest
-from eventstore.kafka.protocol import (
+from eventstore.kafka.codec.protocol import (
     API_VERSIONS,
     Request,
     UnsupportedApiVersion,

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from eventstore.kafka import admin, fetch, groups, produce, producer_ids
+from eventstore.kafka.codec.protocol import API_VERSIONS, Request, api_versions_response
 from eventstore.kafka.context import BrokerContext
-from eventstore.kafka.protocol import API_VERSIONS, Request, api_versions_response
+from eventstore.kafka.handlers import admin, fetch, groups, produce, producer_ids
 
 
 class Session:

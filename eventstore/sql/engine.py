@@ -17,7 +17,7 @@ from typing import Any
 import apsw
 
 from eventstore.errors import InvalidRequest, KafkaError, KafkaStorageError
-from eventstore.sql import records
+from eventstore.sql import records_table
 from eventstore.sql.coerce import Affinity, Row, SqlValue
 from eventstore.sql.guard import READ_ONLY, check_statement, checked_cursor, make_read_only
 from eventstore.sql.info_tables import INFO_TABLES, InfoTable
@@ -104,7 +104,8 @@ class SqlEngine:
         self._affinity = Affinity()
         scope = SnapshotScope(self._reader)
         self.connection = apsw.Connection(":memory:")
-        tables = [(records.SCHEMA, "records", records.RecordsTable(scope, self._affinity))]
+        records = records_table.RecordsTable(scope, self._affinity)
+        tables = [(records_table.SCHEMA, "records", records)]
         tables += [(spec.schema, spec.name, InfoTable(spec, scope)) for spec in INFO_TABLES]
         for schema, name, table in tables:
             self.connection.create_module(

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import apsw
 
-from eventstore.sql.files import open_database, reading
 from eventstore.storage.catalog import (
     CATALOG_FILE,
     Catalog,
@@ -26,6 +25,7 @@ from eventstore.storage.catalog import (
     TopicInfo,
     partition_dir,
 )
+from eventstore.storage.readonly import open_database, reading
 from eventstore.storage.schema import check_schema_version
 from eventstore.storage.segment import SegmentInfo, parse_segment_name, read_info, segment_name
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import apsw
 
+from eventstore.config import validate_topic_config
 from eventstore.errors import (
     CorruptLog,
     InvalidPartitions,
@@ -23,7 +24,6 @@ from eventstore.errors import (
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
-from eventstore.storage.config import validate_topic_config
 from eventstore.storage.schema import check_schema_version, create_schema
 from eventstore.storage.segment import check_integrity, parse_segment_name, storage_errors
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import apsw
 
+from eventstore.config import ServerConfig, TopicConfig
 from eventstore.errors import CorruptLog, InvalidRecord, OffsetOutOfRange
-from eventstore.storage.config import ServerConfig, TopicConfig
 from eventstore.storage.producer_state import ProducerStateTable, load_producer_state
 from eventstore.storage.records import AppendRow, ProducerBatchInfo, StoredRow
 from eventstore.storage.segment import (

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from eventstore.commands.base import Target
+from eventstore.cli.commands.base import Target
 from eventstore.errors import GroupIdNotFound, UnknownTopicOrPartition
 
 TopicPartition = tuple[str, int]
@@ -117,11 +117,11 @@ def partition_count(target: Target, topic: str) -> int:
 def open_cluster(target: Target, *, writing: bool = False) -> Iterator[Cluster]:
     """The target's Cluster, closed afterwards; ``writing`` locks a data directory."""
     if target.bootstrap_server:
-        from eventstore.commands.wire import WireCluster
+        from eventstore.cli.commands.wire import WireCluster
 
         cluster: Cluster = WireCluster(target.bootstrap_server)
     else:
-        from eventstore.commands.local import LocalCluster
+        from eventstore.cli.commands.local import LocalCluster
 
         cluster = LocalCluster(target.data_dir, writing=writing)
     try:
@@ -140,7 +140,7 @@ def check_partition(topic: str, partition: int, count: int) -> None:
 def target_errors(target: Target) -> contextlib.AbstractContextManager[None]:
     """Turns a wire client's exceptions into eventstore's errors (nothing to do locally)."""
     if target.bootstrap_server:
-        from eventstore.commands.wire import wire_errors
+        from eventstore.cli.commands.wire import wire_errors
 
         return wire_errors(target.bootstrap_server)
     return contextlib.nullcontext()

@@ -22,12 +22,12 @@ from eventstore.errors import (
     InvalidRequiredAcks,
     KafkaError,
 )
+from eventstore.kafka.codec.protocol import Request, make_response
+from eventstore.kafka.codec.recordbatch import DecodedBatch, decode_batches
 from eventstore.kafka.context import BrokerContext
-from eventstore.kafka.protocol import Request, make_response
-from eventstore.kafka.recordbatch import DecodedBatch, decode_batches
 from eventstore.storage.records import ProducerBatchInfo
 
-log = logging.getLogger("eventstore.kafka.produce")
+log = logging.getLogger("eventstore.kafka.handlers.produce")
 
 
 def producer_info(batch: DecodedBatch) -> ProducerBatchInfo | None:

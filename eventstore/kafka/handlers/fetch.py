@@ -21,14 +21,14 @@ from typing import Any
 from actors.partition import offline_error
 from eventstore.errors import KafkaError, KafkaStorageError, OffsetOutOfRange
 from eventstore.kafka.batchcache import RecentBatches
+from eventstore.kafka.codec.fetchresponse import PartitionAnswer, encode_fetch_response
+from eventstore.kafka.codec.protocol import Request, make_response
+from eventstore.kafka.codec.recordbatch import encode_batch
 from eventstore.kafka.context import BrokerContext
-from eventstore.kafka.fetchresponse import PartitionAnswer, encode_fetch_response
-from eventstore.kafka.protocol import Request, make_response
-from eventstore.kafka.recordbatch import encode_batch
 from eventstore.storage.log import LogReader, LogView, check_offset
 from eventstore.storage.records import StoredRow
 
-log = logging.getLogger("eventstore.kafka.fetch")
+log = logging.getLogger("eventstore.kafka.handlers.fetch")
 
 # a fetch's record count is bounded by its bytes; this only caps one read call
 _MAX_RECORDS_PER_READ = 100_000

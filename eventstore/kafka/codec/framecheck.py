@@ -74,7 +74,7 @@ def check_frame(body_type: type[RequestPayload], frame: bytes) -> int:
     """Where the request in ``frame`` (header and ``body_type`` body) ends.
 
     ``frame`` is a request without its size prefix, as
-    :func:`~eventstore.kafka.protocol.decode_request` gets it, which calls this first.
+    :func:`~eventstore.kafka.codec.protocol.decode_request` gets it, which calls this first.
     Raises InvalidRequest, naming the field, if a length claims more than the frame
     holds, a null is where the schema allows none, a varint runs past 5 bytes, a tagged
     field is unknown, or the frame ends before the request does.

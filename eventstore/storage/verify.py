@@ -24,7 +24,6 @@ import os
 from dataclasses import dataclass, field
 
 from eventstore.errors import KafkaStorageError
-from eventstore.sql.files import open_database, reading
 from eventstore.storage.catalog import (
     CATALOG_FILE,
     Catalog,
@@ -33,6 +32,7 @@ from eventstore.storage.catalog import (
     partition_folders,
 )
 from eventstore.storage.log import check_chain, split_expired
+from eventstore.storage.readonly import open_database, reading
 from eventstore.storage.schema import check_schema_version
 from eventstore.storage.segment import (
     ROW_BYTES_SQL,

@@ -14,8 +14,8 @@ from typing import Any
 
 from actors.coordinator import JoinGroupRequest, SyncGroupRequest
 from eventstore.errors import CoordinatorNotAvailable
+from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.context import NODE_ID, BrokerContext
-from eventstore.kafka.protocol import Request, make_response
 
 GROUP_KEY = 0
 

@@ -1,7 +1,7 @@
 """`eventstore verify`: check every file of a data directory and name each problem's file.
 
 The server opens only metadata at start-up and takes a damaged partition offline when it
-notices; this reads every page and row (see eventstore.verify), read-only, so it is safe
+notices; this reads every page and row (see eventstore.storage.verify), read-only, so it is safe
 on a directory a server is using and on one a crash left. It repairs nothing: the exit
 code says whether anything was found (0 clean, 1 problems).
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from eventstore.commands.base import EXIT_ERROR, EXIT_OK, Target, add_command
-from eventstore.commands.output import print_json, print_line
-from eventstore.verify import verify
+from eventstore.cli.commands.base import EXIT_ERROR, EXIT_OK, Target, add_command
+from eventstore.cli.commands.output import print_json, print_line
+from eventstore.storage.verify import verify
 
 
 def register(commands: argparse._SubParsersAction) -> None:

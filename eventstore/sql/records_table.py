@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import apsw
 
 from eventstore.sql.coerce import FULL_RANGE, Affinity, SqlValue, intersect
-from eventstore.sql.files import reading
 from eventstore.sql.plan import COLUMNS, OFFSET, ScanPlan, best_index, scan_plan
 from eventstore.sql.reader import DataReader, PartitionState
 from eventstore.sql.snapshot import Snapshot, SnapshotScope
+from eventstore.storage.readonly import reading
 
 SCHEMA = (
     "CREATE TABLE records (topic TEXT, partition INTEGER, offset INTEGER, timestamp INTEGER,"

@@ -19,10 +19,10 @@ import logging
 from typing import Any
 
 from eventstore.errors import CoordinatorNotAvailable, InvalidRequest, KafkaError
+from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.context import BrokerContext
-from eventstore.kafka.protocol import Request, make_response
 
-log = logging.getLogger("eventstore.kafka.producer_ids")
+log = logging.getLogger("eventstore.kafka.handlers.producer_ids")
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1

@@ -10,11 +10,11 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from eventstore.commands.base import EXIT_UNAVAILABLE, CliError
-from eventstore.commands.cluster import GroupDetail, PartitionDetail, TopicDetail
+from eventstore.cli.commands.base import EXIT_UNAVAILABLE, CliError
+from eventstore.cli.commands.cluster import GroupDetail, PartitionDetail, TopicDetail
+from eventstore.config import TopicConfig
 from eventstore.errors import DataDirLocked, UnknownTopicOrPartition, error_for_code
 from eventstore.sql import SqlEngine
-from eventstore.storage.config import TopicConfig
 
 if TYPE_CHECKING:  # the embedded store (the actor system) is loaded only by writing commands
     from eventstore.client import EventStore

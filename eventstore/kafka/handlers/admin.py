@@ -11,6 +11,7 @@ import shutil
 from typing import Any
 
 from actors.partition import offline_error
+from eventstore.config import TOPIC_KEYS, validate_topic_config
 from eventstore.errors import (
     InvalidConfig,
     InvalidPartitions,
@@ -18,9 +19,8 @@ from eventstore.errors import (
     InvalidRequest,
     KafkaError,
 )
+from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.context import CLUSTER_ID, NODE_ID, BrokerContext
-from eventstore.kafka.protocol import Request, make_response
-from eventstore.storage.config import TOPIC_KEYS, validate_topic_config
 
 TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4

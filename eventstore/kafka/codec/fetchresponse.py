@@ -26,7 +26,7 @@ from kio.serial.writers import (
     write_nullable_legacy_bytes,
 )
 
-from eventstore.kafka.protocol import encode_frame, load_response_schema
+from eventstore.kafka.codec.protocol import encode_frame, load_response_schema
 
 FETCH = 1
 FIRST_VERSION, LAST_VERSION = 4, 12

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from eventstore.consumer_protocol import Subscription, TopicPartition, decode_sticky_user_data
 from eventstore.errors import InvalidConfig
+from eventstore.groups.consumer_protocol import (
+    Subscription,
+    TopicPartition,
+    decode_sticky_user_data,
+)
 
 Members = Mapping[str, Subscription]
 PartitionCounts = Mapping[str, int]

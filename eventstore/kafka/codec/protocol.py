@@ -27,7 +27,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.static.protocol import RequestPayload, ResponsePayload
 
 from eventstore.errors import InvalidRequest, UnsupportedVersion
-from eventstore.kafka.framecheck import check_frame
+from eventstore.kafka.codec.framecheck import check_frame
 
 API_VERSIONS = 18
 
@@ -121,7 +121,7 @@ def decode_request(frame: bytes) -> Request:
     after the request's end are ignored, as Kafka ignores them: librdkafka 2.x sends three
     stray bytes after an all-topics Metadata v12 request.
 
-    The frame is checked (:func:`~eventstore.kafka.framecheck.check_frame`) before kio
+    The frame is checked (:func:`~eventstore.kafka.codec.framecheck.check_frame`) before kio
     reads it: kio believes array lengths and null arrays, and a single hostile length
     would make it abort the process.
     """

@@ -3,7 +3,7 @@
 Errors a user can cause are one line on stderr naming the problem in Kafka's vocabulary
 and a non-zero exit code, never a traceback.
 
-Each subcommand lives in ``eventstore.commands``; this module only routes to them and
+Each subcommand lives in ``eventstore.cli.commands``; this module only routes to them and
 turns their errors into exit codes (listed in ``EXIT_CODES_HELP``).
 """
 
@@ -15,8 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from eventstore.commands import COMMANDS, verify
-from eventstore.commands.base import (
+from eventstore.cli.commands import COMMANDS, verify
+from eventstore.cli.commands.base import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -120,6 +120,3 @@ def main(argv: Sequence[str] | None = None) -> int:
               " (set EVENTSTORE_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Kafka's wire encodings: request and response framing, frame checks, record batches."""

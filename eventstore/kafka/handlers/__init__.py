@@ -1,0 +1,1 @@
+"""One module per Kafka API (or family of APIs): each answers decoded requests."""
