@@ -33,6 +33,7 @@ from actors.partition import (
     offline_error,
 )
 from actors.runtime import Actor, Scheduler, stop_actor, tell_if_alive
+from eventstore.clock import wall_clock_ms
 from eventstore.config import ServerConfig, TopicConfig, validate_topic_config
 from eventstore.errors import (
     InvalidPartitions,
@@ -42,7 +43,7 @@ from eventstore.errors import (
     UnknownTopicOrPartition,
 )
 from eventstore.storage.catalog import Catalog, TopicInfo, partition_dir, validate_topic_name
-from eventstore.storage.log import PartitionLog, wall_clock_ms
+from eventstore.storage.log import PartitionLog
 
 log = logging.getLogger(__name__)
 

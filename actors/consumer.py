@@ -33,13 +33,8 @@ from typing import Any, NamedTuple
 import pykka
 
 from actors.broker import Broker
-from actors.coordinator import (
-    GroupCoordinator,
-    JoinGroupRequest,
-    JoinGroupResult,
-    SyncGroupRequest,
-)
-from actors.partition import PartitionState, TopicPartition
+from actors.coordinator import GroupCoordinator
+from actors.partition import PartitionState
 from actors.runtime import Actor, Scheduler, Timer, stop_actor, tell_if_alive
 from eventstore.errors import (
     IllegalGeneration,
@@ -67,8 +62,10 @@ from eventstore.groups.consumer_protocol import (
     encode_sticky_user_data,
     encode_subscription,
 )
+from eventstore.groups.messages import JoinGroupRequest, JoinGroupResult, SyncGroupRequest
 from eventstore.storage.log import LogReader, LogView
 from eventstore.storage.records import RECORD_OVERHEAD, Headers, StoredRow, decode_headers
+from eventstore.topic_partition import TopicPartition
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ actor at the earliest one, and every message first runs whatever is already due.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import threading
 import time
@@ -31,16 +30,17 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any
 
 import pykka
 
+from eventstore.clock import wall_clock_ms
+from eventstore.config import CoordinatorConfig
 from eventstore.errors import (
     GroupIdNotFound,
     IllegalGeneration,
     InconsistentGroupProtocol,
-    InvalidConfig,
     InvalidGroupId,
     InvalidSessionTimeout,
     KafkaStorageError,
@@ -52,178 +52,23 @@ from eventstore.errors import (
     UnknownMemberId,
     UnknownTopicOrPartition,
 )
+from eventstore.groups.messages import (
+    CoordinatorStats,
+    GroupDescription,
+    JoinGroupMember,
+    JoinGroupRequest,
+    JoinGroupResult,
+    MemberDescription,
+    SyncGroupRequest,
+    SyncGroupResult,
+)
+from eventstore.groups.state import GroupState
 from eventstore.storage.catalog import Catalog, CommittedOffset
+from eventstore.topic_partition import TopicPartition
 
 log = logging.getLogger(__name__)
 
-TopicPartition = tuple[str, int]
 NO_ERROR = 0
-
-
-def wall_clock_ms() -> int:
-    """Milliseconds since the epoch: the clock commits are stamped with in the catalog."""
-    return time.time_ns() // 1_000_000
-
-
-# -- configuration and messages ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CoordinatorConfig:
-    """Broker settings of the coordinator, under Kafka's names (dots become underscores)."""
-
-    group_initial_rebalance_delay_ms: int = 3000
-    group_min_session_timeout_ms: int = 6000
-    group_max_session_timeout_ms: int = 1800000
-    offsets_retention_minutes: int = 10080
-    offsets_retention_check_interval_ms: int = 600000
-    offset_metadata_max_bytes: int = 4096
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidConfig(f"{_kafka_name(f.name)}: expected a non-negative integer,"
-                                    f" got {value!r}")
-        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
-            raise InvalidConfig("group.min.session.timeout.ms must not exceed"
-                                " group.max.session.timeout.ms")
-        if self.offsets_retention_check_interval_ms < 1:
-            raise InvalidConfig("offsets.retention.check.interval.ms must be at least 1")
-
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any]) -> CoordinatorConfig:
-        """The settings among ``config`` (Kafka's dotted keys, e.g. from ``--set``), checked.
-
-        Values may be integers or their decimal strings. Keys that are not coordinator
-        settings are ignored: the same mapping carries the rest of the server's settings.
-        """
-        values = {}
-        for f in fields(cls):
-            raw = config.get(_kafka_name(f.name))
-            if raw is None:
-                continue
-            try:
-                values[f.name] = int(raw.strip()) if isinstance(raw, str) else raw
-            except ValueError:
-                raise InvalidConfig(f"{_kafka_name(f.name)}: expected a non-negative integer,"
-                                    f" got {raw!r}") from None
-        return cls(**values)
-
-
-def _kafka_name(field_name: str) -> str:
-    return field_name.replace("_", ".")
-
-
-class GroupState(enum.StrEnum):
-    """Kafka's group states, with Kafka's names (what DescribeGroups and ListGroups show)."""
-
-    EMPTY = "Empty"
-    PREPARING_REBALANCE = "PreparingRebalance"
-    COMPLETING_REBALANCE = "CompletingRebalance"
-    STABLE = "Stable"
-    DEAD = "Dead"
-
-
-@dataclass(frozen=True, kw_only=True)
-class JoinGroupRequest:
-    """One member's JoinGroup: who it is and the protocols (name, opaque metadata) it offers.
-
-    ``member_id`` is '' for a member joining for the first time. With
-    ``require_known_member_id`` (JoinGroup v4+, KIP-394) such a member is first answered
-    MEMBER_ID_REQUIRED with its new id, and must join again with it.
-    ``rebalance_timeout_ms`` is the consumer's ``max.poll.interval.ms`` (JoinGroup v0 has
-    none: pass the session timeout).
-    """
-
-    group_id: str
-    member_id: str = ""
-    group_instance_id: str | None = None
-    client_id: str = ""
-    client_host: str = ""
-    session_timeout_ms: int = 45000
-    rebalance_timeout_ms: int = 300000
-    protocol_type: str = "consumer"
-    protocols: tuple[tuple[str, bytes], ...] = ()
-    require_known_member_id: bool = False
-
-
-class JoinGroupMember(NamedTuple):
-    """A member as the leader sees it: its id and its metadata for the chosen protocol."""
-
-    member_id: str
-    group_instance_id: str | None
-    metadata: bytes
-
-
-@dataclass(frozen=True)
-class JoinGroupResult:
-    """JoinGroup's answer; ``members`` is filled for the leader only."""
-
-    error_code: int
-    generation_id: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader_id: str = ""
-    member_id: str = ""
-    members: tuple[JoinGroupMember, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class SyncGroupRequest:
-    """SyncGroup; the leader sends every member's assignment, the others send none.
-
-    ``protocol_type`` and ``protocol_name`` (SyncGroup v5) are checked when given.
-    """
-
-    group_id: str
-    generation_id: int
-    member_id: str
-    assignments: tuple[tuple[str, bytes], ...] = ()
-    group_instance_id: str | None = None
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-
-
-@dataclass(frozen=True)
-class SyncGroupResult:
-    """SyncGroup's answer: this member's assignment as the leader encoded it."""
-
-    error_code: int
-    assignment: bytes = b""
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-
-
-@dataclass(frozen=True)
-class MemberDescription:
-    """A member as DescribeGroups shows it (metadata and assignment only when Stable)."""
-
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    metadata: bytes
-    assignment: bytes
-
-
-@dataclass(frozen=True)
-class GroupDescription:
-    """DescribeGroups' view of one group; an unknown group is described as Dead."""
-
-    group_id: str
-    state: str
-    protocol_type: str
-    protocol: str
-    members: tuple[MemberDescription, ...]
-
-
-@dataclass(frozen=True)
-class CoordinatorStats:
-    """Figures for the metrics actor: rebalances started so far, and members per group."""
-
-    rebalances_total: int
-    members_per_group: Mapping[str, int]
 
 
 # -- group state (owned by the actor thread, never shared) ------------------------------

@@ -21,9 +21,10 @@ from typing import Any
 
 import pykka
 
-from actors.partition import LATENCY_BUCKETS, PartitionHandle, TopicPartition
+from actors.partition import LATENCY_BUCKETS, PartitionHandle
 from actors.runtime import Actor
 from eventstore.errors import KafkaError
+from eventstore.topic_partition import TopicPartition
 
 # How long one snapshot may take before the scrape fails instead of hanging.
 SNAPSHOT_TIMEOUT_S = 5.0

@@ -35,29 +35,24 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import NamedTuple, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import pykka
 
 from actors.runtime import Actor, Scheduler, Timer, tell_if_alive
+from eventstore.clock import wall_clock_ms
 from eventstore.config import TopicConfig
 from eventstore.errors import KafkaError, KafkaStorageError
-from eventstore.storage.log import LogView, PartitionLog, wall_clock_ms
+from eventstore.storage.log import LogView, PartitionLog
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
 from eventstore.storage.segment import AppendResult
+from eventstore.topic_partition import TopicPartition
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[], None]
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class TopicPartition(NamedTuple):
-    """A partition of a topic, as Kafka clients name it."""
-
-    topic: str
-    partition: int
 
 
 # apsw releases the GIL around every SQLite call, so for a batch it gives the GIL up and

@@ -24,15 +24,15 @@ from prometheus_client import CollectorRegistry
 
 from actors.broker import Broker
 from actors.consumer import Consumer
-from actors.coordinator import CoordinatorConfig, GroupCoordinator
+from actors.coordinator import GroupCoordinator
 from actors.exposition import StoreCollector
 from actors.metrics import SNAPSHOT_TIMEOUT_S, MetricsActor, MetricsSnapshot
-from actors.partition import TopicPartition
 from actors.producer import Producer
 from actors.runtime import Actor, Scheduler, stop_actor
-from eventstore.config import ServerConfig
+from eventstore.config import CoordinatorConfig, ServerConfig
 from eventstore.errors import KafkaError, KafkaStorageError
 from eventstore.groups.consumer_protocol import decode_assignment
+from eventstore.topic_partition import TopicPartition
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ if TYPE_CHECKING:
         ConsumerRecord,
         OffsetAndMetadata,
     )
-    from actors.partition import TopicPartition
     from actors.producer import FutureRecordMetadata, Producer, RecordMetadata
     from actors.system import ConsumerGroupDescription, GroupListing, GroupPartition
     from eventstore.client import EventStore
+    from eventstore.topic_partition import TopicPartition
 
 _EXPORTS = {
     "EventStore": "eventstore.client",
@@ -31,7 +31,7 @@ _EXPORTS = {
     "ConsumerRecord": "actors.consumer",
     "ConsumerRebalanceListener": "actors.consumer",
     "OffsetAndMetadata": "actors.consumer",
-    "TopicPartition": "actors.partition",
+    "TopicPartition": "eventstore.topic_partition",
     "TopicDescription": "actors.broker",
     "PartitionDescription": "actors.broker",
     "ConsumerGroupDescription": "actors.system",

@@ -232,3 +232,50 @@ class ServerConfig:
         """Every server key with its Kafka name and value, then the topic defaults given."""
         server = {name: getattr(self, name.replace(".", "_")) for name in SERVER_KEYS}
         return {**server, **self.topic_defaults}
+
+
+def _kafka_name(field_name: str) -> str:
+    return field_name.replace("_", ".")
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """Broker settings of the coordinator, under Kafka's names (dots become underscores)."""
+
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1800000
+    offsets_retention_minutes: int = 10080
+    offsets_retention_check_interval_ms: int = 600000
+    offset_metadata_max_bytes: int = 4096
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidConfig(f"{_kafka_name(f.name)}: expected a non-negative integer,"
+                                    f" got {value!r}")
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
+            raise InvalidConfig("group.min.session.timeout.ms must not exceed"
+                                " group.max.session.timeout.ms")
+        if self.offsets_retention_check_interval_ms < 1:
+            raise InvalidConfig("offsets.retention.check.interval.ms must be at least 1")
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> CoordinatorConfig:
+        """The settings among ``config`` (Kafka's dotted keys, e.g. from ``--set``), checked.
+
+        Values may be integers or their decimal strings. Keys that are not coordinator
+        settings are ignored: the same mapping carries the rest of the server's settings.
+        """
+        values = {}
+        for f in fields(cls):
+            raw = config.get(_kafka_name(f.name))
+            if raw is None:
+                continue
+            try:
+                values[f.name] = int(raw.strip()) if isinstance(raw, str) else raw
+            except ValueError:
+                raise InvalidConfig(f"{_kafka_name(f.name)}: expected a non-negative integer,"
+                                    f" got {raw!r}") from None
+        return cls(**values)

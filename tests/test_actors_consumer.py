@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from actors.consumer import Consumer, ConsumerRebalanceListener
-from actors.partition import TopicPartition
 from actors.runtime import stop_actor
 from eventstore.client import EventStore
 from eventstore.errors import (
@@ -30,6 +29,7 @@ from eventstore.errors import (
     RebalanceInProgress,
     UnknownMemberId,
 )
+from eventstore.topic_partition import TopicPartition
 
 TIMEOUT = 20.0
 GROUP_CONFIG = {"group.initial.rebalance.delay.ms": 100, "group.min.session.timeout.ms": 100}

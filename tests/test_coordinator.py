@@ -15,15 +15,8 @@ from dataclasses import replace
 
 import pytest
 
-from actors.coordinator import (
-    CoordinatorConfig,
-    CoordinatorStats,
-    GroupCoordinator,
-    JoinGroupRequest,
-    JoinGroupResult,
-    SyncGroupRequest,
-    SyncGroupResult,
-)
+from actors.coordinator import GroupCoordinator
+from eventstore.config import CoordinatorConfig
 from eventstore.errors import (
     GroupIdNotFound,
     IllegalGeneration,
@@ -47,6 +40,13 @@ from eventstore.groups.consumer_protocol import (
     decode_subscription,
     encode_assignment,
     encode_subscription,
+)
+from eventstore.groups.messages import (
+    CoordinatorStats,
+    JoinGroupRequest,
+    JoinGroupResult,
+    SyncGroupRequest,
+    SyncGroupResult,
 )
 from eventstore.storage.catalog import Catalog
 

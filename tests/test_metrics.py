@@ -23,9 +23,10 @@ from serverproc import wait_until
 
 from actors.exposition import METRICS, StoreCollector
 from actors.metrics import GroupFigures, MetricsActor, MetricsSnapshot, PartitionFigures
-from actors.partition import LATENCY_BUCKETS, TopicPartition
+from actors.partition import LATENCY_BUCKETS
 from actors.runtime import Actor, stop_actor
 from eventstore import EventStore
+from eventstore.topic_partition import TopicPartition
 
 TIMEOUT = 20.0
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

@@ -33,6 +33,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
 from eventstore.errors import InvalidRequest
+from eventstore.topic_partition import TopicPartition
 
 PROTOCOL_TYPE = "consumer"
 """The JoinGroup protocol type of consumer groups."""
@@ -42,7 +43,6 @@ SUBSCRIPTION_VERSION = 3
 
 ASSIGNMENT_VERSION = 3
 
-TopicPartition = tuple[str, int]
 
 _SUBSCRIPTIONS = (subscription_v0, subscription_v1, subscription_v2, subscription_v3)
 _ASSIGNMENTS = (assignment_v0, assignment_v1, assignment_v2, assignment_v3)

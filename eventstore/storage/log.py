@@ -17,12 +17,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import apsw
 
+from eventstore.clock import Clock, wall_clock_ms
 from eventstore.config import ServerConfig, TopicConfig
 from eventstore.errors import CorruptLog, InvalidRecord, OffsetOutOfRange
 from eventstore.storage.producer_state import ProducerStateTable, load_producer_state
@@ -42,13 +42,6 @@ from eventstore.storage.segment import (
     read_segment_info,
     segment_name,
 )
-
-Clock = Callable[[], int]
-
-
-def wall_clock_ms() -> int:
-    """Milliseconds since the epoch: the default clock of logs and segments."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

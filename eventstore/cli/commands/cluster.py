@@ -14,8 +14,7 @@ from typing import Any, Protocol
 
 from eventstore.cli.commands.base import Target
 from eventstore.errors import GroupIdNotFound, UnknownTopicOrPartition
-
-TopicPartition = tuple[str, int]
+from eventstore.topic_partition import TopicPartition
 
 
 @dataclass(frozen=True)

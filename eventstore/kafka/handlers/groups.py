@@ -12,8 +12,8 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
-from actors.coordinator import JoinGroupRequest, SyncGroupRequest
 from eventstore.errors import CoordinatorNotAvailable
+from eventstore.groups.messages import JoinGroupRequest, SyncGroupRequest
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.context import NODE_ID, BrokerContext
 
