@@ -15,8 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from eventstore.cli.commands import COMMANDS, verify
-from eventstore.cli.commands.base import (
+from eventstore.cli.base import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -26,6 +25,7 @@ from eventstore.cli.commands.base import (
     CliError,
     add_command,
 )
+from eventstore.cli.commands import COMMANDS, verify
 from eventstore.errors import DataDirLocked, KafkaError
 
 EXAMPLES = """\

@@ -26,15 +26,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
-from eventstore.cli.commands.base import (
+from eventstore.cli.base import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
     Target,
     add_command,
 )
-from eventstore.cli.commands.cluster import check_partition, partition_count, target_errors
-from eventstore.cli.commands.format import compile_format
+from eventstore.cli.cluster import check_partition, partition_count, target_errors
+from eventstore.cli.format import compile_format
 from eventstore.sql import render_bytes
 from eventstore.storage.records import decode_headers
 
@@ -197,7 +197,7 @@ def _start(args: argparse.Namespace, log_start: int, log_end: int) -> int:
 
 
 def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
-    from eventstore.cli.commands import wire
+    from eventstore.cli import wire
 
     reset = "earliest" if args.from_beginning else "latest"
     consumer = wire.consumer(address, group_id=args.group, auto_offset_reset=reset,
@@ -222,7 +222,7 @@ def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
 
 
 def _store_source(args: argparse.Namespace, data_dir: str) -> Source:
-    from eventstore.cli.commands.local import open_store
+    from eventstore.cli.local import open_store
 
     store = open_store(data_dir)
     try:
@@ -242,7 +242,7 @@ def _store_source(args: argparse.Namespace, data_dir: str) -> Source:
 
 
 def _sql_source(args: argparse.Namespace, data_dir: str, count: int) -> Source:
-    from eventstore.cli.commands.local import open_engine
+    from eventstore.cli.local import open_engine
 
     engine = open_engine(data_dir)
     _, rows = engine.query("SELECT partition, log_start_offset, log_end_offset FROM partitions"

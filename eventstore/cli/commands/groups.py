@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 
-from eventstore.cli.commands import reset
-from eventstore.cli.commands.base import (
+from eventstore.cli.base import (
     EXIT_OK,
     Target,
     add_command,
 )
-from eventstore.cli.commands.cluster import Cluster, open_cluster
-from eventstore.cli.commands.output import Column, print_json, print_line, print_rows
+from eventstore.cli.cluster import Cluster, open_cluster
+from eventstore.cli.commands import reset
+from eventstore.cli.output import Column, print_json, print_line, print_rows
 from eventstore.errors import UnknownTopicOrPartition
 
 DESCRIBE_COLUMNS = tuple(Column(header, header.lower().replace("-", "_")) for header in (

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from eventstore.cli.commands.base import (
+from eventstore.cli.base import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
@@ -28,8 +28,8 @@ from eventstore.cli.commands.base import (
     add_command,
     parse_key_values,
 )
-from eventstore.cli.commands.cluster import check_partition, partition_count, target_errors
-from eventstore.cli.commands.output import progress
+from eventstore.cli.cluster import check_partition, partition_count, target_errors
+from eventstore.cli.output import progress
 from eventstore.errors import InvalidRequest, KafkaError
 
 LINGER_MS = 5
@@ -71,7 +71,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _open_producer(target: Target) -> Iterator[Any]:
     """A producer with kafka-python's shape for the target, flushed and closed afterwards."""
     if target.bootstrap_server:
-        from eventstore.cli.commands import wire
+        from eventstore.cli import wire
 
         producer = wire.producer(target.bootstrap_server, linger_ms=LINGER_MS)
         try:
@@ -79,7 +79,7 @@ def _open_producer(target: Target) -> Iterator[Any]:
         finally:
             producer.close(timeout=FLUSH_TIMEOUT_S)
     else:
-        from eventstore.cli.commands.local import open_store
+        from eventstore.cli.local import open_store
 
         with open_store(target.data_dir) as store:
             yield store.producer(linger_ms=LINGER_MS)

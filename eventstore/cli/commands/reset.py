@@ -13,15 +13,10 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eventstore.cli.commands.base import EXIT_OK, EXIT_USAGE, CliError, Target
-from eventstore.cli.commands.cluster import (
-    Cluster,
-    GroupDetail,
-    PartitionDetail,
-    check_partition,
-    open_cluster,
-)
-from eventstore.cli.commands.output import Column, print_rows, progress
+from eventstore.cli.base import EXIT_OK, EXIT_USAGE, CliError, Target
+from eventstore.cli.cluster import Cluster, check_partition, open_cluster
+from eventstore.cli.details import GroupDetail, PartitionDetail
+from eventstore.cli.output import Column, print_rows, progress
 from eventstore.errors import NonEmptyGroup
 
 PLAN_COLUMNS = (

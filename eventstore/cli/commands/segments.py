@@ -12,16 +12,16 @@ import argparse
 import datetime as dt
 import sys
 
-from eventstore.cli.commands.base import (
+from eventstore.cli.base import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
     Target,
     add_command,
 )
-from eventstore.cli.commands.cluster import check_partition
-from eventstore.cli.commands.local import open_engine
-from eventstore.cli.commands.output import Column, print_rows
+from eventstore.cli.cluster import check_partition
+from eventstore.cli.local import open_engine
+from eventstore.cli.output import Column, print_rows
 from eventstore.errors import UnknownTopicOrPartition
 from eventstore.sql import SqlEngine, write_rows
 from eventstore.storage.records import decode_headers

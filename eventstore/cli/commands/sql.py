@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eventstore.cli.commands.base import EXIT_OK, Target, add_command
-from eventstore.cli.commands.local import open_engine
+from eventstore.cli.base import EXIT_OK, Target, add_command
+from eventstore.cli.local import open_engine
 from eventstore.sql import FORMATS, TABLES, run_shell, write_rows
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from eventstore.cli.commands.base import (
+from eventstore.cli.base import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
@@ -19,8 +19,9 @@ from eventstore.cli.commands.base import (
     add_command,
     parse_key_values,
 )
-from eventstore.cli.commands.cluster import TopicDetail, open_cluster
-from eventstore.cli.commands.output import Column, print_json, print_line, print_rows
+from eventstore.cli.cluster import open_cluster
+from eventstore.cli.details import TopicDetail
+from eventstore.cli.output import Column, print_json, print_line, print_rows
 
 PARTITION_COLUMNS = (
     Column("TOPIC", "topic"),

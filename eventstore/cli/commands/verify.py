@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from eventstore.cli.commands.base import EXIT_ERROR, EXIT_OK, Target, add_command
-from eventstore.cli.commands.output import print_json, print_line
+from eventstore.cli.base import EXIT_ERROR, EXIT_OK, Target, add_command
+from eventstore.cli.output import print_json, print_line
 from eventstore.storage.verify import verify
 
 

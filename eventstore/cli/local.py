@@ -10,8 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from eventstore.cli.commands.base import EXIT_UNAVAILABLE, CliError
-from eventstore.cli.commands.cluster import GroupDetail, PartitionDetail, TopicDetail
+from eventstore.cli.base import EXIT_UNAVAILABLE, CliError
+from eventstore.cli.details import GroupDetail, PartitionDetail, TopicDetail
 from eventstore.config import TopicConfig
 from eventstore.errors import DataDirLocked, UnknownTopicOrPartition, error_for_code
 from eventstore.sql import SqlEngine

@@ -20,8 +20,8 @@ import kafka.errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, OffsetSpec, OffsetTimestamp
 from kafka.structs import OffsetAndMetadata
 
-from eventstore.cli.commands.base import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
-from eventstore.cli.commands.cluster import GroupDetail, Member, PartitionDetail, TopicDetail
+from eventstore.cli.base import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
+from eventstore.cli.details import GroupDetail, Member, PartitionDetail, TopicDetail
 from eventstore.errors import KafkaError, error_for_code
 
 CONNECT_TIMEOUT_S = 5.0

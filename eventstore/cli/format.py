@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from eventstore.cli.commands.base import EXIT_USAGE, CliError
+from eventstore.cli.base import EXIT_USAGE, CliError
 
 Render = Callable[[Any], bytes]
 

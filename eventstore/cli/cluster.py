@@ -9,60 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from eventstore.cli.commands.base import Target
-from eventstore.errors import GroupIdNotFound, UnknownTopicOrPartition
+from eventstore.cli.base import Target
+from eventstore.cli.details import GroupDetail, TopicDetail
+from eventstore.errors import UnknownTopicOrPartition
 from eventstore.topic_partition import TopicPartition
-
-
-@dataclass(frozen=True)
-class PartitionDetail:
-    """One partition; ``segments`` and ``bytes`` are None where the target cannot tell."""
-
-    topic: str
-    partition: int
-    log_start_offset: int
-    log_end_offset: int
-    segments: int | None = None
-    bytes: int | None = None
-
-
-@dataclass(frozen=True)
-class TopicDetail:
-    name: str
-    partitions: tuple[PartitionDetail, ...]
-    config: Mapping[str, Any] = field(default_factory=dict)  # effective values
-    overrides: Mapping[str, Any] = field(default_factory=dict)  # set on this topic
-
-
-@dataclass(frozen=True)
-class Member:
-    member_id: str
-    client_id: str
-    host: str
-    assignment: tuple[TopicPartition, ...]
-
-
-@dataclass(frozen=True)
-class GroupDetail:
-    """A group's state and members, and its committed offsets (the next offset to read)."""
-
-    group_id: str
-    state: str
-    members: tuple[Member, ...] = ()
-    committed: Mapping[TopicPartition, int] = field(default_factory=dict)
-
-    @property
-    def exists(self) -> bool:
-        return bool(self.members or self.committed) or self.state not in ("Dead", "")
-
-    def require(self) -> GroupDetail:
-        """This group, or GroupIdNotFound if it has neither members nor commits."""
-        if not self.exists:
-            raise GroupIdNotFound(f"consumer group {self.group_id!r} does not exist")
-        return self
 
 
 class Cluster(Protocol):
@@ -116,11 +68,11 @@ def partition_count(target: Target, topic: str) -> int:
 def open_cluster(target: Target, *, writing: bool = False) -> Iterator[Cluster]:
     """The target's Cluster, closed afterwards; ``writing`` locks a data directory."""
     if target.bootstrap_server:
-        from eventstore.cli.commands.wire import WireCluster
+        from eventstore.cli.wire import WireCluster
 
         cluster: Cluster = WireCluster(target.bootstrap_server)
     else:
-        from eventstore.cli.commands.local import LocalCluster
+        from eventstore.cli.local import LocalCluster
 
         cluster = LocalCluster(target.data_dir, writing=writing)
     try:
@@ -139,7 +91,7 @@ def check_partition(topic: str, partition: int, count: int) -> None:
 def target_errors(target: Target) -> contextlib.AbstractContextManager[None]:
     """Turns a wire client's exceptions into eventstore's errors (nothing to do locally)."""
     if target.bootstrap_server:
-        from eventstore.cli.commands.wire import wire_errors
+        from eventstore.cli.wire import wire_errors
 
         return wire_errors(target.bootstrap_server)
     return contextlib.nullcontext()
