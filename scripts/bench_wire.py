@@ -41,7 +41,7 @@ from benchlib import (  # noqa: E402 - beside this script
     produce,
     rate,
 )
-from serverproc import ServerProcess  # noqa: E402 - tests/ holds the server fixture
+from support import ServerProcess  # noqa: E402 - tests/ holds the server fixture
 
 VALUE = b"v" * 100
 LINGER_MS = PRODUCER["linger_ms"]

@@ -35,7 +35,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from serverproc import ServerProcess  # noqa: E402
+from support import ServerProcess  # noqa: E402
 
 from eventstore.sql import SqlEngine  # noqa: E402
 from eventstore.storage.verify import verify  # noqa: E402

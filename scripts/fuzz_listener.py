@@ -39,8 +39,8 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reliability import create_topic, rss_kib, serves  # noqa: E402
-from serverproc import KafkaConnection, ServerProcess  # noqa: E402
+from reliability import rss_kib, serves  # noqa: E402
+from support import KafkaConnection, ServerProcess, create_topic  # noqa: E402
 
 from eventstore.kafka.codec.recordbatch import encode_batch  # noqa: E402
 from eventstore.storage.records import LogRecord  # noqa: E402

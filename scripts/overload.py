@@ -27,8 +27,8 @@ from pathlib import Path
 from confluent_kafka import KafkaError, Message, Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reliability import create_topic, produce, rss_kib  # noqa: E402
-from serverproc import KafkaConnection, ServerProcess  # noqa: E402
+from reliability import rss_kib  # noqa: E402
+from support import KafkaConnection, ServerProcess, create_topic, produce  # noqa: E402
 
 TOPIC = "overload"
 PARTITIONS = 2

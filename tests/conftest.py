@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
-from serverproc import ServerProcess
+from support import ServerProcess
 
 # "ci" keeps property tests fast and bounded; HYPOTHESIS_PROFILE=thorough digs deeper.
 settings.register_profile(
@@ -33,7 +33,7 @@ def data_dir(tmp_path: Path) -> str:
 def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start real ``eventstore serve`` processes: ``serve(data_dir=None, **kwargs)`` takes
     ServerProcess.start's arguments (a fresh data directory by default); each server still
-    running at the end is stopped with SIGTERM and must exit 0 (see tests/serverproc.py)."""
+    running at the end is stopped with SIGTERM and must exit 0 (see tests/support.py)."""
     servers: list[ServerProcess] = []
 
     def start(data_dir: str | None = None, **kwargs: Any) -> ServerProcess:

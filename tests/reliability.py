@@ -1,5 +1,6 @@
 """What the reliability tests and scripts share: data built on disk, file fingerprints, a
-Kafka client speaking raw requests (to see exact error codes), and a process's memory.
+check that a fresh client is served, scripts loaded as modules, and a process's memory.
+Waiting, the server process and raw Kafka requests (produce, fetch...) are in support.py.
 
 Importable from tests (pytest puts tests/ on the path) and from scripts/, which add it.
 """
@@ -12,21 +13,16 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from serverproc import KafkaConnection, ServerProcess
+from support import KafkaConnection, ServerProcess, fetch, metadata_errors, produce
 
 from eventstore.config import TopicConfig
-from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.storage.catalog import Catalog, partition_dir
 from eventstore.storage.log import PartitionLog
-from eventstore.storage.records import LogRecord
 
 KAFKA_STORAGE_ERROR = 56
-PRODUCE_VERSION, FETCH_VERSION = 8, 11  # the last versions before flexible encodings
 
 # Files SQLite may touch on a read-only open (the shared-memory index of a WAL, rebuilt
 # from the WAL itself) and the lock file: neither holds data.
@@ -82,71 +78,7 @@ def file_hashes(directory: str) -> dict[str, str]:
     return hashes
 
 
-# -- raw Kafka requests ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Produced:
-    error_code: int
-    base_offset: int
-
-
-@dataclass(frozen=True)
-class Fetched:
-    error_code: int
-    high_watermark: int
-    records: list[LogRecord]
-
-
-def produce(conn: KafkaConnection, topic: str, partition: int, values: Sequence[bytes],
-            acks: int = -1) -> Produced:
-    """Append ``values`` as one batch; the partition's error code and base offset."""
-    batch = encode_batch(0, [LogRecord(i, int(time.time() * 1000), None, v)
-                             for i, v in enumerate(values)])
-    response = conn.request(
-        0, PRODUCE_VERSION, acks=acks, timeout=10000,
-        topic_data=[{"name": topic, "partition_data": [{"index": partition, "records": batch}]}],
-    )
-    (answer,) = response.responses[0].partition_responses
-    return Produced(int(answer.error_code), answer.base_offset)
-
-
-def fetch(conn: KafkaConnection, topic: str, partition: int, offset: int,
-          max_bytes: int = 1 << 20) -> Fetched:
-    """Records from ``offset`` on (no waiting); the partition's error code and records."""
-    response = conn.request(
-        1, FETCH_VERSION, replica_id=-1, max_wait=0, min_bytes=0, max_bytes=max_bytes,
-        isolation_level=0, session_id=0, session_epoch=-1,
-        topics=[{"topic": topic, "partitions": [{
-            "partition": partition, "current_leader_epoch": -1, "fetch_offset": offset,
-            "log_start_offset": -1, "partition_max_bytes": max_bytes}]}],
-        forgotten_topics_data=[], rack_id="",
-    )
-    (answer,) = response.responses[0].partitions
-    records = [
-        LogRecord(batch.base_offset + i, r.timestamp, r.key, r.value)
-        for batch in decode_batches(answer.records or b"") for i, r in enumerate(batch.records)
-    ]
-    return Fetched(int(answer.error_code), answer.high_watermark, records)
-
-
-def create_topic(conn: KafkaConnection, topic: str, partitions: int,
-                 config: dict[str, str] | None = None) -> None:
-    """Create ``topic`` over the wire (CreateTopics), asserting that it worked."""
-    response = conn.request(19, 4, timeout=10000, validate_only=False, topics=[{
-        "name": topic, "num_partitions": partitions, "replication_factor": 1,
-        "assignments": [], "configs": [{"name": k, "value": v}
-                                       for k, v in (config or {}).items()]}])
-    assert int(response.topics[0].error_code) == 0, response
-
-
-def metadata_errors(conn: KafkaConnection, topic: str) -> dict[int, int]:
-    """Partition index -> error code, as Metadata reports the topic."""
-    response = conn.request(3, 8, topics=[{"name": topic}], allow_auto_topic_creation=False,
-                            include_cluster_authorized_operations=False,
-                            include_topic_authorized_operations=False)
-    (found,) = response.topics
-    return {p.partition_index: int(p.error_code) for p in found.partitions}
+# -- serving -----------------------------------------------------------------------------------
 
 
 def serves(server: ServerProcess, topic: str, partition: int, timeout: float = 10.0) -> None:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from serverproc import ServerProcess, eventstore_command
+from support import ServerProcess, eventstore_command
 from test_cli_support import assert_error, assert_ok, cli, table_rows
 
 DESCRIBE_HEADER = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from serverproc import eventstore_command
+from support import eventstore_command
 
 COMMAND_TIMEOUT_S = 60.0
 

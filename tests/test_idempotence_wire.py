@@ -12,22 +12,22 @@ import select
 
 from confluent_kafka import Producer as ConfluentProducer
 from kafka import KafkaProducer
-from serverproc import KafkaConnection, ServerProcess
+from support import (
+    PRODUCE_VERSION,
+    KafkaConnection,
+    ServerProcess,
+    create_topic,
+    produce_fields,
+)
 from test_idempotence_storage import segment_rows
 
 from eventstore.kafka.codec.recordbatch import encode_batch
 from eventstore.storage.records import LogRecord
 
 TIMEOUT_S = 30
-PRODUCE, CREATE_TOPICS, INIT_PRODUCER_ID = 0, 19, 22
+PRODUCE, INIT_PRODUCER_ID = 0, 22
 NONE, INVALID_REQUEST, COORDINATOR_NOT_AVAILABLE = 0, 42, 15
 OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
-
-
-def create_topic(conn: KafkaConnection, name: str, partitions: int = 1) -> None:
-    response = conn.request(CREATE_TOPICS, 5, timeout=10000, topics=[
-        {"name": name, "num_partitions": partitions, "replication_factor": 1}])
-    assert response.topics[0].error_code == NONE, response
 
 
 def init_producer_id(conn: KafkaConnection, version: int = 4, **fields: object) -> tuple:
@@ -43,15 +43,9 @@ def batch(values: list[bytes], producer_id: int, epoch: int, sequence: int) -> b
                         base_sequence=sequence)
 
 
-def produce_fields(topic: str, records: bytes) -> dict:
-    return {"transactional_id": None, "acks": -1, "timeout": 10000, "topic_data": [
-        {"name": topic, "partition_data": [{"index": 0, "records": records}]}]}
-
-
 def produce(conn: KafkaConnection, topic: str, records: bytes) -> tuple[int, int]:
     """(error code, base offset) of one produce request to partition 0."""
-    response = conn.request(PRODUCE, 9, **produce_fields(topic, records))
-    answer = response.responses[0].partition_responses[0]
+    answer = conn.produce(topic, 0, records)
     return answer.error_code, answer.base_offset
 
 
@@ -73,10 +67,8 @@ def stored_producer_ids(data_dir: str, topic: str, partitions: int) -> set[int |
 
 def crash_and_restart(server: ServerProcess) -> None:
     """SIGKILL, then start again on the same data directory and the same ports."""
-    host, port = server.address
-    metrics = server.metrics_url.split("//", 1)[1].split("/", 1)[0]
     server.kill()
-    server.launch(f"{host}:{port}", metrics)
+    server.relaunch()
 
 
 def test_init_producer_id_hands_out_ids_never_reused_across_restarts(server):
@@ -103,7 +95,7 @@ def test_init_producer_id_hands_out_ids_never_reused_across_restarts(server):
 
 def test_a_duplicate_a_gap_and_an_old_epoch_are_answered_as_kafka_does(server):
     with KafkaConnection(server.address) as conn:
-        create_topic(conn, "raw")
+        create_topic(conn, "raw", 1)
         _, producer_id, _ = init_producer_id(conn)
         first = batch([b"a", b"b"], producer_id, 0, 0)
         assert produce(conn, "raw", first) == (NONE, 0)
@@ -122,11 +114,12 @@ def test_a_duplicate_a_gap_and_an_old_epoch_are_answered_as_kafka_does(server):
 
 def test_a_batch_written_before_a_sigkill_is_recognised_when_the_client_retries(server):
     with KafkaConnection(server.address) as conn:
-        create_topic(conn, "crash")
+        create_topic(conn, "crash", 1)
         _, producer_id, _ = init_producer_id(conn)
         assert produce(conn, "crash", batch([b"a", b"b", b"c"], producer_id, 0, 0)) == (NONE, 0)
         unacknowledged = batch([b"d", b"e"], producer_id, 0, 3)
-        _, frame = conn.encode(PRODUCE, 9, **produce_fields("crash", unacknowledged))
+        _, frame = conn.encode(PRODUCE, PRODUCE_VERSION,
+                               **produce_fields("crash", 0, unacknowledged))
         conn.send_frame(frame)
         # the server has written the batch once its answer is on the way; kill it before
         # the client reads a byte of it

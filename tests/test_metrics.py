@@ -19,7 +19,7 @@ import pykka
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from serverproc import wait_until
+from support import wait_until
 
 from actors.exposition import METRICS, StoreCollector
 from actors.metrics import GroupFigures, MetricsActor, MetricsSnapshot, PartitionFigures

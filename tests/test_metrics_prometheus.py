@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from serverproc import ServerProcess, wait_until
+from support import ServerProcess, wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"

@@ -22,18 +22,16 @@ from pathlib import Path
 
 import apsw
 import pytest
-from reliability import (
-    KAFKA_STORAGE_ERROR,
-    build_topic,
+from reliability import KAFKA_STORAGE_ERROR, build_topic, file_hashes, metric, segment_files, serves
+from support import (
+    KafkaConnection,
+    ServerFailed,
+    ServerProcess,
+    eventstore_command,
     fetch,
-    file_hashes,
     metadata_errors,
-    metric,
     produce,
-    segment_files,
-    serves,
 )
-from serverproc import KafkaConnection, ServerFailed, ServerProcess, eventstore_command
 
 from eventstore.storage.catalog import CATALOG_FILE
 from eventstore.storage.verify import verify

@@ -17,14 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability import (
-    KAFKA_STORAGE_ERROR,
-    create_topic,
-    fetch,
-    file_hashes,
-    produce,
-)
-from serverproc import KafkaConnection, ServerProcess, wait_until
+from reliability import KAFKA_STORAGE_ERROR, file_hashes
+from support import KafkaConnection, ServerProcess, create_topic, fetch, produce, wait_until
 
 from eventstore.storage.verify import verify
 

@@ -22,8 +22,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from reliability import create_topic, fetch, load_script, produce, serves
-from serverproc import KafkaConnection, ServerProcess, wait_until
+from reliability import load_script, serves
+from support import KafkaConnection, ServerProcess, create_topic, fetch, produce, wait_until
 
 from eventstore.errors import InvalidRequest
 from eventstore.kafka.codec.protocol import decode_request

@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient, NewTopic
-from serverproc import (
+from support import (
     PRODUCE_VERSION,
     KafkaConnection,
     ServerProcess,
@@ -138,7 +138,7 @@ def wrong_crc(conn: KafkaConnection) -> None:
     assert (partition.index, partition.error_code, partition.base_offset) == (
         0, CORRUPT_MESSAGE, -1)
     assert "CRC32C" in partition.error_message
-    assert conn.request(API_VERSIONS, 3, client_software_name="serverproc",
+    assert conn.request(API_VERSIONS, 3, client_software_name="tests",
                         client_software_version="1").error_code == 0
 
 

@@ -20,7 +20,7 @@ from confluent_kafka import (
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient, NewTopic
-from serverproc import ServerProcess
+from support import ServerProcess
 
 RECORDS = 100_000
 PARTITIONS = 3

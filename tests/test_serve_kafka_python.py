@@ -13,7 +13,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.partitioner import DefaultPartitioner
 from kafka.structs import OffsetAndMetadata
-from serverproc import ServerProcess, wait_until
+from support import ServerProcess, wait_until
 
 from eventstore.storage.partitioner import partition_for_key
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from serverproc import ServerProcess
+from support import ServerProcess
 
 from eventstore.storage.partitioner import partition_for_key
 

@@ -3,8 +3,7 @@ the last one. Whatever it asks next, the answer must be what a fresh read would 
 
 from __future__ import annotations
 
-from reliability import create_topic, fetch, produce
-from serverproc import KafkaConnection
+from support import KafkaConnection, create_topic, fetch, produce
 
 TOPIC = "ahead"
 VALUES = [b"value-%05d" % i + b"." * 90 for i in range(4000)]

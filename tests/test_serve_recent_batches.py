@@ -13,7 +13,7 @@ import struct
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from serverproc import ServerProcess
+from support import ServerProcess
 
 from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch

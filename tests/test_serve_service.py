@@ -11,7 +11,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError
 from confluent_kafka import Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
-from serverproc import KafkaConnection, ServerProcess, record_batch, serve_command
+from support import KafkaConnection, ServerProcess, record_batch, serve_command
 
 METADATA = 3
 UNKNOWN_TOPIC_OR_PARTITION = 3

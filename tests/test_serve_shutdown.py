@@ -9,7 +9,7 @@ from collections import Counter
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import Producer as KafkaProducer
-from serverproc import ServerProcess, wait_until
+from support import ServerProcess, wait_until
 
 TOPIC = "payments"
 PARTITIONS = 2

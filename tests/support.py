@@ -1,5 +1,8 @@
-"""A real ``eventstore serve`` process for tests, and a raw Kafka connection to it.
+"""What the tests and scripts share: waiting for a condition, a real ``eventstore serve``
+process, and a raw Kafka connection to it with the requests tests send by hand.
 
+    value = wait_until(condition, timeout, "what it waits for")   # AssertionError on time-out
+    records = poll_until(lambda: consumer.poll(timeout_ms=200), 10, timeout, "ten records")
     server = ServerProcess.start(data_dir)            # free loopback ports, waits for ready
     Producer({"bootstrap.servers": server.bootstrap})
     server.restart()                                  # SIGTERM, exit 0, same dir and ports
@@ -8,10 +11,13 @@
 The server binds port 0 for both listeners, so no port is ever guessed; its ``msg=ready``
 log line says which ports it got. Everything it prints (logfmt lines on stderr) is kept
 in ``server.lines`` and can be waited for with :meth:`ServerProcess.wait_for_log`. The
-``serve`` and ``server`` fixtures in conftest.py wrap this module.
+``serve`` and ``server`` fixtures in conftest.py wrap it.
 
 :class:`KafkaConnection` speaks the wire protocol over a plain socket, with kio's request
-and response classes, for tests that send what no client library would.
+and response classes, for tests that send what no client library would (and to see exact
+error codes): :func:`produce`, :func:`fetch`, :func:`create_topic`, :func:`metadata_errors`.
+
+Importable from tests (pytest puts tests/ on the path) and from scripts/, which add it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -28,7 +35,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +44,7 @@ from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
 from eventstore.kafka.codec.protocol import build
-from eventstore.kafka.codec.recordbatch import encode_batch
+from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.storage.records import LogRecord
 
 READY_TIMEOUT_S = 30.0
@@ -46,7 +54,62 @@ DEFAULT_SETTINGS: Mapping[str, object] = {"group.initial.rebalance.delay.ms": 0}
 
 _LOGFMT_PAIR = re.compile(r'([\w.-]+)=("(?:[^"\\]|\\.)*"|\S*)')
 
+POLL_S = 0.02  # how often wait_until asks again when nothing wakes it
+
 T = TypeVar("T")
+
+
+# -- waiting -----------------------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str,
+               woken_by: threading.Condition | None = None) -> T:
+    """The first truthy value of ``condition()``, asked again every POLL_S seconds or, with
+    ``woken_by``, each time that is notified (``condition`` then runs holding it);
+    AssertionError naming ``what`` once ``timeout`` seconds pass without one."""
+    if woken_by is not None:
+        with woken_by:
+            result = woken_by.wait_for(condition, timeout)
+    else:
+        deadline = time.monotonic() + timeout
+        while not (result := condition()) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+    if not result:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return result
+
+
+def poll_until(poll: Callable[[], Iterable[T]], count: int, timeout: float,
+               what: str) -> list[T]:
+    """Everything ``poll()`` hands out, called again until at least ``count`` items came
+    (the last call's items are all kept); AssertionError naming ``what`` if fewer came
+    within ``timeout``."""
+    got: list[T] = []
+    wait_until(lambda: got.extend(poll()) or len(got) >= count, timeout, what)
+    return got
+
+
+def read_output(proc: subprocess.Popen, lines: int, timeout: float) -> bytes:
+    """What ``proc`` (run with stdout and stderr piped) wrote to stdout, read until it
+    holds ``lines`` whole lines (it may hold more, and part of the next); AssertionError
+    if stdout closes first (with what stderr says) or ``timeout`` passes."""
+    assert proc.stdout is not None and proc.stderr is not None
+    output = bytearray()
+
+    def enough() -> bool:
+        if select.select([proc.stdout], [], [], POLL_S)[0]:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"stdout closed after {bytes(output)!r}: "
+                                     f"{proc.stderr.read()!r}")
+            output.extend(chunk)
+        return output.count(b"\n") >= lines
+
+    wait_until(enough, timeout, f"{lines} lines of output")
+    return bytes(output)
+
+
+# -- the server process ------------------------------------------------------------------------
 
 
 def parse_logfmt(line: str) -> dict[str, str]:
@@ -87,19 +150,6 @@ def serve_command(
         text = str(value).lower() if isinstance(value, bool) else str(value)
         argv += ["--set", f"{key}={text}"]
     return argv
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll ``condition`` until it returns something truthy (returned); AssertionError
-    naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class ServerFailed(AssertionError):
@@ -314,6 +364,7 @@ class ServerProcess:
 
 _SIZE = struct.Struct(">i")
 PRODUCE_VERSION = 9  # the first flexible version; every client that matters sends it
+FETCH_VERSION = 11  # the last before flexible encodings
 
 
 def record_batch(*values: bytes | None, key: bytes | None = None) -> bytes:
@@ -355,7 +406,7 @@ class KafkaConnection:
         buffer = io.BytesIO()
         entity_writer(header_type)(buffer, header_type(
             request_api_key=api_key, request_api_version=version,
-            correlation_id=self._correlation_id, client_id="serverproc",
+            correlation_id=self._correlation_id, client_id="tests",
         ))
         entity_writer(type(body))(buffer, body)
         return self._correlation_id, buffer.getvalue()
@@ -414,3 +465,59 @@ def produce_fields(topic: str, partition: int, records: bytes, acks: int = -1) -
     """The fields of a Produce request (PRODUCE_VERSION) of ``records`` to one partition."""
     return {"transactional_id": None, "acks": acks, "timeout": 5000, "topic_data": [
         {"name": topic, "partition_data": [{"index": partition, "records": records}]}]}
+
+
+@dataclass(frozen=True)
+class Produced:
+    error_code: int
+    base_offset: int
+
+
+@dataclass(frozen=True)
+class Fetched:
+    error_code: int
+    high_watermark: int
+    records: list[LogRecord]
+
+
+def produce(conn: KafkaConnection, topic: str, partition: int,
+            values: Sequence[bytes]) -> Produced:
+    """Append ``values`` as one batch; the partition's error code and base offset."""
+    answer = conn.produce(topic, partition, record_batch(*values))
+    return Produced(int(answer.error_code), answer.base_offset)
+
+
+def fetch(conn: KafkaConnection, topic: str, partition: int, offset: int,
+          max_bytes: int = 1 << 20) -> Fetched:
+    """Records from ``offset`` on (no waiting); the partition's error code and records."""
+    response = conn.request(
+        1, FETCH_VERSION, replica_id=-1, max_wait=0, min_bytes=0, max_bytes=max_bytes,
+        isolation_level=0, session_id=0, session_epoch=-1,
+        topics=[{"topic": topic, "partitions": [{
+            "partition": partition, "current_leader_epoch": -1, "fetch_offset": offset,
+            "log_start_offset": -1, "partition_max_bytes": max_bytes}]}],
+        forgotten_topics_data=[], rack_id="",
+    )
+    (answer,) = response.responses[0].partitions
+    records = [
+        LogRecord(batch.base_offset + i, r.timestamp, r.key, r.value)
+        for batch in decode_batches(answer.records or b"") for i, r in enumerate(batch.records)
+    ]
+    return Fetched(int(answer.error_code), answer.high_watermark, records)
+
+
+def create_topic(conn: KafkaConnection, topic: str, partitions: int) -> None:
+    """Create ``topic`` over the wire (CreateTopics), asserting that it worked."""
+    response = conn.request(19, 4, timeout=10000, validate_only=False, topics=[{
+        "name": topic, "num_partitions": partitions, "replication_factor": 1,
+        "assignments": [], "configs": []}])
+    assert int(response.topics[0].error_code) == 0, response
+
+
+def metadata_errors(conn: KafkaConnection, topic: str) -> dict[int, int]:
+    """Partition index -> error code, as Metadata reports the topic."""
+    response = conn.request(3, 8, topics=[{"name": topic}], allow_auto_topic_creation=False,
+                            include_cluster_authorized_operations=False,
+                            include_topic_authorized_operations=False)
+    (found,) = response.topics
+    return {p.partition_index: int(p.error_code) for p in found.partitions}
