@@ -115,7 +115,7 @@ class ActorSystem:
                 group_min_session_timeout_ms=config.group_min_session_timeout_ms,
                 group_max_session_timeout_ms=config.group_max_session_timeout_ms,
                 offsets_retention_minutes=config.offsets_retention_minutes,
-            )).proxy()
+            ), scheduler=self.scheduler).proxy()
             self.metrics = MetricsActor.start(self.broker, self.coordinator).proxy()
             # pykka logs and swallows an actor's failure to start: make each one answer
             self._check_started("broker", self.broker.list_topics)

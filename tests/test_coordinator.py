@@ -16,6 +16,7 @@ from dataclasses import replace
 import pytest
 
 from actors.coordinator import GroupCoordinator
+from actors.runtime import Scheduler
 from eventstore.config import CoordinatorConfig
 from eventstore.errors import (
     GroupIdNotFound,
@@ -57,8 +58,8 @@ SUBSCRIPTION = encode_subscription(Subscription(("t",)))
 PROTOCOLS = (("range", SUBSCRIPTION), ("roundrobin", SUBSCRIPTION))
 
 
-def start(data_dir: str, config: CoordinatorConfig = CONFIG, **kwargs):
-    return GroupCoordinator.start(data_dir, config=config, **kwargs)
+def start(data_dir: str, scheduler: Scheduler, config: CoordinatorConfig = CONFIG, **kwargs):
+    return GroupCoordinator.start(data_dir, config=config, scheduler=scheduler, **kwargs)
 
 
 def assert_no_coordinator_thread() -> None:
@@ -106,8 +107,16 @@ def data_dir(data_dir: str) -> str:
 
 
 @pytest.fixture
-def coordinator(data_dir: str) -> Iterator:
-    ref = start(data_dir)
+def scheduler() -> Iterator[Scheduler]:
+    """The timer service the coordinator's wake-ups run on, as the actor system's is."""
+    timers = Scheduler("coordinator-test-timers")
+    yield timers
+    timers.close()
+
+
+@pytest.fixture
+def coordinator(data_dir: str, scheduler: Scheduler) -> Iterator:
+    ref = start(data_dir, scheduler)
     yield ref.proxy()
     ref.stop()
     assert_no_coordinator_thread()
@@ -168,10 +177,10 @@ def rejoin(coordinator, joined: JoinGroupResult) -> Future:
 # -- forming a group and rebalancing -------------------------------------------------------
 
 
-def test_three_members_from_their_own_threads_form_one_generation(data_dir):
+def test_three_members_from_their_own_threads_form_one_generation(data_dir, scheduler):
     # The initial delay gathers members joining close together into the first generation;
     # a generous one keeps a slow thread start from splitting them.
-    ref = start(data_dir, replace(CONFIG, group_initial_rebalance_delay_ms=500))
+    ref = start(data_dir, scheduler, replace(CONFIG, group_initial_rebalance_delay_ms=500))
     try:
         check_three_members_form_one_generation(ref.proxy())
     finally:
@@ -360,9 +369,10 @@ def test_describe_group(coordinator):
     assert {m.metadata for m in preparing.members} == {b""}
 
 
-def test_the_initial_delay_waits_while_new_members_keep_coming(data_dir):
+def test_the_initial_delay_waits_while_new_members_keep_coming(data_dir, scheduler):
     clock = FakeClock()
-    ref = start(data_dir, replace(CONFIG, group_initial_rebalance_delay_ms=1000), clock=clock)
+    ref = start(data_dir, scheduler, replace(CONFIG, group_initial_rebalance_delay_ms=1000),
+                clock=clock)
     proxy = ref.proxy()
     try:
         first = join(proxy)
@@ -379,9 +389,10 @@ def test_the_initial_delay_waits_while_new_members_keep_coming(data_dir):
         ref.stop()
 
 
-def test_members_that_do_not_rejoin_within_the_rebalance_timeout_are_dropped(data_dir):
+def test_members_that_do_not_rejoin_within_the_rebalance_timeout_are_dropped(
+        data_dir, scheduler):
     clock = FakeClock()
-    ref = start(data_dir, clock=clock)
+    ref = start(data_dir, scheduler, clock=clock)
     proxy = ref.proxy()
     try:
         joins = [join(proxy, session_timeout_ms=600_000) for _ in range(2)]
@@ -441,8 +452,8 @@ def test_commits_are_checked_against_generation_member_and_state(coordinator):
     assert coordinator.fetch_offsets("g").get() == {("t", 0): (7, "meta"), ("t", 1): (3, "")}
 
 
-def test_commits_survive_a_restart(data_dir):
-    ref = start(data_dir)
+def test_commits_survive_a_restart(data_dir, scheduler):
+    ref = start(data_dir, scheduler)
     proxy = ref.proxy()
     (member,) = form_group(proxy, 5000)
     assert proxy.commit_offsets("g", 1, member.member_id, {("t", 0): (42, "m")}).get() == {
@@ -452,7 +463,7 @@ def test_commits_survive_a_restart(data_dir):
     ref.stop()
     assert_no_coordinator_thread()
 
-    ref = start(data_dir)
+    ref = start(data_dir, scheduler)
     proxy = ref.proxy()
     try:
         assert proxy.fetch_offsets("g", [("t", 0), ("t", 1)]).get() == {
@@ -476,11 +487,11 @@ def test_delete_group_rules(coordinator):
     assert coordinator.delete_group("g").get() == GroupIdNotFound.code
 
 
-def test_offsets_of_groups_empty_past_retention_expire(data_dir):
+def test_offsets_of_groups_empty_past_retention_expire(data_dir, scheduler):
     clock = FakeClock()
     config = CoordinatorConfig(group_initial_rebalance_delay_ms=0, offsets_retention_minutes=1,
                                offsets_retention_check_interval_ms=1000)
-    ref = start(data_dir, config, clock=clock)
+    ref = start(data_dir, scheduler, config, clock=clock)
     proxy = ref.proxy()
     try:
         (member,) = form_group(proxy, 600_000, group="active")
@@ -500,8 +511,8 @@ def test_offsets_of_groups_empty_past_retention_expire(data_dir):
 # -- lifecycle and configuration -------------------------------------------------------------
 
 
-def test_stop_answers_parked_requests_and_leaves_no_thread(data_dir):
-    ref = start(data_dir, CoordinatorConfig(group_initial_rebalance_delay_ms=60_000,
+def test_stop_answers_parked_requests_and_leaves_no_thread(data_dir, scheduler):
+    ref = start(data_dir, scheduler, CoordinatorConfig(group_initial_rebalance_delay_ms=60_000,
                                             group_min_session_timeout_ms=50))
     parked = join(ref.proxy())
     ref.stop()
