@@ -1,4 +1,12 @@
-"""Topic configuration under Kafka's names, with Kafka's defaults and checks.
+"""Every configuration key in one table, under Kafka's names, with Kafka's defaults and checks.
+
+:data:`KEYS` has one row per key: its type, default, allowed values, meaning (the README's
+words, kept equal by tests/test_readme.py) and scope, the part of eventstore it configures.
+The settings objects are built from its rows, so a new key is one new row: TopicConfig
+holds the topic keys, ServerConfig every key the server config accepts, ListenerLimits the
+listener's and CoordinatorConfig the group coordinator's. Each has a field per key (its
+name with dots as underscores, ``segment.bytes`` → ``segment_bytes``) defaulting to the
+table's value, and checks every value when it is made.
 
 Server-wide defaults come from the store (or the service's config file); a topic may
 override any of them. A key Kafka does not know, or one eventstore does not implement,
@@ -8,8 +16,8 @@ and a value out of range are refused with InvalidConfig naming the key and what 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 from eventstore.errors import InvalidConfig
 
@@ -18,115 +26,192 @@ LONG_MAX = 9223372036854775807
 
 @dataclass(frozen=True)
 class ConfigKey:
-    """One configuration key: its Kafka name, type, default and allowed values."""
+    """One row of the table: a key's Kafka name, type, default, allowed values and meaning.
+
+    ``scope`` is what the key configures: ``topic`` (one topic; given to the server, the
+    default of every topic), ``server`` (the broker), ``listener`` (the Kafka listener's
+    connections), ``group`` (the group coordinator) or ``producer-id`` (idempotent
+    producers). ``settable`` is False for a key the server config does not accept: it keeps
+    its default except where code (a test) sets it, and the README leaves it out.
+    """
 
     name: str
     kind: type
     default: Any
+    scope: str
     doc: str
-    minimum: int | None = None
+    minimum: int | None = None  # -1 allows -1 (Kafka's "no limit") and any value from 0
     choices: tuple[str, ...] = ()
-    accepts: Callable[[Any], bool] | None = None
+    settable: bool = True
+
+    @property
+    def attribute(self) -> str:
+        """The key's field name in the settings objects: dots become underscores."""
+        return self.name.replace(".", "_")
+
+    def parse(self, raw: Any) -> Any:
+        """``raw`` (from Python, TOML or a ``key=value`` string) as a checked value."""
+        value = raw
+        if isinstance(raw, str) and self.kind is int:
+            try:
+                value = int(raw.strip())
+            except ValueError:
+                raise InvalidConfig(f"{self.name}: expected an integer, got {raw!r}") from None
+        elif isinstance(raw, str) and self.kind is bool and raw.strip().lower() in (
+            "true", "false"
+        ):
+            value = raw.strip().lower() == "true"
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        """Refuse, naming the key and what is allowed, a value not of its type or range."""
+        if self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidConfig(f"{self.name}: expected an integer, got {value!r}")
+            if self.minimum == -1 and value < -1:
+                raise InvalidConfig(
+                    f"{self.name}: must be -1 or a non-negative integer, got {value}"
+                )
+            elif self.minimum is not None and value < self.minimum:
+                raise InvalidConfig(f"{self.name}: must be at least {self.minimum}, got {value}")
+        elif self.kind is bool:
+            if not isinstance(value, bool):
+                raise InvalidConfig(f"{self.name}: expected true or false, got {value!r}")
+        else:
+            if not isinstance(value, str):
+                raise InvalidConfig(f"{self.name}: expected a string, got {value!r}")
+            if self.choices and value not in self.choices:
+                allowed = ", ".join(self.choices)
+                raise InvalidConfig(f"{self.name}: must be one of {allowed}, got {value!r}")
 
 
-def _retention(value: int) -> bool:
-    return value == -1 or value >= 0
-
-
-TOPIC_KEYS: dict[str, ConfigKey] = {
+KEYS: dict[str, ConfigKey] = {
     key.name: key
     for key in (
-        ConfigKey("segment.bytes", int, 1073741824,
+        ConfigKey("auto.create.topics.enable", bool, True, "server",
+                  "create a topic when a client first names it in a Metadata request"),
+        ConfigKey("num.partitions", int, 1, "server",
+                  "partitions of a topic created automatically", minimum=1),
+        ConfigKey("log.retention.check.interval.ms", int, 300000, "server",
+                  "how often each partition looks for segments retention may delete",
+                  minimum=1),
+        ConfigKey("group.initial.rebalance.delay.ms", int, 3000, "group",
+                  "how long a new group waits for more members before its first rebalance",
+                  minimum=0),
+        ConfigKey("group.min.session.timeout.ms", int, 6000, "group",
+                  "smallest `session.timeout.ms` a group member may ask for", minimum=0),
+        ConfigKey("group.max.session.timeout.ms", int, 1800000, "group",
+                  "largest `session.timeout.ms` a group member may ask for", minimum=0),
+        ConfigKey("offsets.retention.minutes", int, 10080, "group",
+                  "committed offsets of an empty group are deleted after this long",
+                  minimum=1),
+        ConfigKey("offsets.retention.check.interval.ms", int, 600000, "group",
+                  "how often the coordinator looks for committed offsets past their retention",
+                  minimum=1, settable=False),
+        ConfigKey("offset.metadata.max.bytes", int, 4096, "group",
+                  "longest metadata string an offset commit may carry", minimum=0,
+                  settable=False),
+        ConfigKey("socket.request.max.bytes", int, 104857600, "listener",
+                  "largest request frame read; a larger one closes the connection", minimum=1),
+        ConfigKey("connections.max.idle.ms", int, 600000, "listener",
+                  "close a connection idle (or stalled mid-request) this long", minimum=1),
+        ConfigKey("max.connections", int, 1000, "listener",
+                  "connections accepted at once; more are refused", minimum=1),
+        ConfigKey("queued.max.request.bytes", int, 104857600, "listener",
+                  "bytes of requests held at once; past it no more is read until answers"
+                  " free some, so producers faster than the disk are held back (their buffers"
+                  " fill)",
+                  minimum=1),
+        ConfigKey("producer.id.expiration.ms", int, 86400000, "producer-id",
+                  "a partition forgets an idempotent producer (its epoch and last five"
+                  " batches) this long after its last append", minimum=1),
+        ConfigKey("segment.bytes", int, 1073741824, "topic",
                   "roll the active segment when the next batch would pass this size",
                   minimum=14),
-        ConfigKey("segment.ms", int, 604800000,
-                  "roll the active segment once its first record is this old", minimum=1),
-        ConfigKey("retention.ms", int, 604800000,
+        ConfigKey("segment.ms", int, 604800000, "topic",
+                  "roll the active segment once its first record is this old (fires with no"
+                  " traffic)", minimum=1),
+        ConfigKey("retention.ms", int, 604800000, "topic",
                   "delete sealed segments whose newest record is older (-1: keep forever)",
-                  accepts=_retention),
-        ConfigKey("retention.bytes", int, -1,
+                  minimum=-1),
+        ConfigKey("retention.bytes", int, -1, "topic",
                   "delete oldest sealed segments while the partition is larger (-1: no limit)",
-                  accepts=_retention),
-        ConfigKey("max.message.bytes", int, 1048588,
+                  minimum=-1),
+        ConfigKey("max.message.bytes", int, 1048588, "topic",
                   "largest record batch accepted, in bytes", minimum=0),
-        ConfigKey("message.timestamp.type", str, "CreateTime",
-                  "CreateTime keeps the producer's timestamp, LogAppendTime stamps the append",
-                  choices=("CreateTime", "LogAppendTime")),
-        ConfigKey("cleanup.policy", str, "delete",
-                  "what retention does with old segments (only delete is implemented)",
+        ConfigKey("message.timestamp.type", str, "CreateTime", "topic",
+                  "`CreateTime` keeps the producer's timestamp, `LogAppendTime` stamps the"
+                  " append", choices=("CreateTime", "LogAppendTime")),
+        ConfigKey("cleanup.policy", str, "delete", "topic",
+                  "only `delete` is implemented; `compact` is refused with InvalidConfig",
                   choices=("delete",)),
-        ConfigKey("flush.messages", int, LONG_MAX,
-                  "fsync the log after this many records (1: every append is fsynced "
-                  "before it is acknowledged; default: commit only, fsync left to the OS)",
-                  minimum=1),
-        ConfigKey("file.delete.delay.ms", int, 60000,
+        ConfigKey("flush.messages", int, LONG_MAX, "topic",
+                  "1: every append is fsynced before it is acknowledged; N: fsync every N"
+                  " records; default: commit only, fsync left to the OS", minimum=1),
+        ConfigKey("file.delete.delay.ms", int, 60000, "topic",
                   "accepted for compatibility; segments are deleted at once", minimum=0),
     )
 }
 
+# pairs of keys whose first value must not exceed the second's (a group member's session
+# timeout must lie between the two bounds: crossed bounds would refuse every member)
+ORDERED: tuple[tuple[str, str], ...] = (
+    ("group.min.session.timeout.ms", "group.max.session.timeout.ms"),
+)
 
-@dataclass(frozen=True)
-class TopicConfig:
-    """Effective configuration of one topic (defaults, then server, then topic overrides)."""
 
-    segment_bytes: int = 1073741824
-    segment_ms: int = 604800000
-    retention_ms: int = 604800000
-    retention_bytes: int = -1
-    max_message_bytes: int = 1048588
-    message_timestamp_type: str = "CreateTime"
-    cleanup_policy: str = "delete"
-    flush_messages: int = LONG_MAX
-    file_delete_delay_ms: int = 60000
+def keys_where(accepts: Callable[[ConfigKey], bool]) -> dict[str, ConfigKey]:
+    """The rows of the table ``accepts``, in the table's order."""
+    return {name: key for name, key in KEYS.items() if accepts(key)}
 
-    @classmethod
-    def from_mapping(cls, *layers: Mapping[str, Any]) -> TopicConfig:
-        """Effective config from layers of overrides, later layers winning; all checked."""
-        merged: dict[str, Any] = {}
-        for layer in layers:
-            merged.update(validate_topic_config(layer))
-        return cls(**{name.replace(".", "_"): value for name, value in merged.items()})
+
+TOPIC_KEYS = keys_where(lambda key: key.scope == "topic")
+SERVER_KEYS = keys_where(lambda key: key.scope != "topic" and key.settable)
+
+
+class _Settings:
+    """What the settings objects built from the table share (see :func:`_holding`)."""
+
+    keys: ClassVar[Mapping[str, ConfigKey]]
+
+    def __post_init__(self) -> None:
+        """Every value checked against its row, and each ORDERED pair held here in order."""
+        for key in self.keys.values():
+            key.check(getattr(self, key.attribute))
+        for low, high in ORDERED:
+            if low in self.keys and high in self.keys:
+                low_value = getattr(self, self.keys[low].attribute)
+                high_value = getattr(self, self.keys[high].attribute)
+                if low_value > high_value:
+                    raise InvalidConfig(
+                        f"{low}: must not exceed {high} ({low_value} > {high_value})"
+                    )
 
     def to_mapping(self) -> dict[str, Any]:
-        """Every key with its Kafka name and effective value."""
-        return {f.name.replace("_", "."): getattr(self, f.name) for f in fields(self)}
+        """Every key held here with its Kafka name and value."""
+        return {name: getattr(self, key.attribute) for name, key in self.keys.items()}
 
 
-def parse_value(key: ConfigKey, raw: Any) -> Any:
-    """A raw value (from Python, TOML or a ``key=value`` string) checked against ``key``."""
-    value = raw
-    if key.kind is int:
-        if isinstance(raw, bool):
-            raise InvalidConfig(f"{key.name}: expected an integer, got {raw!r}")
-        if isinstance(raw, str):
-            try:
-                value = int(raw.strip())
-            except ValueError:
-                raise InvalidConfig(f"{key.name}: expected an integer, got {raw!r}") from None
-        elif not isinstance(raw, int):
-            raise InvalidConfig(f"{key.name}: expected an integer, got {raw!r}")
-        if key.minimum is not None and value < key.minimum:
-            raise InvalidConfig(f"{key.name}: must be at least {key.minimum}, got {value}")
-        if key.accepts is not None and not key.accepts(value):
-            raise InvalidConfig(f"{key.name}: must be -1 or a non-negative integer, got {value}")
-    elif key.kind is bool:
-        value = _parse_bool(key, raw)
-    else:
-        if not isinstance(raw, str):
-            raise InvalidConfig(f"{key.name}: expected a string, got {raw!r}")
-        if key.choices and value not in key.choices:
-            allowed = ", ".join(key.choices)
-            raise InvalidConfig(f"{key.name}: must be one of {allowed}, got {value!r}")
-    return value
+SettingsClass = TypeVar("SettingsClass", bound=type[_Settings])
 
 
-def _parse_bool(key: ConfigKey, raw: Any) -> bool:
-    """A boolean from Python, TOML or a ``key=value`` string (``true`` / ``false``)."""
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-        return raw.strip().lower() == "true"
-    raise InvalidConfig(f"{key.name}: expected true or false, got {raw!r}")
+def _holding(keys: Mapping[str, ConfigKey]) -> Callable[[SettingsClass], SettingsClass]:
+    """Make the class a frozen dataclass with a field per key: its name, type and default.
+
+    The class body lists no key, so the table is the one place a key is written. Fields the
+    class declares itself (ServerConfig's ``topic_defaults``) come after the keys' fields.
+    """
+
+    def build(cls: SettingsClass) -> SettingsClass:
+        declared = cls.__dict__.get("__annotations__", {})
+        cls.__annotations__ = {**{key.attribute: key.kind for key in keys.values()}, **declared}
+        for key in keys.values():
+            setattr(cls, key.attribute, key.default)
+        cls.keys = keys
+        return dataclass(frozen=True)(cls)
+
+    return build
 
 
 def validate_topic_config(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,129 +222,31 @@ def validate_topic_config(overrides: Mapping[str, Any]) -> dict[str, Any]:
         if key is None:
             known = ", ".join(sorted(TOPIC_KEYS))
             raise InvalidConfig(f"unknown topic config key {name!r} (known keys: {known})")
-        checked[name] = parse_value(key, raw)
+        checked[name] = key.parse(raw)
     return checked
 
 
-SERVER_KEYS: dict[str, ConfigKey] = {
-    key.name: key
-    for key in (
-        ConfigKey("auto.create.topics.enable", bool, True,
-                  "create a topic when a producer or consumer first names it"),
-        ConfigKey("num.partitions", int, 1,
-                  "partitions of a topic created automatically", minimum=1),
-        ConfigKey("log.retention.check.interval.ms", int, 300000,
-                  "how often each partition looks for segments retention may delete",
-                  minimum=1),
-        ConfigKey("group.initial.rebalance.delay.ms", int, 3000,
-                  "how long a new group waits for more members before its first rebalance",
-                  minimum=0),
-        ConfigKey("group.min.session.timeout.ms", int, 6000,
-                  "smallest session.timeout.ms a group member may ask for", minimum=0),
-        ConfigKey("group.max.session.timeout.ms", int, 1800000,
-                  "largest session.timeout.ms a group member may ask for", minimum=0),
-        ConfigKey("offsets.retention.minutes", int, 10080,
-                  "committed offsets of an empty group are deleted after this long",
-                  minimum=1),
-        ConfigKey("socket.request.max.bytes", int, 104857600,
-                  "largest request frame the Kafka listener reads; larger closes the"
-                  " connection", minimum=1),
-        ConfigKey("connections.max.idle.ms", int, 600000,
-                  "close a connection idle (or stalled mid-request) this long", minimum=1),
-        ConfigKey("max.connections", int, 1000,
-                  "connections the Kafka listener accepts at once; more are refused",
-                  minimum=1),
-        ConfigKey("queued.max.request.bytes", int, 104857600,
-                  "bytes of requests the Kafka listener holds at once; past it, it reads no"
-                  " more until answers free some (back-pressure through TCP)", minimum=1),
-        ConfigKey("producer.id.expiration.ms", int, 86400000,
-                  "a partition forgets an idempotent producer this long after its last"
-                  " append; a retry after that may be written twice", minimum=1),
-    )
-}
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Broker-wide configuration: Kafka's broker keys, plus topic keys as topic defaults.
-
-    A topic key given at server level (``segment.bytes`` ...) is the default of every topic
-    that does not override it, as a Kafka broker's ``log.segment.bytes`` is.
-    """
-
-    auto_create_topics_enable: bool = True
-    num_partitions: int = 1
-    log_retention_check_interval_ms: int = 300000
-    group_initial_rebalance_delay_ms: int = 3000
-    group_min_session_timeout_ms: int = 6000
-    group_max_session_timeout_ms: int = 1800000
-    offsets_retention_minutes: int = 10080
-    socket_request_max_bytes: int = 104857600
-    connections_max_idle_ms: int = 600000
-    max_connections: int = 1000
-    queued_max_request_bytes: int = 104857600
-    producer_id_expiration_ms: int = 86400000
-    topic_defaults: Mapping[str, Any] = field(default_factory=dict)
+@_holding(TOPIC_KEYS)
+class TopicConfig(_Settings):
+    """Effective configuration of one topic (defaults, then server, then topic overrides)."""
 
     @classmethod
-    def from_mapping(cls, config: Mapping[str, Any] | None = None) -> ServerConfig:
-        """Checked server config; a key that is neither a server nor a topic key is refused."""
-        server: dict[str, Any] = {}
-        topic: dict[str, Any] = {}
-        for name, raw in (config or {}).items():
-            key = SERVER_KEYS.get(name)
-            if key is not None:
-                server[name.replace(".", "_")] = parse_value(key, raw)
-            elif name in TOPIC_KEYS:
-                topic[name] = parse_value(TOPIC_KEYS[name], raw)
-            else:
-                known = ", ".join(sorted({*SERVER_KEYS, *TOPIC_KEYS}))
-                raise InvalidConfig(f"unknown config key {name!r} (known keys: {known})")
-        checked = cls(**server, topic_defaults=topic)
-        if checked.group_min_session_timeout_ms > checked.group_max_session_timeout_ms:
-            raise InvalidConfig(
-                "group.min.session.timeout.ms: must not exceed group.max.session.timeout.ms"
-                f" ({checked.group_min_session_timeout_ms} >"
-                f" {checked.group_max_session_timeout_ms})"
-            )
-        return checked
-
-    def topic_config(self, overrides: Mapping[str, Any] = ()) -> TopicConfig:
-        """A topic's effective config: Kafka's defaults, these defaults, its overrides."""
-        return TopicConfig.from_mapping(self.topic_defaults, dict(overrides))
-
-    def to_mapping(self) -> dict[str, Any]:
-        """Every server key with its Kafka name and value, then the topic defaults given."""
-        server = {name: getattr(self, name.replace(".", "_")) for name in SERVER_KEYS}
-        return {**server, **self.topic_defaults}
+    def from_mapping(cls, *layers: Mapping[str, Any]) -> TopicConfig:
+        """Effective config from layers of overrides, later layers winning; all checked."""
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(validate_topic_config(layer))
+        return cls(**{TOPIC_KEYS[name].attribute: value for name, value in merged.items()})
 
 
-def _kafka_name(field_name: str) -> str:
-    return field_name.replace("_", ".")
+@_holding(keys_where(lambda key: key.scope == "listener"))
+class ListenerLimits(_Settings):
+    """Kafka's socket limits, by their broker config names: what the Kafka listener reads."""
 
 
-@dataclass(frozen=True)
-class CoordinatorConfig:
-    """Broker settings of the coordinator, under Kafka's names (dots become underscores)."""
-
-    group_initial_rebalance_delay_ms: int = 3000
-    group_min_session_timeout_ms: int = 6000
-    group_max_session_timeout_ms: int = 1800000
-    offsets_retention_minutes: int = 10080
-    offsets_retention_check_interval_ms: int = 600000
-    offset_metadata_max_bytes: int = 4096
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidConfig(f"{_kafka_name(f.name)}: expected a non-negative integer,"
-                                    f" got {value!r}")
-        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
-            raise InvalidConfig("group.min.session.timeout.ms must not exceed"
-                                " group.max.session.timeout.ms")
-        if self.offsets_retention_check_interval_ms < 1:
-            raise InvalidConfig("offsets.retention.check.interval.ms must be at least 1")
+@_holding(keys_where(lambda key: key.scope == "group"))
+class CoordinatorConfig(_Settings):
+    """Broker settings of the group coordinator."""
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> CoordinatorConfig:
@@ -268,14 +255,55 @@ class CoordinatorConfig:
         Values may be integers or their decimal strings. Keys that are not coordinator
         settings are ignored: the same mapping carries the rest of the server's settings.
         """
-        values = {}
-        for f in fields(cls):
-            raw = config.get(_kafka_name(f.name))
-            if raw is None:
-                continue
-            try:
-                values[f.name] = int(raw.strip()) if isinstance(raw, str) else raw
-            except ValueError:
-                raise InvalidConfig(f"{_kafka_name(f.name)}: expected a non-negative integer,"
-                                    f" got {raw!r}") from None
-        return cls(**values)
+        return cls(**{key.attribute: key.parse(config[name]) for name, key in cls.keys.items()
+                      if config.get(name) is not None})
+
+
+Part = TypeVar("Part", ListenerLimits, CoordinatorConfig)
+
+
+@_holding(SERVER_KEYS)
+class ServerConfig(_Settings):
+    """Broker-wide configuration: Kafka's broker keys, plus topic keys as topic defaults.
+
+    A topic key given at server level (``segment.bytes`` ...) is the default of every topic
+    that does not override it, as a Kafka broker's ``log.segment.bytes`` is.
+    """
+
+    topic_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any] | None = None) -> ServerConfig:
+        """Checked server config; a key that is neither a server nor a topic key is refused."""
+        server: dict[str, Any] = {}
+        topic: dict[str, Any] = {}
+        for name, raw in (config or {}).items():
+            if name in SERVER_KEYS:
+                server[SERVER_KEYS[name].attribute] = SERVER_KEYS[name].parse(raw)
+            elif name in TOPIC_KEYS:
+                topic[name] = TOPIC_KEYS[name].parse(raw)
+            else:
+                known = ", ".join(sorted({*SERVER_KEYS, *TOPIC_KEYS}))
+                raise InvalidConfig(f"unknown config key {name!r} (known keys: {known})")
+        return cls(**server, topic_defaults=topic)
+
+    def topic_config(self, overrides: Mapping[str, Any] = ()) -> TopicConfig:
+        """A topic's effective config: Kafka's defaults, these defaults, its overrides."""
+        return TopicConfig.from_mapping(self.topic_defaults, dict(overrides))
+
+    def listener_limits(self) -> ListenerLimits:
+        """The Kafka listener's limits as configured here."""
+        return self._part(ListenerLimits)
+
+    def coordinator_config(self) -> CoordinatorConfig:
+        """The group coordinator's settings as configured here (defaults for the others)."""
+        return self._part(CoordinatorConfig)
+
+    def _part(self, kind: type[Part]) -> Part:
+        return kind(**{key.attribute: getattr(self, key.attribute)
+                       for name, key in kind.keys.items() if name in self.keys})
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Every server key with its Kafka name and value, then the topic defaults given."""
+        return {**super().to_mapping(), **self.topic_defaults}
+

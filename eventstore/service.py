@@ -20,7 +20,7 @@ from eventstore.config import ServerConfig
 from eventstore.errors import CorruptLog
 from eventstore.http import HttpEndpoint
 from eventstore.kafka.context import BrokerContext
-from eventstore.kafka.server import KafkaListener, ListenerLimits
+from eventstore.kafka.server import KafkaListener
 from eventstore.kafka.session import Session
 from eventstore.logs import setup_logging
 from eventstore.settings import ServeSettings
@@ -96,12 +96,7 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
                         system.data_dir)
     listener = KafkaListener(
         lambda client_host: Session(ctx, client_host),
-        ListenerLimits(
-            socket_request_max_bytes=config.socket_request_max_bytes,
-            connections_max_idle_ms=config.connections_max_idle_ms,
-            max_connections=config.max_connections,
-            queued_max_request_bytes=config.queued_max_request_bytes,
-        ),
+        config.listener_limits(),
     )
     try:
         host, port = await listener.start(settings.listen.host, settings.listen.port)

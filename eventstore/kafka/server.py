@@ -24,9 +24,9 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
+from eventstore.config import ListenerLimits
 from eventstore.errors import InvalidRequest
 from eventstore.kafka.codec.protocol import (
     API_VERSIONS,
@@ -49,16 +49,6 @@ class Session(Protocol):
 
 
 SessionFactory = Callable[[str], Session]
-
-
-@dataclass(frozen=True)
-class ListenerLimits:
-    """Kafka's socket limits, by their broker config names."""
-
-    socket_request_max_bytes: int = 104857600
-    connections_max_idle_ms: int = 600000
-    max_connections: int = 1000
-    queued_max_request_bytes: int = 104857600
 
 
 class RequestBudget:
