@@ -29,7 +29,7 @@ from actors.exposition import StoreCollector
 from actors.metrics import SNAPSHOT_TIMEOUT_S, MetricsActor, MetricsSnapshot
 from actors.producer import Producer
 from actors.runtime import Actor, Scheduler, stop_actor
-from eventstore.config import CoordinatorConfig, ServerConfig
+from eventstore.config import ServerConfig
 from eventstore.errors import KafkaError, KafkaStorageError
 from eventstore.groups.consumer_protocol import decode_assignment
 from eventstore.topic_partition import TopicPartition
@@ -110,12 +110,8 @@ class ActorSystem:
         self.scheduler = Scheduler()
         try:
             self.broker = Broker.start(self.data_dir, config, self.scheduler).proxy()
-            self.coordinator = Coordinator.start(self.data_dir, CoordinatorConfig(
-                group_initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
-                group_min_session_timeout_ms=config.group_min_session_timeout_ms,
-                group_max_session_timeout_ms=config.group_max_session_timeout_ms,
-                offsets_retention_minutes=config.offsets_retention_minutes,
-            ), scheduler=self.scheduler).proxy()
+            self.coordinator = Coordinator.start(self.data_dir, config.coordinator_config(),
+                                                 scheduler=self.scheduler).proxy()
             self.metrics = MetricsActor.start(self.broker, self.coordinator).proxy()
             # pykka logs and swallows an actor's failure to start: make each one answer
             self._check_started("broker", self.broker.list_topics)
