@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import poll_until, wait_until
 
 from actors.consumer import Consumer, ConsumerRebalanceListener
 from actors.runtime import stop_actor
@@ -104,13 +105,14 @@ class Member:
 
 
 def wait(progress: threading.Condition, members: list[Member],
-         predicate: Callable[[], bool]) -> None:
-    with progress:
-        ok = progress.wait_for(lambda: predicate() or any(m.error for m in members), TIMEOUT)
+         predicate: Callable[[], bool], what: str) -> None:
+    """Until ``predicate()`` holds, asked each time a member has polled; the first error a
+    member met is raised as soon as there is one."""
+    wait_until(lambda: predicate() or any(m.error for m in members), TIMEOUT, what,
+               woken_by=progress)
     for member in members:
         if member.error is not None:
             raise member.error
-    assert ok, "condition not met in time"
 
 
 def read_once_each(members: list[Member], ends: dict[TopicPartition, int]) -> bool:
@@ -248,20 +250,13 @@ def test_commit_async_reports_in_a_later_poll_and_auto_commit_commits_on_close(s
     assert error is None and offsets[TopicPartition("t", 0)].offset == 4
     consumer.close()
     auto = store.consumer("t", group_id="g", auto_offset_reset="none", **GROUP_TIMEOUTS)
-    assert [r.offset for r in poll_until(auto, 6)] == list(range(4, 10))
+    read = poll_until(lambda: auto.poll(timeout_ms=200), 6, TIMEOUT, "the uncommitted records")
+    assert [r.offset for r in read] == list(range(4, 10))
     auto.close()  # auto-commit is on: closing commits
     assert store.describe_group("g").partitions[0].committed_offset == 10
 
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 100}
-
-
-def poll_until(consumer: Consumer, count: int) -> list:
-    got: list = []
-    deadline = time.monotonic() + TIMEOUT
-    while len(got) < count and time.monotonic() < deadline:
-        got += consumer.poll(timeout_ms=200)
-    return got
 
 
 # -- groups ---------------------------------------------------------------------------------
@@ -291,7 +286,7 @@ def test_three_members_over_six_partitions_get_a_valid_assignment(store, strateg
     progress = threading.Condition()
     members = start_members(store, 3, progress, partition_assignment_strategy=strategy)
     try:
-        wait(progress, members, lambda: stable_over(store, members, 6))
+        wait(progress, members, lambda: stable_over(store, members, 6), "a stable group")
         parts = assigned(members)
         assert [len(p) for p in parts] == [2, 2, 2]
         assert set().union(*parts) == {TopicPartition("t", p) for p in range(6)}
@@ -315,7 +310,7 @@ def test_a_departing_member_hands_its_partitions_over_from_the_committed_offsets
     survivors, leaver = members[:2], members[2]
     try:
         wait(progress, members, lambda: stable_over(store, members, 6)
-             and all(m.records for m in members))
+             and all(m.records for m in members), "a stable group, every member reading")
         leaver_partitions = leaver.consumer.assignment()
         if departure == "leaves":
             leaver.halt()
@@ -324,13 +319,14 @@ def test_a_departing_member_hands_its_partitions_over_from_the_committed_offsets
             leaver.commit = False  # reads more that it never commits, then dies
             seen = len(leaver.records)
             produce(store, "t", 60, start=600)
-            wait(progress, members, lambda: len(leaver.records) > seen)
+            wait(progress, members, lambda: len(leaver.records) > seen,
+                 "the leaver to read more")
             leaver.halt()
             stop_actor(leaver.consumer._actor)  # a crash: heartbeats stop, no LeaveGroup
         produce(store, "t", 300, start=300)
         ends = end_offsets(store, "t")
         wait(progress, members, lambda: stable_over(store, survivors, 6)
-             and read_once_each(members, ends))
+             and read_once_each(members, ends), "the survivors to read everything")
         taken = set().union(*assigned(survivors))
         assert leaver_partitions <= taken
         check_group_read(members, ends)
@@ -360,20 +356,20 @@ def test_the_rebalance_listener_can_commit_before_partitions_are_revoked(store):
 
     first = store.consumer(group_id="g", **FAST_MEMBER)
     first.subscribe(["t"], listener=Listener())
-    read = poll_until(first, 50)
+    read = poll_until(lambda: first.poll(timeout_ms=200), 50, TIMEOUT, "the 50 records")
     assert len(read) == 50
     assert calls == [("assigned", {TopicPartition("t", 0), TopicPartition("t", 1)})]
     progress = threading.Condition()
     second = Member(store.consumer("t", group_id="g", **FAST_MEMBER), progress)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while len(first.assignment()) != 1 and time.monotonic() < deadline:
+        def gave_one_up() -> bool:
             first.poll(timeout_ms=100)
+            return len(first.assignment()) == 1
+
+        wait_until(gave_one_up, TIMEOUT, "the first member to hand a partition over")
         assert calls[1][0] == "revoked" and calls[2][0] == "assigned"
-        assert len(first.assignment()) == 1
         # the commit made inside on_partitions_revoked means the newcomer reads nothing old
-        with progress:
-            progress.wait_for(lambda: second.consumer.assignment(), TIMEOUT)
+        wait(progress, [second], lambda: second.consumer.assignment(), "the newcomer's share")
         assert second.records == []
         for p in store.describe_group("g").partitions:
             assert p.lag == 0

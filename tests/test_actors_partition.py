@@ -1,7 +1,7 @@
 """Partition actors and the state they publish, driven through a real broker.
 
-Real actors on a real data directory. Waits are on the partition state itself
-(``wait_for``, listeners setting events) with timeouts, never fixed sleeps.
+Real actors on a real data directory. Waits have timeouts and are on the partition state
+(``wait_for``, listeners setting events, support.wait_until), never fixed sleeps.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from support import wait_until
 
 from actors.broker import Broker
 from actors.partition import PartitionHandle, PartitionState
@@ -39,20 +40,6 @@ def rows(*values: bytes) -> list[tuple]:
 
 def partition(broker, topic: str = "t", index: int = 0) -> PartitionHandle:
     return broker.partition(topic, index).get(timeout=TIMEOUT)
-
-
-def wait_until(state: PartitionState, predicate, timeout: float = TIMEOUT) -> bool:
-    """Wait, woken by the state's listener, until ``predicate()`` holds."""
-    changed = threading.Event()
-    state.add_listener(changed.set)
-    try:
-        while not predicate():
-            if not changed.wait(timeout):
-                return False
-            changed.clear()
-        return True
-    finally:
-        state.remove_listener(changed.set)
 
 
 def read_all(state: PartitionState) -> list[bytes]:
@@ -143,7 +130,7 @@ def test_a_partition_actor_that_raises_is_restarted_and_loses_no_acknowledged_re
     with pytest.raises(KafkaStorageError, match="disk controller on fire"):
         handle.append(rows(b"lost")).result(TIMEOUT)
     monkeypatch.setattr(PartitionLog, "append", original)
-    assert wait_until(handle.state, lambda: handle.state.error is None), "never restarted"
+    wait_until(lambda: handle.state.error is None, TIMEOUT, "the partition to restart")
     fresh = partition(broker)
     assert fresh.actor is not None and fresh.actor != handle.actor
     assert fresh.state is handle.state  # readers and listeners stay attached
@@ -159,8 +146,7 @@ def test_an_idle_segment_rolls_on_segment_ms_with_no_traffic(broker):
     broker.create_topic("t", 1, {"segment.ms": 200}).get()
     handle = partition(broker)
     handle.append(rows(b"before the roll")).result(TIMEOUT)
-    assert wait_until(handle.state, lambda: len(handle.state.view.segments) > 1), \
-        "segment.ms passed with no roll"
+    wait_until(lambda: len(handle.state.view.segments) > 1, TIMEOUT, "a roll on segment.ms")
     assert handle.state.stats.rolls["age"] == 1
     assert handle.state.view.segments[0].is_sealed
     assert read_all(handle.state) == [b"before the roll"]
@@ -173,8 +159,7 @@ def test_retention_runs_on_its_timer_and_a_config_change_applies_live(broker):
         handle.append(rows(b"%03d" % i + b"x" * 60)).result(TIMEOUT)
     assert len(handle.state.view.segments) > 3
     broker.alter_topic_config("t", {"retention.bytes": 200}).get()
-    assert wait_until(handle.state, lambda: handle.state.view.log_start_offset > 0), \
-        "retention never ran"
+    wait_until(lambda: handle.state.view.log_start_offset > 0, TIMEOUT, "retention to run")
     view = handle.state.view
     assert view.high_watermark == 10  # retention never moves the high watermark
     assert handle.state.stats.segments_deleted >= 1

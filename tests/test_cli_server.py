@@ -8,8 +8,6 @@ the test produced and committed.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import select
 import signal
 import socket
 import subprocess
@@ -18,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from support import ServerProcess, eventstore_command
+from support import ServerProcess, eventstore_command, read_output
 from test_cli_support import assert_error, assert_ok, cli, table_rows
 
 DESCRIBE_HEADER = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
@@ -166,25 +164,6 @@ def test_group_consume_lag_and_reset(server: ServerProcess) -> None:
     assert "billing" not in [g["group"] for g in listed]
 
 
-def _read_lines(proc: subprocess.Popen, count: int, timeout: float) -> list[bytes]:
-    """``count`` lines of the process's stdout, failing after ``timeout`` seconds."""
-    lines: list[bytes] = []
-    buffer = b""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
-    while len(lines) < count:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"got {len(lines)} of {count} lines"
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            chunk = os.read(fd, 65536)
-            assert chunk, f"stdout closed after {len(lines)} lines: {proc.stderr.read()}"
-            buffer += chunk
-            *done, buffer = buffer.split(b"\n")
-            lines += done
-    return lines
-
-
 def test_active_member_shown_reset_refused_and_ctrl_c_commits(server: ServerProcess) -> None:
     assert_ok(on(server, "topics", "create", "live", "--partitions", "2"))
     produce_keyed(server, "live", 10)
@@ -193,7 +172,7 @@ def test_active_member_shown_reset_refused_and_ctrl_c_commits(server: ServerProc
          "--bootstrap-server", server.bootstrap],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
-        assert len(_read_lines(member, 10, 30)) == 10
+        assert read_output(member, 10, 30).count(b"\n") == 10
         rows = on(server, "groups", "describe", "watchers", "--json").json()
         assert {r["partition"] for r in rows} == {0, 1}
         for row in rows:

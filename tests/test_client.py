@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import defaultdict
 
 import pytest
+from support import poll_until
 
 from eventstore import ConsumerRecord, EventStore, RecordMetadata, TopicPartition
 from eventstore.errors import (
@@ -48,11 +48,7 @@ def test_the_issue_example(data_dir):
         assert isinstance(meta, RecordMetadata)
         assert meta.topic == "clicks" and meta.offset == 0
         consumer = store.consumer("clicks", group_id="analytics", auto_offset_reset="earliest")
-        records = []
-        deadline = time.monotonic() + TIMEOUT
-        while not records and time.monotonic() < deadline:
-            records = consumer.poll(timeout_ms=1000)
-        (record,) = records
+        (record,) = poll_until(lambda: consumer.poll(timeout_ms=1000), 1, TIMEOUT, "the click")
         assert isinstance(record, ConsumerRecord)
         assert (record.topic, record.partition, record.offset) == ("clicks", meta.partition, 0)
         assert (record.key, record.value, record.headers) == (b"user-1", b'{"page": "/"}', ())
@@ -175,10 +171,7 @@ def test_closing_the_store_leaves_no_thread_and_no_open_file(data_dir):
     producer = store.producer(linger_ms=50)
     futures = [producer.send("t", b"x" * 100, key=b"%d" % i) for i in range(200)]
     consumer = store.consumer("t", group_id="g", **FAST_MEMBER)
-    got = []
-    deadline = time.monotonic() + TIMEOUT
-    while len(got) < 100 and time.monotonic() < deadline:
-        got += consumer.poll(timeout_ms=200)
+    got = poll_until(lambda: consumer.poll(timeout_ms=200), 100, TIMEOUT, "100 records")
     lingering = producer.send("t", b"sent just before close")
     assert open_files_under(data_dir)
     store.close()  # the producer and consumer are still open: close flushes and commits

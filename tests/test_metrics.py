@@ -19,7 +19,7 @@ import pykka
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from support import wait_until
+from support import poll_until, wait_until
 
 from actors.exposition import METRICS, StoreCollector
 from actors.metrics import GroupFigures, MetricsActor, MetricsSnapshot, PartitionFigures
@@ -75,12 +75,9 @@ def produce(store: EventStore, topic: str, batches: dict[int, int], size: int = 
 
 
 def consume_all(consumer, expected: int) -> int:
-    """Poll until ``expected`` records came; returns how many came."""
-    got = 0
-    deadline = time.monotonic() + TIMEOUT
-    while got < expected and time.monotonic() < deadline:
-        got += consumer.poll(timeout_ms=200).count()
-    return got
+    """Poll until at least ``expected`` records came; returns how many came."""
+    return len(poll_until(lambda: consumer.poll(timeout_ms=200), expected, TIMEOUT,
+                          f"{expected} records"))
 
 
 def test_exposition_holds_the_offsets_and_lag_the_store_reports(data_dir):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import random
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from support import read_output
 
 from eventstore.config import TopicConfig
 from eventstore.storage.log import PartitionLog
@@ -57,20 +57,10 @@ def run_child_and_kill(directory: str, first_batch: int, acks_wanted: int) -> li
         stderr=subprocess.PIPE,
     )
     assert child.stdout is not None and child.stderr is not None
-    output = b""
-    deadline = time.monotonic() + TIMEOUT_S
-    with selectors.DefaultSelector() as selector:
-        selector.register(child.stdout, selectors.EVENT_READ)
-        while output.count(b"\n") < acks_wanted:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                child.kill()
-                raise AssertionError(f"writer acknowledged too little: {output!r}")
-            chunk = os.read(child.stdout.fileno(), 65536)
-            if not chunk:
-                raise AssertionError(f"writer exited early: {child.stderr.read().decode()}")
-            output += chunk
-    child.send_signal(signal.SIGKILL)
+    try:
+        output = read_output(child, acks_wanted, TIMEOUT_S)
+    finally:
+        child.send_signal(signal.SIGKILL)
     output += child.stdout.read()  # lines printed before the kill landed
     child.wait(TIMEOUT_S)
     child.stdout.close()
