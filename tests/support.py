@@ -1,5 +1,6 @@
-"""What the tests and scripts share: waiting for a condition, a real ``eventstore serve``
-process, and a raw Kafka connection to it with the requests tests send by hand.
+"""What the tests and scripts share: waiting for a condition, a clock moved by hand, a real
+``eventstore serve`` process, and a raw Kafka connection to it with the requests tests
+send by hand.
 
     value = wait_until(condition, timeout, "what it waits for")   # AssertionError on time-out
     records = poll_until(lambda: consumer.poll(timeout_ms=200), 10, timeout, "ten records")
@@ -55,6 +56,7 @@ DEFAULT_SETTINGS: Mapping[str, object] = {"group.initial.rebalance.delay.ms": 0}
 _LOGFMT_PAIR = re.compile(r'([\w.-]+)=("(?:[^"\\]|\\.)*"|\S*)')
 
 POLL_S = 0.02  # how often wait_until asks again when nothing wakes it
+T0 = 1_700_000_000_000  # where a ManualClock starts unless told otherwise
 
 T = TypeVar("T")
 
@@ -107,6 +109,20 @@ def read_output(proc: subprocess.Popen, lines: int, timeout: float) -> bytes:
 
     wait_until(enough, timeout, f"{lines} lines of output")
     return bytes(output)
+
+
+class ManualClock:
+    """A clock for the core (``eventstore.clock.Clock``) that only moves when the test
+    says so."""
+
+    def __init__(self, now: int = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
 
 
 # -- the server process ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 
 import apsw
 import pytest
+from support import T0, ManualClock
 
 from eventstore.config import TopicConfig
 from eventstore.errors import (
@@ -24,18 +25,9 @@ from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.producer_state import SEQUENCE_MODULUS
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
 
-T0 = 1_700_000_000_000
 HOUR = 3_600_000
 EXPIRATION = 24 * HOUR
 PID = 4000
-
-
-class ManualClock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def rows(*values: bytes) -> list[AppendRow]:

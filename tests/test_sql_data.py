@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from support import ManualClock
 
 from eventstore.config import TopicConfig
 from eventstore.storage.catalog import Catalog, CommittedOffset, partition_dir
@@ -18,16 +20,6 @@ from eventstore.storage.log import PartitionLog
 from eventstore.storage.records import AppendRow
 
 Row = tuple[Any, ...]
-
-
-class Clock:
-    """A settable clock for logs, so segment metadata times are predictable."""
-
-    def __init__(self, now: int = 1_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def create_topic(
@@ -48,13 +40,13 @@ def append_batches(
     partition: int,
     batches: Iterable[Sequence[AppendRow]],
     config: TopicConfig,
-    clock: Callable[[], int] | None = None,
     *,
     retention: bool = False,
 ) -> None:
-    """Append each batch to a partition (created if new); apply retention at the end if asked."""
+    """Append each batch to a partition (created if new); apply retention at the end if asked.
+    The log's clock stands still, so segment metadata times are predictable."""
     log = PartitionLog.open(
-        partition_dir(data_dir, topic, partition), config, clock=clock or Clock(), create=True
+        partition_dir(data_dir, topic, partition), config, clock=ManualClock(1_000_000), create=True
     )
     try:
         for batch in batches:

@@ -16,7 +16,7 @@ import apsw
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_sql_data import Clock, append_batches, commit, create_topic, read_log
+from test_sql_data import append_batches, commit, create_topic, read_log
 
 from eventstore.config import TopicConfig
 from eventstore.errors import InvalidRequest
@@ -54,7 +54,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         append_batches(
             data_dir, "events", partition, batches,
             TopicConfig(segment_bytes=300, retention_bytes=900) if trimmed else config,
-            Clock(), retention=trimmed,
+            retention=trimmed,
         )
     other = create_topic(data_dir, "other", 1)
     append_batches(data_dir, "other", 0, [_events(rng, 0, 0, 20)], other)

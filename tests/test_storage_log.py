@@ -10,6 +10,7 @@ import apsw
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import T0, ManualClock
 
 from eventstore.config import TopicConfig
 from eventstore.errors import (
@@ -22,21 +23,7 @@ from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.records import RECORD_OVERHEAD, AppendRow
 from eventstore.storage.segment import WAL_CHECKPOINT_PAGES, finish_seal, is_wal_mode
 
-T0 = 1_700_000_000_000
 RECORD_BYTES = 120  # a 100-byte value plus the 20 bytes every record counts for
-
-
-class ManualClock:
-    """A clock that only moves when the test says so."""
-
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
 
 
 def batch(count: int, tag: int = 0, timestamp: int | None = None) -> list[AppendRow]:

@@ -24,14 +24,13 @@ from hypothesis.stateful import (
     invariant,
     rule,
 )
+from support import T0, ManualClock
 
 from eventstore.config import TopicConfig
 from eventstore.errors import OffsetOutOfRange
 from eventstore.storage.log import LogReader, PartitionLog
 from eventstore.storage.records import StoredRow, encode_headers, record_size
 from eventstore.storage.segment import is_wal_mode
-
-T0 = 1_700_000_000_000
 
 headers = st.lists(
     st.tuples(st.text(max_size=4), st.none() | st.binary(max_size=4)), max_size=2
@@ -42,16 +41,6 @@ records = st.tuples(
     st.none() | st.binary(max_size=80),
     headers,
 )
-
-
-class ManualClock:
-    """A clock that only moves when the test says so."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @dataclass
