@@ -27,7 +27,7 @@ from actors.consumer import Consumer
 from actors.coordinator import GroupCoordinator
 from actors.exposition import StoreCollector
 from actors.metrics import SNAPSHOT_TIMEOUT_S, MetricsActor, MetricsSnapshot
-from actors.producer import Producer
+from actors.producer.client import Producer
 from actors.runtime import Actor, Scheduler, stop_actor
 from eventstore.config import ServerConfig
 from eventstore.errors import KafkaError, KafkaStorageError

@@ -17,16 +17,17 @@ if TYPE_CHECKING:
         ConsumerRecord,
         OffsetAndMetadata,
     )
-    from actors.producer import FutureRecordMetadata, Producer, RecordMetadata
+    from actors.producer.client import Producer
+    from actors.producer.future import FutureRecordMetadata, RecordMetadata
     from actors.system import ConsumerGroupDescription, GroupListing, GroupPartition
     from eventstore.client import EventStore
     from eventstore.topic_partition import TopicPartition
 
 _EXPORTS = {
     "EventStore": "eventstore.client",
-    "Producer": "actors.producer",
-    "RecordMetadata": "actors.producer",
-    "FutureRecordMetadata": "actors.producer",
+    "Producer": "actors.producer.client",
+    "RecordMetadata": "actors.producer.future",
+    "FutureRecordMetadata": "actors.producer.future",
     "Consumer": "actors.consumer",
     "ConsumerRecord": "actors.consumer",
     "ConsumerRebalanceListener": "actors.consumer",

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from actors.broker import TopicDescription
 from actors.consumer import Consumer
-from actors.producer import Producer
+from actors.producer.client import Producer
 from actors.system import ActorSystem, ConsumerGroupDescription, GroupListing
 from eventstore.sql import SqlEngine
 from eventstore.storage.lock import DataDirLock
