@@ -1,4 +1,4 @@
-"""The wire and actor benchmarks run and print their tables (no timing is asserted here:
+"""The wire, actor and SQL benchmarks run and print their tables (no timing is asserted here:
 speed targets are ratios the scripts report, on machines too noisy for timed tests)."""
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The embedded producer is idempotent: its batches are stamped, its retries are recognised.
 
 A real store (``EventStore.open``) on a real data directory. A lost acknowledgement is a
-partition log
-whose append commits the batch and then fails, as a disk error right after the commit
-would: the partition actor goes offline, the broker reopens the log from disk, and the
-producer retries the same stamped batch.
+partition log whose append commits the batch and then fails, as a disk error right after
+the commit would: the partition actor goes offline, the broker reopens the log from disk,
+and the producer retries the same stamped batch.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """confluent-kafka (librdkafka) against a real ``eventstore serve``: 100,000 compressed
 records through a consumer group, then the group's committed offsets and lag.
 
-librdkafka's ``enable.idempotence`` defaults to false, which these tests rely on until
-InitProducerId exists (issue 10).
+The producers here are plain ones (librdkafka's ``enable.idempotence`` defaults to false);
+test_idempotence_wire.py runs an idempotent one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """kafka-python (admin, producer, group consumers) against a real ``eventstore serve``.
 
-kafka-python producers run with ``enable_idempotence=False`` until InitProducerId exists
-(issue 10).
+The producers here are plain ones (``enable_idempotence=False``, where kafka-python 3 is
+idempotent by default); test_idempotence_wire.py runs its default producer.
 """
 
 from __future__ import annotations
