@@ -48,6 +48,8 @@ from eventstore.kafka.codec.protocol import build
 from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.storage.records import LogRecord
 
+POLL_S = 0.02  # how often wait_until asks again when nothing wakes it
+T0 = 1_700_000_000_000  # where a ManualClock starts unless told otherwise
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 # what every test server gets unless told otherwise: a group's first rebalance at once
@@ -55,13 +57,10 @@ DEFAULT_SETTINGS: Mapping[str, object] = {"group.initial.rebalance.delay.ms": 0}
 
 _LOGFMT_PAIR = re.compile(r'([\w.-]+)=("(?:[^"\\]|\\.)*"|\S*)')
 
-POLL_S = 0.02  # how often wait_until asks again when nothing wakes it
-T0 = 1_700_000_000_000  # where a ManualClock starts unless told otherwise
-
 T = TypeVar("T")
 
 
-# -- waiting -----------------------------------------------------------------------------------
+# -- waiting and clocks ------------------------------------------------------------------------
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str,
