@@ -127,15 +127,16 @@ class EventStore:
 
     # -- SQL --------------------------------------------------------------------------------
 
-    def sql(self, query: str, params: Any = ()) -> list[tuple]:
+    def sql(self, query: str, params: Any = (), timeout: float | None = None) -> list[tuple]:
         """Rows of a read-only SQL query over every segment (tables ``records``, ``topics``,
         ``partitions``, ``segments``, ``consumer_groups``); only acknowledged records.
 
-        Anything that would write is refused with InvalidRequest.
+        Anything that would write is refused with InvalidRequest; a query still running
+        after ``timeout`` seconds is stopped with KafkaTimeoutError.
         """
         if self._sql is None:
             self._sql = SqlEngine(self._system.data_dir)
-        return self._sql.query(query, params)[1]
+        return self._sql.query(query, params, timeout)[1]
 
     # -- closing ----------------------------------------------------------------------------
 

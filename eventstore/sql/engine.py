@@ -23,6 +23,7 @@ from eventstore.sql.guard import READ_ONLY, check_statement, checked_cursor, mak
 from eventstore.sql.info_tables import INFO_TABLES, InfoTable
 from eventstore.sql.reader import DataReader
 from eventstore.sql.snapshot import SnapshotScope
+from eventstore.sql.timeout import QueryTimeout
 
 Params = Sequence[SqlValue] | Mapping[str, SqlValue]
 
@@ -44,12 +45,16 @@ class _Module:
 
 
 @contextlib.contextmanager
-def _sql_errors() -> Iterator[None]:
-    """SQLite's complaints about a statement (syntax, unknown table, ...) as InvalidRequest."""
+def _sql_errors(timeout: QueryTimeout) -> Iterator[None]:
+    """SQLite's complaints about a statement (syntax, unknown table, ...) as InvalidRequest,
+    and its stop at the end of ``timeout`` as KafkaTimeoutError."""
     try:
         yield
     except KafkaError:
         raise
+    except apsw.InterruptError as exc:
+        timeout.raise_if_expired(exc)
+        raise InvalidRequest("the query was interrupted") from exc
     except apsw.Error as exc:
         if "may not be modified" in str(exc):  # SQLite's own refusal to write a virtual table
             raise InvalidRequest(f"{exc}: writing is not allowed: {READ_ONLY}") from exc
@@ -67,15 +72,19 @@ def _check_params(params: Params) -> None:
 
 
 class QueryResult:
-    """The rows of one statement, read as they are iterated; ``columns`` names them."""
+    """The rows of one statement, read as they are iterated; ``columns`` names them.
 
-    def __init__(self, columns: list[str], cursor: apsw.Cursor) -> None:
+    ``timeout`` runs until ``close``: reading the rows counts against it.
+    """
+
+    def __init__(self, columns: list[str], cursor: apsw.Cursor, timeout: QueryTimeout) -> None:
         self.columns = columns
         self._cursor = cursor
+        self._timeout = timeout
         self._rows = self._read()
 
     def _read(self) -> Iterator[Row]:
-        with _sql_errors():
+        with _sql_errors(self._timeout):
             yield from self._cursor
 
     def __iter__(self) -> Iterator[Row]:
@@ -85,6 +94,7 @@ class QueryResult:
         """Stop reading: releases the segment files the statement holds open."""
         self._rows.close()
         self._cursor.close()
+        self._timeout.close()
 
     def __enter__(self) -> QueryResult:
         return self
@@ -121,16 +131,18 @@ class SqlEngine:
         """How many times a segment file was opened (metadata or records) since creation."""
         return self._reader.segment_opens
 
-    def stream(self, sql: str, params: Params = ()) -> QueryResult:
+    def stream(self, sql: str, params: Params = (), timeout: float | None = None) -> QueryResult:
         """Run one statement; its rows are read from the segments as they are iterated.
 
         Raises InvalidRequest for what SQL cannot run (syntax, unknown table or column, any
-        attempt to write) and the storage errors (CorruptLog naming the file, ...) of what
-        it reads.
+        attempt to write), the storage errors (CorruptLog naming the file, ...) of what it
+        reads, and KafkaTimeoutError once it has run ``timeout`` seconds (running and
+        reading its rows). Ctrl-C (KeyboardInterrupt) stops it too.
         """
         if not sql.strip():
             raise InvalidRequest("the query is empty")
         _check_params(params)
+        limit = QueryTimeout(self.connection, timeout)
         columns: list[str] = []
         statements: list[str] = []
 
@@ -145,16 +157,19 @@ class SqlEngine:
         cursor = self.connection.cursor()
         cursor.exec_trace = trace
         try:
-            with _sql_errors():
+            with _sql_errors(limit):
                 cursor.execute(sql, params)
         except BaseException:
             cursor.close()
+            limit.close()
             raise
-        return QueryResult(columns, cursor)
+        return QueryResult(columns, cursor, limit)
 
-    def query(self, sql: str, params: Params = ()) -> tuple[list[str], list[Row]]:
-        """Run one statement and return (column names, all rows)."""
-        with self.stream(sql, params) as result:
+    def query(
+        self, sql: str, params: Params = (), timeout: float | None = None
+    ) -> tuple[list[str], list[Row]]:
+        """Run one statement and return (column names, all rows); ``timeout`` as ``stream``."""
+        with self.stream(sql, params, timeout) as result:
             return result.columns, list(result)
 
     def close(self) -> None:
