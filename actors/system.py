@@ -23,7 +23,7 @@ import pykka
 from prometheus_client import CollectorRegistry
 
 from actors.broker import Broker
-from actors.consumer import Consumer
+from actors.consumer.client import Consumer
 from actors.coordinator import GroupCoordinator
 from actors.exposition import StoreCollector
 from actors.metrics import SNAPSHOT_TIMEOUT_S, MetricsActor, MetricsSnapshot

@@ -11,12 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actors.broker import PartitionDescription, TopicDescription
-    from actors.consumer import (
-        Consumer,
-        ConsumerRebalanceListener,
-        ConsumerRecord,
-        OffsetAndMetadata,
-    )
+    from actors.consumer.client import Consumer, ConsumerRebalanceListener, OffsetAndMetadata
+    from actors.consumer.records import ConsumerRecord
     from actors.producer.client import Producer
     from actors.producer.future import FutureRecordMetadata, RecordMetadata
     from actors.system import ConsumerGroupDescription, GroupListing, GroupPartition
@@ -28,10 +24,10 @@ _EXPORTS = {
     "Producer": "actors.producer.client",
     "RecordMetadata": "actors.producer.future",
     "FutureRecordMetadata": "actors.producer.future",
-    "Consumer": "actors.consumer",
-    "ConsumerRecord": "actors.consumer",
-    "ConsumerRebalanceListener": "actors.consumer",
-    "OffsetAndMetadata": "actors.consumer",
+    "Consumer": "actors.consumer.client",
+    "ConsumerRecord": "actors.consumer.records",
+    "ConsumerRebalanceListener": "actors.consumer.client",
+    "OffsetAndMetadata": "actors.consumer.client",
     "TopicPartition": "eventstore.topic_partition",
     "TopicDescription": "actors.broker",
     "PartitionDescription": "actors.broker",

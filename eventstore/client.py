@@ -27,7 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from actors.broker import TopicDescription
-from actors.consumer import Consumer
+from actors.consumer.client import Consumer
 from actors.producer.client import Producer
 from actors.system import ActorSystem, ConsumerGroupDescription, GroupListing
 from eventstore.sql import SqlEngine

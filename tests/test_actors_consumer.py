@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support import poll_until, wait_until
 
-from actors.consumer import Consumer, ConsumerRebalanceListener
+from actors.consumer.client import Consumer, ConsumerRebalanceListener
 from actors.runtime import stop_actor
 from eventstore.client import EventStore
 from eventstore.errors import (

@@ -1,4 +1,4 @@
-"""The embedded producer, by concern: ``client`` (the public Producer and its futures),
-``config`` (its settings), ``batch`` (batches being filled and the buffer memory they hold),
-``sequencer`` (idempotent numbering) and ``actor`` (the background half that sends, retries
-and runs callbacks)."""
+"""The embedded producer, by concern: ``client`` (the public Producer), ``future`` (what
+``send`` returns), ``config`` (its settings), ``batch`` (partitions and the batches being
+filled), ``sequencer`` (idempotent numbering) and ``actor`` (the background half that
+sends, retries and runs callbacks)."""
