@@ -299,7 +299,7 @@ class Consumer:
                 self._next_metadata_check = now + self.config.metadata_max_age_ms / 1000
                 self._check_metadata()
         if (self.config.enable_auto_commit and self.config.group_id is not None
-                and self._fetcher.assigned() and time.monotonic() >= self._next_auto_commit):
+                and time.monotonic() >= self._next_auto_commit and self._fetcher.assigned()):
             self._next_auto_commit = (time.monotonic()
                                       + self.config.auto_commit_interval_ms / 1000)
             self._commit_quietly()
