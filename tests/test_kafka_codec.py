@@ -51,6 +51,7 @@ from eventstore.errors import UnsupportedVersion as UnsupportedVersionError
 from eventstore.kafka.codec.protocol import (
     SUPPORTED_APIS,
     Request,
+    UnknownField,
     UnsupportedApiVersion,
     api_versions_response,
     build,
@@ -531,7 +532,7 @@ def test_encode_response_refuses_a_body_of_another_api_or_version():
 def test_build_converts_plain_values_and_fills_zeros():
     body = build(load_response_schema(1, 12), throttle_time=25, error_code=CorruptRecord,
                  responses=[{"topic": "t", "partitions": [{"partition_index": 1}]}],
-                 not_a_field_in_this_version=1)
+                 node_endpoints=[])  # Fetch v16's, not v12's: dropped
     assert body.throttle_time == datetime.timedelta(milliseconds=25)
     assert body.error_code is ErrorCode.corrupt_message
     [partition] = body.responses[0].partitions
@@ -543,6 +544,34 @@ def test_build_converts_plain_values_and_fills_zeros():
         {"index": 0, "base_offset": 1, "log_append_time": BASE_TIME}]}])
     log_append_time = produced.responses[0].partition_responses[0].log_append_time
     assert round(log_append_time.timestamp() * 1000) == BASE_TIME
+
+
+def test_build_refuses_a_field_no_version_has():
+    """A misspelt field would go out as its zero (error code 0 for a failure): it is a bug,
+    and says which field of which API."""
+    metadata_v12 = load_response_schema(3, 12)
+    with pytest.raises(UnknownField, match="Metadata response has no field 'clusterid'"):
+        build(metadata_v12, clusterid="eventstore")
+    with pytest.raises(UnknownField, match=r"'topics\.partitions\.leader_idd' in any version"):
+        build(metadata_v12, topics=[{"name": "t", "partitions": [{"leader_idd": 0}]}])
+    produce = decode_request(kio_frame(kio_produce_v9.ProduceRequest(
+        acks=1, timeout=datetime.timedelta(seconds=1), topic_data=())))
+    with pytest.raises(UnknownField, match="Produce response has no field 'responses.nmae'"):
+        make_response(produce, responses=[{"nmae": "t"}])
+    with pytest.raises(UnknownField, match="Metadata request has no field 'topics.nam'"):
+        build(load_request_schema(3, 1), topics=[{"nam": "t"}])
+
+
+def test_build_drops_a_field_only_other_versions_have():
+    """One call serves every version: Metadata v12 lacks cluster_authorized_operations
+    (v8-v10 have it) and v0 lacks each partition's offline_replicas (v5 on)."""
+    values = {**METADATA_VALUES, "cluster_authorized_operations": 8}
+    assert build(load_response_schema(3, 10), **values).cluster_authorized_operations == 8
+    assert not hasattr(build(load_response_schema(3, 12), **values),
+                       "cluster_authorized_operations")
+    old = build(load_response_schema(3, 0), topics=[{"name": "t", "partitions": [
+        {"partition_index": 0, "offline_replicas": [0]}]}])
+    assert old.topics[0].partitions[0].partition_index == 0
 
 
 def frames_of_every_supported_version() -> list[tuple[int, int]]:

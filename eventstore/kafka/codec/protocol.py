@@ -22,9 +22,10 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
-from kio.schema.index import api_key_map
+from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader, entity_writer
-from kio.static.protocol import RequestPayload, ResponsePayload
+from kio.static.constants import EntityType
+from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 
 from eventstore.errors import InvalidRequest, UnsupportedVersion
 from eventstore.kafka.codec.framecheck import check_frame
@@ -215,7 +216,13 @@ def make_response(request: Request, **values: Any) -> ResponsePayload:
     See :func:`build`; one call serves every version, since fields a version lacks are
     dropped and fields it needs but that were not given get their zero value.
     """
-    return build(load_response_schema(request.api_key, request.api_version), **values)
+    return build(response_schema(request.api_key, request.api_version), **values)
+
+
+@cache
+def response_schema(api_key: int, api_version: int) -> type[ResponsePayload]:
+    """kio's response class, looked up once per API and version, not once per request."""
+    return load_response_schema(api_key, api_version)
 
 
 E = TypeVar("E")
@@ -225,7 +232,9 @@ def build(entity_type: type[E], /, **values: Any) -> E:
     """A kio entity of ``entity_type`` from plain values, nested entities as mappings.
 
     kio's classes differ per version, are keyword-only and want typed values; this fills
-    the gap. Values for fields ``entity_type`` lacks are ignored. A field left out takes
+    the gap. Values for fields ``entity_type`` lacks are ignored when another version of
+    its API's schema has them (one call serves every version), and raise UnknownField when
+    none has: a misspelt field would otherwise go out as its zero. A field left out takes
     its schema default, or else its zero: () for an array and b"" for records even when
     nullable, else None when nullable, else 0, "", b"", False, the zero UUID,
     ErrorCode.none or a nested entity of such zeros. Given values are converted:
@@ -236,12 +245,99 @@ def build(entity_type: type[E], /, **values: Any) -> E:
     - nested entities: a mapping (built recursively) or an entity; arrays: any iterable.
     """
     kwargs = {}
+    given = 0
     for spec in _field_specs(entity_type):
         if spec.name in values:
             kwargs[spec.name] = spec.convert(values[spec.name])
+            given += 1
         elif not spec.has_default:
             kwargs[spec.name] = spec.zero()
+    if given < len(values):
+        for name in values.keys() - kwargs.keys():
+            if not _in_some_version(entity_type, name):
+                raise UnknownField(entity_type, name)
     return entity_type(**kwargs)
+
+
+class UnknownField(TypeError):
+    """A value for a field that no version of the entity's schema has: a bug in the
+    caller (a misspelt field), never something a client sent."""
+
+    def __init__(self, entity_type: type[Entity], name: str) -> None:
+        place = _place(entity_type)
+        if place is None:
+            where = entity_type.__name__
+        else:
+            api_key, side, path = place
+            name = ".".join((*path, name))
+            where = f"{api_name(api_key)} {side.name}"
+        super().__init__(f"{where} has no field {name!r} in any version")
+
+
+@cache
+def _in_some_version(entity_type: type[Entity], name: str) -> bool:
+    """Whether the entity at ``entity_type``'s place in its API's request or response has
+    a field ``name`` in some version kio knows: the nearest versions are looked at first,
+    so a field of a neighbouring version loads one or two schemas, once."""
+    place = _place(entity_type)
+    if place is None:
+        return False
+    api_key, side, path = place
+    version = entity_type.__version__
+    versions = [v for v, entities in schema_name_map[api_key_map[api_key]].items()
+                if side in entities]
+    for other in sorted(versions, key=lambda v: abs(v - version)):
+        entity = _entity_at(_payload_schema(api_key, other, side), path)
+        if entity is not None and any(f.name == name for f in fields(entity)):
+            return True
+    return False
+
+
+@cache
+def _place(entity_type: type[Entity]) -> tuple[int, EntityType, tuple[str, ...]] | None:
+    """Where ``entity_type`` sits: its API key, request or response, and the fields that
+    lead to it from the payload (``()`` for the payload itself); None for an entity of
+    no API (a header)."""
+    api_key = getattr(entity_type, "__api_key__", None)
+    if api_key is None:
+        return None
+    version = entity_type.__version__
+    for side in (EntityType.request, EntityType.response):
+        if side not in schema_name_map[api_key_map[api_key]].get(version, {}):
+            continue
+        path = _path_to(_payload_schema(api_key, version, side), entity_type)
+        if path is not None:
+            return api_key, side, path
+    return None
+
+
+def _payload_schema(api_key: int, version: int, side: EntityType) -> type[Entity]:
+    if side is EntityType.request:
+        return load_request_schema(api_key, version)
+    return load_response_schema(api_key, version)
+
+
+def _path_to(root: type, target: type) -> tuple[str, ...] | None:
+    """The field names leading from entity ``root`` down to entity ``target``."""
+    if root is target:
+        return ()
+    for spec in _field_specs(root):
+        if spec.kind in _NESTED:
+            below = _path_to(spec.inner, target)
+            if below is not None:
+                return (spec.name, *below)
+    return None
+
+
+def _entity_at(root: type, path: tuple[str, ...]) -> type | None:
+    """The entity class at ``path`` below ``root``, None where a field of it is missing."""
+    entity = root
+    for name in path:
+        spec = next((s for s in _field_specs(entity) if s.name == name), None)
+        if spec is None or spec.kind not in _NESTED:
+            return None
+        entity = spec.inner
+    return entity
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +404,7 @@ _KINDS = {
     "datetime_i64": "timestamp",
     "uuid": "uuid",
 }
+_NESTED = ("entity", "entities")  # the kinds of field that hold entities
 
 
 @cache

@@ -156,7 +156,6 @@ async def handle_describe_configs(ctx: BrokerContext, request: Request) -> Any:
                     if isinstance(value, bool) else str(value),
                     "read_only": name not in TOPIC_KEYS,
                     "config_source": DYNAMIC_TOPIC_CONFIG if name in overrides else DEFAULT_CONFIG,
-                    "is_default": name not in overrides,
                     "is_sensitive": False,
                 }
                 for name, value in sorted(effective.items())
