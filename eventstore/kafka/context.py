@@ -19,6 +19,7 @@ from eventstore.kafka.batchcache import RecentBatches
 
 NODE_ID = 0
 CLUSTER_ID = "eventstore"
+UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648  # INT32_MIN: ACL operations not reported
 
 
 @dataclass

@@ -13,7 +13,18 @@ from typing import Any
 
 from eventstore.kafka.codec.protocol import API_VERSIONS, Request, api_versions_response
 from eventstore.kafka.context import BrokerContext
-from eventstore.kafka.handlers import admin, fetch, groups, produce, producer_ids
+from eventstore.kafka.fetch_sessions import FetchSession
+from eventstore.kafka.handlers import (
+    configs,
+    fetch,
+    groups,
+    list_offsets,
+    log_dirs,
+    metadata,
+    produce,
+    producer_ids,
+    topics,
+)
 
 
 class Session:
@@ -22,12 +33,12 @@ class Session:
     def __init__(self, ctx: BrokerContext, client_host: str) -> None:
         self._ctx = ctx
         self.client_host = client_host
-        self.fetches = fetch.FetchSession(ctx)
+        self.fetches = FetchSession(ctx)
         self._routes: dict[int, Callable[[Request], Awaitable[Any]]] = {
             0: lambda r: produce.handle_produce(ctx, r),
             1: lambda r: fetch.handle_fetch(ctx, self.fetches, r),
-            2: lambda r: fetch.handle_list_offsets(ctx, self.fetches, r),
-            3: lambda r: admin.handle_metadata(ctx, r),
+            2: lambda r: list_offsets.handle_list_offsets(ctx, self.fetches, r),
+            3: lambda r: metadata.handle_metadata(ctx, r),
             8: lambda r: groups.handle_offset_commit(ctx, r),
             9: lambda r: groups.handle_offset_fetch(ctx, r),
             10: lambda r: groups.handle_find_coordinator(ctx, r),
@@ -38,15 +49,15 @@ class Session:
             15: lambda r: groups.handle_describe_groups(ctx, r),
             16: lambda r: groups.handle_list_groups(ctx, r),
             API_VERSIONS: self._api_versions,
-            19: lambda r: admin.handle_create_topics(ctx, r),
-            20: lambda r: admin.handle_delete_topics(ctx, r),
+            19: lambda r: topics.handle_create_topics(ctx, r),
+            20: lambda r: topics.handle_delete_topics(ctx, r),
             22: lambda r: producer_ids.handle_init_producer_id(ctx, r),
-            32: lambda r: admin.handle_describe_configs(ctx, r),
-            33: lambda r: admin.handle_alter_configs(ctx, r),
-            35: lambda r: admin.handle_describe_log_dirs(ctx, r),
-            37: lambda r: admin.handle_create_partitions(ctx, r),
+            32: lambda r: configs.handle_describe_configs(ctx, r),
+            33: lambda r: configs.handle_alter_configs(ctx, r),
+            35: lambda r: log_dirs.handle_describe_log_dirs(ctx, r),
+            37: lambda r: topics.handle_create_partitions(ctx, r),
             42: lambda r: groups.handle_delete_groups(ctx, r),
-            44: lambda r: admin.handle_incremental_alter_configs(ctx, r),
+            44: lambda r: configs.handle_incremental_alter_configs(ctx, r),
         }
 
     async def _api_versions(self, request: Request) -> Any:

@@ -1,0 +1,211 @@
+"""A connection's fetch session: what it keeps between fetches, and the read a fetch does.
+
+A fetch never messages a partition actor per request: it reads the published LogView
+(segments and high watermark) through the connection's own read-only LogReader, so it
+never waits behind a write and never sees a record before its append was acknowledged.
+The session keeps the partition states a connection reads, its reader, and the read-ahead
+of the fetch a consumer catching up will send next (see :class:`FetchSession`); Fetch and
+ListOffsets (eventstore/kafka/handlers/) use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+from operator import itemgetter
+
+from actors.partition import PartitionState, offline_error
+from eventstore.errors import KafkaError, KafkaStorageError, OffsetOutOfRange
+from eventstore.kafka.batchcache import RecentBatches
+from eventstore.kafka.codec.recordbatch import encode_batch
+from eventstore.kafka.context import BrokerContext
+from eventstore.storage.log import LogReader, LogView, check_offset
+from eventstore.storage.records import StoredRow
+
+log = logging.getLogger("eventstore.kafka.fetch_sessions")
+
+# a fetch's record count is bounded by its bytes; this only caps one read call
+_MAX_RECORDS_PER_READ = 100_000
+
+# each partition's published state, or the error that stands in for it (unknown, ...)
+States = dict[tuple[str, int], PartitionState | KafkaError]
+
+
+@dataclass
+class FetchPartition:
+    """One partition a fetch asks for: from ``offset``, at most ``max_bytes``."""
+
+    topic: str
+    partition: int
+    offset: int
+    max_bytes: int
+
+
+@dataclass
+class FetchedPartition:
+    """What a fetch read of one partition: encoded record batches, or an error."""
+
+    topic: str
+    partition: int
+    error: KafkaError | None = None
+    records: bytes = b""
+    record_count: int = 0
+    high_watermark: int = -1
+    log_start_offset: int = -1
+
+
+def collect(
+    states: States,
+    reader: LogReader,
+    recent: RecentBatches,
+    wanted: list[FetchPartition],
+    max_bytes: int,
+) -> list[FetchedPartition]:
+    """Read what each partition has from its offset on, within the byte limits: from the
+    batches its producers sent, while they are kept, else from the segments."""
+    results = []
+    budget = max_bytes
+    for want in wanted:
+        out = FetchedPartition(want.topic, want.partition)
+        results.append(out)
+        state = states[(want.topic, want.partition)]
+        if isinstance(state, KafkaError):
+            out.error = state
+            continue
+        view: LogView | None = state.view
+        if state.error is not None or view is None:
+            out.error = offline_error(state)
+            continue
+        out.high_watermark, out.log_start_offset = view.high_watermark, view.log_start_offset
+        try:
+            check_offset(view, want.offset)
+            if budget <= 0 and any(r.records for r in results):
+                continue
+            limit = max(min(want.max_bytes, budget), 1)
+            cached = recent.read(state, want.offset, limit)
+            if cached is not None:
+                out.records = cached.records
+                out.record_count = cached.last + 1 - want.offset
+                budget -= len(out.records)
+                continue
+            rows = reader.read(view, want.offset, _MAX_RECORDS_PER_READ, limit)
+        except OffsetOutOfRange as error:
+            out.error = error
+            continue
+        except KafkaError as error:
+            if isinstance(error, KafkaStorageError):  # damage met by a read: operators must know
+                log.error("fetch failed", extra={"fields": {
+                    "topic": want.topic, "partition": want.partition, "offset": want.offset,
+                    "error": str(error)}})
+            out.error = error
+            continue
+        if rows:
+            out.records = _encode(rows, view.timestamp_type)
+            out.record_count = len(rows)
+            budget -= len(out.records)
+    return results
+
+
+def _encode(rows: list[StoredRow], timestamp_type: str) -> bytes:
+    """Rows as one record batch; under LogAppendTime one batch per append time, as a
+    consumer takes each record's timestamp from its batch's max timestamp then."""
+    if timestamp_type != "LogAppendTime":
+        return encode_batch(rows[0][0], rows)
+    return b"".join(
+        encode_batch(group[0][0], group, timestamp_type=timestamp_type)
+        for group in (list(g) for _, g in itertools.groupby(rows, key=_timestamp_of))
+    )
+
+
+_timestamp_of = itemgetter(1)
+
+
+def pending_records(states: States, wanted: list[FetchPartition]) -> int:
+    """Records between each wanted offset and its partition's high watermark, as published
+    now: what :func:`collect` would read if no byte limit stopped it."""
+    total = 0
+    for want in wanted:
+        view = getattr(states.get((want.topic, want.partition)), "view", None)
+        if view is not None:
+            total += max(view.high_watermark - want.offset, 0)
+    return total
+
+
+AheadKey = tuple[tuple[str, int, int, int], ...]
+
+
+class FetchSession:
+    """Per-connection fetch state: the partition states in use, a read-only reader, and
+    the read-ahead of the fetch a consumer catching up will send next.
+
+    A client keeps one fetch in flight, so without read-ahead the server reads and
+    encodes while the client waits, and the client decodes while the server idles. Records
+    are immutable once acknowledged, so what was read ahead stays right; only the
+    watermarks are refreshed when it is used.
+    """
+
+    def __init__(self, ctx: BrokerContext) -> None:
+        self._ctx = ctx
+        self.reader = LogReader()
+        self._states: States = {}
+        self._ahead: tuple[AheadKey, asyncio.Future[list[FetchedPartition]]] | None = None
+
+    async def settle(self) -> tuple[AheadKey, list[FetchedPartition]] | None:
+        """Wait for a read-ahead in progress (the reader is not shared between threads)
+        and hand it over, once."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        key, future = ahead
+        try:
+            return key, await future
+        except Exception:  # a read-ahead is a guess; the fetch itself will read again
+            return None
+
+    async def take_read_ahead(self, states: States, wanted: list[FetchPartition],
+                              max_bytes: int) -> list[FetchedPartition] | None:
+        """What was read ahead, if it answers exactly this fetch, with today's watermarks;
+        None if nothing was, it was for another fetch, or a partition went offline. Any
+        read-ahead is settled either way."""
+        ahead = await self.settle()
+        if ahead is None or ahead[0] != _ahead_key(wanted, max_bytes):
+            return None
+        results = ahead[1]
+        for r in results:
+            state = states[(r.topic, r.partition)]
+            if r.error or isinstance(state, KafkaError) or state.error or state.view is None:
+                return None
+            r.high_watermark = state.view.high_watermark
+            r.log_start_offset = state.view.log_start_offset
+        return results
+
+    def read_ahead(self, states: States, wanted: list[FetchPartition], max_bytes: int) -> None:
+        """Start reading what ``wanted`` would return, on the pool, for the next fetch."""
+        self._ahead = (_ahead_key(wanted, max_bytes), asyncio.get_running_loop().run_in_executor(
+            self._ctx.pool, collect, states, self.reader, self._ctx.recent, wanted, max_bytes))
+
+    async def state(self, topic: str, partition: int) -> PartitionState | KafkaError:
+        """The partition's published state, or the error that stands in for it."""
+        key = (topic, partition)
+        state = self._states.get(key)
+        if state is None or isinstance(state, KafkaError) or state.error is not None:
+            try:
+                handle = await self._ctx.resolve(self._ctx.broker.partition(topic, partition))
+                state = handle.state
+            except KafkaError as error:
+                state = error
+            self._states[key] = state
+        return state
+
+    def close(self) -> None:
+        if self._ahead is not None and not self._ahead[1].done():
+            self._ahead[1].add_done_callback(lambda _: self.reader.close())
+        else:
+            self.reader.close()
+
+
+def _ahead_key(wanted: list[FetchPartition], max_bytes: int) -> AheadKey:
+    return (*((w.topic, w.partition, w.offset, w.max_bytes) for w in wanted),
+            ("", -1, -1, max_bytes))

@@ -1,0 +1,119 @@
+"""Config APIs: DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
+
+Topics' configs are described and altered (the broker validates and stores the
+overrides); the broker's own keys are described but read-only, set at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kio.static.protocol import ResponsePayload
+
+from eventstore.config import TOPIC_KEYS, validate_topic_config
+from eventstore.errors import InvalidConfig, InvalidRequest, KafkaError
+from eventstore.kafka.codec.protocol import Request, make_response
+from eventstore.kafka.context import BrokerContext
+
+TOPIC_RESOURCE = 2
+BROKER_RESOURCE = 4
+# DescribeConfigs config_source values
+DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
+# IncrementalAlterConfigs operations
+SET, DELETE = 0, 1
+
+# what a resource's config entries and the topic's overrides make of its changes
+ChangesFor = Callable[[Any, Mapping[str, Any]], dict[str, Any]]
+
+
+async def handle_describe_configs(ctx: BrokerContext, request: Request) -> ResponsePayload:
+    results = []
+    for resource in request.body.resources:
+        entry: dict[str, Any] = {"resource_type": resource.resource_type,
+                                 "resource_name": resource.resource_name}
+        try:
+            if resource.resource_type == TOPIC_RESOURCE:
+                described = await ctx.resolve(ctx.broker.describe_topic(resource.resource_name))
+                effective, overrides = described.config, described.overrides
+            elif resource.resource_type == BROKER_RESOURCE:
+                effective, overrides = ctx.server_config, {}
+            else:
+                raise InvalidRequest(f"resource type {resource.resource_type} is not supported")
+            keys = resource.configuration_keys
+            entry["configs"] = [
+                {
+                    "name": name,
+                    "value": None if value is None else str(value).lower()
+                    if isinstance(value, bool) else str(value),
+                    "read_only": name not in TOPIC_KEYS,
+                    "config_source": DYNAMIC_TOPIC_CONFIG if name in overrides else DEFAULT_CONFIG,
+                    "is_sensitive": False,
+                }
+                for name, value in sorted(effective.items())
+                if keys is None or name in keys
+            ]
+            entry["error_code"] = 0
+        except KafkaError as error:
+            entry.update(error_code=error.code, error_message=str(error), configs=[])
+        results.append(entry)
+    return make_response(request, results=results)
+
+
+async def _alter_topic_configs(
+    ctx: BrokerContext, request: Request, changes_for: ChangesFor
+) -> ResponsePayload:
+    """Apply per-resource config changes; ``changes_for(resource, overrides)`` builds them."""
+    body = request.body
+    results = []
+    for resource in body.resources:
+        entry: dict[str, Any] = {"resource_type": resource.resource_type,
+                                 "resource_name": resource.resource_name}
+        try:
+            if resource.resource_type != TOPIC_RESOURCE:
+                raise InvalidRequest(
+                    "only topic configs can be altered; server keys are set at start-up"
+                    " (--config or --set)"
+                )
+            described = await ctx.resolve(ctx.broker.describe_topic(resource.resource_name))
+            changes = changes_for(resource, described.overrides)
+            validate_topic_config({k: v for k, v in changes.items() if v is not None})
+            if not body.validate_only:
+                await ctx.resolve(
+                    ctx.broker.alter_topic_config(resource.resource_name, changes)
+                )
+            entry["error_code"] = 0
+        except KafkaError as error:
+            entry.update(error_code=error.code, error_message=str(error))
+        results.append(entry)
+    return make_response(request, responses=results)
+
+
+def _replace_all(resource: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """AlterConfigs: the given set becomes the topic's whole set of overrides."""
+    given = {c.name: c.value for c in resource.configs}
+    return {**dict.fromkeys(overrides), **given}
+
+
+def _incremental(resource: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """IncrementalAlterConfigs: SET or DELETE key by key (no list-valued keys here)."""
+    changes: dict[str, Any] = {}
+    for config in resource.configs:
+        if config.config_operation == SET:
+            changes[config.name] = config.value
+        elif config.config_operation == DELETE:
+            changes[config.name] = None
+        else:
+            raise InvalidConfig(
+                f"{config.name}: APPEND and SUBTRACT apply only to list-valued keys"
+            )
+    return changes
+
+
+async def handle_alter_configs(ctx: BrokerContext, request: Request) -> ResponsePayload:
+    return await _alter_topic_configs(ctx, request, _replace_all)
+
+
+async def handle_incremental_alter_configs(ctx: BrokerContext, request: Request
+                                           ) -> ResponsePayload:
+    return await _alter_topic_configs(ctx, request, _incremental)
