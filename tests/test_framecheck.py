@@ -44,12 +44,13 @@ from kio.static.protocol import RequestPayload
 
 from eventstore.errors import InvalidRequest
 from eventstore.kafka.codec.framecheck import check_frame
-from eventstore.kafka.codec.protocol import SUPPORTED_APIS, build, decode_request
+from eventstore.kafka.codec.protocol import build, decode_request
+from eventstore.kafka.registry import SUPPORTED_VERSIONS
 
 # kio registers strategies for its own types, records excepted (plain bytes to its writer).
 st.register_type_strategy(Records, st.binary(max_size=64))
 
-VERSIONS = [(k, v) for k, (low, high) in SUPPORTED_APIS.items() for v in range(low, high + 1)]
+VERSIONS = [(k, v) for k, (low, high) in SUPPORTED_VERSIONS.items() for v in range(low, high + 1)]
 ALL_KIO_REQUESTS = [load_request_schema(key, version) for key, name in api_key_map.items()
                     for version, entities in schema_name_map[name].items()
                     if EntityType.request in entities]
@@ -137,12 +138,13 @@ import struct, sys
 from eventstore.errors import InvalidRequest
 from eventstore.kafka.codec.framecheck import check_frame
 from eventstore.kafka.codec.protocol import UnsupportedApiVersion, decode_request
+from eventstore.kafka.registry import SUPPORTED_VERSIONS
 from kio.index import load_request_schema
 from kio.serial import entity_reader
 
 def outcome(frame):
     try:
-        decode_request(frame)
+        decode_request(frame, SUPPORTED_VERSIONS)
     except (InvalidRequest, UnsupportedApiVersion) as error:
         return str(error)
     body_type = load_request_schema(*struct.unpack_from(">hh", frame))
@@ -221,7 +223,7 @@ def test_kio_written_frames_of_every_supported_version_pass_and_end_where_kio_en
             frame = kio_frame(body, client_id)
             assert check_frame(body_type, frame) == len(frame) == kio_end(body_type, frame)
             assert check_frame(body_type, frame + b"\x00\xff") == len(frame)  # extra bytes
-            decoded = decode_request(frame)
+            decoded = decode_request(frame, SUPPORTED_VERSIONS)
             assert (decoded.body, decoded.client_id) == (body, client_id)
 
 
@@ -245,7 +247,7 @@ KAFKA_PYTHON_REQUESTS = {
     cls.API_KEY: cls for module in (admin, consumer, metadata, producer)
     for cls in vars(module).values()
     if isinstance(cls, type) and issubclass(cls, ApiMessage) and cls is not ApiMessage
-    and cls.is_request() and cls.API_KEY in SUPPORTED_APIS
+    and cls.is_request() and cls.API_KEY in SUPPORTED_VERSIONS
 }
 
 
@@ -278,7 +280,7 @@ def kafka_python_frame(request: Any) -> bytes:
 
 
 def test_kafka_python_knows_every_supported_api() -> None:
-    assert set(KAFKA_PYTHON_REQUESTS) == set(SUPPORTED_APIS)
+    assert set(KAFKA_PYTHON_REQUESTS) == set(SUPPORTED_VERSIONS)
 
 
 @pytest.mark.parametrize(("api_key", "version"), VERSIONS)
@@ -289,7 +291,7 @@ def test_kafka_python_frames_pass_and_end_where_kio_ends(api_key: int, version: 
                     request_type(**kafka_python_values(request_type._struct, version))):
         frame = kafka_python_frame(request)
         assert check_frame(body_type, frame) == len(frame) == kio_end(body_type, frame)
-        decode_request(frame)
+        decode_request(frame, SUPPORTED_VERSIONS)
 
 
 # -- what the check refuses ---------------------------------------------------------------
@@ -304,10 +306,10 @@ def test_a_null_array_is_refused_exactly_where_the_schema_has_none(
         body = with_null(full, struct_type, name)
         frame = kio_frame(body)
         if nullable:
-            assert decode_request(frame).body == body
+            assert decode_request(frame, SUPPORTED_VERSIONS).body == body
         else:
             with pytest.raises(InvalidRequest, match=rf"{struct_type.__name__}\.{name} is null"):
-                decode_request(frame)
+                decode_request(frame, SUPPORTED_VERSIONS)
 
 
 def frame_of(api_key: int, version: int, body: bytes, client_id: bytes = b"\x00\x01c") -> bytes:
@@ -394,7 +396,7 @@ def test_a_tagged_field_is_read_by_its_type_not_its_declared_size() -> None:
     for size in (0, 3, 100):
         misdeclared = frame[:-5] + bytes([size]) + frame[-4:]
         assert check_frame(body_type, misdeclared) == len(frame)
-        assert decode_request(misdeclared).body.cluster_id == "abc"
+        assert decode_request(misdeclared, SUPPORTED_VERSIONS).body.cluster_id == "abc"
 
 
 # -- mutated frames -----------------------------------------------------------------------

@@ -49,7 +49,6 @@ from eventstore.errors import (
 )
 from eventstore.errors import UnsupportedVersion as UnsupportedVersionError
 from eventstore.kafka.codec.protocol import (
-    SUPPORTED_APIS,
     Request,
     UnknownField,
     UnsupportedApiVersion,
@@ -60,6 +59,7 @@ from eventstore.kafka.codec.protocol import (
     make_response,
 )
 from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
+from eventstore.kafka.registry import SUPPORTED_VERSIONS
 from eventstore.storage.records import LogRecord, Record, encode_headers
 
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -354,27 +354,29 @@ def test_supported_apis_are_the_ones_we_serve_and_kio_knows():
     names = {0: 3, 1: 4, 2: 1, 3: 0, 8: None, 9: 1, 10: 0, 11: 0, 12: 0, 13: 0, 14: 0,
              15: 0, 16: 0, 18: 0, 19: None, 20: None, 22: 0, 32: None, 33: 0, 35: None,
              37: 0, 42: 0, 44: 0}
-    assert set(SUPPORTED_APIS) == set(names)
-    for api_key, (low, high) in SUPPORTED_APIS.items():
+    assert set(SUPPORTED_VERSIONS) == set(names)
+    for api_key, (low, high) in SUPPORTED_VERSIONS.items():
         assert low <= high
         if names[api_key] is not None:
             assert low <= names[api_key]
         for version in range(low, high + 1):
             assert load_request_schema(api_key, version).__version__ == version
             assert load_response_schema(api_key, version).__version__ == version
-    assert SUPPORTED_APIS[0][1] >= 9 and SUPPORTED_APIS[1][1] == 12  # flexible, no topic ids
-    assert SUPPORTED_APIS[3][1] >= 9 and SUPPORTED_APIS[18][1] >= 3
+    # flexible, no topic ids
+    assert SUPPORTED_VERSIONS[0][1] >= 9 and SUPPORTED_VERSIONS[1][1] == 12
+    assert SUPPORTED_VERSIONS[3][1] >= 9 and SUPPORTED_VERSIONS[18][1] >= 3
 
 
-@pytest.mark.parametrize("version", range(SUPPORTED_APIS[18][1] + 1))
+@pytest.mark.parametrize("version", range(SUPPORTED_VERSIONS[18][1] + 1))
 def test_api_versions_round_trip(version):
     request = ApiVersionsRequest[version](
         **({"client_software_name": "t", "client_software_version": "1"} if version >= 3 else {})
     )
     client, frame = kafka_python_frame(request)
 
-    decoded = decode_request(frame)
-    response = encode_response(decoded, api_versions_response(decoded.api_version))
+    decoded = decode_request(frame, SUPPORTED_VERSIONS)
+    response = encode_response(
+        decoded, api_versions_response(SUPPORTED_VERSIONS, decoded.api_version))
 
     assert (decoded.api_key, decoded.api_version, decoded.client_id) == (
         18, version, "kafka-python-test")
@@ -383,7 +385,8 @@ def test_api_versions_round_trip(version):
     assert response[8:10] == b"\x00\x00"
     [(_, parsed)] = client.receive_bytes(response)
     assert parsed.error_code == 0
-    assert {k.api_key: (k.min_version, k.max_version) for k in parsed.api_keys} == SUPPORTED_APIS
+    advertised = {k.api_key: (k.min_version, k.max_version) for k in parsed.api_keys}
+    assert advertised == SUPPORTED_VERSIONS
 
 
 def test_api_versions_too_new_gets_v0_error_with_the_key_list():
@@ -392,22 +395,23 @@ def test_api_versions_too_new_gets_v0_error_with_the_key_list():
     too_new = frame[:2] + struct.pack(">h", 9) + frame[4:]
 
     with pytest.raises(UnsupportedApiVersion) as caught:
-        decode_request(too_new)
+        decode_request(too_new, SUPPORTED_VERSIONS)
     error = caught.value
     assert isinstance(error, UnsupportedVersionError) and error.code == 35
     assert (error.api_key, error.api_version) == (18, 9)
     assert str(error).startswith("UnsupportedVersion: ApiVersions v9")
 
-    body = api_versions_response(error.api_version)
+    body = api_versions_response(SUPPORTED_VERSIONS, error.api_version)
     assert body.__version__ == 0 and body.error_code == ErrorCode.unsupported_version
     response = encode_response(error, body)
     parsed = ApiVersionsResponse[0].decode(response, header=True, framed=True)
     assert parsed.header.correlation_id == error.correlation_id
     assert parsed.error_code == 35
-    assert {k.api_key: (k.min_version, k.max_version) for k in parsed.api_keys} == SUPPORTED_APIS
+    advertised = {k.api_key: (k.min_version, k.max_version) for k in parsed.api_keys}
+    assert advertised == SUPPORTED_VERSIONS
     # kafka-python, having asked v4, reads it too (it decodes errors as v0).
     [(_, parsed)] = client.receive_bytes(response)
-    assert parsed.error_code == 35 and len(parsed.api_keys) == len(SUPPORTED_APIS)
+    assert parsed.error_code == 35 and len(parsed.api_keys) == len(SUPPORTED_VERSIONS)
 
 
 METADATA_VALUES = {
@@ -431,7 +435,7 @@ METADATA_VALUES = {
 ])
 def test_metadata_round_trip(kio_request):
     version = kio_request.__version__
-    decoded = decode_request(kio_frame(kio_request, correlation_id=1234))
+    decoded = decode_request(kio_frame(kio_request, correlation_id=1234), SUPPORTED_VERSIONS)
     assert decoded == Request(3, version, 1234, "tester", kio_request)
 
     response = encode_response(decoded, make_response(decoded, **METADATA_VALUES))
@@ -455,7 +459,7 @@ def test_produce_round_trip(module):
             module.PartitionProduceData(index=2, records=batch),)),),
     )
 
-    decoded = decode_request(kio_frame(kio_request, correlation_id=5))
+    decoded = decode_request(kio_frame(kio_request, correlation_id=5), SUPPORTED_VERSIONS)
 
     assert decoded.body == kio_request
     [topic] = decoded.body.topic_data
@@ -484,7 +488,7 @@ def test_fetch_response_carries_encoded_batches(version):
             request_type.FetchTopic.FetchPartition(
                 partition=0, fetch_offset=10, partition_max_bytes=1 << 20)])],
     ))
-    decoded = decode_request(frame)
+    decoded = decode_request(frame, SUPPORTED_VERSIONS)
     assert decoded.body.max_wait == datetime.timedelta(milliseconds=500)
     log = to_log_records(sample_records(7), 10)
 
@@ -502,29 +506,30 @@ def test_fetch_response_carries_encoded_batches(version):
 
 def test_unknown_api_key_is_unsupported_with_the_correlation_id():
     with pytest.raises(UnsupportedApiVersion) as caught:
-        decode_request(struct.pack(">hhi", 999, 0, 31337) + b"\xff\xff")
+        decode_request(struct.pack(">hhi", 999, 0, 31337) + b"\xff\xff", SUPPORTED_VERSIONS)
     assert (caught.value.api_key, caught.value.api_version) == (999, 0)
     assert caught.value.correlation_id == 31337
     assert caught.value.code == 35
     # Known to Kafka but not served here (SaslHandshake), and a too-new Produce.
     for api_key, version in ((17, 1), (0, 13), (0, 2)):
         with pytest.raises(UnsupportedApiVersion):
-            decode_request(struct.pack(">hhi", api_key, version, 1))
+            decode_request(struct.pack(">hhi", api_key, version, 1), SUPPORTED_VERSIONS)
 
 
 def test_malformed_frames_are_invalid_requests():
     frame = kio_frame(KioMetadataRequestV1(topics=(KioMetadataTopicV1(name="orders"),)))
     for size in range(len(frame)):
         with pytest.raises(InvalidRequest):
-            decode_request(frame[:size])
+            decode_request(frame[:size], SUPPORTED_VERSIONS)
     # bytes after the end are ignored, as Kafka does (librdkafka sends some)
-    assert decode_request(frame + b"\x00\x01") == decode_request(frame)
+    assert (decode_request(frame + b"\x00\x01", SUPPORTED_VERSIONS)
+            == decode_request(frame, SUPPORTED_VERSIONS))
 
 
 def test_encode_response_refuses_a_body_of_another_api_or_version():
-    decoded = decode_request(kio_frame(KioMetadataRequestV1(topics=None)))
+    decoded = decode_request(kio_frame(KioMetadataRequestV1(topics=None)), SUPPORTED_VERSIONS)
     with pytest.raises(ValueError):
-        encode_response(decoded, api_versions_response(0))
+        encode_response(decoded, api_versions_response(SUPPORTED_VERSIONS, 0))
     with pytest.raises(ValueError):
         encode_response(decoded, build(load_response_schema(3, 2), **METADATA_VALUES))
 
@@ -555,7 +560,7 @@ def test_build_refuses_a_field_no_version_has():
     with pytest.raises(UnknownField, match=r"'topics\.partitions\.leader_idd' in any version"):
         build(metadata_v12, topics=[{"name": "t", "partitions": [{"leader_idd": 0}]}])
     produce = decode_request(kio_frame(kio_produce_v9.ProduceRequest(
-        acks=1, timeout=datetime.timedelta(seconds=1), topic_data=())))
+        acks=1, timeout=datetime.timedelta(seconds=1), topic_data=())), SUPPORTED_VERSIONS)
     with pytest.raises(UnknownField, match="Produce response has no field 'responses.nmae'"):
         make_response(produce, responses=[{"nmae": "t"}])
     with pytest.raises(UnknownField, match="Metadata request has no field 'topics.nam'"):
@@ -575,14 +580,14 @@ def test_build_drops_a_field_only_other_versions_have():
 
 
 def frames_of_every_supported_version() -> list[tuple[int, int]]:
-    return [(k, v) for k, (low, high) in SUPPORTED_APIS.items() for v in range(low, high + 1)]
+    return [(k, v) for k, (low, high) in SUPPORTED_VERSIONS.items() for v in range(low, high + 1)]
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_frames_raise_only_typed_errors(frame):
     with contextlib.suppress(InvalidRequest, UnsupportedVersionError):
-        decode_request(frame)
+        decode_request(frame, SUPPORTED_VERSIONS)
 
 
 @settings(max_examples=1000, deadline=None)
@@ -593,7 +598,7 @@ def test_random_frames_raise_only_typed_errors(frame):
 )
 def test_random_bodies_of_supported_apis_raise_only_invalid_request(api, correlation_id, rest):
     with contextlib.suppress(InvalidRequest):
-        decode_request(struct.pack(">hhi", *api, correlation_id) + rest)
+        decode_request(struct.pack(">hhi", *api, correlation_id) + rest, SUPPORTED_VERSIONS)
 
 
 @settings(max_examples=500, deadline=None)
@@ -615,7 +620,7 @@ def test_mutated_frames_raise_only_typed_errors(seed, edits):
     for position, byte in edits:
         frame[position % len(frame)] = byte
     with contextlib.suppress(InvalidRequest, UnsupportedVersionError):
-        decode_request(bytes(frame))
+        decode_request(bytes(frame), SUPPORTED_VERSIONS)
 
 
 @pytest.mark.parametrize(("codec", "raw_snappy"), [

@@ -6,14 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from eventstore.kafka.codec.apikeys import ApiKey
 from eventstore.kafka.codec.fetchresponse import (
-    FETCH,
     FIRST_VERSION,
     LAST_VERSION,
     PartitionAnswer,
     encode_fetch_response,
 )
-from eventstore.kafka.codec.protocol import SUPPORTED_APIS, Request, encode_response, make_response
+from eventstore.kafka.codec.protocol import Request, encode_response, make_response
+from eventstore.kafka.registry import SUPPORTED_VERSIONS
 
 answers = st.builds(
     PartitionAnswer,
@@ -28,13 +29,13 @@ topics = st.lists(st.tuples(st.text(min_size=1, max_size=150), st.lists(answers,
 
 
 def test_the_versions_written_by_hand_are_the_ones_served() -> None:
-    assert SUPPORTED_APIS[FETCH] == (FIRST_VERSION, LAST_VERSION)
+    assert SUPPORTED_VERSIONS[ApiKey.FETCH] == (FIRST_VERSION, LAST_VERSION)
 
 
 @given(version=st.integers(FIRST_VERSION, LAST_VERSION),
        correlation_id=st.integers(-(2**31), 2**31 - 1), topics=topics)
 def test_matches_kio_byte_for_byte(version: int, correlation_id: int, topics: list) -> None:
-    request = Request(FETCH, version, correlation_id, "test", None)
+    request = Request(ApiKey.FETCH, version, correlation_id, "test", None)
     body = make_response(request, responses=[{"topic": name, "partitions": [
         {"partition_index": p.partition, "error_code": p.error_code,
          "high_watermark": p.high_watermark, "last_stable_offset": p.high_watermark,

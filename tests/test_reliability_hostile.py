@@ -27,6 +27,7 @@ from support import KafkaConnection, ServerProcess, create_topic, fetch, produce
 
 from eventstore.errors import InvalidRequest
 from eventstore.kafka.codec.protocol import decode_request
+from eventstore.kafka.registry import SUPPORTED_VERSIONS
 
 FUZZ_SECONDS = 15.0
 RSS_GROWTH_BOUND_MIB = 100  # generous: a fuzz run grows the server by ~10 MiB
@@ -58,7 +59,8 @@ def test_a_huge_compact_array_length_does_not_kill_the_decoder() -> None:
     """kio's native reader allocates what an array length claims before reading it; the
     frame check refuses this 60-byte request before kio would abort the process."""
     decoding = ("import sys\nfrom eventstore.kafka.codec.protocol import decode_request\n"
-                "try:\n    decode_request(sys.stdin.buffer.read())\n"
+                "from eventstore.kafka.registry import SUPPORTED_VERSIONS\n"
+                "try:\n    decode_request(sys.stdin.buffer.read(), SUPPORTED_VERSIONS)\n"
                 "except Exception as error:\n    print(type(error).__name__)")
     done = subprocess.run([sys.executable, "-c", decoding], input=JOIN_GROUP_HUGE_ARRAY,
                           capture_output=True, timeout=60)
@@ -71,7 +73,7 @@ def test_a_null_array_where_none_is_allowed_is_an_invalid_request() -> None:
     header = struct.pack(">hhih", 0, 3, 1, -1)  # Produce v3, client_id null
     body = struct.pack(">hhii", -1, -1, 1000, -1)  # transactional_id null, acks, timeout, null
     with pytest.raises(InvalidRequest):
-        decode_request(header + body)
+        decode_request(header + body, SUPPORTED_VERSIONS)
 
 
 # -- hostile connections --------------------------------------------------------------------

@@ -1,1 +1,1 @@
-"""Kafka wire protocol: the request/response codec and v2 record batches."""
+"""The Kafka front end: the listener, the registry of APIs, their handlers, the codec."""

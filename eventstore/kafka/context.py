@@ -9,50 +9,56 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 import pykka
 
+from actors.broker import Broker
+from actors.coordinator import GroupCoordinator
+from actors.partition import PartitionHandle
 from eventstore.kafka.batchcache import RecentBatches
 
 NODE_ID = 0
 CLUSTER_ID = "eventstore"
 UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648  # INT32_MIN: ACL operations not reported
 
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
 
 @dataclass
 class BrokerContext:
     """Shared by every connection's session."""
 
-    broker: Any  # proxy of actors.broker.Broker
-    coordinator: Any  # proxy of actors.coordinator.GroupCoordinator
+    broker: pykka.ActorProxy[Broker]
+    coordinator: pykka.ActorProxy[GroupCoordinator]
     host: str  # the address advertised to clients
     port: int
     pool: concurrent.futures.ThreadPoolExecutor
-    server_config: Mapping[str, Any]  # what DescribeConfigs shows for the broker
+    server_config: Mapping[str, Any]  # every server key by its Kafka name: DescribeConfigs
     data_dir: str = ""  # the one log directory DescribeLogDirs reports
     recent: RecentBatches = field(default_factory=RecentBatches)  # produced, for fetches
-    _handles: dict[tuple[str, int], Any] = field(default_factory=dict)
+    _handles: dict[tuple[str, int], PartitionHandle] = field(default_factory=dict)
 
-    async def partition(self, topic: str, partition: int) -> Any:
+    async def partition(self, topic: str, partition: int) -> PartitionHandle:
         """The partition's PartitionHandle, asked of the broker only the first time and
         once its actor has stopped or its partition gone offline (restarted, deleted):
         a produce request then costs no broker round trip. Raises what the broker does."""
         key = (topic, partition)
         handle = self._handles.get(key)
-        if handle is None or handle.state.error is not None or not (
+        if handle is None or handle.state.error is not None or handle.actor is None or not (
                 handle.actor.actor_ref.is_alive()):
             self._handles.pop(key, None)
             handle = await self.resolve(self.broker.partition(topic, partition))
             self._handles[key] = handle
         return handle
 
-    async def resolve(self, future: pykka.Future[Any]) -> Any:
+    async def resolve(self, future: pykka.Future[T]) -> T:
         """The value of an actor's reply, awaited without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, future.get)
 
-    async def run(self, fn: Any, *args: Any) -> Any:
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run blocking work (reading segment rows) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)

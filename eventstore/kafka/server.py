@@ -28,8 +28,8 @@ from typing import Protocol
 
 from eventstore.config import ListenerLimits
 from eventstore.errors import InvalidRequest
+from eventstore.kafka.codec.apikeys import ApiKey
 from eventstore.kafka.codec.protocol import (
-    API_VERSIONS,
     Request,
     UnsupportedApiVersion,
     api_name,
@@ -37,13 +37,16 @@ from eventstore.kafka.codec.protocol import (
     decode_request,
     encode_response,
 )
+from eventstore.kafka.connection import Response
+from eventstore.kafka.registry import SUPPORTED_VERSIONS
 
 log = logging.getLogger("eventstore.kafka")
+
 
 class Session(Protocol):
     """What the listener needs of a connection's session (see eventstore.kafka.session)."""
 
-    async def handle(self, request: Request) -> object | None: ...
+    async def handle(self, request: Request) -> Response: ...
 
     def close(self) -> None: ...
 
@@ -130,8 +133,9 @@ class RequestBudget:
 class KafkaListener:
     """Accepts Kafka clients and feeds each connection's decoded requests to its session.
 
-    A session returns the response body (a kio response object), or None when the
-    request needs no answer (a Produce with acks=0).
+    A session returns the response body (a kio response object), the response frame
+    already encoded (bytes), or None when the request needs no answer (a Produce with
+    acks=0). Requests of an API or version the registry does not list are refused here.
     """
 
     def __init__(self, sessions: SessionFactory, limits: ListenerLimits) -> None:
@@ -269,11 +273,12 @@ class KafkaListener:
         self, frame: bytes, session: Session, peer: object
     ) -> bytes | object | None:
         try:
-            request = decode_request(frame)
+            request = decode_request(frame, SUPPORTED_VERSIONS)
         except UnsupportedApiVersion as exc:
-            if exc.api_key == API_VERSIONS:
+            if exc.api_key == ApiKey.API_VERSIONS:
                 # Kafka answers a too-new ApiVersions with v0 and its list of keys
-                return encode_response(exc, api_versions_response(exc.api_version))
+                return encode_response(
+                    exc, api_versions_response(SUPPORTED_VERSIONS, exc.api_version))
             log.warning("connection closed: %s; peer=%s", exc, peer)
             return _CLOSE
         except InvalidRequest as exc:

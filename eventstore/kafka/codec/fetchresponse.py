@@ -26,9 +26,9 @@ from kio.serial.writers import (
     write_nullable_legacy_bytes,
 )
 
-from eventstore.kafka.codec.protocol import encode_frame, load_response_schema
+from eventstore.kafka.codec.apikeys import ApiKey
+from eventstore.kafka.codec.protocol import encode_frame, response_schema
 
-FETCH = 1
 FIRST_VERSION, LAST_VERSION = 4, 12
 _FLEXIBLE_FROM = 12  # compact strings and arrays, tagged fields
 _LOG_START_FROM = 5
@@ -90,5 +90,5 @@ def encode_fetch_response(
         if flexible:
             write_empty_tagged_fields(out)
 
-    header_type = load_response_schema(FETCH, version).__header_schema__
+    header_type = response_schema(ApiKey.FETCH, version).__header_schema__
     return encode_frame(correlation_id, header_type, write_body)

@@ -3,9 +3,10 @@
 No sockets here. The listener reads a size-prefixed frame, hands the bytes after the
 4-byte size to :func:`decode_request`, and writes what :func:`encode_response` returns.
 kio, generated from Kafka's own message schemas, knows every API's layout at every
-version; this module adds what a broker does around it: the table of APIs and versions we
-advertise, request and response headers, the ApiVersions special cases, typed errors
-for bad input, and :func:`build` to make kio response objects from plain values.
+version; this module adds what a broker does around it: request and response headers, the
+ApiVersions special cases, typed errors for bad input, and :func:`build` to make kio
+response objects from plain values. Which APIs and versions are served is not its business:
+callers pass the table (eventstore/kafka/registry.py holds it).
 """
 
 from __future__ import annotations
@@ -28,43 +29,11 @@ from kio.static.constants import EntityType
 from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 
 from eventstore.errors import InvalidRequest, UnsupportedVersion
+from eventstore.kafka.codec.apikeys import ApiKey
 from eventstore.kafka.codec.framecheck import check_frame
 
-API_VERSIONS = 18
-
-# api_key -> (min, max) versions we advertise. kio 0.6.5 carries Kafka 4.0's schemas, so
-# its lowest versions are Kafka 4.0's (no OffsetCommit v0-1, CreateTopics v0-1, ...), and
-# current kafka-python 3.x and librdkafka 2.x all start at or above them. Each maximum
-# reaches the first flexible version (tagged fields, compact encodings) and stops before
-# a version that names topics by id or reshapes the request; versions that only add
-# fields a single node answers with defaults are included.
-SUPPORTED_APIS: dict[int, tuple[int, int]] = {
-    0: (3, 9),  # Produce: v3 is the first with v2 record batches; v9 flexible; v10+ adds
-    #             leader-change hints (KIP-951), v12 the new transaction protocol
-    1: (4, 12),  # Fetch: v4 is kio's first; v12 flexible; v13+ names topics by id
-    2: (1, 7),  # ListOffsets: v6 flexible, v7 adds MAX_TIMESTAMP (-3); v8+ is tiered storage
-    3: (0, 12),  # Metadata: v9 flexible; v10-12 carry topic ids (answered zero); v13 only
-    #              adds a top-level error code
-    8: (2, 8),  # OffsetCommit: v2 is kio's first; v8 flexible; v9 is KIP-848, v10 topic ids
-    9: (1, 7),  # OffsetFetch: v6 flexible, v7 require_stable; v8 batches groups
-    10: (0, 3),  # FindCoordinator: v3 flexible; v4 batches coordinator keys
-    11: (0, 9),  # JoinGroup: v5 static members, v6 flexible, v7-9 add optional fields
-    12: (0, 4),  # Heartbeat: v4 flexible
-    13: (0, 5),  # LeaveGroup: v3 lists members instead of one member_id, v4 flexible
-    14: (0, 5),  # SyncGroup: v4 flexible, v5 echoes protocol type and name
-    15: (0, 5),  # DescribeGroups: v5 flexible; v6 adds per-group error messages
-    16: (0, 4),  # ListGroups: v3 flexible, v4 filters by state; v5 by group type
-    18: (0, 4),  # ApiVersions: v3 flexible, v4 same layout (kafka-python asks v4 first)
-    19: (2, 7),  # CreateTopics: v2 is kio's first; v5 flexible; v7 returns topic ids (zero)
-    20: (1, 5),  # DeleteTopics: v1 is kio's first; v4 flexible; v6 may name topics by id
-    22: (0, 4),  # InitProducerId: v2 flexible, v3-4 epoch bumps; v5+ is transactions v2
-    32: (1, 4),  # DescribeConfigs: v1 is kio's first; v4 flexible
-    33: (0, 2),  # AlterConfigs: v2 flexible
-    35: (1, 4),  # DescribeLogDirs: v1 is kio's first; v2 flexible, v4 adds total/usable bytes
-    37: (0, 3),  # CreatePartitions: v2 flexible, v3 same layout
-    42: (0, 2),  # DeleteGroups: v2 flexible
-    44: (0, 1),  # IncrementalAlterConfigs: v1 flexible
-}
+# api_key -> (lowest, highest) version served: what ApiVersions advertises
+ApiVersionRanges = Mapping[int, tuple[int, int]]
 
 _PREFIX = struct.Struct(">hhi")  # api_key, api_version, correlation_id: every header
 _SIZE = struct.Struct(">i")
@@ -97,11 +66,12 @@ class UnsupportedApiVersion(UnsupportedVersion):
     closes the connection.
     """
 
-    def __init__(self, api_key: int, api_version: int, correlation_id: int) -> None:
+    def __init__(self, api_key: int, api_version: int, correlation_id: int,
+                 versions: tuple[int, int] | None) -> None:
+        """``versions``: the API's range served, None for an API not served at all."""
         self.api_key = api_key
         self.api_version = api_version
         self.correlation_id = correlation_id
-        versions = SUPPORTED_APIS.get(api_key)
         if versions is None:
             message = f"unknown or unsupported API key {api_key} ({api_name(api_key)})"
         else:
@@ -114,10 +84,10 @@ class UnsupportedApiVersion(UnsupportedVersion):
         return "UnsupportedVersion"
 
 
-def decode_request(frame: bytes) -> Request:
+def decode_request(frame: bytes, supported: ApiVersionRanges) -> Request:
     """The request in ``frame`` (the bytes after the 4-byte size prefix).
 
-    Raises UnsupportedApiVersion for an API or version outside SUPPORTED_APIS and
+    Raises UnsupportedApiVersion for an API or version outside ``supported`` and
     InvalidRequest for bytes that do not parse; nothing else, whatever the input. Bytes
     after the request's end are ignored, as Kafka ignores them: librdkafka 2.x sends three
     stray bytes after an all-topics Metadata v12 request.
@@ -131,9 +101,9 @@ def decode_request(frame: bytes) -> Request:
     if len(frame) < _PREFIX.size:
         raise InvalidRequest(f"request of {len(frame)} bytes is shorter than a request header")
     api_key, api_version, correlation_id = _PREFIX.unpack_from(frame)
-    versions = SUPPORTED_APIS.get(api_key)
+    versions = supported.get(api_key)
     if versions is None or not versions[0] <= api_version <= versions[1]:
-        raise UnsupportedApiVersion(api_key, api_version, correlation_id)
+        raise UnsupportedApiVersion(api_key, api_version, correlation_id, versions)
     body_type, read_header, read_body = _request_readers(api_key, api_version)
     check_frame(body_type, frame)
     try:
@@ -164,7 +134,7 @@ def encode_response(request: Request | UnsupportedApiVersion, body: ResponsePayl
     the response of the request's API and version; ApiVersions may also answer with v0.
     """
     version_ok = body.__version__ == request.api_version or (
-        request.api_key == API_VERSIONS and body.__version__ == 0
+        request.api_key == ApiKey.API_VERSIONS and body.__version__ == 0
     )
     if body.__api_key__ != request.api_key or not version_ok:
         raise ValueError(
@@ -189,22 +159,24 @@ def encode_frame(correlation_id: int, header_type: type, write_body: Callable[[i
     return buffer.getvalue()
 
 
-def api_versions_response(request_api_version: int, error_code: int = 0) -> ResponsePayload:
-    """The ApiVersions response listing SUPPORTED_APIS, at the request's version.
+def api_versions_response(
+    supported: ApiVersionRanges, request_api_version: int, error_code: int = 0
+) -> ResponsePayload:
+    """The ApiVersions response listing ``supported``, at the request's version.
 
     A version we do not support gets what Kafka sends: a v0 response with
     UNSUPPORTED_VERSION (35) and the full key list, so the client can retry.
     """
-    low, high = SUPPORTED_APIS[API_VERSIONS]
+    low, high = supported[ApiKey.API_VERSIONS]
     version = request_api_version
     if not low <= version <= high:
         version, error_code = 0, error_code or UnsupportedVersion.code
     api_keys = [
         {"api_key": key, "min_version": versions[0], "max_version": versions[1]}
-        for key, versions in sorted(SUPPORTED_APIS.items())
+        for key, versions in sorted(supported.items())
     ]
     return build(
-        load_response_schema(API_VERSIONS, version),
+        response_schema(ApiKey.API_VERSIONS, version),
         error_code=error_code,
         api_keys=api_keys,
     )

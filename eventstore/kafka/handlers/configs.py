@@ -14,6 +14,7 @@ from kio.static.protocol import ResponsePayload
 from eventstore.config import TOPIC_KEYS, validate_topic_config
 from eventstore.errors import InvalidConfig, InvalidRequest, KafkaError
 from eventstore.kafka.codec.protocol import Request, make_response
+from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import BrokerContext
 
 TOPIC_RESOURCE = 2
@@ -27,7 +28,8 @@ SET, DELETE = 0, 1
 ChangesFor = Callable[[Any, Mapping[str, Any]], dict[str, Any]]
 
 
-async def handle_describe_configs(ctx: BrokerContext, request: Request) -> ResponsePayload:
+async def handle_describe_configs(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     results = []
     for resource in request.body.resources:
         entry: dict[str, Any] = {"resource_type": resource.resource_type,
@@ -110,10 +112,10 @@ def _incremental(resource: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
     return changes
 
 
-async def handle_alter_configs(ctx: BrokerContext, request: Request) -> ResponsePayload:
-    return await _alter_topic_configs(ctx, request, _replace_all)
+async def handle_alter_configs(conn: Connection, request: Request) -> ResponsePayload:
+    return await _alter_topic_configs(conn.ctx, request, _replace_all)
 
 
-async def handle_incremental_alter_configs(ctx: BrokerContext, request: Request
+async def handle_incremental_alter_configs(conn: Connection, request: Request
                                            ) -> ResponsePayload:
-    return await _alter_topic_configs(ctx, request, _incremental)
+    return await _alter_topic_configs(conn.ctx, request, _incremental)

@@ -16,11 +16,10 @@ import time
 from eventstore.errors import KafkaError
 from eventstore.kafka.codec.fetchresponse import PartitionAnswer, encode_fetch_response
 from eventstore.kafka.codec.protocol import Request
-from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.connection import Connection
 from eventstore.kafka.fetch_sessions import (
     FetchedPartition,
     FetchPartition,
-    FetchSession,
     collect,
     pending_records,
 )
@@ -39,7 +38,8 @@ def _next_wanted(wanted: list[FetchPartition], results: list[FetchedPartition]
             for w, r in zip(wanted, results, strict=True)]
 
 
-async def handle_fetch(ctx: BrokerContext, session: FetchSession, request: Request) -> bytes:
+async def handle_fetch(conn: Connection, request: Request) -> bytes:
+    ctx, session = conn.ctx, conn.fetches
     body = request.body
     wanted = [
         FetchPartition(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes)

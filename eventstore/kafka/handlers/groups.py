@@ -1,6 +1,6 @@
 """Consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-OffsetCommit, OffsetFetch, ListGroups, DescribeGroups — all answered by the group
-coordinator actor, the same one embedded consumers use.
+OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups — all answered by the
+group coordinator actor, the same one embedded consumers use.
 
 JoinGroup and SyncGroup complete only once the rebalance does; the coordinator resolves
 a concurrent future then, which the event loop awaits without blocking.
@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Any
+import datetime
+
+from kio.static.protocol import ResponsePayload
 
 from eventstore.errors import CoordinatorNotAvailable
-from eventstore.groups.messages import JoinGroupRequest, SyncGroupRequest
+from eventstore.groups.messages import (
+    JoinGroupRequest,
+    JoinGroupResult,
+    SyncGroupRequest,
+    SyncGroupResult,
+)
 from eventstore.kafka.codec.protocol import Request, make_response
-from eventstore.kafka.context import NODE_ID, BrokerContext
+from eventstore.kafka.connection import Connection
+from eventstore.kafka.context import NODE_ID, UNKNOWN_AUTHORIZED_OPERATIONS
 
 GROUP_KEY = 0
 
 
-def _millis(value: Any) -> int:
+def _millis(value: datetime.timedelta) -> int:
     return int(value.total_seconds() * 1000)
 
 
-async def handle_find_coordinator(ctx: BrokerContext, request: Request) -> Any:
+async def handle_find_coordinator(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     if getattr(body, "key_type", GROUP_KEY) != GROUP_KEY:
         error = CoordinatorNotAvailable("transactions are not supported: no transaction"
@@ -34,13 +43,8 @@ async def handle_find_coordinator(ctx: BrokerContext, request: Request) -> Any:
     return make_response(request, error_code=0, node_id=NODE_ID, host=ctx.host, port=ctx.port)
 
 
-async def _await(future: concurrent.futures.Future) -> Any:
-    return await asyncio.wrap_future(future)
-
-
-async def handle_join_group(
-    ctx: BrokerContext, request: Request, client_host: str
-) -> Any:
+async def handle_join_group(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     session_ms = _millis(body.session_timeout)
     rebalance_timeout = getattr(body, "rebalance_timeout", None)
@@ -49,16 +53,16 @@ async def handle_join_group(
         member_id=body.member_id,
         group_instance_id=getattr(body, "group_instance_id", None),
         client_id=request.client_id or "",
-        client_host=client_host,
+        client_host=conn.client_host,
         session_timeout_ms=session_ms,
         rebalance_timeout_ms=_millis(rebalance_timeout) if rebalance_timeout else session_ms,
         protocol_type=body.protocol_type,
         protocols=tuple((p.name, p.metadata) for p in body.protocols),
         require_known_member_id=request.api_version >= 4,
     )
-    reply: concurrent.futures.Future = concurrent.futures.Future()
+    reply: concurrent.futures.Future[JoinGroupResult] = concurrent.futures.Future()
     ctx.coordinator.join_group(join, reply)
-    result = await _await(reply)
+    result = await asyncio.wrap_future(reply)
     return make_response(
         request,
         error_code=result.error_code,
@@ -75,7 +79,8 @@ async def handle_join_group(
     )
 
 
-async def handle_sync_group(ctx: BrokerContext, request: Request) -> Any:
+async def handle_sync_group(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     sync = SyncGroupRequest(
         group_id=body.group_id,
@@ -83,9 +88,9 @@ async def handle_sync_group(ctx: BrokerContext, request: Request) -> Any:
         member_id=body.member_id,
         assignments=tuple((a.member_id, a.assignment) for a in body.assignments),
     )
-    reply: concurrent.futures.Future = concurrent.futures.Future()
+    reply: concurrent.futures.Future[SyncGroupResult] = concurrent.futures.Future()
     ctx.coordinator.sync_group(sync, reply)
-    result = await _await(reply)
+    result = await asyncio.wrap_future(reply)
     return make_response(
         request,
         error_code=result.error_code,
@@ -95,7 +100,8 @@ async def handle_sync_group(ctx: BrokerContext, request: Request) -> Any:
     )
 
 
-async def handle_heartbeat(ctx: BrokerContext, request: Request) -> Any:
+async def handle_heartbeat(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     code = await ctx.resolve(
         ctx.coordinator.heartbeat(body.group_id, body.generation_id, body.member_id)
@@ -103,7 +109,8 @@ async def handle_heartbeat(ctx: BrokerContext, request: Request) -> Any:
     return make_response(request, error_code=code)
 
 
-async def handle_leave_group(ctx: BrokerContext, request: Request) -> Any:
+async def handle_leave_group(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     members = getattr(body, "members", None)
     if members is None:  # LeaveGroup v0-2: one member
@@ -117,7 +124,8 @@ async def handle_leave_group(ctx: BrokerContext, request: Request) -> Any:
     return make_response(request, error_code=0, members=results)
 
 
-async def handle_offset_commit(ctx: BrokerContext, request: Request) -> Any:
+async def handle_offset_commit(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     offsets = {
         (t.name, p.partition_index): (p.committed_offset, p.committed_metadata)
@@ -135,7 +143,8 @@ async def handle_offset_commit(ctx: BrokerContext, request: Request) -> Any:
     )
 
 
-async def handle_offset_fetch(ctx: BrokerContext, request: Request) -> Any:
+async def handle_offset_fetch(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     wanted = None
     if body.topics is not None:
@@ -157,7 +166,8 @@ async def handle_offset_fetch(ctx: BrokerContext, request: Request) -> Any:
     )
 
 
-async def handle_list_groups(ctx: BrokerContext, request: Request) -> Any:
+async def handle_list_groups(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     states = set(getattr(request.body, "states_filter", ()) or ())
     groups = await ctx.resolve(ctx.coordinator.list_groups())
     return make_response(
@@ -171,7 +181,8 @@ async def handle_list_groups(ctx: BrokerContext, request: Request) -> Any:
     )
 
 
-async def handle_describe_groups(ctx: BrokerContext, request: Request) -> Any:
+async def handle_describe_groups(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     described = []
     for group_id in request.body.groups:
         d = await ctx.resolve(ctx.coordinator.describe_group(group_id))
@@ -192,12 +203,13 @@ async def handle_describe_groups(ctx: BrokerContext, request: Request) -> Any:
                 }
                 for m in d.members
             ],
-            "authorized_operations": -2147483648,
+            "authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
         })
     return make_response(request, groups=described)
 
 
-async def handle_delete_groups(ctx: BrokerContext, request: Request) -> Any:
+async def handle_delete_groups(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     results = []
     for group_id in request.body.groups_names:
         code = await ctx.resolve(ctx.coordinator.delete_group(group_id))

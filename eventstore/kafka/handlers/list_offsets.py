@@ -13,8 +13,7 @@ from kio.static.protocol import ResponsePayload
 from actors.partition import offline_error
 from eventstore.errors import KafkaError
 from eventstore.kafka.codec.protocol import Request, make_response
-from eventstore.kafka.context import BrokerContext
-from eventstore.kafka.fetch_sessions import FetchSession
+from eventstore.kafka.connection import Connection
 from eventstore.storage.log import LogReader, LogView
 
 # the special timestamps a ListOffsets query may ask for
@@ -45,8 +44,8 @@ def _max_timestamp_offset(reader: LogReader, view: LogView) -> tuple[int, int]:
     return (-1, -1) if offset is None else (offset, newest)
 
 
-async def handle_list_offsets(ctx: BrokerContext, session: FetchSession, request: Request
-                              ) -> ResponsePayload:
+async def handle_list_offsets(conn: Connection, request: Request) -> ResponsePayload:
+    ctx, session = conn.ctx, conn.fetches
     await session.settle()  # its reader is about to be used here
     topics = []
     for topic in request.body.topics:

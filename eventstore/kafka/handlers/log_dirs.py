@@ -7,12 +7,13 @@ import shutil
 from kio.static.protocol import ResponsePayload
 
 from eventstore.kafka.codec.protocol import Request, make_response
-from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.connection import Connection
 
 
-async def handle_describe_log_dirs(ctx: BrokerContext, request: Request) -> ResponsePayload:
+async def handle_describe_log_dirs(conn: Connection, request: Request) -> ResponsePayload:
     """Every partition asked for (all when the request names none) with its size in
     bytes, and the directory's disk space."""
+    ctx = conn.ctx
     wanted = request.body.topics
     filters = None if wanted is None else {t.topic: set(t.partitions) for t in wanted}
     topics = []

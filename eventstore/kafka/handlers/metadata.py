@@ -16,12 +16,8 @@ from kio.static.protocol import ResponsePayload
 from actors.partition import PartitionHandle, offline_error
 from eventstore.errors import KafkaError
 from eventstore.kafka.codec.protocol import Request, make_response
-from eventstore.kafka.context import (
-    CLUSTER_ID,
-    NODE_ID,
-    UNKNOWN_AUTHORIZED_OPERATIONS,
-    BrokerContext,
-)
+from eventstore.kafka.connection import Connection
+from eventstore.kafka.context import CLUSTER_ID, NODE_ID, UNKNOWN_AUTHORIZED_OPERATIONS
 
 
 def _topic_entry(name: str, handles: Sequence[PartitionHandle]) -> dict[str, Any]:
@@ -41,7 +37,8 @@ def _topic_entry(name: str, handles: Sequence[PartitionHandle]) -> dict[str, Any
             "topic_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS}
 
 
-async def handle_metadata(ctx: BrokerContext, request: Request) -> ResponsePayload:
+async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     requested = body.topics
     if requested is not None and len(requested) == 0 and request.api_version == 0:

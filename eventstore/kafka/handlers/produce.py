@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+
+from kio.static.protocol import ResponsePayload
 
 from eventstore.errors import (
     InvalidRecord,
@@ -24,6 +25,7 @@ from eventstore.errors import (
 )
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.codec.recordbatch import DecodedBatch, decode_batches
+from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import BrokerContext
 from eventstore.storage.records import ProducerBatchInfo
 
@@ -37,7 +39,9 @@ def producer_info(batch: DecodedBatch) -> ProducerBatchInfo | None:
     return ProducerBatchInfo(batch.producer_id, batch.producer_epoch, batch.base_sequence)
 
 
-async def handle_produce(ctx: BrokerContext, request: Request) -> Any:
+async def handle_produce(conn: Connection, request: Request) -> ResponsePayload | None:
+    """None for acks=0: the client wants no answer."""
+    ctx = conn.ctx
     body = request.body
     if body.acks not in (0, 1, -1):
         error = InvalidRequiredAcks(f"acks={body.acks}: use 0, 1 or -1 (all)")

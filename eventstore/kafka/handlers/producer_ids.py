@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kio.static.protocol import ResponsePayload
+
 from eventstore.errors import CoordinatorNotAvailable, InvalidRequest, KafkaError
 from eventstore.kafka.codec.protocol import Request, make_response
-from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.connection import Connection
 
 log = logging.getLogger("eventstore.kafka.handlers.producer_ids")
 
@@ -44,7 +46,8 @@ def _refusal(body: Any) -> KafkaError | None:
     return None
 
 
-async def handle_init_producer_id(ctx: BrokerContext, request: Request) -> Any:
+async def handle_init_producer_id(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     error = _refusal(request.body)
     if error is None:
         try:

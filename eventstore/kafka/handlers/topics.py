@@ -17,10 +17,11 @@ from eventstore.errors import (
     KafkaError,
 )
 from eventstore.kafka.codec.protocol import Request, make_response
-from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.connection import Connection
 
 
-async def handle_create_topics(ctx: BrokerContext, request: Request) -> ResponsePayload:
+async def handle_create_topics(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     results = []
     for topic in body.topics:
@@ -47,7 +48,8 @@ async def handle_create_topics(ctx: BrokerContext, request: Request) -> Response
     return make_response(request, topics=results)
 
 
-async def handle_delete_topics(ctx: BrokerContext, request: Request) -> ResponsePayload:
+async def handle_delete_topics(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     names = getattr(body, "topic_names", None)
     if names is None:
@@ -62,7 +64,8 @@ async def handle_delete_topics(ctx: BrokerContext, request: Request) -> Response
     return make_response(request, responses=results)
 
 
-async def handle_create_partitions(ctx: BrokerContext, request: Request) -> ResponsePayload:
+async def handle_create_partitions(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
     body = request.body
     results = []
     for topic in body.topics:

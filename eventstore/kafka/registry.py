@@ -1,0 +1,105 @@
+"""The Kafka APIs this node serves: for each, the versions advertised and its handler.
+
+:data:`APIS` is the one table of the wire protocol. The listener refuses a request of an
+API or version not in it (eventstore/kafka/codec/protocol.py decodes against
+:data:`SUPPORTED_VERSIONS`), ApiVersions answers with it, and a connection's session
+routes each request to the handler it names. Serving another Kafka API is a handler
+module in eventstore/kafka/handlers/ and one entry here.
+
+Versions: kio 0.6.5 carries Kafka 4.0's schemas, so its lowest versions are Kafka 4.0's
+(no OffsetCommit v0-1, CreateTopics v0-1, ...), and current kafka-python 3.x and
+librdkafka 2.x all start at or above them. Each maximum reaches the first flexible version
+(tagged fields, compact encodings) and stops before a version that names topics by id or
+reshapes the request; versions that only add fields a single node answers with defaults
+are included. kafka-python reads the broker's version from what is advertised: advertise
+what is served, no more and no less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from kio.static.protocol import ResponsePayload
+
+from eventstore.kafka.codec.apikeys import ApiKey
+from eventstore.kafka.codec.protocol import ApiVersionRanges, Request, api_versions_response
+from eventstore.kafka.connection import Connection, Handler
+from eventstore.kafka.handlers import (
+    configs,
+    fetch,
+    groups,
+    list_offsets,
+    log_dirs,
+    metadata,
+    produce,
+    producer_ids,
+    topics,
+)
+
+
+class Api(NamedTuple):
+    """One served API: the (lowest, highest) version advertised, and its handler."""
+
+    versions: tuple[int, int]
+    handler: Handler
+
+
+async def handle_api_versions(conn: Connection, request: Request) -> ResponsePayload:
+    """ApiVersions: every API of :data:`APIS` with its versions (the registry itself, so
+    answered here rather than by a module of handlers/)."""
+    return api_versions_response(SUPPORTED_VERSIONS, request.api_version)
+
+
+APIS: Mapping[ApiKey, Api] = {
+    # v3 is the first with v2 record batches; v9 flexible; v10+ adds leader-change hints
+    # (KIP-951), v12 the new transaction protocol
+    ApiKey.PRODUCE: Api((3, 9), produce.handle_produce),
+    # v4 is kio's first; v12 flexible; v13+ names topics by id
+    ApiKey.FETCH: Api((4, 12), fetch.handle_fetch),
+    # v6 flexible, v7 adds MAX_TIMESTAMP (-3); v8+ is tiered storage
+    ApiKey.LIST_OFFSETS: Api((1, 7), list_offsets.handle_list_offsets),
+    # v9 flexible; v10-12 carry topic ids (answered zero); v13 only adds a top-level error
+    ApiKey.METADATA: Api((0, 12), metadata.handle_metadata),
+    # v2 is kio's first; v8 flexible; v9 is KIP-848, v10 topic ids
+    ApiKey.OFFSET_COMMIT: Api((2, 8), groups.handle_offset_commit),
+    # v6 flexible, v7 require_stable; v8 batches groups
+    ApiKey.OFFSET_FETCH: Api((1, 7), groups.handle_offset_fetch),
+    # v3 flexible; v4 batches coordinator keys
+    ApiKey.FIND_COORDINATOR: Api((0, 3), groups.handle_find_coordinator),
+    # v5 static members, v6 flexible, v7-9 add optional fields
+    ApiKey.JOIN_GROUP: Api((0, 9), groups.handle_join_group),
+    # v4 flexible
+    ApiKey.HEARTBEAT: Api((0, 4), groups.handle_heartbeat),
+    # v3 lists members instead of one member_id, v4 flexible
+    ApiKey.LEAVE_GROUP: Api((0, 5), groups.handle_leave_group),
+    # v4 flexible, v5 echoes protocol type and name
+    ApiKey.SYNC_GROUP: Api((0, 5), groups.handle_sync_group),
+    # v5 flexible; v6 adds per-group error messages
+    ApiKey.DESCRIBE_GROUPS: Api((0, 5), groups.handle_describe_groups),
+    # v3 flexible, v4 filters by state; v5 by group type
+    ApiKey.LIST_GROUPS: Api((0, 4), groups.handle_list_groups),
+    # v3 flexible, v4 same layout (kafka-python asks v4 first)
+    ApiKey.API_VERSIONS: Api((0, 4), handle_api_versions),
+    # v2 is kio's first; v5 flexible; v7 returns topic ids (zero)
+    ApiKey.CREATE_TOPICS: Api((2, 7), topics.handle_create_topics),
+    # v1 is kio's first; v4 flexible; v6 may name topics by id
+    ApiKey.DELETE_TOPICS: Api((1, 5), topics.handle_delete_topics),
+    # v2 flexible, v3-4 epoch bumps; v5+ is transactions v2
+    ApiKey.INIT_PRODUCER_ID: Api((0, 4), producer_ids.handle_init_producer_id),
+    # v1 is kio's first; v4 flexible
+    ApiKey.DESCRIBE_CONFIGS: Api((1, 4), configs.handle_describe_configs),
+    # v2 flexible
+    ApiKey.ALTER_CONFIGS: Api((0, 2), configs.handle_alter_configs),
+    # v1 is kio's first; v2 flexible, v4 adds total/usable bytes
+    ApiKey.DESCRIBE_LOG_DIRS: Api((1, 4), log_dirs.handle_describe_log_dirs),
+    # v2 flexible, v3 same layout
+    ApiKey.CREATE_PARTITIONS: Api((0, 3), topics.handle_create_partitions),
+    # v2 flexible
+    ApiKey.DELETE_GROUPS: Api((0, 2), groups.handle_delete_groups),
+    # v1 flexible
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: Api((0, 1), configs.handle_incremental_alter_configs),
+}
+
+# APIS' versions alone, as the codec and ApiVersions take them
+SUPPORTED_VERSIONS: ApiVersionRanges = {key: api.versions for key, api in APIS.items()}
