@@ -111,6 +111,51 @@ def test_send_batches_records_and_resolves_each_future(system):
     assert rows[5][4] is not None  # headers kept
 
 
+def hold_the_actor(producer) -> threading.Event:
+    """Keep the producer actor's thread busy (in a callback) until the returned gate is set,
+    so that batches closing meanwhile wait for it together."""
+    gate, busy = threading.Event(), threading.Event()
+
+    def wait_at_the_gate(_metadata) -> None:
+        busy.set()
+        gate.wait(TIMEOUT)
+
+    producer.send("t", b"first").add_callback(wait_at_the_gate)
+    assert busy.wait(TIMEOUT)
+    return gate
+
+
+def test_batches_that_close_while_the_actor_is_busy_leave_as_one_append(system):
+    system.broker.create_topic("t", 1).get()
+    producer = system.producer(batch_size=1000, linger_ms=0)
+    gate = hold_the_actor(producer)
+    state = system.broker.partition("t", 0).get().state
+    appends = state.stats.appends
+    futures = [producer.send("t", b"%080d" % i) for i in range(100)]  # ten batches of ten
+    gate.set()
+    metas = [f.get(TIMEOUT) for f in futures]
+    assert [m.offset for m in metas] == list(range(1, 101)), "each record its own offset"
+    # nine full batches together; the tenth closes when the actor drains it (linger 0)
+    assert state.stats.appends - appends == 2
+    assert [row[3] for row in stored(system, "t", 0)[1:]] == [b"%080d" % i for i in range(100)]
+
+
+def test_batches_sent_together_are_each_held_to_max_message_bytes(system):
+    system.broker.create_topic("t", 1, {"max.message.bytes": 2500}).get()
+    producer = system.producer(batch_size=1000, linger_ms=0)
+    gate = hold_the_actor(producer)
+    before = [producer.send("t", b"b" * 80) for _ in range(30)]  # 3,000 bytes in 3 batches
+    large = producer.send("t", b"L" * 2400)  # alone over batch_size; fits the topic
+    too_large = producer.send("t", b"T" * 2600)  # the topic refuses it
+    after = [producer.send("t", b"a" * 80) for _ in range(30)]
+    gate.set()
+    with pytest.raises(RecordTooLarge):
+        too_large.get(TIMEOUT)
+    offsets = [f.get(TIMEOUT).offset for f in [*before, large, *after]]
+    assert offsets == list(range(1, 62)), "the refused record alone failed, nothing moved"
+    assert [len(row[3]) for row in stored(system, "t", 0)[1:]] == [80] * 30 + [2400] + [80] * 30
+
+
 def test_a_lone_record_leaves_after_linger_ms(system):
     producer = system.producer(linger_ms=50)
     started = time.monotonic()

@@ -1,20 +1,22 @@
 """The producer's background half: linger timers, sending, retries, callbacks, metadata.
 
 The client tells a :class:`ProducerActor` about batches through messages: ``Drain`` when
-a batch's ``linger_ms`` is over, ``Submit`` when a batch closed. The actor stamps each batch
-for idempotence when it is first sent (see :mod:`actors.producer.sequencer`) and sends it
-to its partition actor as one append. Retriable errors (a partition restarting, for
-instance) are retried with ``retry_backoff_ms`` until ``delivery_timeout_ms``; batches of
-one partition are retried in the order they failed, and while a partition has batches
-waiting to be retried (or waits for a new producer id after a batch failed for good),
-later batches of that partition wait behind them, so a retry never reorders a partition's
-records.
+a batch's ``linger_ms`` is over, ``Ready`` when a partition has closed batches waiting.
+The actor takes all of them and sends them to the partition actor as one append (a
+:class:`~actors.producer.batch.ProduceRequest`, up to ``max_request_size``), stamped for
+idempotence when first sent (see :mod:`actors.producer.sequencer`). Retriable errors (a
+partition restarting, for instance) are retried with ``retry_backoff_ms`` until
+``delivery_timeout_ms``; requests of one partition are retried in the order they failed,
+and while a partition has requests waiting to be retried (or waits for a new producer id
+after one failed for good), later ones of that partition wait behind them, so a retry
+never reorders a partition's records.
 
-Threads: the actor's own thread owns the batches waiting to be retried (``_held``) and
-every closed batch until it is sent. A partition actor's reply runs on that partition
-actor's thread (:meth:`ProducerActor._replied`): it touches only its batch, which nobody
-else holds while the append is in flight, and the thread-safe accumulator and sequencer;
-what must happen on the producer's thread (a retry, the callbacks) it sends as a message.
+Threads: the actor's own thread owns the requests waiting to be retried (``_held``) and
+every batch it took until it is sent. A partition actor's reply runs on that partition
+actor's thread (:meth:`ProducerActor._replied`): it touches only its request, which
+nobody else holds while the append is in flight, and the thread-safe accumulator and
+sequencer; what must happen on the producer's thread (a retry, the callbacks) it sends as
+a message.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from actors.producer.batch import ProducerBatch, RecordAccumulator
+from actors.producer.batch import ProducerBatch, ProduceRequest, RecordAccumulator
 from actors.producer.config import ProducerConfig
 from actors.producer.sequencer import Sequencer
 from actors.runtime import Actor, Scheduler, tell_if_alive
@@ -47,17 +49,19 @@ class Drain:
 
 
 @dataclass(frozen=True, slots=True)
-class Submit:
-    """Send ``batch``, closed by a thread that could not send it itself."""
+class Ready:
+    """``topic``-``partition`` has closed batches waiting: send them."""
 
-    batch: ProducerBatch
+    topic: str
+    partition: int
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """``batch`` failed with a retriable error: send it again after ``retry_backoff_ms``."""
+    """``requests`` failed with a retriable error: send them again after
+    ``retry_backoff_ms``."""
 
-    batch: ProducerBatch
+    requests: tuple[ProduceRequest, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +74,9 @@ class Resend:
 
 @dataclass(frozen=True, slots=True)
 class RunCallbacks:
-    """Run the callbacks of a finished ``batch``'s records, away from the partition actor."""
+    """Run the callbacks of finished ``batches``' records, away from the partition actor."""
 
-    batch: ProducerBatch
+    batches: tuple[ProducerBatch, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,9 @@ class ProducerActor(Actor):
         self._config = config
         self._scheduler = scheduler
         self._refresh_s = config.metadata_max_age_ms / 1000
-        self._held: dict[tuple[str, int], list[ProducerBatch]] = {}
+        self._max_request_bytes = min(config.max_request_size, config.buffer_memory)
+        self._batch_bytes = min(config.batch_size, config.buffer_memory)
+        self._held: dict[tuple[str, int], list[ProduceRequest]] = {}
 
     def on_start(self) -> None:
         self._later(self._refresh_s, RefreshMetadata())
@@ -99,18 +105,16 @@ class ProducerActor(Actor):
     def on_receive(self, message: object) -> None:
         if isinstance(message, Drain):
             self._accumulator.close_if_open(message.batch)
-        elif isinstance(message, Submit):
-            batch = message.batch
-            if (batch.topic, batch.partition) in self._held:
-                self._hold(batch)
-            else:
-                self._send(batch)
+        elif isinstance(message, Ready):
+            self._send_ready(message.topic, message.partition)
         elif isinstance(message, Retry):
-            self._hold(message.batch)
+            for request in message.requests:
+                self._hold(request)
         elif isinstance(message, Resend):
             self._resend(message.topic, message.partition)
         elif isinstance(message, RunCallbacks):
-            message.batch.run_callbacks()
+            for batch in message.batches:
+                batch.run_callbacks()
         elif isinstance(message, RefreshMetadata):
             for topic in self._accumulator.topic_names():
                 self._reload(topic)
@@ -120,34 +124,53 @@ class ProducerActor(Actor):
 
     # -- sending (the actor's thread) -------------------------------------------------------
 
-    def _send(self, batch: ProducerBatch) -> None:
-        """Send a closed batch to its partition actor, stamped for idempotence."""
-        handles = self._accumulator.handles(batch.topic)
-        if batch.partition >= len(handles):  # the topic was deleted and made again, smaller
-            batch.error = UnknownTopicOrPartition(
-                f"topic {batch.topic!r} has no partition {batch.partition} any more")
-            self._finish(batch)
-            return
-        if batch.stamp is None:
-            batch.stamp = self._sequencer.stamp((batch.topic, batch.partition), len(batch.rows))
-            if batch.stamp is None:  # held until the partition has a new producer id
-                tell_if_alive(self.actor_ref, Retry(batch))
-                return
-        batch.attempts += 1
-        handles[batch.partition].append(batch.rows, batch.stamp).add_done_callback(
-            lambda reply: self._replied(batch, reply))
+    def _send_ready(self, topic: str, partition: int) -> None:
+        """Send the batches waiting for a partition, as few requests as fit, behind any
+        held for a retry."""
+        batches = self._accumulator.take_ready(topic, partition)
+        held = (topic, partition) in self._held
+        for request in ProduceRequest.of(batches, self._max_request_bytes, self._batch_bytes):
+            if held:
+                self._hold(request)
+            else:
+                self._send(request)
 
-    def _hold(self, batch: ProducerBatch) -> None:
-        """Keep ``batch`` back, in send order, until its partition's retry backoff is over."""
-        key = (batch.topic, batch.partition)
+    def _send(self, request: ProduceRequest) -> None:
+        """Send a request to its partition actor, stamped for idempotence.
+
+        ``sent_bytes`` is its largest batch, so that ``max.message.bytes`` limits each
+        batch as if it were sent alone.
+        """
+        handles = self._accumulator.handles(request.topic)
+        if request.partition >= len(handles):  # the topic was deleted and made again, smaller
+            request.fail(UnknownTopicOrPartition(
+                f"topic {request.topic!r} has no partition {request.partition} any more"))
+            self._finish(request)
+            return
+        if request.stamp is None:
+            request.stamp = self._sequencer.stamp((request.topic, request.partition),
+                                                  len(request.rows))
+            if request.stamp is None:  # held until the partition has a new producer id
+                tell_if_alive(self.actor_ref, Retry((request,)))
+                return
+        request.attempts += 1
+        sent_bytes = request.largest if len(request.batches) > 1 else None
+        handles[request.partition].append(request.rows, request.stamp, sent_bytes
+                                          ).add_done_callback(
+            lambda reply: self._replied(request, reply))
+
+    def _hold(self, request: ProduceRequest) -> None:
+        """Keep ``request`` back, in send order, until its partition's retry backoff is
+        over."""
+        key = (request.topic, request.partition)
         if key not in self._held:
             self._held[key] = []
             self._later(self._config.retry_backoff_ms / 1000, Resend(*key))
-        self._held[key].append(batch)
-        self._held[key].sort(key=lambda b: b.created)  # failures arrive in send order
+        self._held[key].append(request)
+        self._held[key].sort(key=lambda r: r.created)  # failures arrive in send order
 
     def _resend(self, topic: str, partition: int) -> None:
-        """Send a partition's held batches again, in order, to a fresh handle (its actor
+        """Send a partition's held requests again, in order, to a fresh handle (its actor
         may have restarted), under a new producer id if the partition was abandoned."""
         key = (topic, partition)
         self._reload(topic)
@@ -155,12 +178,12 @@ class ProducerActor(Actor):
         try:
             self._sequencer.renew(key)
         except KafkaError as error:  # no producer id to send them under
-            for batch in held:
-                batch.error = error
-                self._finish(batch)
+            for request in held:
+                request.fail(error)
+                self._finish(request)
             return
-        for batch in held:
-            self._send(batch)
+        for request in held:
+            self._send(request)
 
     def _reload(self, topic: str) -> None:
         """Refresh a topic's partitions; on failure keep the old ones (a retry will tell)."""
@@ -176,35 +199,40 @@ class ProducerActor(Actor):
 
     # -- answers (the partition actor's thread) ---------------------------------------------
 
-    def _replied(self, batch: ProducerBatch, reply: Future[AppendResult]) -> None:
+    def _replied(self, request: ProduceRequest, reply: Future[AppendResult]) -> None:
         """The partition actor answered, on its own thread: finish, or retry if it may."""
         error = reply.exception()
         if error is None:
-            batch.result = reply.result()
-            self._finish(batch)
+            request.succeed(reply.result())
+            self._finish(request)
             return
-        key = (batch.topic, batch.partition)
+        key = (request.topic, request.partition)
         retriable = getattr(error, "retriable", False)
         if isinstance(error, OutOfOrderSequenceNumber) and self._sequencer.is_stale(
-                key, batch.stamp):
-            # refused because a batch before it failed for good: renumber it on its retry
-            batch.stamp = None
+                key, request.stamp):
+            # refused because a request before it failed for good: renumber it on its retry
+            request.stamp = None
             retriable = True
         config = self._config
-        if (retriable and batch.attempts <= config.retries
-                and time.monotonic() - batch.created < config.delivery_timeout_ms / 1000
+        if (retriable and request.attempts <= config.retries
+                and time.monotonic() - request.created < config.delivery_timeout_ms / 1000
                 and self.actor_ref.is_alive()):
-            tell_if_alive(self.actor_ref, Retry(batch))
+            tell_if_alive(self.actor_ref, Retry((request,)))
             return
-        self._sequencer.abandon(key, batch.stamp)
-        batch.error = error if isinstance(error, KafkaError) else KafkaStorageError(repr(error))
-        self._finish(batch)
+        self._sequencer.abandon(key, request.stamp)
+        request.fail(error if isinstance(error, KafkaError) else KafkaStorageError(repr(error)))
+        self._finish(request)
 
-    def _finish(self, batch: ProducerBatch) -> None:
-        """``batch`` is done, either way: free its memory, wake its waiters, queue its
-        callbacks for this actor's thread (either thread may call this)."""
-        batch.rows = None
-        self._accumulator.release(batch)
-        batch.done.set()
-        if batch.callbacks:
-            tell_if_alive(self.actor_ref, RunCallbacks(batch))
+    def _finish(self, request: ProduceRequest) -> None:
+        """``request`` is done, either way: free its batches' memory, wake their waiters,
+        queue their callbacks for this actor's thread (either thread may call this)."""
+        batches = request.batches
+        for batch in batches:
+            batch.rows = None
+        request.rows = None
+        self._accumulator.release(batches)
+        for batch in batches:
+            batch.done.set()
+        with_callbacks = tuple(batch for batch in batches if batch.callbacks)
+        if with_callbacks:
+            tell_if_alive(self.actor_ref, RunCallbacks(with_callbacks))

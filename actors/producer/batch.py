@@ -3,26 +3,35 @@ partitioner: murmur2 of the key, sticky for null keys) and puts the record in th
 partition's open batch, which leaves as one append.
 
 A batch is closed when the next record does not fit in ``batch_size``, when its
-``linger_ms`` runs out, or on ``flush``; its accumulator then hands it to ``send``, the
-producer actor's way in. ``buffer_memory`` bounds the bytes of batches not yet
-acknowledged: a batch reserves ``batch_size`` (or one larger record) when it opens and
-gives it back once its append is answered, as Kafka's buffer pool does; ``append`` blocks
-while the buffer is full and raises KafkaTimeoutError after ``max_block_ms``.
+``linger_ms`` runs out, or on ``flush``; it then waits in its partition's ready list, and
+the accumulator calls ``ready`` (the producer actor's way in) when that list stops being
+empty. The actor takes the whole list at once, so the batches that closed while it was
+busy leave together as one :class:`ProduceRequest`: one append, one SQLite transaction,
+for what would otherwise be one each. That is what makes Kafka's small default
+``batch_size`` (16 KiB) cost about what a large one does when records come fast, without
+reserving more memory per batch or holding any batch back. ``buffer_memory`` bounds the
+bytes of batches not yet acknowledged: a batch reserves ``batch_size`` (or one larger
+record) when it opens and gives it back once its append is answered, as Kafka's buffer
+pool does; ``append`` blocks while the buffer is full and raises KafkaTimeoutError after
+``max_block_ms``.
 
 Threads: a :class:`RecordAccumulator` is shared by every thread that sends, the producer
-actor (closing lingering batches, refreshing partitions) and the partition actors' replies
-(releasing memory); its one lock guards the open batches, the topics' partitions and the
-reserved memory. An open batch is filled under that lock. A closed one belongs to the
-producer actor, and while its append is in flight to that append's reply, so its fields
-are written by one thread at a time; ``done`` tells the others when it is finished.
+actor (closing lingering batches, taking ready ones, refreshing partitions) and the
+partition actors' replies (releasing memory); its one lock guards the open and ready
+batches, the topics' partitions and the reserved memory. An open batch is filled under
+that lock. Once the actor takes a ready one it belongs to the actor, and while its
+request is in flight to that request's reply, so its fields are written by one thread at
+a time; ``done`` tells the others when it is finished.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pykka
 
@@ -50,14 +59,16 @@ log = logging.getLogger(__name__)
 
 
 class ProducerBatch:
-    """Records of one partition that travel to its actor as one append.
+    """Records of one partition, filled up to ``batch_size``, that go to its actor in one
+    append (with the batches that closed after it, see :class:`ProduceRequest`).
 
     ``reserved`` is the batch's share of ``buffer_memory``, ``room`` what is left of it.
-    Once ``done`` is set, either ``result`` or ``error`` says how the append went.
+    Once ``done`` is set, either ``result`` (where this batch's records landed) or
+    ``error`` says how the append went.
     """
 
     __slots__ = ("topic", "partition", "rows", "reserved", "room", "created", "done",
-                 "result", "error", "callbacks", "attempts", "stamp")
+                 "result", "error", "callbacks")
 
     def __init__(self, topic: str, partition: int, reserved: int) -> None:
         self.topic = topic
@@ -69,8 +80,11 @@ class ProducerBatch:
         self.result: AppendResult | None = None
         self.error: KafkaError | None = None
         self.callbacks: list[Callable[[], None]] = []
-        self.attempts = 0
-        self.stamp: ProducerBatchInfo | None = None  # set when first sent, kept by retries
+
+    @property
+    def size(self) -> int:
+        """Bytes of the records in the batch, as the partition counts them."""
+        return self.reserved - self.room
 
     @classmethod
     def failed(cls, topic: str, partition: int, error: KafkaError) -> ProducerBatch:
@@ -94,19 +108,88 @@ class ProducerBatch:
                 log.exception("producer callback failed")
 
 
+class ProduceRequest:
+    """Consecutive closed batches of one partition, sent to its actor as one append.
+
+    The partition holds ``max.message.bytes`` to the largest batch (``largest``), as it
+    would hold each batch sent alone: the request is a transaction, not a batch a client
+    made. A batch made for one record larger than ``batch_size`` goes alone, so that a
+    record the topic refuses fails alone; batches of up to ``batch_size`` can only be
+    refused together when ``batch_size`` itself is over the topic's ``max.message.bytes``,
+    where a full batch fails anyway. A request is stamped for idempotence as a whole
+    when first sent; a retry sends the same batches under the same ``stamp``, so the
+    partition recognises them.
+    """
+
+    __slots__ = ("topic", "partition", "batches", "rows", "largest", "created", "attempts",
+                 "stamp")
+
+    def __init__(self, batches: list[ProducerBatch]) -> None:
+        first = batches[0]
+        self.topic = first.topic
+        self.partition = first.partition
+        self.batches = batches
+        self.rows: list[tuple] | None = (
+            first.rows if len(batches) == 1
+            else list(itertools.chain.from_iterable(batch.rows for batch in batches)))
+        self.largest = max(batch.size for batch in batches)
+        self.created = first.created
+        self.attempts = 0
+        self.stamp: ProducerBatchInfo | None = None  # set when first sent, kept by retries
+
+    @staticmethod
+    def of(batches: list[ProducerBatch], max_bytes: int, batch_bytes: int
+           ) -> list[ProduceRequest]:
+        """``batches`` (of one partition, in order) as requests of up to ``max_bytes``
+        (``max_request_size``) each; a batch that reserved more than ``batch_bytes`` (the
+        batch reservation) holds one oversized record and goes alone."""
+        requests, group, size = [], [], 0
+        for batch in batches:
+            alone = batch.reserved > batch_bytes
+            if group and (alone or size + batch.size > max_bytes):
+                requests.append(ProduceRequest(group))
+                group, size = [], 0
+            group.append(batch)
+            size += batch.size
+            if alone:
+                requests.append(ProduceRequest(group))
+                group, size = [], 0
+        if group:
+            requests.append(ProduceRequest(group))
+        return requests
+
+    def succeed(self, result: AppendResult) -> None:
+        """Give each batch its share of ``result``: its own first and last offset."""
+        if len(self.batches) == 1:
+            self.batches[0].result = result
+            return
+        base = result.base_offset
+        for batch in self.batches:
+            count = len(batch.rows)
+            batch.result = replace(result, base_offset=base, last_offset=base + count - 1,
+                                   bytes=0 if result.duplicate else batch.size)
+            base += count
+
+    def fail(self, error: KafkaError) -> None:
+        """Every batch of the request failed with ``error``."""
+        for batch in self.batches:
+            batch.error = error
+
+
 def _failed(topic: str, partition: int, error: KafkaError) -> FutureRecordMetadata:
     """The future of a record that can never be sent: done, with ``error``."""
     return FutureRecordMetadata((ProducerBatch.failed(topic, partition, error), 0, -1))
 
 
 class TopicBatches:
-    """What ``send()`` needs about one topic: its partitions and their open batches.
+    """What ``send()`` needs about one topic: its partitions, their open batches and their
+    closed ones waiting to be sent (``ready``).
 
     Updated in place (under the accumulator's lock) when the partitions change, so a sender
-    holding it never loses a batch; ``open`` never shrinks.
+    holding it never loses a batch; ``open`` and ``ready`` never shrink.
     """
 
-    __slots__ = ("name", "handles", "count", "sticky", "open")
+    __slots__ = ("name", "handles", "count", "sticky", "open", "ready")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -114,20 +197,24 @@ class TopicBatches:
         self.count = 0
         self.sticky = 0
         self.open: list[ProducerBatch | None] = []
+        self.ready: list[list[ProducerBatch]] = []
 
     def update(self, handles: Sequence[PartitionHandle], sticky: int) -> None:
         self.handles = tuple(handles)
         self.count = len(self.handles)
         self.sticky = sticky
         self.open.extend([None] * (self.count - len(self.open)))
+        self.ready.extend([] for _ in range(self.count - len(self.ready)))
 
 
 class RecordAccumulator:
-    """The open batches of every partition a producer writes, and the memory they hold.
+    """The open and ready batches of every partition a producer writes, and the memory
+    they hold.
 
     ``linger(batch)`` is called when a batch opens, so that :meth:`close_if_open` is called
-    on it ``linger_ms`` later; ``send(batch)`` when one closes. Both are called with the
-    lock held and must only pass the batch on (to the producer actor).
+    on it ``linger_ms`` later; ``ready(topic, partition)`` when a closed batch is the first
+    to wait in its partition's ready list, so that :meth:`take_ready` is called. Both are
+    called with the lock held and must only pass the news on (to the producer actor).
     """
 
     def __init__(
@@ -135,12 +222,12 @@ class RecordAccumulator:
         config: ProducerConfig,
         broker: pykka.ActorProxy[Broker],
         linger: Callable[[ProducerBatch], None],
-        send: Callable[[ProducerBatch], None],
+        ready: Callable[[str, int], None],
     ) -> None:
         self._config = config
         self._broker = broker
         self._linger = linger
-        self._send = send
+        self._ready = ready
         self._lock = threading.Lock()
         self._memory_freed = threading.Condition(self._lock)
         self._topics: dict[str, TopicBatches] = {}
@@ -293,11 +380,16 @@ class RecordAccumulator:
     # -- closing ----------------------------------------------------------------------------
 
     def _close_batch(self, meta: TopicBatches, batch: ProducerBatch) -> None:
-        """Take ``batch`` out of the open ones and pass it to ``send`` (lock held)."""
-        meta.open[batch.partition] = None
-        if batch.partition == meta.sticky:
-            meta.sticky = self._sticky.on_new_batch(meta.name, meta.count, batch.partition)
-        self._send(batch)
+        """Move ``batch`` from the open ones to its partition's ready list; call ``ready``
+        if it is the first one waiting there (lock held)."""
+        partition = batch.partition
+        meta.open[partition] = None
+        if partition == meta.sticky:
+            meta.sticky = self._sticky.on_new_batch(meta.name, meta.count, partition)
+        waiting = meta.ready[partition]
+        waiting.append(batch)
+        if len(waiting) == 1:
+            self._ready(meta.name, partition)
 
     def _close_open(self) -> None:
         """Close every open batch (lock held)."""
@@ -314,17 +406,27 @@ class RecordAccumulator:
             if meta.open[batch.partition] is batch:
                 self._close_batch(meta, batch)
 
+    def take_ready(self, topic: str, partition: int) -> list[ProducerBatch]:
+        """The closed batches waiting for ``topic``-``partition``, in the order they closed;
+        the list starts again empty."""
+        with self._lock:
+            meta = self._topics[topic]
+            waiting, meta.ready[partition] = meta.ready[partition], []
+            return waiting
+
     def close_all(self) -> list[ProducerBatch]:
         """Close every open batch now; the batches not yet acknowledged, to wait for."""
         with self._lock:
             self._close_open()
             return list(self._incomplete)
 
-    def release(self, batch: ProducerBatch) -> None:
-        """``batch``'s append was answered: give its memory back to waiting senders."""
+    def release(self, batches: list[ProducerBatch]) -> None:
+        """The append of ``batches`` was answered: give their memory back to waiting
+        senders."""
         with self._lock:
-            self._reserved -= batch.reserved
-            self._incomplete.discard(batch)
+            for batch in batches:
+                self._reserved -= batch.reserved
+                self._incomplete.discard(batch)
             self._memory_freed.notify_all()
 
     def close(self) -> bool:

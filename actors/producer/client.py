@@ -3,9 +3,10 @@
 ``send()`` runs in the caller's thread and does no actor round trip: the
 :class:`~actors.producer.batch.RecordAccumulator` picks the partition, stamps the record's
 timestamp, builds the stored row once and appends it to that partition's open batch.
-Batches go to the :class:`~actors.producer.actor.ProducerActor` as messages; it sends,
-retries and runs callbacks. Each send returns a small
-:class:`~actors.producer.future.FutureRecordMetadata` sharing its batch's result.
+Closed batches wait for the :class:`~actors.producer.actor.ProducerActor`, told of them by
+a message; it sends them (those of one partition together), retries and runs callbacks.
+Each send returns a small :class:`~actors.producer.future.FutureRecordMetadata` sharing
+its batch's result.
 
 Threads: a :class:`Producer` is thread-safe. It keeps no state of its own that changes
 after it is made; what every thread shares is the accumulator (behind its lock), and the
@@ -22,7 +23,7 @@ from typing import Any
 import pykka
 
 from actors.broker import Broker
-from actors.producer.actor import Drain, ProducerActor, Submit
+from actors.producer.actor import Drain, ProducerActor, Ready
 from actors.producer.batch import ProducerBatch, RecordAccumulator
 from actors.producer.config import ProducerConfig
 from actors.producer.future import FutureRecordMetadata
@@ -48,7 +49,7 @@ class Producer:
         self.client_id = self.config.client_id or f"eventstore-producer-{next(_client_ids)}"
         self._scheduler = scheduler
         self._on_close = on_close
-        self._accumulator = RecordAccumulator(self.config, broker, self._linger, self._submit)
+        self._accumulator = RecordAccumulator(self.config, broker, self._linger, self._ready)
         sequencer = Sequencer(lambda: broker.allocate_producer_id().get())
         self._actor = ProducerActor.start(self._accumulator, sequencer, self.config, scheduler)
         if self.config.key_serializer or self.config.value_serializer:
@@ -126,6 +127,6 @@ class Producer:
         else:
             ref.tell(drain)
 
-    def _submit(self, batch: ProducerBatch) -> None:
-        """A batch closed: the actor sends it."""
-        self._actor.tell(Submit(batch))
+    def _ready(self, topic: str, partition: int) -> None:
+        """A partition's closed batches wait: the actor sends them."""
+        self._actor.tell(Ready(topic, partition))
