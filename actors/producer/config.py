@@ -11,13 +11,15 @@ from eventstore.errors import InvalidConfig
 
 @dataclass(frozen=True)
 class ProducerConfig:
-    """The producer settings eventstore implements, under kafka-python's names."""
+    """The producer settings eventstore implements, under kafka-python's names, with
+    Kafka's defaults: ``linger_ms`` is 5, as ``linger.ms`` is since Kafka 4.0 (KIP-1030;
+    kafka-python's is 0), so that records sent one after another share a batch."""
 
     client_id: str | None = None
     key_serializer: Callable[[Any], bytes] | None = None
     value_serializer: Callable[[Any], bytes] | None = None
     batch_size: int = 16384
-    linger_ms: int = 0
+    linger_ms: int = 5
     buffer_memory: int = 33554432
     max_block_ms: int = 60000
     max_request_size: int = 1048576
