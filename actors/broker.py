@@ -5,11 +5,14 @@ every partition's log and starts one actor per partition; it creates, describes 
 deletes topics, increases partition counts and applies config changes live; when a
 partition actor fails it reopens the log from disk and starts a new actor. A partition
 whose files cannot be opened (CorruptLog, KafkaStorageError) is reported offline with its
-error while every other partition keeps serving.
+error while every other partition keeps serving; one a full disk kept from opening is
+tried again, soon and then every REOPEN_MAX_S, until it opens. Its DiskWatch logs the disk
+filling and recovering once each, for the partition actors and the catalog alike.
 
 Topic creation writes the partition folders before the catalog row and deletion removes
 the row before the folders, so a crash in between leaves at worst stray folders, which
-the next creation of that name clears.
+the next creation of that name clears; a creation that fails (a full disk) removes the
+folders it made before it answers.
 
 It also hands out idempotent producers' ids (Kafka's InitProducerId), unique and never
 reused: blocks of them are reserved from the catalog's durable counter, so a restart
@@ -18,13 +21,15 @@ skips what was left of a block rather than handing any id out twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from actors.disk import DiskWatch
 from actors.partition import (
     PartitionActor,
     PartitionFailed,
@@ -36,6 +41,7 @@ from actors.runtime import Actor, Scheduler, stop_actor, tell_if_alive
 from eventstore.clock import wall_clock_ms
 from eventstore.config import ServerConfig, TopicConfig, validate_topic_config
 from eventstore.errors import (
+    DiskFull,
     InvalidPartitions,
     KafkaError,
     KafkaStorageError,
@@ -49,6 +55,19 @@ log = logging.getLogger(__name__)
 
 PRODUCER_ID_SEQUENCE = "producer.id"
 PRODUCER_ID_BLOCK = 1000  # ids reserved per catalog write, as Kafka's ProducerIdManager does
+# A partition a full disk kept from opening is tried again after REOPEN_FIRST_S, then after
+# twice as long each time, up to REOPEN_MAX_S: back soon after space is freed, cheap before.
+REOPEN_FIRST_S = 0.25
+REOPEN_MAX_S = 2.0
+
+
+@dataclass(frozen=True)
+class ReopenPartition:
+    """To the broker itself: try again to open a partition a full disk kept from opening."""
+
+    topic: str
+    partition: int
+    waited_s: float  # before this try; the next waits twice as long (at most REOPEN_MAX_S)
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,7 @@ class Broker(Actor):
         self._scheduler = scheduler
         # opened here, in the starting thread, so a broken catalog fails start() itself
         self._catalog = Catalog.open(data_dir)
+        self._disk = DiskWatch(data_dir)
         self._topics: dict[str, _Topic] = {}
         self._producer_ids = range(0)  # what is left of the reserved block
 
@@ -112,6 +132,7 @@ class Broker(Actor):
             topic = self._topics[info.name] = _Topic(info, self.config.topic_config(info.config))
             for index in range(info.partitions):
                 topic.partitions.append(self._open_partition(topic, index, create=False))
+                self._reopen_when_space(topic.partitions[-1])
 
     def on_stop(self) -> None:
         for topic in self._topics.values():
@@ -122,6 +143,8 @@ class Broker(Actor):
     def on_receive(self, message: object) -> None:
         if isinstance(message, PartitionFailed):
             self._restart(message)
+        elif isinstance(message, ReopenPartition):
+            self._reopen(message)
         else:
             super().on_receive(message)
 
@@ -154,9 +177,11 @@ class Broker(Actor):
         if validate_only:
             empty = (PartitionDescription(name, i, 0, 0, 0, 0) for i in range(count))
             return replace(self._describe(topic), partitions=tuple(empty))
-        self._add_partitions(topic, count)
         try:
-            topic.info = self._catalog.create_topic(name, count, overrides, topic.info.created_ms)
+            with self._disk_writes():
+                self._add_partitions(topic, count)
+                topic.info = self._catalog.create_topic(
+                    name, count, overrides, topic.info.created_ms)
         except BaseException:
             self._stop_partitions(topic.partitions)
             self._remove_folders(name, range(count))
@@ -212,9 +237,10 @@ class Broker(Actor):
                 f" (asked for {total})")
         if validate_only:
             return self._describe(topic)
-        self._add_partitions(topic, total)
         try:
-            topic.info = self._catalog.set_partitions(name, total)
+            with self._disk_writes():
+                self._add_partitions(topic, total)
+                topic.info = self._catalog.set_partitions(name, total)
         except BaseException:
             added = topic.partitions[current:]
             del topic.partitions[current:]
@@ -269,7 +295,8 @@ class Broker(Actor):
     def allocate_producer_id(self) -> int:
         """A producer id no producer has had, in this run or any before it."""
         if not self._producer_ids:
-            first = self._catalog.next_in_sequence(PRODUCER_ID_SEQUENCE, PRODUCER_ID_BLOCK)
+            with self._disk_writes():
+                first = self._catalog.next_in_sequence(PRODUCER_ID_SEQUENCE, PRODUCER_ID_BLOCK)
             self._producer_ids = range(first, first + PRODUCER_ID_BLOCK)
         producer_id = self._producer_ids[0]
         self._producer_ids = self._producer_ids[1:]
@@ -284,17 +311,16 @@ class Broker(Actor):
         return topic
 
     def _add_partitions(self, topic: _Topic, total: int) -> None:
+        """Create partitions up to ``total``; raises the first one's failure to open."""
         name = topic.info.name
         for index in range(len(topic.partitions), total):
             self._remove_folders(name, [index])  # left by a crash after an earlier delete
-            partition = self._open_partition(topic, index, create=True)
-            topic.partitions.append(partition)
-            if partition.handle.actor is None:
-                raise offline_error(partition.state)
+            topic.partitions.append(self._open_partition(topic, index, create=True))
 
     def _open_partition(self, topic: _Topic, index: int, *, create: bool,
                         state: PartitionState | None = None) -> _Partition:
-        """Open one partition's log and start its actor; offline with the error if it fails."""
+        """Open one partition's log and start its actor; offline with the error if it fails,
+        or, with ``create``, raise the error (the caller refuses the creation)."""
         name = topic.info.name
         state = state or PartitionState(name, index)
         directory = partition_dir(self.data_dir, name, index)
@@ -303,22 +329,64 @@ class Broker(Actor):
                 directory, topic.config, create=create,
                 producer_id_expiration_ms=self.config.producer_id_expiration_ms)
         except KafkaError as exc:
+            if create:
+                raise
             return self._offline(state, exc)
         except Exception as exc:
-            return self._offline(state, KafkaStorageError(f"{directory}: {exc!r}"))
+            error = KafkaStorageError(f"{directory}: {exc!r}")
+            if create:
+                raise error from exc
+            return self._offline(state, error)
         broker = self.actor_ref
         ref = PartitionActor.start(
             state, partition_log, self._scheduler, self.config.log_retention_check_interval_ms,
-            lambda failed: tell_if_alive(broker, failed),
+            lambda failed: tell_if_alive(broker, failed), self._disk,
         )
         return _Partition(state, PartitionHandle(state, ref.proxy()))
 
-    @staticmethod
-    def _offline(state: PartitionState, error: KafkaError) -> _Partition:
-        log.error("partition offline", extra={"fields": {
-            "topic": state.topic, "partition": state.partition, "error": str(error)}})
+    def _offline(self, state: PartitionState, error: KafkaError) -> _Partition:
+        """``state``'s partition offline with ``error``: one log line (for a full disk, the
+        disk watch's, once for every partition)."""
+        if isinstance(error, DiskFull):
+            self._disk.full(error)
+        else:
+            log.error("partition offline", extra={"fields": {
+                "topic": state.topic, "partition": state.partition, "error": str(error)}})
         state.set_offline(error)
         return _Partition(state, PartitionHandle(state, None))
+
+    def _reopen_when_space(self, partition: _Partition, delay_s: float = REOPEN_FIRST_S
+                           ) -> None:
+        """If a full disk kept ``partition`` from opening, try again in ``delay_s``."""
+        if partition.handle.actor is None and isinstance(partition.state.error, DiskFull):
+            retry = ReopenPartition(partition.state.topic, partition.state.partition, delay_s)
+            broker = self.actor_ref
+            self._scheduler.call_later(delay_s, lambda: tell_if_alive(broker, retry))
+
+    def _reopen(self, retry: ReopenPartition) -> None:
+        """Try again to open a partition a full disk kept from opening (if it still is)."""
+        topic = self._topics.get(retry.topic)
+        if topic is None or retry.partition >= len(topic.partitions):
+            return  # deleted meanwhile
+        current = topic.partitions[retry.partition]
+        if current.handle.actor is not None or not isinstance(current.state.error, DiskFull):
+            return
+        reopened = self._open_partition(
+            topic, retry.partition, create=False, state=current.state)
+        topic.partitions[retry.partition] = reopened
+        if reopened.handle.actor is not None:
+            self._disk.has_space()
+        self._reopen_when_space(reopened, min(retry.waited_s * 2, REOPEN_MAX_S))
+
+    @contextlib.contextmanager
+    def _disk_writes(self) -> Iterator[None]:
+        """Tell the disk watch whether the writes of the block found room on the disk."""
+        try:
+            yield
+        except DiskFull as exc:
+            self._disk.full(exc)
+            raise
+        self._disk.has_space()
 
     def _restart(self, failed: PartitionFailed) -> None:
         """Reopen a failed partition's log from disk and start a new actor on it."""
@@ -334,6 +402,7 @@ class Broker(Actor):
         restarted = self._open_partition(
             topic, failed.partition, create=False, state=current.state)
         topic.partitions[failed.partition] = restarted
+        self._reopen_when_space(restarted)
         log.warning("partition restarted from disk", extra={"fields": {
             "topic": failed.topic, "partition": failed.partition,
             "online": restarted.handle.actor is not None}})

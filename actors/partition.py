@@ -20,9 +20,12 @@ idempotent producers idle past ``producer.id.expiration.ms``. An idempotent prod
 batch is checked against its sequence before it is written (see the log's append): a
 retry of an appended batch is answered with the original offsets, not written again.
 A typed KafkaError (RecordTooLarge, InvalidRecord, OutOfOrderSequenceNumber...) is
-replied to its caller. Anything else, or a storage error, takes the partition offline:
-the error is replied, the broker is told, the actor stops, and the broker reopens the log
-from disk, where every acknowledged batch (and every producer's sequence) is.
+replied to its caller, and so is DiskFull: a write the disk had no room for changed
+nothing, so the log stays open and appends resume by themselves once space is freed (the
+broker's DiskWatch logs the disk filling and recovering, once each). Anything else, or
+another storage error, takes the partition offline: the error is replied, the broker is
+told, the actor stops, and the broker reopens the log from disk, where every acknowledged
+batch (and every producer's sequence) is.
 """
 
 from __future__ import annotations
@@ -39,10 +42,11 @@ from typing import ParamSpec, TypeVar
 
 import pykka
 
+from actors.disk import DiskWatch
 from actors.runtime import Actor, Scheduler, Timer, tell_if_alive
 from eventstore.clock import wall_clock_ms
 from eventstore.config import TopicConfig
-from eventstore.errors import KafkaError, KafkaStorageError
+from eventstore.errors import DiskFull, KafkaError, KafkaStorageError
 from eventstore.storage.log import LogView, PartitionLog
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
 from eventstore.storage.segment import AppendResult
@@ -297,10 +301,12 @@ class PartitionActor(Actor):
         scheduler: Scheduler,
         retention_check_interval_ms: int,
         report_failure: Callable[[PartitionFailed], None],
+        disk: DiskWatch | None = None,
     ) -> None:
         super().__init__()
         self.state = state
         self._log = partition_log
+        self._disk = disk or DiskWatch(partition_log.directory)
         self._scheduler = scheduler
         self._retention_interval_s = retention_check_interval_ms / 1000
         self._report_failure = report_failure
@@ -400,6 +406,7 @@ class PartitionActor(Actor):
         stats.appends += 1
         stats.records_appended += len(rows)
         stats.bytes_appended += result.bytes
+        self._disk.has_space()
         view = partition_log.view()
         self.state.publish(view)
         if view.segments[-1].base_offset != before.segments[-1].base_offset:
@@ -425,9 +432,10 @@ class PartitionActor(Actor):
         self._maintain(retention=False)
 
     def _check_retention(self) -> None:
+        # first: work a full disk refuses below is tried again at the next check
+        self._schedule_retention()
         self._log.expire_producers()
         self._maintain(retention=True)
-        self._schedule_retention()
 
     def _maintain(self, *, retention: bool) -> None:
         """Roll an idle segment past ``segment.ms`` (which also finishes seals readers
@@ -478,12 +486,16 @@ class PartitionActor(Actor):
     # -- failure ----------------------------------------------------------------------------
 
     def _guard(self, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``work`` on the log; take the partition offline on anything but a typed error."""
+        """Run ``work`` on the log; take the partition offline on anything but a typed error
+        or a full disk (which leaves the log as it was: see the module doc)."""
         if self._failure is not None:
             raise KafkaStorageError(
                 f"partition {self._name} is offline, restarting after: {self._failure}")
         try:
             return work(*args, **kwargs)
+        except DiskFull as exc:
+            self._disk.full(exc)
+            raise
         except KafkaStorageError as exc:
             self._fail(exc, unexpected=False)
             raise

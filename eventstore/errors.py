@@ -153,6 +153,11 @@ class KafkaStorageError(KafkaError):
     retriable = True
 
 
+class DiskFull(KafkaStorageError):
+    """No space was left where a file is written (SQLITE_FULL, ENOSPC): nothing was written,
+    and the same write succeeds once space is freed (still KAFKA_STORAGE_ERROR on the wire)."""
+
+
 class CorruptLog(KafkaStorageError):
     """A partition's files fail their checks; the partition is offline until an operator acts."""
 

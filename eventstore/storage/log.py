@@ -321,6 +321,7 @@ class PartitionLog:
                                    if config.message_timestamp_type == "LogAppendTime" else -1)
                 return AppendResult(duplicate.base_offset, duplicate.last_offset,
                                     log_append_time, 0, self.log_start_offset, duplicate=True)
+        self._finish_roll()
         if self._is_too_old(now):
             self.roll("age")
         kwargs = {
@@ -366,27 +367,44 @@ class PartitionLog:
     def maybe_roll(self) -> bool:
         """Roll an idle active segment past ``segment.ms``; finish seals readers delayed."""
         self._pending_seals = [p for p in self._pending_seals if not finish_seal(p)]
+        if self._finish_roll():
+            return True
         if self._is_too_old(self._clock()):
             self.roll("age")
             return True
         return False
 
     def roll(self, reason: str = "size") -> None:
-        """Seal the active segment and start a new one at the log-end-offset."""
+        """Seal the active segment and start a new one at the log-end-offset.
+
+        When the new one cannot be made (a full disk), the sealed segment stays the log's
+        last, read as any sealed one, and the next append or timer makes the new one
+        (``_finish_roll``): the log never has to be reopened to go on.
+        """
         if self._active.info.record_count == 0:
             return
         # the log's own read connection would keep the WAL open and delay the seal forever
         self._reader.forget(self._active.path)
-        sealed = self._active.seal(self._clock())
-        if is_wal_mode(sealed.path):
-            self._pending_seals.append(sealed.path)
-        self._sealed.append(sealed)
-        self._active = ActiveSegment.create(
+        self._active.seal(self._clock())
+        self.stats.rolls[reason] = self.stats.rolls.get(reason, 0) + 1
+        self._finish_roll()
+
+    def _finish_roll(self) -> bool:
+        """Start the segment after a sealed active one: a roll's second half, retried until
+        it succeeds. Returns whether there was one to start."""
+        if not self._active.info.is_sealed:
+            return False
+        sealed = self._active.info
+        active = ActiveSegment.create(
             self.directory, sealed.next_offset, sealed.log_start_offset, self._clock(),
             fsync=self.config.flush_messages == 1,
         )
-        self.stats.rolls[reason] = self.stats.rolls.get(reason, 0) + 1
+        if is_wal_mode(sealed.path):
+            self._pending_seals.append(sealed.path)
+        self._sealed.append(sealed)
+        self._active = active
         self._view = self._make_view()
+        return True
 
     def apply_retention(self) -> list[SegmentInfo]:
         """Delete sealed segments past ``retention.ms`` or ``retention.bytes``, oldest first.

@@ -17,7 +17,7 @@ from operator import itemgetter
 
 import apsw
 
-from eventstore.errors import CorruptLog, KafkaStorageError, RecordTooLarge
+from eventstore.errors import CorruptLog, DiskFull, KafkaStorageError, RecordTooLarge
 from eventstore.storage.records import (
     RECORD_OVERHEAD,
     AppendRow,
@@ -170,14 +170,29 @@ class SegmentFull(Exception):
 
 @contextlib.contextmanager
 def storage_errors(path: str) -> Iterator[None]:
-    """Turn SQLite's errors on ``path`` into KafkaStorageError / CorruptLog naming the file."""
+    """Turn SQLite's errors on ``path`` into KafkaStorageError / CorruptLog / DiskFull
+    naming the file.
+
+    On a full disk SQLite rolls the transaction back itself, and apsw's ``with conn:`` then
+    fails to roll it back again with SQLError("cannot rollback - no transaction is
+    active"), the full disk as its context: that is reported as the full disk it is. So is
+    SQLITE_IOERR_SHMSIZE, a WAL's shared-memory file that could not grow.
+    """
     try:
         yield
     except (apsw.CorruptError, apsw.NotADBError) as exc:
         raise CorruptLog(f"{path}: {exc}") from exc
     except apsw.FullError as exc:
-        raise KafkaStorageError(f"{path}: disk full ({exc})") from exc
-    except (apsw.IOError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+        raise DiskFull(f"{path}: disk full ({exc})") from exc
+    except apsw.IOError as exc:
+        if exc.extendedresult == apsw.SQLITE_IOERR_SHMSIZE:
+            raise DiskFull(f"{path}: disk full (its shared-memory file cannot grow)") from exc
+        raise KafkaStorageError(f"{path}: {exc}") from exc
+    except apsw.SQLError as exc:
+        if isinstance(exc.__context__, apsw.FullError):
+            raise DiskFull(f"{path}: disk full ({exc.__context__})") from exc.__context__
+        raise
+    except (apsw.CantOpenError, apsw.ReadOnlyError) as exc:
         raise KafkaStorageError(f"{path}: {exc}") from exc
 
 
@@ -309,8 +324,8 @@ def read_producer_batches(
 def finish_seal(path: str) -> bool:
     """Checkpoint a sealed segment and leave it a single rollback-journal file.
 
-    Returns False when a reader still holds the WAL open; the caller retries later.
-    Readers see the same records either way.
+    Returns False when a reader still holds the WAL open, or the disk has no room for the
+    checkpoint; the caller retries later. Readers see the same records either way.
     """
     with storage_errors(path):
         # never create the file: a segment that is gone must stay gone
@@ -322,10 +337,18 @@ def finish_seal(path: str) -> bool:
                 return False
             (mode,) = conn.execute("PRAGMA journal_mode = DELETE").fetchone()
             return mode == "delete"
-        except apsw.BusyError:  # a reader (maybe in another process) holds a lock: later
+        except (apsw.BusyError, apsw.FullError):  # a reader holds a lock, a full disk: later
             return False
         finally:
             conn.close()
+
+
+def remove_database_files(path: str) -> None:
+    """Delete the database at ``path`` with its WAL, shared-memory and journal files, those
+    that exist."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
 
 
 def is_wal_mode(path: str) -> bool:
@@ -369,17 +392,20 @@ class ActiveSegment:
         path = os.path.join(directory, segment_name(base_offset))
         tmp = path + ".creating"
         with storage_errors(path):
-            for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(leftover)
+            remove_database_files(tmp)
             conn = apsw.Connection(tmp)
-            create_schema(conn, "segment")
-            with conn:
-                conn.execute(
-                    "INSERT INTO segment (id, base_offset, next_offset, log_start_offset, bytes,"
-                    " created_ms) VALUES (1, ?, ?, ?, 0, ?)",
-                    (base_offset, base_offset, log_start_offset, now_ms),
-                )
+            try:
+                create_schema(conn, "segment")
+                with conn:
+                    conn.execute(
+                        "INSERT INTO segment (id, base_offset, next_offset, log_start_offset,"
+                        " bytes, created_ms) VALUES (1, ?, ?, ?, 0, ?)",
+                        (base_offset, base_offset, log_start_offset, now_ms),
+                    )
+            except BaseException:
+                conn.close()
+                remove_database_files(tmp)  # a failed creation (a full disk...) leaves nothing
+                raise
             conn.close()
             os.rename(tmp, path)
             _fsync_directory(directory)
@@ -429,7 +455,7 @@ class ActiveSegment:
         """
         info = self.info
         base = info.next_offset
-        with storage_errors(info.path), self._conn:
+        with self._keeping_info(), storage_errors(info.path), self._conn:
             counted = insert_rows(
                 self._conn, rows, base if base == info.base_offset else None, now_ms)
             last = base + len(rows) - 1
@@ -473,11 +499,7 @@ class ActiveSegment:
                 first_append_ms=info.first_append_ms if info.first_append_ms is not None
                 else now_ms,
             )
-            try:
-                self._write_info()
-            except BaseException:
-                self.info = info
-                raise
+            self._write_info()
         return AppendResult(
             base, last, now_ms if log_append_time else -1, size, info.log_start_offset
         )
@@ -488,11 +510,17 @@ class ActiveSegment:
 
     def _update_info(self, **changes: int) -> None:
         """Change the metadata row in its own transaction; memory follows only on success."""
+        with self._keeping_info(), storage_errors(self.info.path), self._conn:
+            self.info = replace(self.info, **changes)
+            self._write_info()
+
+    @contextlib.contextmanager
+    def _keeping_info(self) -> Iterator[None]:
+        """``info`` put back as it was when the block fails, its commit included (a full
+        disk fails the commit): memory follows the file only once the file has it."""
         info = self.info
-        self.info = replace(info, **changes)
         try:
-            with storage_errors(info.path), self._conn:
-                self._write_info()
+            yield
         except BaseException:
             self.info = info
             raise

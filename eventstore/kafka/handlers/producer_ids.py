@@ -11,6 +11,11 @@ COORDINATOR_NOT_AVAILABLE, the error FindCoordinator already gives it for a tran
 key and what Kafka answers while no transaction coordinator can be had. (Clients look
 the coordinator up before they send InitProducerId, so they stop at FindCoordinator.)
 An empty ``transactional_id``, or an id without an epoch, is INVALID_REQUEST, as in Kafka.
+
+A catalog that cannot be written (a full disk) is answered UNKNOWN_SERVER_ERROR, not the
+retriable KAFKA_STORAGE_ERROR: clients retry InitProducerId on a retriable error without
+end (kafka-python and the Java client every retry.backoff.ms), which hangs a producer for
+as long as the disk stays full. So the client fails at once, and the server's log says why.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from typing import Any
 
 from kio.static.protocol import ResponsePayload
 
-from eventstore.errors import CoordinatorNotAvailable, InvalidRequest, KafkaError
+from eventstore.errors import (
+    CoordinatorNotAvailable,
+    InvalidRequest,
+    KafkaError,
+    KafkaStorageError,
+)
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 
@@ -28,6 +38,7 @@ log = logging.getLogger("eventstore.kafka.handlers.producer_ids")
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
+UNKNOWN_SERVER_ERROR = -1
 
 
 def _refusal(body: Any) -> KafkaError | None:
@@ -58,5 +69,6 @@ async def handle_init_producer_id(conn: Connection, request: Request) -> Respons
             return make_response(request, error_code=0, producer_id=producer_id,
                                  producer_epoch=0)
     log.info("InitProducerId refused: %s", error)
-    return make_response(request, error_code=error.code, producer_id=NO_PRODUCER_ID,
+    code = UNKNOWN_SERVER_ERROR if isinstance(error, KafkaStorageError) else error.code
+    return make_response(request, error_code=code, producer_id=NO_PRODUCER_ID,
                          producer_epoch=NO_PRODUCER_EPOCH)
