@@ -14,6 +14,14 @@ the row before the folders, so a crash in between leaves at worst stray folders,
 the next creation of that name clears; a creation that fails (a full disk) removes the
 folders it made before it answers.
 
+Limits keep a request from taking the server down: one request adds at most
+``max.partitions.per.request`` partitions (INVALID_PARTITIONS past it), the server holds at
+most ``max.partitions`` (by default what the open-file limit holds) and a topic is created
+only while the open files it needs are free (POLICY_VIOLATION past either, naming the
+limit). At start-up, partitions the open-file limit has no room for are left offline,
+with one line saying how many and which limit to raise, so that the listener and the
+catalog keep the files they need.
+
 It also hands out idempotent producers' ids (Kafka's InitProducerId), unique and never
 reused: blocks of them are reserved from the catalog's durable counter, so a restart
 skips what was left of a block rather than handing any id out twice.
@@ -45,8 +53,18 @@ from eventstore.errors import (
     InvalidPartitions,
     KafkaError,
     KafkaStorageError,
+    PolicyViolation,
+    TooManyOpenFiles,
     TopicAlreadyExists,
     UnknownTopicOrPartition,
+)
+from eventstore.open_files import (
+    check_room,
+    default_max_partitions,
+    is_too_many_open_files,
+    open_file_limit,
+    partitions_with_room,
+    too_many_open_files,
 )
 from eventstore.storage.catalog import Catalog, TopicInfo, partition_dir, validate_topic_name
 from eventstore.storage.log import PartitionLog
@@ -122,17 +140,33 @@ class Broker(Actor):
         # opened here, in the starting thread, so a broken catalog fails start() itself
         self._catalog = Catalog.open(data_dir)
         self._disk = DiskWatch(data_dir)
+        self.max_partitions = (default_max_partitions() if config.max_partitions == -1
+                               else config.max_partitions)
+        self._files_limit_logged = False
         self._topics: dict[str, _Topic] = {}
         self._producer_ids = range(0)  # what is left of the reserved block
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        room = partitions_with_room()
+        unopened = 0
         for info in self._catalog.topics():
             topic = self._topics[info.name] = _Topic(info, self.config.topic_config(info.config))
             for index in range(info.partitions):
-                topic.partitions.append(self._open_partition(topic, index, create=False))
-                self._reopen_when_space(topic.partitions[-1])
+                if room > 0:
+                    room -= 1
+                    partition = self._open_partition(topic, index, create=False)
+                else:
+                    partition = self._offline(PartitionState(info.name, index),
+                                              too_many_open_files(f"{info.name}-{index}"))
+                topic.partitions.append(partition)
+                unopened += isinstance(partition.state.error, TooManyOpenFiles)
+                self._reopen_when_space(partition)
+        if unopened:
+            log.error("partitions left offline: too many open files", extra={"fields": {
+                "offline": unopened, "open_file_limit": open_file_limit(),
+                "hint": "raise the open-file limit (ulimit -n) and restart"}})
 
     def on_stop(self) -> None:
         for topic in self._topics.values():
@@ -170,6 +204,7 @@ class Broker(Actor):
             raise InvalidPartitions(f"topic {name!r}: partitions must be at least 1, got {count}")
         if name in self._topics:
             raise TopicAlreadyExists(f"topic {name!r} already exists")
+        self._check_limits(name, count)
         topic = _Topic(
             TopicInfo(name, count, validate_topic_config(overrides), wall_clock_ms()),
             self.config.topic_config(overrides),
@@ -235,6 +270,7 @@ class Broker(Actor):
             raise InvalidPartitions(
                 f"topic {name!r} has {current} partitions; the count can only grow"
                 f" (asked for {total})")
+        self._check_limits(name, total - current)
         if validate_only:
             return self._describe(topic)
         try:
@@ -310,6 +346,22 @@ class Broker(Actor):
             raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
         return topic
 
+    def _check_limits(self, name: str, adding: int) -> None:
+        """Refuse to add ``adding`` partitions to topic ``name`` past a limit (module doc)."""
+        per_request = self.config.max_partitions_per_request
+        if adding > per_request:
+            raise InvalidPartitions(
+                f"topic {name!r}: {adding} partitions asked for, one request may add at most"
+                f" {per_request} (max.partitions.per.request)")
+        total = sum(len(topic.partitions) for topic in self._topics.values()) + adding
+        if total > self.max_partitions:
+            derived = (f", derived from the open-file limit {open_file_limit()} (ulimit -n)"
+                       if self.config.max_partitions == -1 else "")
+            raise PolicyViolation(
+                f"topic {name!r}: {adding} more partitions would make {total}, over"
+                f" max.partitions {self.max_partitions}{derived}")
+        check_room(adding, f"topic {name!r}")
+
     def _add_partitions(self, topic: _Topic, total: int) -> None:
         """Create partitions up to ``total``; raises the first one's failure to open."""
         name = topic.info.name
@@ -333,7 +385,8 @@ class Broker(Actor):
                 raise
             return self._offline(state, exc)
         except Exception as exc:
-            error = KafkaStorageError(f"{directory}: {exc!r}")
+            error = (too_many_open_files(directory) if is_too_many_open_files(exc)
+                     else KafkaStorageError(f"{directory}: {exc!r}"))
             if create:
                 raise error from exc
             return self._offline(state, error)
@@ -346,9 +399,15 @@ class Broker(Actor):
 
     def _offline(self, state: PartitionState, error: KafkaError) -> _Partition:
         """``state``'s partition offline with ``error``: one log line (for a full disk, the
-        disk watch's, once for every partition)."""
+        disk watch's, once for every partition; for the open-file limit, the first time
+        only: start-up counts the rest)."""
         if isinstance(error, DiskFull):
             self._disk.full(error)
+        elif isinstance(error, TooManyOpenFiles):
+            if not self._files_limit_logged:
+                self._files_limit_logged = True
+                log.error("partition offline", extra={"fields": {
+                    "topic": state.topic, "partition": state.partition, "error": str(error)}})
         else:
             log.error("partition offline", extra={"fields": {
                 "topic": state.topic, "partition": state.partition, "error": str(error)}})

@@ -93,6 +93,13 @@ KEYS: dict[str, ConfigKey] = {
                   "create a topic when a client first names it in a Metadata request"),
         ConfigKey("num.partitions", int, 1, "server",
                   "partitions of a topic created automatically", minimum=1),
+        ConfigKey("max.partitions", int, -1, "server",
+                  "most partitions the server holds; more are refused with POLICY_VIOLATION"
+                  " (-1: what the open-file limit holds, (`ulimit -n` - 256) / 5)",
+                  minimum=-1),
+        ConfigKey("max.partitions.per.request", int, 1000, "server",
+                  "most partitions one CreateTopics or CreatePartitions request may add;"
+                  " more are refused with INVALID_PARTITIONS", minimum=1),
         ConfigKey("log.retention.check.interval.ms", int, 300000, "server",
                   "how often each partition looks for segments retention may delete",
                   minimum=1),

@@ -134,6 +134,12 @@ class InvalidRequest(KafkaError):
     code = 42
 
 
+class PolicyViolation(KafkaError):
+    """The request breaks a limit the server sets (a partition cap, the open-file budget)."""
+
+    code = 44
+
+
 class OutOfOrderSequenceNumber(KafkaError):
     code = 45
 
@@ -156,6 +162,10 @@ class KafkaStorageError(KafkaError):
 class DiskFull(KafkaStorageError):
     """No space was left where a file is written (SQLITE_FULL, ENOSPC): nothing was written,
     and the same write succeeds once space is freed (still KAFKA_STORAGE_ERROR on the wire)."""
+
+
+class TooManyOpenFiles(KafkaStorageError):
+    """The process reached its open-file limit (EMFILE); the message names the limit."""
 
 
 class CorruptLog(KafkaStorageError):
@@ -208,7 +218,7 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
         InvalidGroupId, UnknownMemberId, InvalidSessionTimeout, RebalanceInProgress,
         InvalidCommitOffsetSize, InvalidTimestamp, UnsupportedVersion, TopicAlreadyExists,
         InvalidPartitions, InvalidReplicationFactor, InvalidConfig, InvalidRequest,
-        OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
+        PolicyViolation, OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
         KafkaStorageError, UnknownProducerId, NonEmptyGroup, GroupIdNotFound,
         MemberIdRequired, InvalidRecord,
     )

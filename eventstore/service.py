@@ -3,7 +3,8 @@
 Start-up: take the data-directory lock, start the actor system, bind the Kafka listener
 and the HTTP endpoint (/metrics, /healthz), then log one line with the addresses
 actually bound. SIGTERM / SIGINT: stop accepting, let in-flight requests finish, stop
-every actor (flushing and closing every file), release the lock, exit 0.
+every actor (flushing and closing every file), release the lock, exit 0. A listener that
+cannot accept at the open-file limit logs one line a minute naming the limit.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import os
 import signal
 import socket
+import time
+from typing import Any
 
 from actors.system import ActorSystem
 from eventstore.config import ServerConfig
@@ -23,6 +27,7 @@ from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.server import KafkaListener
 from eventstore.kafka.session import Session
 from eventstore.logs import setup_logging
+from eventstore.open_files import is_too_many_open_files, too_many_open_files
 from eventstore.settings import ServeSettings
 from eventstore.storage.catalog import Catalog
 from eventstore.storage.lock import DataDirLock
@@ -30,6 +35,27 @@ from eventstore.storage.lock import DataDirLock
 log = logging.getLogger("eventstore.service")
 
 SHUTDOWN_GRACE_S = 5.0
+
+
+class LoopErrors:
+    """The event loop's exception handler. At the open-file limit asyncio retries accepting
+    every second and reports each pending connection it cannot take, with a traceback: here
+    that is one line a minute (``every_s``) naming the limit. Anything else is logged as
+    asyncio would."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self._logged = -math.inf
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if not is_too_many_open_files(context.get("exception")):
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - self._logged >= self.every_s:
+            self._logged = now
+            error = too_many_open_files("the Kafka listener", fewer="max.connections")
+            log.error("connections not accepted", extra={"fields": {"error": str(error)}})
 
 
 def advertised_host(bound_host: str, configured: str | None) -> str:
@@ -85,6 +111,7 @@ def serve(settings: ServeSettings) -> int:
 async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSystem) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(LoopErrors())
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     http = HttpEndpoint(

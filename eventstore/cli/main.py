@@ -27,6 +27,7 @@ from eventstore.cli.base import (
 )
 from eventstore.cli.commands import COMMANDS, verify
 from eventstore.errors import DataDirLocked, KafkaError
+from eventstore.open_files import is_too_many_open_files, too_many_open_files
 
 EXAMPLES = """\
   eventstore serve --data-dir data &
@@ -114,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as error:
+        if is_too_many_open_files(error):  # the limit named, as for every EMFILE
+            print(f"{args.prog}: {too_many_open_files(args.command)}", file=sys.stderr)
+            return EXIT_ERROR
         if os.environ.get("EVENTSTORE_DEBUG"):
             raise
         print(f"{args.prog}: internal error: {type(error).__name__}: {error}"

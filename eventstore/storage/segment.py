@@ -18,6 +18,7 @@ from operator import itemgetter
 import apsw
 
 from eventstore.errors import CorruptLog, DiskFull, KafkaStorageError, RecordTooLarge
+from eventstore.open_files import at_open_file_limit, too_many_open_files
 from eventstore.storage.records import (
     RECORD_OVERHEAD,
     AppendRow,
@@ -176,7 +177,8 @@ def storage_errors(path: str) -> Iterator[None]:
     On a full disk SQLite rolls the transaction back itself, and apsw's ``with conn:`` then
     fails to roll it back again with SQLError("cannot rollback - no transaction is
     active"), the full disk as its context: that is reported as the full disk it is. So is
-    SQLITE_IOERR_SHMSIZE, a WAL's shared-memory file that could not grow.
+    SQLITE_IOERR_SHMSIZE, a WAL's shared-memory file that could not grow. A file that
+    cannot be opened at the open-file limit is TooManyOpenFiles, naming the limit.
     """
     try:
         yield
@@ -192,7 +194,11 @@ def storage_errors(path: str) -> Iterator[None]:
         if isinstance(exc.__context__, apsw.FullError):
             raise DiskFull(f"{path}: disk full ({exc.__context__})") from exc.__context__
         raise
-    except (apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+    except apsw.CantOpenError as exc:
+        if at_open_file_limit():
+            raise too_many_open_files(path) from exc
+        raise KafkaStorageError(f"{path}: {exc}") from exc
+    except apsw.ReadOnlyError as exc:
         raise KafkaStorageError(f"{path}: {exc}") from exc
 
 

@@ -9,6 +9,8 @@ it. This checker reads everything and reports each problem with the file it is i
   version, metadata row, name), each segment's rows against its metadata (offsets
   contiguous from its base to its high watermark, the byte count, the timestamps, batches
   covering every record exactly once), and the chain (the same checks start-up makes);
+- folders named as partitions that no topic of the catalog owns (a creation that failed
+  or was cut short by a crash left them, and a later topic of that name would take them);
 - without a readable catalog, the partition folders found on disk instead.
 
 It never deletes, repairs or rewrites anything: files are opened read-only (immutable
@@ -98,6 +100,10 @@ def verify(data_dir: str) -> Report:
     else:
         partitions = [(t.name, p) for t in topics for p in range(t.partitions)]
         report.topics = len(topics)
+        report.problems += [
+            Problem(path, "no topic owns this partition folder (a topic creation failed or"
+                    " a crash cut it short): remove it unless it holds records wanted")
+            for path in _unowned_folders(data_dir, set(partitions))]
     for topic, partition in partitions:
         _check_partition(partition_dir(data_dir, topic, partition), topic, partition, report)
     return report
@@ -141,6 +147,17 @@ def _folders_on_disk(data_dir: str) -> list[tuple[str, int]]:
         topic, _, partition = name.rpartition("-")
         if topic and partition.isdigit():
             found.append((topic, int(partition)))
+    return found
+
+
+def _unowned_folders(data_dir: str, owned: set[tuple[str, int]]) -> list[str]:
+    """Folders of ``data_dir`` named as a partition (``<topic>-<n>``) not in ``owned``."""
+    found = []
+    for entry in sorted(os.scandir(data_dir), key=lambda entry: entry.name):
+        topic, _, partition = entry.name.rpartition("-")
+        if (entry.is_dir() and topic and partition.isdigit()
+                and (topic, int(partition)) not in owned):
+            found.append(entry.path)
     return found
 
 
