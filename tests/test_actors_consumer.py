@@ -9,6 +9,7 @@ fixed sleeps.
 from __future__ import annotations
 
 import pickle
+import sys
 import threading
 import time
 from collections import Counter
@@ -404,3 +405,82 @@ def test_a_partition_failing_mid_poll_loses_no_record_of_the_others(store, data_
     consumer.close()
     assert errors >= 1
     assert read == list(range(30))
+
+
+# -- a group member's poll costs what a group-less one does ---------------------------------
+
+
+def read_everything(consumer: Consumer, count: int) -> list[tuple]:
+    """(partition, offset, key, value) of the first ``count`` records ``consumer`` polls."""
+    records = poll_until(lambda: consumer.poll(timeout_ms=100), count, TIMEOUT,
+                         f"{count} records")
+    return [(r.partition, r.offset, r.key, r.value) for r in records]
+
+
+def test_a_group_member_reads_the_same_records_as_a_consumer_without_a_group(store):
+    store.create_topic("t", 3)
+    produce(store, "t", 900)
+    alone = store.consumer("t", auto_offset_reset="earliest")
+    member = store.consumer("t", group_id="g", auto_offset_reset="earliest")
+    try:
+        by_alone, by_member = read_everything(alone, 900), read_everything(member, 900)
+    finally:
+        alone.close()
+        member.close()
+    assert len(by_member) == 900 and sorted(by_member) == sorted(by_alone)
+    for partition in range(3):  # each in offset order, as it was appended
+        assert ([r[1:] for r in by_member if r[0] == partition]
+                == [r[1:] for r in by_alone if r[0] == partition])
+    described = store.describe_group("g")  # it left on close, having auto-committed
+    assert described.state == "Empty"
+    assert {p.partition: p.lag for p in described.partitions} == {0: 0, 1: 0, 2: 0}
+
+
+def calls_made(poll: Callable[[], Iterator]) -> tuple[Counter, int]:
+    """The functions that ``poll()`` and iterating what it returned called, by name
+    (Python ones, and the C ones Python code called), and how many records came."""
+    calls: Counter = Counter()
+
+    def profile(frame, event: str, arg: object) -> None:
+        if event == "call":
+            calls[frame.f_code.co_qualname] += 1
+        elif event == "c_call":
+            calls[getattr(arg, "__qualname__", repr(arg))] += 1
+
+    sys.setprofile(profile)
+    try:
+        count = len(list(poll()))  # iterated in C: no call of its own per record
+    finally:
+        sys.setprofile(None)
+    return calls, count
+
+
+def test_a_group_members_poll_does_no_per_record_work_that_a_group_less_one_does_not(store):
+    """Calls, not time: a poll of 1,000 records makes the same calls as a poll of 10, with
+    a group or without, and a member makes at most a few more, whatever it reads.
+
+    The auto-commit interval is long so that no commit falls inside the polls counted.
+    """
+    store.create_topic("t", 1)
+    produce(store, "t", 2100)
+    alone = store.consumer("t", auto_offset_reset="earliest")
+    member = store.consumer("t", group_id="g", auto_offset_reset="earliest",
+                            auto_commit_interval_ms=3_600_000)
+    try:
+        calls = {}
+        for name, consumer in (("alone", alone), ("member", member)):
+            # joined, positioned and reading before anything is counted
+            poll_until(lambda c=consumer: c.poll(timeout_ms=100, max_records=1), 1, TIMEOUT,
+                       "a first record")
+            for count in (10, 1000):
+                made, read = calls_made(
+                    lambda c=consumer, n=count: c.poll(timeout_ms=1000, max_records=n))
+                assert read == count
+                calls[name, count] = made
+    finally:
+        alone.close()
+        member.close()
+    for name in ("alone", "member"):
+        assert calls[name, 1000] == calls[name, 10], f"{name}: work that grows with records"
+    extra = calls["member", 1000] - calls["alone", 1000]
+    assert sum(extra.values()) <= 5, f"what only a member does in a poll: {extra}"
