@@ -100,6 +100,10 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("max.partitions.per.request", int, 1000, "server",
                   "most partitions one CreateTopics or CreatePartitions request may add;"
                   " more are refused with INVALID_PARTITIONS", minimum=1),
+        ConfigKey("fetch.max.bytes", int, 57671680, "server",
+                  "most record bytes one fetch response returns, whatever the request asks"
+                  " (its first batch may pass it, so a larger record is still consumed)",
+                  minimum=1024),
         ConfigKey("log.retention.check.interval.ms", int, 300000, "server",
                   "how often each partition looks for segments retention may delete",
                   minimum=1),

@@ -77,9 +77,12 @@ class RecentBatches:
             while self.bytes > self.max_bytes:
                 self._evict_oldest()
 
-    def read(self, partition: object, offset: int, max_bytes: int) -> CachedRead | None:
+    def read(self, partition: object, offset: int, max_bytes: int,
+             at_least_one: bool = True) -> CachedRead | None:
         """The kept batches from the one holding ``offset`` on, while they follow each
-        other and fit ``max_bytes`` (the first always counts); None if none holds it."""
+        other and fit ``max_bytes``; None if none holds it. The first batch counts even
+        when larger, unless not ``at_least_one`` (then None: a read of the rows from
+        ``offset`` may still fit)."""
         with self._lock:
             kept = self._partitions.get(partition)
             if kept is None:
@@ -89,7 +92,7 @@ class RecentBatches:
                 return None
             first = kept.bases[at]
             last, data = kept.batches[first]
-            if last < offset:
+            if last < offset or (len(data) > max_bytes and not at_least_one):
                 return None
             parts, size = [data], len(data)
             while at + 1 < len(kept.bases) and kept.bases[at + 1] == last + 1:

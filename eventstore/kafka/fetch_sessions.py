@@ -64,9 +64,15 @@ def collect(
     max_bytes: int,
 ) -> list[FetchedPartition]:
     """Read what each partition has from its offset on, within the byte limits: from the
-    batches its producers sent, while they are kept, else from the segments."""
+    batches its producers sent, while they are kept, else from the segments.
+
+    As in Kafka (KIP-74), the first partition that has records may pass ``max_bytes`` and
+    its own ``max_bytes`` with its first batch, so that a record larger than the limits is
+    still consumed; every later partition gets only what still fits.
+    """
     results = []
     budget = max_bytes
+    filled = False  # a partition has records: the rest must fit the limits
     for want in wanted:
         out = FetchedPartition(want.topic, want.partition)
         results.append(out)
@@ -81,14 +87,15 @@ def collect(
         out.high_watermark, out.log_start_offset = view.high_watermark, view.log_start_offset
         try:
             check_offset(view, want.offset)
-            if budget <= 0 and any(r.records for r in results):
+            if budget <= 0 and filled:
                 continue
             limit = max(min(want.max_bytes, budget), 1)
-            cached = recent.read(state, want.offset, limit)
+            cached = recent.read(state, want.offset, limit, at_least_one=not filled)
             if cached is not None:
                 out.records = cached.records
                 out.record_count = cached.last + 1 - want.offset
                 budget -= len(out.records)
+                filled = True
                 continue
             rows = reader.read(view, want.offset, _MAX_RECORDS_PER_READ, limit)
         except OffsetOutOfRange as error:
@@ -101,11 +108,40 @@ def collect(
                     "error": str(error)}})
             out.error = error
             continue
-        if rows:
-            out.records = _encode(rows, view.timestamp_type)
-            out.record_count = len(rows)
+        out.records, out.record_count = _encode_within(
+            rows, view.timestamp_type, limit, at_least_one=not filled)
+        if out.record_count:
             budget -= len(out.records)
+            filled = True
     return results
+
+
+def _encode_within(rows: list[StoredRow], timestamp_type: str, limit: int, *,
+                   at_least_one: bool) -> tuple[bytes, int]:
+    """(batches, record count): the longest run of ``rows`` from the first whose encoding
+    fits ``limit`` (at least one row if ``at_least_one``).
+
+    The log chose ``rows`` by the batches' stored sizes, counting a first batch that alone
+    is larger; encoded again (uncompressed) they can be larger still. Only then is a
+    shorter run searched for.
+    """
+    if not rows:
+        return b"", 0
+    encoded = _encode(rows, timestamp_type)
+    if len(encoded) <= limit or (at_least_one and len(rows) == 1):
+        return encoded, len(rows)
+    low, high = 0, len(rows) - 1  # the longest run that fits has low..high rows
+    best = b""
+    while low < high:
+        middle = (low + high + 1) // 2
+        candidate = _encode(rows[:middle], timestamp_type)
+        if len(candidate) <= limit:
+            low, best = middle, candidate
+        else:
+            high = middle - 1
+    if low == 0 and at_least_one:
+        return _encode(rows[:1], timestamp_type), 1
+    return best, low
 
 
 def _encode(rows: list[StoredRow], timestamp_type: str) -> bytes:

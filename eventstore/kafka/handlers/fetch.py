@@ -46,7 +46,7 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
         for t in body.topics
         for p in t.partitions
     ]
-    max_bytes = body.max_bytes
+    max_bytes = min(body.max_bytes, ctx.server_config["fetch.max.bytes"])
     states = {(w.topic, w.partition): await session.state(w.topic, w.partition) for w in wanted}
     deadline = time.monotonic() + body.max_wait.total_seconds()
     woken = asyncio.Event()

@@ -1,0 +1,82 @@
+"""Kafka conformance of a real ``eventstore serve``: where clients rely on Kafka's exact
+behaviour (byte limits of a fetch, committed leader epochs, topic keys, transactions,
+shutdown), checked over the wire with raw requests and with real clients."""
+
+from __future__ import annotations
+
+import struct
+
+from support import KafkaConnection, ServerProcess, create_topic, record_batch
+
+from eventstore.kafka.codec.recordbatch import decode_batches
+
+_SIZE = struct.Struct(">i")
+RECORD = 900 * 1024  # one record near librdkafka's default message.max.bytes
+HEADROOM = 1024  # a fetch response's framing around its records, for three partitions
+
+
+def fetch_v4(conn: KafkaConnection, topic: str, partitions: int, max_bytes: int,
+             partition_max_bytes: int) -> tuple[int, dict[int, list[int]]]:
+    """A Fetch v4 of ``partitions`` partitions from offset 0: the response frame's size
+    and the offsets each partition returned."""
+    correlation_id, frame = conn.encode(
+        1, 4, replica_id=-1, max_wait=0, min_bytes=0, max_bytes=max_bytes,
+        isolation_level=0, topics=[{"topic": topic, "partitions": [
+            {"partition": p, "fetch_offset": 0, "partition_max_bytes": partition_max_bytes}
+            for p in range(partitions)]}])
+    conn.send_frame(frame)
+    response = conn.read_response(1, 4, correlation_id)
+    size = _SIZE.size + sum(len(p.records or b"") for t in response.responses
+                            for p in t.partitions)
+    offsets = {p.partition_index: [b.base_offset + i for b in decode_batches(p.records or b"")
+                                   for i in range(len(b.records))]
+               for t in response.responses for p in t.partitions}
+    return size, offsets
+
+
+def produce_large(conn: KafkaConnection, topic: str, partition: int, count: int) -> None:
+    """``count`` batches of one RECORD-sized record each."""
+    for _ in range(count):
+        answer = conn.produce(topic, partition, record_batch(b"x" * RECORD))
+        assert int(answer.error_code) == 0, answer
+
+
+def test_only_the_first_partition_of_a_fetch_may_pass_its_max_bytes(serve) -> None:
+    server: ServerProcess = serve()
+    with KafkaConnection(server.address) as conn:
+        create_topic(conn, "large", 3)
+        for partition in range(3):
+            produce_large(conn, "large", partition, 1)
+    for _ in ("from the recent batches", "from the segments"):
+        with KafkaConnection(server.address) as conn:
+            size, offsets = fetch_v4(conn, "large", 3, 1_000_000, 1 << 20)
+            assert size <= 1_000_000 + HEADROOM, size
+            assert offsets == {0: [0], 1: [], 2: []}
+            # a limit below the first record still returns it: the consumer makes progress
+            size, offsets = fetch_v4(conn, "large", 3, 1000, 1 << 20)
+            assert offsets == {0: [0], 1: [], 2: []}
+        server.restart()
+
+
+def test_a_partition_passes_its_partition_max_bytes_with_its_first_batch_only(serve) -> None:
+    server: ServerProcess = serve()
+    with KafkaConnection(server.address) as conn:
+        create_topic(conn, "two", 1)
+        produce_large(conn, "two", 0, 2)
+    for _ in ("from the recent batches", "from the segments"):
+        with KafkaConnection(server.address) as conn:
+            size, offsets = fetch_v4(conn, "two", 1, 50 << 20, 1000)
+            assert offsets == {0: [0]}
+            assert size <= RECORD + HEADROOM
+        server.restart()
+
+
+def test_fetch_max_bytes_caps_every_fetch_response(serve) -> None:
+    server: ServerProcess = serve(settings={"fetch.max.bytes": 1_000_000})
+    with KafkaConnection(server.address) as conn:
+        create_topic(conn, "capped", 2)
+        produce_large(conn, "capped", 0, 1)
+        produce_large(conn, "capped", 1, 1)
+        size, offsets = fetch_v4(conn, "capped", 2, 50 << 20, 50 << 20)
+        assert offsets == {0: [0], 1: []}
+        assert size <= 1_000_000 + HEADROOM
