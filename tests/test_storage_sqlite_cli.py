@@ -95,4 +95,5 @@ def test_a_sealed_segment_is_one_self_contained_rollback_journal_file(
         "00000000000000000004.db",
         "00000000000000000004.db-shm",
         "00000000000000000004.db-wal",
-    ], "only the active segment has WAL files"
+        "anchor.json",
+    ], "only the active segment has WAL files (beside them: the chain's anchor)"

@@ -9,7 +9,15 @@ Opening a log reads each segment's metadata row, not its records, so start-up do
 grow with the data kept; idempotent producers' state is rebuilt from the ``batches`` rows
 of the segments written within ``producer.id.expiration.ms`` (see producer_state).
 Nothing here deletes or rewrites data to "repair" it: a broken chain raises CorruptLog
-naming the file.
+naming the file, and so does a chain that ends before its anchor (see anchor.py): its newest
+segments are gone, and starting over at its end would hand out acknowledged offsets again.
+
+Damage found while the log is open stays local: a segment whose file a reader finds gone
+or damaged, or that a file check finds deleted or replaced, is marked in the view
+(``LogView.damage``); reads stop before it and a read at it raises CorruptLog, while the
+offsets before and after it are served and appends go on. The active segment's own file
+deleted or replaced is CorruptLog from the next file check or roll: appending on would
+acknowledge records into a file no one can open again.
 """
 
 from __future__ import annotations
@@ -17,14 +25,28 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import apsw
 
 from eventstore.clock import Clock, wall_clock_ms
 from eventstore.config import ServerConfig, TopicConfig
-from eventstore.errors import CorruptLog, InvalidRecord, OffsetOutOfRange
+from eventstore.errors import (
+    CorruptLog,
+    InvalidRecord,
+    KafkaError,
+    KafkaStorageError,
+    OffsetOutOfRange,
+)
+from eventstore.storage.anchor import (
+    Anchor,
+    check_anchor,
+    newest_missing,
+    read_anchor,
+    write_anchor,
+)
 from eventstore.storage.producer_state import ProducerStateTable, load_producer_state
 from eventstore.storage.records import AppendRow, ProducerBatchInfo, StoredRow
 from eventstore.storage.segment import (
@@ -33,8 +55,10 @@ from eventstore.storage.segment import (
     SegmentFull,
     SegmentInfo,
     end_offset_within_bytes,
+    file_id,
     finish_seal,
     first_offset_at_or_after,
+    fsync_file,
     is_wal_mode,
     open_readonly,
     parse_segment_name,
@@ -45,10 +69,32 @@ from eventstore.storage.segment import (
 
 
 @dataclass(frozen=True, slots=True)
+class Damage:
+    """One segment whose records cannot be read (its file is gone, replaced or damaged)."""
+
+    path: str
+    base_offset: int
+    next_offset: int
+    reason: str  # what found it, one line naming the file (the error's message)
+
+    def error(self) -> CorruptLog:
+        """A fresh error for a read that reaches this segment (KAFKA_STORAGE_ERROR)."""
+        return CorruptLog(f"offsets {self.base_offset}..{self.next_offset - 1} cannot be read:"
+                          f" {self.reason}")
+
+
+# Told of each read a storage error stopped: the segment and the error; returns the error
+# the reader raises (OffsetOutOfRange when retention, not damage, removed the segment).
+ReadFailureHook = Callable[[SegmentInfo, KafkaStorageError], KafkaError]
+
+
+@dataclass(frozen=True, slots=True)
 class LogView:
     """A consistent snapshot of a partition for readers: its segments and bounds.
 
-    Readers never see past ``high_watermark``: only acknowledged records are visible.
+    Readers never see past ``high_watermark``: only acknowledged records are visible, and
+    none of a ``damage``d segment. A read a storage error stops is reported to
+    ``on_read_failure``, which the partition's owner sets to learn of damage it has not.
     """
 
     segments: tuple[SegmentInfo, ...]
@@ -56,11 +102,32 @@ class LogView:
     high_watermark: int
     # the topic's message.timestamp.type: what the stored timestamps are, for fetches
     timestamp_type: str = "CreateTime"
+    damage: tuple[Damage, ...] = ()
+    on_read_failure: ReadFailureHook | None = field(default=None, compare=False)
 
     def segment_index(self, offset: int) -> int:
         """Index of the segment holding ``offset``."""
         bases = [s.base_offset for s in self.segments]
         return max(bisect.bisect_right(bases, offset) - 1, 0)
+
+    def damaged(self, segment: SegmentInfo) -> Damage | None:
+        """The damage recorded for ``segment``, if any."""
+        for damage in self.damage:
+            if damage.base_offset == segment.base_offset:
+                return damage
+        return None
+
+    @property
+    def problem(self) -> str | None:
+        """What of this partition cannot be read, in one line (None: all of it can)."""
+        if not self.damage:
+            return None
+        return "; ".join(str(damage.error()) for damage in self.damage)
+
+    def read_failed(self, segment: SegmentInfo, error: KafkaStorageError) -> KafkaError:
+        """Report a failed read of ``segment``; the error the reader should raise."""
+        hook = self.on_read_failure
+        return error if hook is None else hook(segment, error)
 
 
 @dataclass
@@ -81,15 +148,22 @@ class LogReader:
     def __init__(self) -> None:
         self._conns: dict[str, apsw.Connection] = {}
 
-    def _conn(self, segment: SegmentInfo) -> apsw.Connection:
+    def _conn(self, view: LogView, segment: SegmentInfo) -> apsw.Connection:
+        """The connection to read ``segment`` through; CorruptLog if it cannot be read."""
+        if view.damage and (damage := view.damaged(segment)) is not None:
+            raise damage.error()
         conn = self._conns.get(segment.path)
         if conn is None:
             if not os.path.exists(segment.path):
-                raise OffsetOutOfRange(
-                    f"segment {os.path.basename(segment.path)} was deleted by retention"
-                )
+                raise CorruptLog(f"{segment.path}: missing: the segment file was deleted")
             conn = self._conns[segment.path] = open_readonly(segment.path)
         return conn
+
+    def _failed(self, view: LogView, segment: SegmentInfo, error: KafkaStorageError
+                ) -> KafkaError:
+        """The error to raise for a read of ``segment`` that ``error`` stopped, reported."""
+        self.forget(segment.path)  # a damaged file is not read through an old connection
+        return view.read_failed(segment, error)
 
     def read(
         self, view: LogView, offset: int, max_records: int, max_bytes: int | None = None
@@ -97,7 +171,9 @@ class LogReader:
         """Rows from ``offset`` on, up to the high watermark, within both limits.
 
         A fetch at the high watermark returns nothing; below the log-start-offset or past
-        the high watermark raises OffsetOutOfRange, as Kafka does.
+        the high watermark raises OffsetOutOfRange, as Kafka does. A segment that cannot be
+        read ends the read before it, or, when the read starts there, raises CorruptLog
+        (KAFKA_STORAGE_ERROR): the rows before a damaged segment are still served.
         """
         check_offset(view, offset)
         rows: list[StoredRow] = []
@@ -110,13 +186,21 @@ class LogReader:
                 view.high_watermark,
             )
             end = segment_end
-            conn = self._conn(segment)
+            try:
+                conn = self._conn(view, segment)
+                used = 0
+                if budget is not None:
+                    end, used = end_offset_within_bytes(
+                        conn, segment.path, offset, end, budget, at_least_one=not rows
+                    )
+                chunk = read_rows(conn, segment.path, offset, end, max_records - len(rows))
+            except KafkaStorageError as error:
+                failure = self._failed(view, segment, error)
+                if not rows:
+                    _raise(failure, error)
+                break  # hand out what was read; the next read starts at the damage
             if budget is not None:
-                end, used = end_offset_within_bytes(
-                    conn, segment.path, offset, end, budget, at_least_one=not rows
-                )
                 budget -= used
-            chunk = read_rows(conn, segment.path, offset, end, max_records - len(rows))
             rows.extend(chunk)
             if chunk:
                 offset = chunk[-1][0] + 1
@@ -136,7 +220,11 @@ class LogReader:
                 continue
             if segment.is_sealed and segment.max_timestamp < timestamp:
                 continue
-            found = first_offset_at_or_after(self._conn(segment), segment.path, timestamp)
+            try:
+                found = first_offset_at_or_after(
+                    self._conn(view, segment), segment.path, timestamp)
+            except KafkaStorageError as error:
+                _raise(self._failed(view, segment, error), error)
             if found is not None and found < view.high_watermark:
                 return max(found, view.log_start_offset)
         return None
@@ -159,6 +247,13 @@ class LogReader:
         self._conns.clear()
 
 
+def _raise(failure: KafkaError, cause: KafkaStorageError) -> NoReturn:
+    """Raise ``failure``, chained to ``cause`` unless it is ``cause`` itself."""
+    if failure is cause:
+        raise cause
+    raise failure from cause
+
+
 def check_offset(view: LogView, offset: int) -> None:
     """OffsetOutOfRange unless log-start-offset <= offset <= high watermark."""
     if offset < view.log_start_offset or offset > view.high_watermark:
@@ -179,6 +274,7 @@ class PartitionLog:
         sealed: list[SegmentInfo],
         active: ActiveSegment,
         producers: ProducerStateTable,
+        anchor: Anchor,
     ) -> None:
         self.directory = directory
         self.config = config
@@ -186,6 +282,12 @@ class PartitionLog:
         self._sealed = sealed
         self._active = active
         self.producers = producers
+        self._anchor = anchor  # as it is on disk
+        # each sealed segment's file as it was when the log opened it (see check_files)
+        self._file_ids = {info.path: file_id(info.path) for info in sealed}
+        self._damage: dict[int, Damage] = {}  # by base offset
+        self._damage_view: tuple[Damage, ...] = ()
+        self._on_read_failure: ReadFailureHook | None = None
         self._pending_seals: list[str] = []
         self._unflushed = 0
         self._reader = LogReader()
@@ -206,10 +308,11 @@ class PartitionLog:
     ) -> PartitionLog:
         """Open (or with ``create``, create) a partition log and recover its active segment.
 
-        Verifies that the chain is contiguous; finishes a roll or a retention run that a
-        crash interrupted; raises CorruptLog naming the file when anything else is wrong.
-        Idempotent producers are forgotten ``producer_id_expiration_ms`` after their last
-        append (Kafka's ``producer.id.expiration.ms``).
+        Verifies that the chain is contiguous and reaches its anchor; finishes a roll or a
+        retention run that a crash interrupted; raises CorruptLog naming the file when
+        anything else is wrong. Idempotent producers are forgotten
+        ``producer_id_expiration_ms`` after their last append (Kafka's
+        ``producer.id.expiration.ms``).
         """
         config = config or TopicConfig()
         fsync = config.flush_messages == 1
@@ -228,14 +331,29 @@ class PartitionLog:
                 # offsets consumers have already read and committed
                 raise CorruptLog(f"{directory}: no segment file: the partition's data is gone")
             active = ActiveSegment.create(directory, 0, 0, clock(), fsync=fsync)
+            try:
+                write_anchor(directory, Anchor(0, 0))
+            except BaseException:
+                active.close()
+                raise
             producers = ProducerStateTable(producer_id_expiration_ms)
-            return cls(directory, config, clock, [], active, producers)
+            return cls(directory, config, clock, [], active, producers, Anchor(0, 0))
+        anchor = read_anchor(directory)
+        last = paths[-1]
+        if anchor is not None and anchor.newest_segment > bases[-1]:
+            # refused before the last file is opened for writing (which would switch a
+            # sealed one to WAL mode): a failed open changes no file
+            try:
+                newest = read_segment_info(last)
+            except KafkaStorageError:
+                raise newest_missing(directory, anchor, None) from None  # names less
+            check_anchor(anchor, newest)
         for path in paths[:-1]:
             if is_wal_mode(path):
                 finish_seal(path)
-        last = paths[-1]
         active = ActiveSegment.open(last, fsync=fsync)
         try:
+            check_anchor(anchor, active.info)
             infos = [read_segment_info(p) for p in paths[:-1]]
             if active.info.is_sealed:
                 infos.append(active.info)
@@ -248,10 +366,15 @@ class PartitionLog:
             sealed = _recover_chain(infos, active.info)
             producers = load_producer_state(
                 [*sealed, active.info], clock(), producer_id_expiration_ms)
+            # the active segment's base is durable: the segments before it are sealed
+            base = active.info.base_offset
+            moved = Anchor(base, base) if anchor is None else anchor.advanced(base, base)
+            if moved != anchor:
+                write_anchor(directory, moved)
         except BaseException:
             active.close()
             raise
-        return cls(directory, config, clock, sealed, active, producers)
+        return cls(directory, config, clock, sealed, active, producers, moved)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -261,7 +384,53 @@ class PartitionLog:
             self._active.info.log_start_offset,
             self._active.info.next_offset,
             self.config.message_timestamp_type,
+            self._damage_view,
+            self._on_read_failure,
         )
+
+    def set_read_failure_hook(self, hook: ReadFailureHook | None) -> None:
+        """Have every view from now on report failed reads to ``hook`` (the partition's
+        owner, which then marks what is damaged)."""
+        self._on_read_failure = hook
+        self._view = self._make_view()
+
+    # -- damage --------------------------------------------------------------------------
+
+    def mark_damaged(self, segment: SegmentInfo, error: KafkaStorageError) -> Damage | None:
+        """Record that ``segment`` cannot be read, so that reads stop before it; the new
+        Damage, or None when it is known already or no longer part of the log (retention
+        deleted it)."""
+        kept = [s for s in self._view.segments
+                if s.base_offset == segment.base_offset and s.path == segment.path]
+        if not kept or segment.base_offset in self._damage:
+            return None
+        info = kept[0]
+        damage = Damage(info.path, info.base_offset, info.next_offset,
+                        error.args[0] if error.args else str(error))
+        self._damage[info.base_offset] = damage
+        self._damage_view = tuple(self._damage[b] for b in sorted(self._damage))
+        self._view = self._make_view()
+        return damage
+
+    def check_files(self, *, sealed: bool) -> list[Damage]:
+        """Check that the files being read and written are the ones the log opened.
+
+        The active segment's file (and its WAL) deleted or replaced raises CorruptLog: the
+        owner must stop appending. With ``sealed``, each sealed segment's file is checked
+        too (a stat each); one gone or replaced is marked damaged. Returns the new damage.
+        """
+        if not self._active.info.is_sealed:  # else a roll waits to finish: it is closed
+            self._active.check_files()
+        found = []
+        for info in self._sealed if sealed else ():
+            now = file_id(info.path)
+            if now != self._file_ids.get(info.path):
+                what = "deleted" if now is None else "replaced"
+                damage = self.mark_damaged(info, CorruptLog(
+                    f"{info.path}: the segment file was {what} while the log was open"))
+                if damage is not None:
+                    found.append(damage)
+        return found
 
     def view(self) -> LogView:
         """The snapshot readers use: segments, log-start-offset, high watermark."""
@@ -383,6 +552,9 @@ class PartitionLog:
         """
         if self._active.info.record_count == 0:
             return
+        # sealing a file deleted or replaced under the log would seal records no one can
+        # read again, and carry on as if they were kept
+        self._active.check_files()
         # the log's own read connection would keep the WAL open and delay the seal forever
         self._reader.forget(self._active.path)
         self._active.seal(self._clock())
@@ -395,6 +567,7 @@ class PartitionLog:
         if not self._active.info.is_sealed:
             return False
         sealed = self._active.info
+        opened = self._active.file_ids[0]
         active = ActiveSegment.create(
             self.directory, sealed.next_offset, sealed.log_start_offset, self._clock(),
             fsync=self.config.flush_messages == 1,
@@ -402,14 +575,26 @@ class PartitionLog:
         if is_wal_mode(sealed.path):
             self._pending_seals.append(sealed.path)
         self._sealed.append(sealed)
+        self._file_ids[sealed.path] = opened
         self._active = active
         self._view = self._make_view()
+        base = sealed.next_offset  # every record below it is sealed: checkpointed, synced
+        self._write_anchor(self._anchor.advanced(base, base))
         return True
 
-    def apply_retention(self) -> list[SegmentInfo]:
+    def _write_anchor(self, anchor: Anchor) -> None:
+        if anchor != self._anchor:
+            write_anchor(self.directory, anchor)
+            self._anchor = anchor
+
+    def apply_retention(
+        self, publish: Callable[[LogView], None] | None = None
+    ) -> list[SegmentInfo]:
         """Delete sealed segments past ``retention.ms`` or ``retention.bytes``, oldest first.
 
-        The new log-start-offset is made durable before any file is deleted.
+        The new log-start-offset is made durable before any file is deleted, and handed to
+        ``publish`` (the owner showing it to readers) before too, so that a reader that
+        finds a file gone can tell retention from damage by the latest view.
         """
         count = max(self._expired_by_time(), self._expired_by_size())
         if count == 0:
@@ -418,9 +603,15 @@ class PartitionLog:
         # a seal still pending on a doomed file must not be retried: it would recreate it
         gone = {segment.path for segment in doomed}
         self._pending_seals = [p for p in self._pending_seals if p not in gone]
+        for segment in doomed:
+            self._file_ids.pop(segment.path, None)
+            if self._damage.pop(segment.base_offset, None) is not None:
+                self._damage_view = tuple(self._damage[b] for b in sorted(self._damage))
         start = self._sealed[0].base_offset if self._sealed else self._active.info.base_offset
         self._active.set_log_start_offset(start)
         self._view = self._make_view()
+        if publish is not None:
+            publish(self._view)
         for segment in doomed:
             _remove_segment_files(segment.path)
         self.stats.segments_deleted += len(doomed)
@@ -465,13 +656,22 @@ class PartitionLog:
         return self._reader.offset_for_timestamp(self._view, timestamp)
 
     def close(self) -> None:
-        """Close every file; a crash instead of close loses no appended record."""
+        """Close every file and anchor the log-end-offset; a crash instead of close loses
+        no appended record (the anchor then stays where the last roll or open put it)."""
         self._reader.close()
         self._active.close()
         for path in self._pending_seals:
             with contextlib.suppress(Exception):
                 finish_seal(path)
         self._pending_seals = []
+        info = self._active.info
+        # A failed anchor write keeps the older anchor, which the chain still reaches: safe.
+        with contextlib.suppress(KafkaStorageError, OSError):
+            # closing checkpointed the WAL into the segment and synced both, unless a
+            # reader (another process) held it: then the WAL itself is synced here
+            if os.path.exists(info.path + "-wal"):
+                fsync_file(info.path + "-wal")
+            self._write_anchor(self._anchor.advanced(info.base_offset, info.next_offset))
 
 
 def _recover_chain(infos: list[SegmentInfo], active: SegmentInfo) -> list[SegmentInfo]:
@@ -498,28 +698,34 @@ def split_expired(
 
 def check_chain(chain: Sequence[SegmentInfo], log_start: int) -> None:
     """CorruptLog naming the file unless ``chain`` (oldest first, the active segment last)
-    starts at ``log_start``, has every older segment sealed, and leaves no offset out.
-
-    Pure: ``eventstore verify`` runs the same checks on a data directory it only reads.
+    starts at ``log_start``, has every older segment sealed, and leaves no offset out: the
+    first of its :func:`chain_problems`.
     """
-    for info in chain:
-        if os.path.basename(info.path) != segment_name(info.base_offset):
-            raise CorruptLog(
-                f"{info.path}: file name does not match its base offset {info.base_offset}"
-            )
+    problems = chain_problems(chain, log_start)
+    if problems:
+        path, what = problems[0]
+        raise CorruptLog(f"{path}: {what}")
+
+
+def chain_problems(chain: Sequence[SegmentInfo], log_start: int) -> list[tuple[str, str]]:
+    """What is wrong with ``chain`` (see check_chain), as (file, what) pairs; none if whole.
+
+    Pure: ``eventstore verify`` and the SQL engine run the same checks on what they read.
+    """
+    problems = [
+        (info.path, f"file name does not match its base offset {info.base_offset}")
+        for info in chain if os.path.basename(info.path) != segment_name(info.base_offset)
+    ]
     if chain[0].base_offset != log_start:
-        raise CorruptLog(
-            f"{chain[0].path}: log-start-offset is {log_start} but the first segment starts at"
-            f" {chain[0].base_offset}: a segment is missing"
-        )
+        problems.append((chain[0].path, f"log-start-offset is {log_start} but the first segment"
+                         f" starts at {chain[0].base_offset}: a segment is missing"))
     for older, newer in zip(chain, chain[1:], strict=False):
         if not older.is_sealed:
-            raise CorruptLog(f"{older.path}: an older segment was never sealed")
+            problems.append((older.path, "an older segment was never sealed"))
         if older.next_offset != newer.base_offset:
-            raise CorruptLog(
-                f"{newer.path}: starts at offset {newer.base_offset} but the segment before it"
-                f" ends at {older.next_offset - 1}: the chain has a gap"
-            )
+            problems.append((newer.path, f"starts at offset {newer.base_offset} but the segment"
+                             f" before it ends at {older.next_offset - 1}: the chain has a gap"))
+    return problems
 
 
 def _remove_segment_files(path: str) -> None:

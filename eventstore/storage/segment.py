@@ -357,6 +357,19 @@ def remove_database_files(path: str) -> None:
             os.unlink(path + suffix)
 
 
+FileId = tuple[int, int]
+
+
+def file_id(path: str) -> FileId | None:
+    """(device, inode) of the file at ``path`` now; None if there is none. A file deleted
+    or replaced under an open connection shows as None or as another id."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def is_wal_mode(path: str) -> bool:
     """Whether the file still carries WAL mode in its header (a seal not yet finished)."""
     with open(path, "rb") as fh:
@@ -371,6 +384,9 @@ class ActiveSegment:
         self._conn = conn
         self.info = info
         self.wal_pages = 0
+        # the files this connection writes, as opened: the segment and its WAL (which the
+        # open's first read in WAL mode created), compared by check_files
+        self.file_ids = (file_id(info.path), file_id(info.path + "-wal"))
         # SQLite checkpoints inside the commit that fills the WAL; here the segment's
         # owner decides when (checkpoint_if_due), so that it can answer the append first
         conn.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
@@ -414,7 +430,7 @@ class ActiveSegment:
                 raise
             conn.close()
             os.rename(tmp, path)
-            _fsync_directory(directory)
+            fsync_directory(directory)
         return cls.open(path, fsync=fsync)
 
     @classmethod
@@ -441,6 +457,23 @@ class ActiveSegment:
     @property
     def path(self) -> str:
         return self.info.path
+
+    def check_files(self) -> None:
+        """CorruptLog unless the segment and its WAL are still the files this connection
+        opened: one deleted or replaced under it would take every append from then on with
+        it (two stat calls, so callers run it from a timer, a roll or a seal)."""
+        path = self.info.path
+        for name, opened in zip((path, path + "-wal"), self.file_ids, strict=True):
+            now = file_id(name)
+            if now != opened:
+                # The WAL's pages belong to the file this connection has open: copied into
+                # it and the WAL emptied, no file opened at this path later (a replacement)
+                # is read with another file's pages, and a deleted WAL's records are kept.
+                with contextlib.suppress(apsw.Error):
+                    self._conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+                what = "deleted" if now is None else "replaced"
+                raise CorruptLog(f"{name}: the active segment's file was {what} while open:"
+                                 " appends stop here")
 
     def append(
         self,
@@ -556,8 +589,14 @@ class ActiveSegment:
         self._conn.close()
 
 
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_directory(directory: str) -> None:
+    """Make the names in ``directory`` (a rename, a new file) durable."""
+    fsync_file(directory)
+
+
+def fsync_file(path: str) -> None:
+    """Force what was written to the file (or folder) at ``path`` to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -8,7 +8,9 @@ it. This checker reads everything and reports each problem with the file it is i
 - every partition of every topic: its folder, each segment file (integrity check, schema
   version, metadata row, name), each segment's rows against its metadata (offsets
   contiguous from its base to its high watermark, the byte count, the timestamps, batches
-  covering every record exactly once), and the chain (the same checks start-up makes);
+  covering every record exactly once), the chain and its anchor (the same checks start-up
+  makes: no gap, and no newest segment missing), and that no group committed an offset
+  past the log-end-offset (records the group read would be gone);
 - folders named as partitions that no topic of the catalog owns (a creation that failed
   or was cut short by a crash left them, and a later topic of that name would take them);
 - without a readable catalog, the partition folders found on disk instead.
@@ -26,9 +28,11 @@ import os
 from dataclasses import dataclass, field
 
 from eventstore.errors import KafkaStorageError
+from eventstore.storage.anchor import anchor_path, check_anchor, read_anchor
 from eventstore.storage.catalog import (
     CATALOG_FILE,
     Catalog,
+    CommittedOffset,
     TopicInfo,
     partition_dir,
     partition_folders,
@@ -93,27 +97,40 @@ def verify(data_dir: str) -> Report:
     if not os.path.isdir(data_dir):
         report.problems.append(Problem(data_dir, "data directory does not exist"))
         return report
-    topics = _check_catalog(data_dir, report)
-    if topics is None:
+    catalog = _check_catalog(data_dir, report)
+    commits: list[CommittedOffset] = []
+    if catalog is None:
         partitions = _folders_on_disk(data_dir)
         report.topics = len({topic for topic, _ in partitions})
     else:
+        topics, commits = catalog
         partitions = [(t.name, p) for t in topics for p in range(t.partitions)]
         report.topics = len(topics)
         report.problems += [
             Problem(path, "no topic owns this partition folder (a topic creation failed or"
                     " a crash cut it short): remove it unless it holds records wanted")
             for path in _unowned_folders(data_dir, set(partitions))]
-    for topic, partition in partitions:
-        _check_partition(partition_dir(data_dir, topic, partition), topic, partition, report)
+    ends = {(topic, partition): _check_partition(
+        partition_dir(data_dir, topic, partition), topic, partition, report)
+        for topic, partition in partitions}
+    for commit in commits:
+        end = ends.get((commit.topic, commit.partition))
+        if end is not None and commit.offset > end:
+            report.problems.append(Problem(
+                partition_dir(data_dir, commit.topic, commit.partition),
+                f"group {commit.group_id!r} committed offset {commit.offset}, past the"
+                f" log-end-offset {end}: records it read are gone", commit.topic,
+                commit.partition))
     return report
 
 
 # -- catalog -----------------------------------------------------------------------------------
 
 
-def _check_catalog(data_dir: str, report: Report) -> list[TopicInfo] | None:
-    """The catalog's topics, or None (with the problem reported) when it cannot be read."""
+def _check_catalog(data_dir: str, report: Report
+                   ) -> tuple[list[TopicInfo], list[CommittedOffset]] | None:
+    """The catalog's topics and committed offsets, or None (with the problem reported)
+    when it cannot be read."""
     path = os.path.join(data_dir, CATALOG_FILE)
     if not os.path.exists(path):
         if partition_folders(data_dir):
@@ -130,14 +147,14 @@ def _check_catalog(data_dir: str, report: Report) -> list[TopicInfo] | None:
             check_schema_version(conn, "catalog", path)
             catalog = Catalog(conn, path)
             topics = catalog.topics()
-            catalog.committed_offsets()
+            commits = catalog.committed_offsets()
     except (KafkaStorageError, ValueError) as exc:
         # ValueError: a topic's config column is not JSON
         report.problems.append(Problem(path, _message(exc, path)))
         return None
     finally:
         conn.close()
-    return topics
+    return topics, commits
 
 
 def _folders_on_disk(data_dir: str) -> list[tuple[str, int]]:
@@ -164,7 +181,9 @@ def _unowned_folders(data_dir: str, owned: set[tuple[str, int]]) -> list[str]:
 # -- partitions --------------------------------------------------------------------------------
 
 
-def _check_partition(directory: str, topic: str, partition: int, report: Report) -> None:
+def _check_partition(directory: str, topic: str, partition: int, report: Report
+                     ) -> int | None:
+    """Check one partition's files; its log-end-offset, or None if it cannot be told."""
     report.partitions += 1
 
     def problem(path: str, message: str) -> None:
@@ -172,11 +191,18 @@ def _check_partition(directory: str, topic: str, partition: int, report: Report)
 
     if not os.path.isdir(directory):
         problem(directory, "partition folder is missing")
-        return
+        return None
+    try:
+        # read before the folder is listed: a server anchors a segment only once its file
+        # exists, so what the anchor names is in the listing unless it was deleted
+        anchor = read_anchor(directory)
+    except KafkaStorageError as exc:
+        problem(anchor_path(directory), _message(exc, anchor_path(directory)))
+        return None
     bases = sorted(b for b in map(parse_segment_name, os.listdir(directory)) if b is not None)
     if not bases:
         problem(directory, "no segment file: the partition's data is gone")
-        return
+        return None
     infos: list[SegmentInfo] = []
     sound = True
     for base in bases:
@@ -193,16 +219,19 @@ def _check_partition(directory: str, topic: str, partition: int, report: Report)
         report.segments += 1
         report.records += info.record_count
         infos.append(info)
-    if not sound:
-        return  # the chain cannot be judged with a segment unread: its problem stands
+    if not sound or not infos:
+        return None  # the chain cannot be judged with a segment unread: its problem stands
     *older, newest = infos
     _, kept = split_expired(older, newest)
     try:
         check_chain([*kept, newest], newest.log_start_offset)
+        check_anchor(anchor, newest)
     except KafkaStorageError as exc:
-        # the chain names the segment at fault first: "CorruptLog: <path>: <what>"
+        # the check names the file at fault first: "CorruptLog: <path>: <what>"
         path = str(exc).partition(": ")[2].partition(": ")[0]
         problem(path, _message(exc, path))
+        return None
+    return newest.next_offset
 
 
 def _check_segment(path: str) -> SegmentInfo:
