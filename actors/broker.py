@@ -491,8 +491,9 @@ class Broker(Actor):
 
 
 def _describe_partition(state: PartitionState) -> PartitionDescription:
+    """``error``: why it is offline, or what of it cannot be read (a damaged segment)."""
     view = state.view
-    error = None if state.error is None else str(state.error)
+    error = str(state.error) if state.error is not None else view and view.problem
     if view is None:
         return PartitionDescription(state.topic, state.partition, -1, -1, 0, 0, error)
     return PartitionDescription(

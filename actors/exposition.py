@@ -77,6 +77,9 @@ METRICS: tuple[MetricSpec, ...] = (
                "Records of the topic handed to consumers"),
     MetricSpec("eventstore_bytes_fetched_total", "counter", (TOPIC,),
                "Bytes of records of the topic handed to consumers"),
+    MetricSpec("eventstore_failed_reads_total", "counter", (TOPIC,),
+               "Reads of the topic (fetches, polls) that a storage error stopped: a damaged"
+               " or missing segment, an I/O error"),
     MetricSpec("eventstore_append_latency_seconds", "histogram", (TOPIC,),
                "Time a partition actor took to append one batch durably"),
     MetricSpec("eventstore_partition_segments", "gauge", (TOPIC, PARTITION),
@@ -91,7 +94,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("eventstore_partition_restarts_total", "counter", (TOPIC,),
                "Partition actors restarted from disk after a failure"),
     MetricSpec("eventstore_partitions_offline", "gauge", (TOPIC,),
-               "Partitions of the topic that are offline (failed, corrupt, restarting)"),
+               "Partitions of the topic that are offline (failed, corrupt, restarting) or"
+               " have a segment that cannot be read"),
     MetricSpec("eventstore_partition_mailbox_depth", "gauge", (TOPIC, PARTITION),
                "Messages (append batches, timers) waiting in the partition actor's inbox"),
     MetricSpec("eventstore_actor_mailbox_depth", "gauge", ("actor",),
@@ -160,6 +164,7 @@ def _topic_samples(topic: str, partitions: list[PartitionFigures]) -> Iterator[S
                         ("eventstore_bytes_appended_total", "bytes_appended"),
                         ("eventstore_records_fetched_total", "records_fetched"),
                         ("eventstore_bytes_fetched_total", "bytes_fetched"),
+                        ("eventstore_failed_reads_total", "failed_reads"),
                         ("eventstore_segments_deleted_total", "segments_deleted"),
                         ("eventstore_partition_restarts_total", "restarts"),
                         ("eventstore_partitions_offline", "offline")):

@@ -36,6 +36,7 @@ class PartitionFigures:
 
     Offsets are -1 when the partition has never opened (no published view). An offline
     partition that was open keeps the offsets of its last view, which are what is on disk.
+    A partition with a damaged segment counts as offline although it serves the rest.
     ``latency_counts[i]`` counts appends that took at most ``LATENCY_BUCKETS[i]`` seconds
     (not cumulative); the last entry counts the slower ones.
     """
@@ -52,6 +53,7 @@ class PartitionFigures:
     bytes_appended: int
     records_fetched: int
     bytes_fetched: int
+    failed_reads: int
     latency_counts: tuple[int, ...]
     latency_sum: float
     rolls: Mapping[str, int]
@@ -143,7 +145,8 @@ def _figures(handle: PartitionHandle) -> PartitionFigures:
     return PartitionFigures(
         topic=state.topic,
         partition=state.partition,
-        offline=actor is None or state.error is not None,
+        # damaged: some offsets the log holds cannot be read, so it is not wholly serving
+        offline=actor is None or state.error is not None or bool(view and view.damage),
         log_start_offset=-1 if view is None else view.log_start_offset,
         log_end_offset=-1 if view is None else view.high_watermark,
         segments=0 if view is None else len(view.segments),
@@ -153,6 +156,7 @@ def _figures(handle: PartitionHandle) -> PartitionFigures:
         bytes_appended=stats.bytes_appended,
         records_fetched=stats.records_fetched,
         bytes_fetched=stats.bytes_fetched,
+        failed_reads=stats.failed_reads,
         latency_counts=tuple(histogram.counts),
         latency_sum=histogram.sum,
         rolls=dict(stats.rolls),

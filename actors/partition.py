@@ -16,7 +16,16 @@ on the partition's :class:`PartitionState`, which readers share without any mess
 
 Timers send the actor messages: ``segment.ms`` rolls an idle segment with no traffic at
 all, and retention runs every ``log.retention.check.interval.ms``, which also forgets
-idempotent producers idle past ``producer.id.expiration.ms``. An idempotent producer's
+idempotent producers idle past ``producer.id.expiration.ms`` and checks that every segment
+file is still the one the log opened. A second after appends begin, the active segment's
+file is checked the same way (two stat calls, never per append): one deleted or replaced
+under the log takes the partition offline before more appends are acknowledged into it.
+
+A reader that finds a segment gone or damaged tells the actor (through the view's
+``on_read_failure``), which marks it damaged and publishes that: fetches stop before it and
+get KAFKA_STORAGE_ERROR at it, the offsets before and after it are served, appends go on,
+and metrics count the partition offline. Each cause is logged once, then with a count
+(see actors.failures), however often consumers retry. An idempotent producer's
 batch is checked against its sequence before it is written (see the log's append): a
 retry of an appended batch is answered with the original offsets, not written again.
 A typed KafkaError (RecordTooLarge, InvalidRecord, OutOfOrderSequenceNumber...) is
@@ -43,13 +52,20 @@ from typing import ParamSpec, TypeVar
 import pykka
 
 from actors.disk import DiskWatch
+from actors.failures import FailureLog
 from actors.runtime import Actor, Scheduler, Timer, tell_if_alive
 from eventstore.clock import wall_clock_ms
 from eventstore.config import TopicConfig
-from eventstore.errors import DiskFull, KafkaError, KafkaStorageError
-from eventstore.storage.log import LogView, PartitionLog
+from eventstore.errors import (
+    CorruptLog,
+    DiskFull,
+    KafkaError,
+    KafkaStorageError,
+    OffsetOutOfRange,
+)
+from eventstore.storage.log import Damage, LogView, PartitionLog
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
-from eventstore.storage.segment import AppendResult
+from eventstore.storage.segment import AppendResult, SegmentInfo, segment_name
 from eventstore.topic_partition import TopicPartition
 
 log = logging.getLogger(__name__)
@@ -65,6 +81,9 @@ R = TypeVar("R")
 # partitions appended far slower than 1. Appends that do not wait on the disk (no fsync)
 # therefore take turns, process-wide; fsynced appends overlap, as their disk waits should.
 APPEND_TURN = threading.Lock()
+
+# How long after an append the active segment's file is checked (see CheckFiles).
+FILE_CHECK_DELAY_S = 1.0
 
 # Append latency buckets, in seconds (Prometheus' default buckets, finer at the low end).
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -94,7 +113,7 @@ class PartitionStats:
     """Counters of one partition, kept across actor restarts for the metrics actor.
 
     The write-side counters are updated by the partition actor only; fetch counters are
-    added by any reader through :meth:`add_fetched`.
+    added by any reader through :meth:`add_fetched` and :meth:`add_failed_read`.
     """
 
     def __init__(self) -> None:
@@ -107,6 +126,7 @@ class PartitionStats:
         self.restarts = 0
         self.records_fetched = 0
         self.bytes_fetched = 0
+        self.failed_reads = 0
         self._fetch_lock = threading.Lock()
 
     def add_fetched(self, records: int, size: int) -> None:
@@ -114,6 +134,11 @@ class PartitionStats:
         with self._fetch_lock:
             self.records_fetched += records
             self.bytes_fetched += size
+
+    def add_failed_read(self) -> None:
+        """Count a read a storage error stopped (thread-safe)."""
+        with self._fetch_lock:
+            self.failed_reads += 1
 
 
 class PartitionState:
@@ -241,6 +266,19 @@ class CheckRetention:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckFiles:
+    """Timer, a second after appends: is the active segment still the file being written?"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFailed:
+    """From a reader's thread: a storage error stopped a read of ``segment``."""
+
+    segment: SegmentInfo
+    error: KafkaStorageError
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionFailed:
     """To the broker: the actor ``actor_urn`` of this partition failed and stopped."""
 
@@ -314,13 +352,16 @@ class PartitionActor(Actor):
         self._roll_timer: Timer | None = None
         self._roll_due_ms: int | None = None
         self._retention_timer: Timer | None = None
+        self._files_timer: Timer | None = None
         self._rolls_before = dict(state.stats.rolls)
         self._deleted_before = state.stats.segments_deleted
         self._name = f"{state.topic}-{state.partition}"
+        self._read_failures = FailureLog(log)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        self._log.set_read_failure_hook(self._read_failed)
         self.state.publish(self._log.view())
         self._schedule_roll()
         self._schedule_retention()
@@ -369,6 +410,12 @@ class PartitionActor(Actor):
             self._guard(self._check_roll)
         elif isinstance(message, CheckRetention):
             self._guard(self._check_retention)
+        elif isinstance(message, CheckFiles):
+            self._files_timer = None
+            with contextlib.suppress(KafkaError):  # offline now, and logged: no one to answer
+                self._guard(self._log.check_files, sealed=False)
+        elif isinstance(message, ReadFailed):
+            self._note_read_failure(message.segment, message.error)
         else:
             super().on_receive(message)
 
@@ -412,6 +459,8 @@ class PartitionActor(Actor):
         if view.segments[-1].base_offset != before.segments[-1].base_offset:
             self._sync_log_stats()
         self._schedule_roll()
+        if self._files_timer is None:
+            self._files_timer = self._timer(FILE_CHECK_DELAY_S, CheckFiles())
         return result
 
     def _checkpoint(self) -> None:
@@ -435,16 +484,60 @@ class PartitionActor(Actor):
         # first: work a full disk refuses below is tried again at the next check
         self._schedule_retention()
         self._log.expire_producers()
+        found = self._log.check_files(sealed=True)
+        if found:
+            self.state.publish(self._log.view())
+        for damage in found:
+            self._log_damage(damage)
         self._maintain(retention=True)
 
     def _maintain(self, *, retention: bool) -> None:
         """Roll an idle segment past ``segment.ms`` (which also finishes seals readers
-        delayed) and, on the retention timer, delete expired segments."""
-        deleted = self._log.apply_retention() if retention else []
+        delayed) and, on the retention timer, delete expired segments (readers see the
+        new log-start-offset before any file goes)."""
+        deleted = self._log.apply_retention(self.state.publish) if retention else []
         if self._log.maybe_roll() or deleted:
             self._sync_log_stats()
             self.state.publish(self._log.view())
         self._schedule_roll()
+
+    # -- damage -----------------------------------------------------------------------------
+
+    def _read_failed(self, segment: SegmentInfo, error: KafkaStorageError) -> KafkaError:
+        """The views' ``on_read_failure``; runs on the reader's thread. A segment below the
+        latest log-start-offset was deleted by retention after the reader took its view
+        (retention publishes before it deletes): OffsetOutOfRange, as Kafka answers. Any
+        other failure is told to the actor and raised as it is."""
+        view = self.state.view
+        if view is not None and segment.next_offset <= view.log_start_offset:
+            return OffsetOutOfRange(
+                f"segment {segment_name(segment.base_offset)} was deleted by retention:"
+                f" the log starts at offset {view.log_start_offset}")
+        self.state.stats.add_failed_read()
+        tell_if_alive(self.actor_ref, ReadFailed(segment, error))
+        return error
+
+    def _note_read_failure(self, segment: SegmentInfo, error: KafkaStorageError) -> None:
+        """Mark a segment a reader found gone or damaged (CorruptLog), so that reads stop
+        before it; log each cause once, then with a count."""
+        if isinstance(error, CorruptLog):
+            damage = self._log.view().damaged(segment)  # known: a read that reached it
+            if damage is None:
+                damage = self._log.mark_damaged(segment, error)
+                if damage is not None:
+                    self.state.publish(self._log.view())
+            if damage is not None:
+                self._log_damage(damage)
+                return
+        self._read_failures.note(f"{segment.path}: {error.name}", "read failed", {
+            "topic": self.state.topic, "partition": self.state.partition,
+            "segment": segment.path, "error": str(error)})
+
+    def _log_damage(self, damage: Damage) -> None:
+        self._read_failures.note(damage.path, "segment damaged, fetches stop before it", {
+            "topic": self.state.topic, "partition": self.state.partition,
+            "offsets": f"{damage.base_offset}..{damage.next_offset - 1}",
+            "error": damage.reason})
 
     def _sync_log_stats(self) -> None:
         stats = self.state.stats
@@ -478,10 +571,10 @@ class PartitionActor(Actor):
         return self._scheduler.call_later(delay_s, lambda: tell_if_alive(ref, message))
 
     def _cancel_timers(self) -> None:
-        for timer in (self._roll_timer, self._retention_timer):
+        for timer in (self._roll_timer, self._retention_timer, self._files_timer):
             if timer is not None:
                 timer.cancel()
-        self._roll_timer = self._retention_timer = None
+        self._roll_timer = self._retention_timer = self._files_timer = None
 
     # -- failure ----------------------------------------------------------------------------
 

@@ -194,7 +194,7 @@ def _partition(partition: int, end: int, **overrides: object) -> PartitionFigure
     figures = dict(
         topic="t", partition=partition, offline=False, log_start_offset=0,
         log_end_offset=end, segments=1, bytes=0, mailbox_depth=0, records_appended=end,
-        bytes_appended=0, records_fetched=0, bytes_fetched=0,
+        bytes_appended=0, records_fetched=0, bytes_fetched=0, failed_reads=0,
         latency_counts=(0,) * (len(LATENCY_BUCKETS) + 1), latency_sum=0.0,
         rolls={"size": 0, "age": 0}, segments_deleted=0, restarts=0)
     figures.update(overrides)
