@@ -130,10 +130,16 @@ def test_a_corrupt_partition_is_a_clear_error_naming_the_file(
         for sql in (
             "SELECT * FROM records WHERE topic = 'c' AND partition = 1",
             "SELECT count(*) FROM records",
-            "SELECT * FROM segments",
         ):
             with pytest.raises(CorruptLog, match=victim):
                 engine.query(sql)
+        # the info tables name it in their problem column (and as a warning) instead
+        _, damaged = engine.query("SELECT path, problem FROM segments WHERE problem NOT NULL")
+        assert [path for path, _ in damaged] == [victim] and "not a database" in damaged[0][1]
+        _, [(problem,)] = engine.query(
+            "SELECT problem FROM partitions WHERE topic = 'c' AND partition = 1")
+        assert problem == damaged[0][1]
+        assert any(victim in warning for warning in engine.warnings())
         # what does not touch the broken file still works
         assert engine.query("SELECT count(*) FROM records WHERE topic = 'c' AND partition = 0")[
             1

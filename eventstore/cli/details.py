@@ -12,7 +12,10 @@ from eventstore.topic_partition import TopicPartition
 
 @dataclass(frozen=True)
 class PartitionDetail:
-    """One partition; ``segments`` and ``bytes`` are None where the target cannot tell."""
+    """One partition; ``segments`` and ``bytes`` are None where the target cannot tell.
+
+    ``problem``: what of it cannot be read (a gap, missing or damaged segments), if known.
+    """
 
     topic: str
     partition: int
@@ -20,6 +23,7 @@ class PartitionDetail:
     log_end_offset: int
     segments: int | None = None
     bytes: int | None = None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,10 @@ class LocalCluster:
         overrides = json.loads(found[0][0])
         partitions = tuple(
             PartitionDetail(*row) for row in self._rows(
-                "SELECT topic, partition, log_start_offset, log_end_offset, segment_count, bytes"
-                " FROM partitions WHERE topic = ? ORDER BY partition", name)
+                "SELECT topic, partition, log_start_offset, log_end_offset, segment_count, bytes,"
+                " problem FROM partitions WHERE topic = ? ORDER BY partition", name)
         )
+        self._engine.warnings()  # the problems are in the details
         effective = TopicConfig.from_mapping(overrides).to_mapping()
         return TopicDetail(name, partitions, _as_text(effective), _as_text(overrides))
 

@@ -13,7 +13,7 @@ import contextlib
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,13 @@ def print_rows(as_json: bool, columns: Sequence[Column], rows: Sequence[Mapping[
 def print_line(text: str) -> None:
     """One line of plain text (no markup or highlighting)."""
     _print(Text(text))
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    """One ``warning:`` line on stderr for each problem a read met (a gap, a missing or
+    damaged segment): what the command printed leaves those records out."""
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 @contextlib.contextmanager

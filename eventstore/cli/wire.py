@@ -117,6 +117,50 @@ def consumer(address: str, **settings: Any) -> Any:
                                    **settings)
 
 
+class FetchErrors(logging.Handler):
+    """The partition errors kafka-python's fetcher met since the last :meth:`take`.
+
+    kafka-python retries a fetch answered with KAFKA_STORAGE_ERROR (as with a partition
+    that is changing leader) and tells its caller nothing: a consumer at a damaged segment
+    would look like one with nothing more to read, and wait forever. The fetcher logs each
+    such answer at DEBUG ("Error fetching partition %s: %s", with the partition and the
+    error's name); this handler, on that logger alone, collects them.
+    """
+
+    LOGGER = "kafka.consumer.fetcher"
+    _MESSAGE = "Error fetching partition %s: %s"
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._errors: dict[Any, str] = {}
+        self._logger = logging.getLogger(self.LOGGER)
+        self._before = (self._logger.level, self._logger.propagate)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == self._MESSAGE and isinstance(record.args, tuple):
+            tp, name = record.args
+            self._errors[tp] = str(name)
+
+    def take(self) -> dict[Any, str]:
+        """Partition -> error name of each fetch error since the last call."""
+        errors, self._errors = self._errors, {}
+        return errors
+
+    def attach(self) -> FetchErrors:
+        """Start collecting (the fetcher's DEBUG records, kept from every other handler)."""
+        self._before = (self._logger.level, self._logger.propagate)
+        self._logger.setLevel(logging.DEBUG)
+        self._logger.propagate = False
+        self._logger.addHandler(self)
+        return self
+
+    def detach(self) -> None:
+        """Stop collecting; the fetcher's logger is as it was."""
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._before[0])
+        self._logger.propagate = self._before[1]
+
+
 def topic_partition(topic: str, partition: int) -> Any:
     return kafka.TopicPartition(topic, partition)
 

@@ -131,6 +131,12 @@ class SqlEngine:
         """How many times a segment file was opened (metadata or records) since creation."""
         return self._reader.segment_opens
 
+    def warnings(self) -> list[str]:
+        """What the statements since the last call met and left out, one line each: offsets
+        no segment file holds (a gap in a chain, missing newest segments), unreadable
+        segment metadata. Empty when every record they asked for was there."""
+        return self._reader.take_warnings()
+
     def stream(self, sql: str, params: Params = (), timeout: float | None = None) -> QueryResult:
         """Run one statement; its rows are read from the segments as they are iterated.
 

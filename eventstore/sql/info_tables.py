@@ -3,6 +3,12 @@
 Each has a row per topic, partition, segment or committed offset, computed whole when a
 scan starts. An equality on the table's topic (and partition) column narrows what is read;
 SQLite checks every constraint again, so a value that cannot narrow is simply ignored.
+
+``partitions`` and ``segments`` have a ``problem`` column: NULL, or what `eventstore verify`
+would say of the chain (a gap, a missing first or newest segment, a segment whose metadata
+cannot be read), in one line naming the file; each problem found is also kept as a warning
+(see DataReader.take_warnings). A partition whose newest segments are gone shows the
+log-end-offset its anchor says it reached: offsets up to there are the log's, unreadable.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from dataclasses import dataclass
 
 import apsw
 
+from eventstore.errors import KafkaStorageError
 from eventstore.sql.coerce import EQ, Row, SqlValue
 from eventstore.sql.reader import PartitionState
 from eventstore.sql.snapshot import Snapshot, SnapshotScope
+from eventstore.storage.log import chain_problems
 from eventstore.storage.segment import SegmentInfo
 
 
@@ -46,14 +54,46 @@ class InfoTableSpec:
     produce: Producer
 
 
-def _live_segments(
-    snapshot: Snapshot, state: PartitionState
-) -> Iterator[tuple[int, SegmentInfo]]:
-    """(index, metadata) of each kept segment that still exists, oldest first."""
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A partition's kept segments as read now, and what is wrong with them."""
+
+    segments: tuple[tuple[int, SegmentInfo | None], ...]  # (index, metadata; None: unreadable)
+    problems: tuple[tuple[str, str], ...]  # (file whose row shows it, one line naming the file)
+
+    @property
+    def problem(self) -> str | None:
+        return "; ".join(text for _, text in self.problems) or None
+
+    def problem_of(self, path: str) -> str | None:
+        return "; ".join(text for at, text in self.problems if at == path) or None
+
+
+def _chain(snapshot: Snapshot, state: PartitionState) -> Chain:
+    """Each kept segment that still exists, oldest first, checked as start-up checks it."""
+    segments: list[tuple[int, SegmentInfo | None]] = []
+    problems: list[tuple[str, str]] = []
     for index in range(len(state.bases)):
-        info = snapshot.reader.segment_info(state, index)
+        try:
+            info = snapshot.reader.segment_info(state, index)
+        except KafkaStorageError as exc:
+            segments.append((index, None))
+            problems.append((state.path(index), exc.args[0]))
+            continue
         if info is not None:
-            yield index, info
+            segments.append((index, info))
+    infos = [info for _, info in segments if info is not None]
+    if infos and not problems:  # a segment unread leaves the chain unjudged: its problem stands
+        # retention deleted the oldest since the listing: the chain starts at what is left
+        start = state.log_start_offset if segments[0][0] == 0 else infos[0].base_offset
+        problems += [(path, f"{path}: {what}") for path, what in chain_problems(infos, start)]
+    if state.problem is not None:
+        # the newest segments are gone: the newest one left shows it (else the folder)
+        newest = state.path(len(state.bases) - 1) if state.bases else state.directory
+        problems.append((newest, state.problem))
+    for _, text in problems:
+        snapshot.reader.warn(f"partition {state.name}: {text}")
+    return Chain(tuple(segments), tuple(problems))
 
 
 def _partition_states(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[PartitionState]:
@@ -73,21 +113,29 @@ def topic_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
 
 def partition_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
     for state in _partition_states(snapshot, narrowing):
-        infos = [info for _, info in _live_segments(snapshot, state)]
+        chain = _chain(snapshot, state)
+        infos = [info for _, info in chain.segments if info is not None]
         yield (
-            state.topic, state.partition, state.log_start_offset, state.high_watermark,
-            len(infos), sum(info.bytes for info in infos),
+            state.topic, state.partition, state.log_start_offset, state.log_end_offset,
+            len(chain.segments), sum(info.bytes for info in infos), chain.problem,
         )
 
 
 def segment_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
     for state in _partition_states(snapshot, narrowing):
-        for index, info in _live_segments(snapshot, state):
+        chain = _chain(snapshot, state)
+        for index, info in chain.segments:
+            path = state.path(index)
             end = state.end(index)  # the active segment ends at the high watermark
+            problem = chain.problem_of(path)
+            if info is None:  # its metadata cannot be read: where it starts is all we know
+                yield (state.topic, state.partition, state.bases[index], None, None, None,
+                       None, None, None, None, int(state.is_active(index)), path, problem)
+                continue
             yield (
                 state.topic, state.partition, info.base_offset, end - 1,
                 end - info.base_offset, info.bytes, info.min_timestamp, info.max_timestamp,
-                info.created_ms, info.sealed_ms, int(info.sealed_ms is None), info.path,
+                info.created_ms, info.sealed_ms, int(info.sealed_ms is None), path, problem,
             )
 
 
@@ -119,7 +167,7 @@ INFO_TABLES = (
     InfoTableSpec(
         "partitions",
         "CREATE TABLE partitions (topic TEXT, partition INTEGER, log_start_offset INTEGER,"
-        " log_end_offset INTEGER, segment_count INTEGER, bytes INTEGER,"
+        " log_end_offset INTEGER, segment_count INTEGER, bytes INTEGER, problem TEXT,"
         " PRIMARY KEY (topic, partition)) WITHOUT ROWID",
         0, 1, partition_rows,
     ),
@@ -128,7 +176,7 @@ INFO_TABLES = (
         "CREATE TABLE segments (topic TEXT, partition INTEGER, base_offset INTEGER,"
         " last_offset INTEGER, record_count INTEGER, bytes INTEGER, min_timestamp INTEGER,"
         " max_timestamp INTEGER, created_ms INTEGER, sealed_ms INTEGER, active INTEGER,"
-        " path TEXT, PRIMARY KEY (topic, partition, base_offset)) WITHOUT ROWID",
+        " path TEXT, problem TEXT, PRIMARY KEY (topic, partition, base_offset)) WITHOUT ROWID",
         0, 1, segment_rows,
     ),
     InfoTableSpec(

@@ -7,7 +7,10 @@ segment file it opens, so tests can check that a query opens only what it must.
 
 Each query still reads, per partition it touches, the newest segment's metadata: the high
 watermark (log-end-offset) and the log-start-offset. Rows past that high watermark are never
-shown, so a query sees acknowledged records only, even while a server appends.
+shown, so a query sees acknowledged records only, even while a server appends. It reads the
+partition's anchor too (see eventstore.storage.anchor): a chain that ends before it lost its
+newest segments, which ``problem`` says. Problems that queries meet on the way (a gap in a
+chain) are kept as warnings until :meth:`DataReader.take_warnings`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 
 import apsw
 
+from eventstore.errors import KafkaStorageError
+from eventstore.storage.anchor import check_anchor, read_anchor
 from eventstore.storage.catalog import (
     CATALOG_FILE,
     Catalog,
@@ -48,6 +53,9 @@ class PartitionState:
 
     ``bases`` are the base offsets of the segments still kept (from the one holding the
     log-start-offset), oldest first; the last is the active segment, described by ``active``.
+    ``problem``: why the chain ends before its anchor (newest segments gone), if it does;
+    ``log_end_offset`` is then where the anchor says the log reached, which no query can
+    read up to (``high_watermark`` stays where the segments left end).
     """
 
     topic: str
@@ -57,6 +65,18 @@ class PartitionState:
     active: SegmentInfo | None
     log_start_offset: int
     high_watermark: int
+    problem: str | None = None
+    anchored_end: int = 0
+
+    @property
+    def log_end_offset(self) -> int:
+        """The log-end-offset the partition should have: its anchor's, if segments are lost."""
+        return max(self.high_watermark, self.anchored_end)
+
+    @property
+    def name(self) -> str:
+        """Kafka's name of the partition: ``<topic>-<partition>``."""
+        return f"{self.topic}-{self.partition}"
 
     def path(self, index: int) -> str:
         return os.path.join(self.directory, segment_name(self.bases[index]))
@@ -73,8 +93,9 @@ class PartitionState:
         return max(bisect.bisect_right(self.bases, offset) - 1, 0)
 
 
-def _empty_partition(topic: str, partition: int, directory: str) -> PartitionState:
-    return PartitionState(topic, partition, directory, (), None, 0, 0)
+def _empty_partition(topic: str, partition: int, directory: str,
+                     problem: str | None = None) -> PartitionState:
+    return PartitionState(topic, partition, directory, (), None, 0, 0, problem)
 
 
 class DataReader:
@@ -87,6 +108,18 @@ class DataReader:
         self._listings: dict[str, tuple[tuple[int, int], tuple[int, ...]]] = {}
         # folder -> base offset -> ((inode, mtime, size), metadata of a sealed segment)
         self._sealed: dict[str, dict[int, tuple[tuple[int, int, int], SegmentInfo]]] = {}
+        self._warnings: dict[str, None] = {}  # problems met, in order, each once
+
+    # -- warnings --------------------------------------------------------------------------
+
+    def warn(self, problem: str) -> None:
+        """Keep ``problem`` (records a result leaves out, and why) for take_warnings."""
+        self._warnings[problem] = None
+
+    def take_warnings(self) -> list[str]:
+        """The problems met since the last call, each once, in the order they were met."""
+        warnings, self._warnings = list(self._warnings), {}
+        return warnings
 
     # -- segments --------------------------------------------------------------------------
 
@@ -164,10 +197,20 @@ class DataReader:
         directory = partition_dir(self.data_dir, topic, partition)
         bases: tuple[int, ...] = ()
         newest: SegmentInfo | None = None
+        try:
+            # read before the folder is listed: a server anchors a segment only once its
+            # file exists, so what the anchor names is in the listing unless it was deleted
+            anchor = read_anchor(directory)
+        except KafkaStorageError as exc:
+            anchor, problem = None, exc.args[0]
+        else:
+            problem = None
         for attempt in range(_LISTING_TRIES):
             bases = self._listing(directory, fresh=attempt > 0)
             if not bases:
-                return _empty_partition(topic, partition, directory)
+                gone = None if anchor is None else (
+                    f"{directory}: no segment file: the partition's data is gone")
+                return _empty_partition(topic, partition, directory, problem or gone)
             try:
                 newest = self._read_metadata(os.path.join(directory, segment_name(bases[-1])))
             except FileNotFoundError:
@@ -177,11 +220,17 @@ class DataReader:
                 break
         if newest is None:
             return _empty_partition(topic, partition, directory)
+        anchored_end = 0
+        try:
+            check_anchor(anchor, newest)
+        except KafkaStorageError as exc:
+            problem = exc.args[0]
+            if anchor is not None:
+                anchored_end = max(anchor.log_end_offset, anchor.newest_segment)
         log_start = newest.log_start_offset
         first = max(bisect.bisect_right(bases, log_start) - 1, 0)
-        return PartitionState(
-            topic, partition, directory, bases[first:], newest, log_start, newest.next_offset
-        )
+        return PartitionState(topic, partition, directory, bases[first:], newest, log_start,
+                              newest.next_offset, problem, anchored_end)
 
     # -- catalog ---------------------------------------------------------------------------
 

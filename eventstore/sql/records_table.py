@@ -123,7 +123,9 @@ class SegmentReads:
     ``path`` names the segment being read, for error messages; ``constants`` holds, by
     column number, the topic and partition of its rows (None for the other columns). A
     segment deleted by retention after the partition was listed is skipped: its records are
-    below the log-start-offset by now.
+    below the log-start-offset by now. Offsets no segment file holds (a segment deleted from
+    the middle or the front of a chain, or its newest ones) are left out with a warning
+    (DataReader.warn); so is a sealed segment that ends before the next one begins.
     """
 
     def __init__(self, snapshot: Snapshot, plan: ScanPlan) -> None:
@@ -161,6 +163,7 @@ class SegmentReads:
             for scan in segment_scans(state, self._plan, reader):
                 self.path = scan.path
                 self.constants = (state.topic, state.partition) + (None,) * (len(COLUMNS) - 2)
+                _warn_of_missing(reader, state, scan, self._plan)
                 try:
                     conn = reader.open_segment(scan.path)
                 except FileNotFoundError:
@@ -168,10 +171,36 @@ class SegmentReads:
                 try:
                     sql, args = segment_query(self._plan, scan)
                     with reading(scan.path):
+                        if not state.is_active(scan.index):
+                            (end,) = conn.execute("SELECT next_offset FROM segment").fetchone()
+                            _warn_of_gap(reader, state, scan, end)
                         cursor = conn.execute(sql, args)
                     yield cursor
                 finally:
                     conn.close()
+
+
+def _warn_of_missing(reader: DataReader, state: PartitionState, scan: SegmentScan,
+                     plan: ScanPlan) -> None:
+    """Warn when a scan's partition ends before its anchor, or when the scan of its first
+    segment should have begun below it (a segment missing at the front)."""
+    if state.problem is not None:
+        reader.warn(f"partition {state.name}: {state.problem}")
+    first = state.bases[0]
+    wanted = intersect(plan.offsets, (state.log_start_offset, first - 1))
+    if scan.index == 0 and wanted is not None:
+        reader.warn(f"partition {state.name}: offsets {state.log_start_offset}..{first - 1}"
+                    f" are missing (no segment file holds them): results leave them out")
+
+
+def _warn_of_gap(reader: DataReader, state: PartitionState, scan: SegmentScan,
+                 end: int) -> None:
+    """Warn when the sealed segment of ``scan`` ends (``end``) before the next one begins
+    and the scan reaches past it: a segment in between is missing."""
+    following = state.end(scan.index)
+    if end < following and scan.high >= end:
+        reader.warn(f"partition {state.name}: offsets {end}..{following - 1} are missing"
+                    f" (no segment file holds them): results leave them out")
 
 
 class RecordsCursor:

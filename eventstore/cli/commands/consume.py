@@ -35,6 +35,7 @@ from eventstore.cli.base import (
 )
 from eventstore.cli.cluster import check_partition, partition_count, target_errors
 from eventstore.cli.format import compile_format
+from eventstore.errors import KafkaStorageError
 from eventstore.sql import render_bytes
 from eventstore.storage.records import decode_headers
 
@@ -111,21 +112,40 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 class ConsumerSource:
-    """A consumer with kafka-python's shape: kafka-python's own, or the embedded store's."""
+    """A consumer with kafka-python's shape: kafka-python's own, or the embedded store's.
+
+    ``fetch_errors`` (kafka-python's): a partition the server answers KAFKA_STORAGE_ERROR
+    for, with nothing read from it in that poll, raises KafkaStorageError instead of
+    waiting forever for records the server cannot read.
+    """
 
     def __init__(self, consumer: Any, topic: str, end_offsets: Callable[[list], dict],
-                 grouped: bool, on_close: Callable[[], None]) -> None:
+                 grouped: bool, on_close: Callable[[], None],
+                 fetch_errors: Any | None = None) -> None:
         self._consumer = consumer
         self._topic = topic
         self._end_offsets = end_offsets
         self._grouped = grouped
         self._on_close = on_close
+        self._fetch_errors = fetch_errors
 
     def poll(self, max_records: int) -> list[Record]:
         polled = self._consumer.poll(timeout_ms=POLL_MS, max_records=max_records)
         batches = polled.values() if isinstance(polled, dict) else [polled]
-        return [Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value,
-                       tuple(r.headers or ())) for batch in batches for r in batch]
+        records = [Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value,
+                          tuple(r.headers or ())) for batch in batches for r in batch]
+        if self._fetch_errors is not None:
+            self._raise_storage_errors(records)
+        return records
+
+    def _raise_storage_errors(self, records: list[Record]) -> None:
+        read = {(r.topic, r.partition) for r in records}
+        for tp, name in self._fetch_errors.take().items():
+            if name == "KafkaStorageError" and (tp.topic, tp.partition) not in read:
+                raise KafkaStorageError(
+                    f"partition {tp.topic}-{tp.partition}: offset"
+                    f" {self._consumer.position(tp)} cannot be read: the server answered"
+                    " KAFKA_STORAGE_ERROR (its log, or `eventstore verify`, says why)")
 
     def at_end(self) -> bool:
         assigned = list(self._consumer.assignment())
@@ -146,7 +166,14 @@ class ConsumerSource:
 
 
 class SqlSource:
-    """Standalone reading of a data directory through the read-only SQL engine."""
+    """Standalone reading of a data directory through the read-only SQL engine.
+
+    Offsets are read in order and never skipped: at offsets no segment file holds (a
+    segment deleted from the chain, or its newest ones gone) the records before them are
+    printed and then KafkaStorageError says what is missing, as a server's fetch would.
+    Records that retention deleted meanwhile are skipped, as a consumer resetting to the
+    earliest offset would.
+    """
 
     def __init__(self, engine: Any, topic: str, positions: dict[int, int],
                  ends: dict[int, int]) -> None:
@@ -163,13 +190,28 @@ class SqlSource:
                 "SELECT offset, timestamp, key, value, headers FROM records WHERE topic = ?"
                 " AND partition = ? AND offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
                 (self._topic, partition, position, self._ends[partition], max_records))
-            if not rows:  # retention deleted the rest meanwhile
-                self._positions[partition] = self._ends[partition]
+            rows = rows[:_run_length(rows, position)]
+            if not rows:
+                self._skip_or_fail(partition, position)
                 continue
             self._positions[partition] = rows[-1][0] + 1
             return [Record(self._topic, partition, o, t, k, v, decode_headers(h))
                     for o, t, k, v, h in rows]
         return []
+
+    def _skip_or_fail(self, partition: int, position: int) -> None:
+        """Nothing at ``position``: move past what retention deleted meanwhile, else raise
+        KafkaStorageError naming what the files lack."""
+        warnings = self._engine.warnings()
+        _, ((start,),) = self._engine.query(
+            "SELECT log_start_offset FROM partitions WHERE topic = ? AND partition = ?",
+            (self._topic, partition))
+        if position < start:
+            self._positions[partition] = start
+            return
+        name = f"partition {self._topic}-{partition}: "
+        why = "; ".join(w.removeprefix(name) for w in warnings) or "no segment file holds it"
+        raise KafkaStorageError(f"{name}offset {position} cannot be read: {why}")
 
     def at_end(self) -> bool:
         return all(p >= self._ends[n] for n, p in self._positions.items())
@@ -179,6 +221,16 @@ class SqlSource:
 
     def close(self) -> None:
         self._engine.close()
+
+
+def _run_length(rows: Sequence[tuple], first: int) -> int:
+    """How many of ``rows`` (in offset order) run on from offset ``first`` with no offset
+    left out (a record batch's offsets, and so a segment's, are contiguous)."""
+    if not rows or rows[0][0] != first:
+        return 0
+    if rows[-1][0] - first == len(rows) - 1:
+        return len(rows)  # the usual case, told without looking at each row
+    return next(i for i, row in enumerate(rows) if row[0] != first + i)
 
 
 def _partitions(args: argparse.Namespace, count: int) -> list[int]:
@@ -202,6 +254,7 @@ def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
     reset = "earliest" if args.from_beginning else "latest"
     consumer = wire.consumer(address, group_id=args.group, auto_offset_reset=reset,
                              fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    errors = wire.FetchErrors().attach()
     try:
         if args.group:
             consumer.subscribe([args.topic])
@@ -215,10 +268,11 @@ def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
             for tp in tps:
                 consumer.seek(tp, _start(args, starts[tp], ends[tp]))
     except BaseException:
+        errors.detach()
         consumer.close(autocommit=False)
         raise
     return ConsumerSource(consumer, args.topic, consumer.end_offsets, bool(args.group),
-                          lambda: None)
+                          errors.detach, errors)
 
 
 def _store_source(args: argparse.Namespace, data_dir: str) -> Source:

@@ -2,8 +2,9 @@
 
 Reads the data directory through the read-only SQL engine, so it works while a server
 runs; segments are files, which the Kafka protocol does not show, so there is no
-``--bootstrap-server`` here. ``--records --segment BASE`` dumps one segment's records,
-streamed, in the SQL command's output formats.
+``--bootstrap-server`` here. A gap in the chain, missing newest segments or unreadable
+metadata are said on stderr (``warning:``) and in ``problem`` (JSON). ``--records
+--segment BASE`` dumps one segment's records, streamed, in the SQL command's output formats.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from eventstore.cli.base import (
 )
 from eventstore.cli.cluster import check_partition
 from eventstore.cli.local import open_engine
-from eventstore.cli.output import Column, print_rows
+from eventstore.cli.output import Column, print_rows, print_warnings
 from eventstore.errors import UnknownTopicOrPartition
 from eventstore.sql import SqlEngine, write_rows
 from eventstore.storage.records import decode_headers
@@ -70,7 +71,8 @@ def _time(ms: int | None) -> str | None:
 
 def _segments(engine: SqlEngine, topic: str, partition: int | None) -> list[dict]:
     sql = ("SELECT partition, base_offset, last_offset, record_count, bytes, min_timestamp,"
-           " max_timestamp, created_ms, sealed_ms, active, path FROM segments WHERE topic = ?")
+           " max_timestamp, created_ms, sealed_ms, active, path, problem FROM segments"
+           " WHERE topic = ?")
     params: tuple = (topic,)
     if partition is not None:
         sql += " AND partition = ?"
@@ -109,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         segments = _segments(engine, args.topic, args.partition)
         if not args.records:
             print_rows(args.json, COLUMNS, segments)
+            print_warnings(engine.warnings())
             return EXIT_OK
         chosen = [s for s in segments if s["base_offset"] == args.segment]
         if len(chosen) != 1:
@@ -118,4 +121,5 @@ def run(args: argparse.Namespace) -> int:
                 + ("no segment" if not chosen else "several segments (add --partition)")
                 + f" with base offset {args.segment}")
         _dump(engine, args.topic, chosen[0], args.json)
+        print_warnings(engine.warnings())
     return EXIT_OK

@@ -13,6 +13,7 @@ import sys
 
 from eventstore.cli.base import EXIT_OK, Target, add_command
 from eventstore.cli.local import open_engine
+from eventstore.cli.output import print_warnings
 from eventstore.sql import FORMATS, TABLES, run_shell, write_rows
 
 
@@ -64,4 +65,5 @@ def run(args: argparse.Namespace) -> int:
         engine.stream(args.query, timeout=args.timeout) as result,
     ):
         write_rows(sys.stdout, args.format, result.columns, result)
+        print_warnings(engine.warnings())
     return EXIT_OK

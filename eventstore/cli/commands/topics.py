@@ -3,7 +3,8 @@
 ``describe`` shows per partition the log-start-offset, log-end-offset, segment count and
 bytes. Over the wire bytes come from Kafka's DescribeLogDirs; the Kafka protocol has no
 way to ask for a segment count, so it shows as ``-`` there; a data directory shows it,
-also while a server runs.
+also while a server runs, and says on stderr (``warning:``, and ``problem`` in JSON) which
+partitions have offsets no segment file holds.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from eventstore.cli.base import (
 )
 from eventstore.cli.cluster import open_cluster
 from eventstore.cli.details import TopicDetail
-from eventstore.cli.output import Column, print_json, print_line, print_rows
+from eventstore.cli.output import Column, print_json, print_line, print_rows, print_warnings
 
 PARTITION_COLUMNS = (
     Column("TOPIC", "topic"),
@@ -147,6 +148,8 @@ def _describe(args: argparse.Namespace) -> int:
                    f"\tConfigs: {overrides}")
     print_rows(False, PARTITION_COLUMNS,
                [asdict(p) for topic in described for p in topic.partitions])
+    print_warnings(f"partition {p.topic}-{p.partition}: {p.problem}"
+                   for topic in described for p in topic.partitions if p.problem)
     return EXIT_OK
 
 
