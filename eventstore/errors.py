@@ -192,6 +192,12 @@ class MemberIdRequired(KafkaError):
     code = 79
 
 
+class FencedInstanceId(KafkaError):
+    """Another consumer with the same group.instance.id (KIP-345) took this member's place."""
+
+    code = 82
+
+
 class InvalidRecord(KafkaError):
     code = 87
 

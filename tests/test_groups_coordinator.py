@@ -15,6 +15,7 @@ import pytest
 
 from eventstore.config import CoordinatorConfig
 from eventstore.errors import (
+    FencedInstanceId,
     GroupIdNotFound,
     IllegalGeneration,
     InconsistentGroupProtocol,
@@ -33,6 +34,7 @@ from eventstore.groups.messages import (
     CoordinatorStats,
     JoinGroupRequest,
     JoinGroupResult,
+    MemberIdentity,
     SyncGroupRequest,
     SyncGroupResult,
 )
@@ -113,25 +115,31 @@ class Harness:
         return reply
 
     def sync(self, joined: JoinGroupResult, *, group: str = "g",
-             assignments: tuple[tuple[str, bytes], ...] | None = None) -> Future:
+             assignments: tuple[tuple[str, bytes], ...] | None = None,
+             instance: str | None = None) -> Future:
         """SyncGroup; the leader assigns each member its own id's bytes unless told."""
         if assignments is None:
             assignments = tuple((m.member_id, m.member_id.encode()) for m in joined.members)
         reply: Future = Future()
         self.groups.sync_group(SyncGroupRequest(
             group_id=group, generation_id=joined.generation_id, member_id=joined.member_id,
-            assignments=assignments), reply)
+            assignments=assignments, group_instance_id=instance), reply)
         return reply
 
-    def heartbeat(self, joined: JoinGroupResult, group: str = "g") -> int:
-        return self.groups.heartbeat(group, joined.generation_id, joined.member_id)
+    def heartbeat(self, joined: JoinGroupResult, group: str = "g",
+                  instance: str | None = None) -> int:
+        return self.groups.heartbeat(group, joined.generation_id, joined.member_id, instance)
 
     def state(self, group: str = "g") -> str:
         return self.groups.describe_group(group).state
 
-    def form(self, *session_ms: int, group: str = "g") -> list[JoinGroupResult]:
-        """A Stable group of one member per session timeout, joined at once, synced."""
-        joins = [self.join(group=group, session_ms=ms) for ms in session_ms]
+    def form(self, *session_ms: int, group: str = "g",
+             instances: tuple[str | None, ...] = ()) -> list[JoinGroupResult]:
+        """A Stable group of one member per session timeout, joined at once, synced; the
+        members with an entry in ``instances`` are static ones with that group.instance.id."""
+        ids = instances or (None,) * len(session_ms)
+        joins = [self.join(group=group, session_ms=ms, group_instance_id=instance)
+                 for ms, instance in zip(session_ms, ids, strict=True)]
         self.end_initial_delay(len(joins))
         joined = [f.result(0) for f in joins]
         assert {r.error_code for r in joined} == {0}
@@ -545,7 +553,7 @@ def test_commit_checks(h):
     assert h.groups.fetch_offsets("g", [tp, ("t", 1)]) == {tp: (7, "meta"), ("t", 1): (-1, "")}
 
     codes = h.groups.commit_offsets("g", -1, "", {("t", 1): (3, None)})
-    assert codes == {("t", 1): RebalanceInProgress.code}
+    assert codes == {("t", 1): UnknownMemberId.code}  # standalone, and the group has members
     for r in second:
         h.sync(r)
     assert h.state() == "Stable"
@@ -687,3 +695,151 @@ def test_sync_errors(h):
     assert error(protocol_type="consumer", protocol_name="range") == 0
     h.join()
     assert error() == RebalanceInProgress.code
+
+
+# -- error precedence (Kafka's classic group coordinator) -----------------------------------
+
+
+def completing(h: Harness, a: JoinGroupResult, b: JoinGroupResult,
+               instances: tuple[str | None, str | None] = (None, None)
+               ) -> tuple[JoinGroupResult, JoinGroupResult]:
+    """Take a Stable group of a and b to CompletingRebalance of the next generation (a
+    newcomer joins and everyone joins again); a's and b's new answers."""
+    joins = [h.join(), h.join(a.member_id, group_instance_id=instances[0]),
+             h.join(b.member_id, group_instance_id=instances[1])]
+    assert {f.result(0).error_code for f in joins} == {0}
+    assert h.state() == "CompletingRebalance"
+    return joins[1].result(0), joins[2].result(0)
+
+
+def test_a_stale_commit_while_completing_a_rebalance_is_an_illegal_generation(h):
+    """Kafka's ``ClassicGroup.validateOffsetCommit`` (reached from
+    ``OffsetMetadataManager.validateOffsetCommit``) checks the member, then the generation,
+    and the CompletingRebalance state last: a commit of an old generation can never
+    succeed, and REBALANCE_IN_PROGRESS would have the client (librdkafka's cooperative
+    consumer) retry it forever."""
+    a, b = h.form(SESSION_MS, SESSION_MS)
+    completing(h, a, b)
+    tp = ("t", 0)
+    assert h.groups.commit_offsets("g", b.generation_id, b.member_id, {tp: (1, None)}) == {
+        tp: IllegalGeneration.code}
+    assert h.groups.commit_offsets("g", 2, "stranger", {tp: (1, None)}) == {
+        tp: UnknownMemberId.code}
+    assert h.groups.commit_offsets("g", 2, b.member_id, {tp: (1, None)}) == {
+        tp: RebalanceInProgress.code}
+
+
+def test_member_and_generation_come_before_the_state_in_heartbeat_and_sync(h):
+    """``GroupMetadataManager.validateClassicGroupHeartbeat`` and ``validateSyncGroup``:
+    ``ClassicGroup.validateMember`` (FENCED_INSTANCE_ID, UNKNOWN_MEMBER_ID), then
+    ILLEGAL_GENERATION, and only then REBALANCE_IN_PROGRESS for a PreparingRebalance group."""
+    a, b = h.form(SESSION_MS, SESSION_MS, instances=("i-a", "i-b"))
+    h.join()  # a newcomer: PreparingRebalance
+    assert h.heartbeat(a, instance="i-a") == RebalanceInProgress.code
+    stale = JoinGroupResult(0, a.generation_id - 1, member_id=a.member_id)
+    assert h.heartbeat(stale, instance="i-a") == IllegalGeneration.code
+    assert h.heartbeat(a, instance="i-b") == FencedInstanceId.code
+    assert h.heartbeat(stale, instance="i-b") == FencedInstanceId.code
+    assert h.heartbeat(a, instance="i-nobody") == UnknownMemberId.code
+    assert h.sync(stale, instance="i-a").result(0).error_code == IllegalGeneration.code
+    assert h.sync(a, instance="i-b").result(0).error_code == FencedInstanceId.code
+    assert h.sync(a, instance="i-a").result(0).error_code == RebalanceInProgress.code
+
+
+# -- static membership (KIP-345) ------------------------------------------------------------
+
+
+def restart(h: Harness, instance: str, **kwargs) -> Future:
+    """A static member's consumer restarted: it joins again with no member id."""
+    return h.join(group_instance_id=instance, require_known_member_id=True, **kwargs)
+
+
+def test_a_restarted_static_member_gets_its_assignment_back_without_a_rebalance(h):
+    """Kafka's ``updateStaticMemberThenRebalanceOrCompleteJoin`` in a Stable group whose
+    protocol does not change: the member is replaced under a new id and answered at once
+    with the current generation; the leader named is the old one, so a restarted leader
+    does not assign again."""
+    a, b = h.form(SESSION_MS, SESSION_MS, instances=("i-a", "i-b"))
+    assert a.members  # a leads
+    back = restart(h, "i-a").result(0)
+    assert back.error_code == 0 and back.member_id.startswith("i-a-")
+    assert back.member_id != a.member_id
+    assert (back.generation_id, back.protocol_name, back.leader_id, back.members) == (
+        a.generation_id, "range", a.member_id, ())
+    assert h.state() == "Stable"
+    synced = h.sync(back, instance="i-a").result(0)
+    assert (synced.error_code, synced.assignment) == (0, a.member_id.encode())
+    assert h.heartbeat(b, instance="i-b") == 0
+    assert h.groups.stats().rebalances_total == 1
+    # the old consumer, if it is still alive, is fenced; without its instance id, unknown
+    assert h.heartbeat(a, instance="i-a") == FencedInstanceId.code
+    assert h.heartbeat(a) == UnknownMemberId.code
+    assert h.groups.commit_offsets("g", a.generation_id, a.member_id, {("t", 0): (1, None)},
+                                   group_instance_id="i-a") == {("t", 0): FencedInstanceId.code}
+    assert h.join(a.member_id, group_instance_id="i-a").result(0).error_code == (
+        FencedInstanceId.code)
+    described = {m.group_instance_id: m.member_id for m in h.groups.describe_group("g").members}
+    assert described == {"i-a": back.member_id, "i-b": b.member_id}
+
+
+def test_a_static_member_restarting_within_its_session_never_leaves(h):
+    """The replacement carries on the old member's session: no expiry, no rebalance."""
+    h.form(SESSION_MS, instances=("i-a",))
+    h.advance(SESSION_MS - 1)
+    back = restart(h, "i-a").result(0)
+    h.advance(SESSION_MS - 1)
+    assert h.heartbeat(back, instance="i-a") == 0
+    assert h.state() == "Stable" and h.groups.stats().rebalances_total == 1
+
+
+def test_a_new_static_member_joins_without_kip_394s_round_trip(h):
+    """``classicGroupJoinNewStaticMember`` adds it at once: MEMBER_ID_REQUIRED is for
+    dynamic members only."""
+    joining = restart(h, "i-a")
+    assert not joining.done()
+    h.wake_up()
+    joined = joining.result(0)
+    assert joined.error_code == 0 and joined.member_id.startswith("i-a-")
+    assert joined.members[0].group_instance_id == "i-a"
+
+
+def test_a_restarted_static_member_that_changes_the_protocol_rebalances(h):
+    """Stable, but the protocol the group would select changes: Kafka rebalances."""
+    a, b = h.form(SESSION_MS, SESSION_MS, instances=("i-a", "i-b"))
+    back = restart(h, "i-b", protocols=(("roundrobin", b"sub-rr"),))
+    assert not back.done() and h.state() == "PreparingRebalance"
+    rejoined = h.join(a.member_id, group_instance_id="i-a").result(0)
+    assert (rejoined.generation_id, rejoined.protocol_name) == (2, "roundrobin")
+    assert back.result(0).error_code == 0
+
+
+def test_replacing_a_static_member_fences_its_parked_requests(h):
+    """``ClassicGroup.replaceStaticMember`` answers the old member's parked JoinGroup or
+    SyncGroup FENCED_INSTANCE_ID; while completing a rebalance the group rebalances again,
+    since the leader may be assigning to the old id."""
+    a, b = h.form(SESSION_MS, SESSION_MS, instances=("i-a", "i-b"))
+    a2, b2 = completing(h, a, b, ("i-a", "i-b"))
+    parked_sync = h.sync(b2, instance="i-b")
+    restart(h, "i-b")
+    assert parked_sync.result(0).error_code == FencedInstanceId.code
+    assert h.state() == "PreparingRebalance"
+    parked_join = h.join(a2.member_id, group_instance_id="i-a")
+    restart(h, "i-a")
+    assert parked_join.result(0).error_code == FencedInstanceId.code
+
+
+def test_leaving_by_group_instance_id(h):
+    """LeaveGroup v3+ (Kafka's classic LeaveGroup, member by member): an instance id with no
+    member id removes whoever holds it; with a member id that no longer holds it,
+    FENCED_INSTANCE_ID; an instance id nobody holds, UNKNOWN_MEMBER_ID."""
+    a, b, c = h.form(SESSION_MS, SESSION_MS, SESSION_MS, instances=("i-a", "i-b", None))
+    back = restart(h, "i-a").result(0)
+    assert h.groups.leave_group("g", [MemberIdentity(a.member_id, "i-a")]) == (
+        FencedInstanceId.code)
+    assert h.groups.leave_group("g", [MemberIdentity("", "i-nobody")]) == UnknownMemberId.code
+    assert h.state() == "Stable"
+    assert h.groups.leave_group("g", [MemberIdentity("", "i-b")]) == 0
+    assert h.state() == "PreparingRebalance"
+    assert h.groups.leave_group("g", [MemberIdentity(back.member_id, "i-a"),
+                                      MemberIdentity(c.member_id)]) == 0
+    assert h.groups.describe_group("g").members == ()

@@ -34,6 +34,7 @@ from concurrent.futures import Future, InvalidStateError
 from eventstore.clock import Clock
 from eventstore.config import CoordinatorConfig
 from eventstore.errors import (
+    FencedInstanceId,
     GroupIdNotFound,
     IllegalGeneration,
     InconsistentGroupProtocol,
@@ -55,6 +56,7 @@ from eventstore.groups.messages import (
     JoinGroupRequest,
     JoinGroupResult,
     MemberDescription,
+    MemberIdentity,
     SyncGroupRequest,
     SyncGroupResult,
 )
@@ -126,11 +128,18 @@ class ClassicGroupCoordinator:
         if result is not None:
             _complete(reply, result)
 
-    def heartbeat(self, group_id: str, generation_id: int, member_id: str) -> int:
-        """Heartbeat: keeps the member's session; REBALANCE_IN_PROGRESS means join again."""
+    def heartbeat(self, group_id: str, generation_id: int, member_id: str,
+                  group_instance_id: str | None = None) -> int:
+        """Heartbeat: keeps the member's session; REBALANCE_IN_PROGRESS means join again.
+
+        Checked as Kafka's ``GroupMetadataManager.validateClassicGroupHeartbeat`` does: the
+        member (FENCED_INSTANCE_ID for a static member another consumer replaced), then the
+        generation, then the group's state.
+        """
         now = self._now()
         group = self._groups.get(group_id)
-        error = self._check_member(group_id, group, generation_id, member_id)
+        error = self._check_member(group_id, group, generation_id, member_id,
+                                   group_instance_id)
         if error:
             return error
         self._keep_session(group.members[member_id], now)
@@ -138,10 +147,11 @@ class ClassicGroupCoordinator:
             return RebalanceInProgress.code
         return NO_ERROR
 
-    def leave_group(self, group_id: str, member_ids: Iterable[str]) -> int:
-        """LeaveGroup: removes the members and starts a rebalance.
+    def leave_group(self, group_id: str, members: Iterable[str | MemberIdentity]) -> int:
+        """LeaveGroup: removes the members (a member id, or a MemberIdentity) and starts a
+        rebalance.
 
-        Returns UNKNOWN_MEMBER_ID if any of them is not a member (the others still leave);
+        Returns the error of a member that could not leave, if any (the others still leave);
         LeaveGroup v3+ answers per member: call once per member for each one's code.
         """
         now = self._now()
@@ -149,14 +159,31 @@ class ClassicGroupCoordinator:
             return InvalidGroupId.code
         group = self._groups.get(group_id)
         error = NO_ERROR
-        for member_id in member_ids:
-            if group is not None and group.pending.pop(member_id, None) is not None:
-                self._maybe_complete_join(group, now)
-            elif group is not None and member_id in group.members:
-                self._remove_member(group, member_id, now, "left the group")
-            else:
-                error = UnknownMemberId.code
+        for member in members:
+            identity = MemberIdentity(member) if isinstance(member, str) else member
+            code = UnknownMemberId.code if group is None else self._leave(group, identity, now)
+            error = code or error
         return error
+
+    def _leave(self, group: Group, identity: MemberIdentity, now: int) -> int:
+        """One member leaves, checked in the order of Kafka's classic LeaveGroup: by instance
+        id alone (an admin removing a static member), as a KIP-394 id not yet joined with,
+        or as a current member (FENCED_INSTANCE_ID if its instance id is another's now)."""
+        member_id, instance_id = identity
+        if not member_id and instance_id is not None:
+            current = group.static_members.get(instance_id)
+            if current is None:
+                return UnknownMemberId.code
+            member_id = current
+        elif group.pending.pop(member_id, None) is not None:
+            self._maybe_complete_join(group, now)
+            return NO_ERROR
+        else:
+            error = self._check_identity(group, member_id, instance_id)
+            if error:
+                return error
+        self._remove_member(group, member_id, now, "left the group")
+        return NO_ERROR
 
     # -- offsets -------------------------------------------------------------------------
 
@@ -166,16 +193,18 @@ class ClassicGroupCoordinator:
         generation_id: int,
         member_id: str,
         offsets: Mapping[TopicPartition, tuple[int, str | None]],
+        group_instance_id: str | None = None,
     ) -> dict[TopicPartition, int]:
         """OffsetCommit: stores (offset, metadata) per partition; returns an error code each.
 
-        Generation -1 with member '' is a standalone commit, allowed while the group has no
-        members. Otherwise the member must be known and of the current generation; commits
-        are accepted while the group prepares a rebalance (so members can commit what they
-        processed before giving partitions up) but not while it completes one.
+        Generation -1 with member '' is a standalone commit, allowed while the group is
+        Empty. Otherwise the member must be known (and hold its group.instance.id, if it
+        gives one) and of the current generation; commits are accepted while the group
+        prepares a rebalance (so members can commit what they processed before giving
+        partitions up) but not while it completes one.
         """
         now = self._now()
-        error = self._check_commit(group_id, generation_id, member_id, now)
+        error = self._check_commit(group_id, generation_id, member_id, group_instance_id, now)
         if error:
             return {tp: error for tp in offsets}
         try:
@@ -273,11 +302,14 @@ class ClassicGroupCoordinator:
         names = [name for name, _ in request.protocols]
         if not group.accepts(request.protocol_type, names, member_id):
             return JoinGroupResult(InconsistentGroupProtocol.code, member_id=member_id)
+        if not member_id and request.group_instance_id in group.static_members:
+            return self._rejoin_static(group, request, reply, now)
         if not member_id or member_id in group.pending:
             return self._join_new(group, request, reply, now)
-        member = group.members.get(member_id)
-        if member is None:
-            return JoinGroupResult(UnknownMemberId.code, member_id=member_id)
+        error = self._check_identity(group, member_id, request.group_instance_id)
+        if error:
+            return JoinGroupResult(error, member_id=member_id)
+        member = group.members[member_id]
         if group.state is GroupState.PREPARING_REBALANCE:
             self._park_join(group, member, request, reply)
             self._maybe_complete_join(group, now)
@@ -296,17 +328,22 @@ class ClassicGroupCoordinator:
 
     def _join_new(self, group: Group, request: JoinGroupRequest, reply: Future, now: int
                   ) -> JoinGroupResult | None:
-        """A member with no id yet, or one coming back with the id KIP-394 gave it."""
+        """A member with no id yet, or one coming back with the id KIP-394 gave it.
+
+        A static member (KIP-345) is named after its group.instance.id and joins at once:
+        KIP-394's round trip is for dynamic members only, as in Kafka.
+        """
         member_id = request.member_id
         if not member_id:
-            member_id = f"{request.client_id}-{uuid.uuid4()}"
-            if request.require_known_member_id:
+            member_id = f"{request.group_instance_id or request.client_id}-{uuid.uuid4()}"
+            if request.require_known_member_id and request.group_instance_id is None:
                 group.pending[member_id] = now + request.session_timeout_ms
                 self._schedule(group.pending[member_id])
                 return JoinGroupResult(MemberIdRequired.code, member_id=member_id)
         else:
             del group.pending[member_id]
-        member = Member(member_id, now + request.session_timeout_ms, join_reply=reply)
+        member = Member(member_id, now + request.session_timeout_ms, join_reply=reply,
+                        group_instance_id=request.group_instance_id)
         member.update(request)
         if not group.members:
             group.protocol_type = request.protocol_type
@@ -316,6 +353,39 @@ class ClassicGroupCoordinator:
             self._maybe_complete_join(group, now)
         else:
             self._prepare_rebalance(group, now, f"new member {member_id} joined")
+        return None
+
+    def _rejoin_static(self, group: Group, request: JoinGroupRequest, reply: Future, now: int
+                       ) -> JoinGroupResult | None:
+        """A known static member joins with no member id: the same consumer restarted
+        (KIP-345). It takes the old member's place under a new id, and the old one's parked
+        requests are answered FENCED_INSTANCE_ID (Kafka's ``classicGroupJoinNewStaticMember``
+        and ``updateStaticMemberThenRebalanceOrCompleteJoin``).
+
+        In a Stable group whose protocol it does not change, it gets its current assignment
+        back through SyncGroup, with no rebalance: the answer names the leader as it was,
+        so a replaced leader does not assign again, for nobody would hear it. Otherwise
+        the group rebalances (while completing one, the leader may have assigned under the
+        old id).
+        """
+        instance_id = request.group_instance_id
+        assert instance_id is not None
+        leader_id = group.leader_id or ""
+        self._fail_parked(group.members[group.static_members[instance_id]],
+                          FencedInstanceId.code)
+        member = group.replace_static_member(instance_id, f"{instance_id}-{uuid.uuid4()}")
+        member.update(request)
+        log.info("group %s: static member %s is back as %s", group.group_id, instance_id,
+                 member.member_id)
+        if (group.state is GroupState.STABLE
+                and group.select_protocol() == group.protocol_name):
+            self._keep_session(member, now)
+            return JoinGroupResult(NO_ERROR, group.generation_id, group.protocol_type,
+                                   group.protocol_name, leader_id, member.member_id)
+        self._park_join(group, member, request, reply)
+        if group.state is not GroupState.PREPARING_REBALANCE:
+            self._prepare_rebalance(group, now, f"static member {instance_id} joined again")
+        self._maybe_complete_join(group, now)
         return None
 
     @staticmethod
@@ -346,7 +416,7 @@ class ClassicGroupCoordinator:
         """Handle SyncGroup; a result to answer now, or None once ``reply`` is parked."""
         group = self._groups.get(request.group_id)
         error = self._check_member(request.group_id, group, request.generation_id,
-                                   request.member_id)
+                                   request.member_id, request.group_instance_id)
         if error:
             return SyncGroupResult(error)
         if (request.protocol_type not in (None, group.protocol_type)
@@ -481,32 +551,56 @@ class ClassicGroupCoordinator:
     # -- checks --------------------------------------------------------------------------
 
     @staticmethod
-    def _check_member(group_id: str, group: Group | None, generation_id: int,
-                      member_id: str) -> int:
-        """Error code for a request of a current member in a given generation, if any."""
+    def _check_identity(group: Group, member_id: str, group_instance_id: str | None) -> int:
+        """Kafka's ``ClassicGroup.validateMember``: a group.instance.id must be held by this
+        member id (FENCED_INSTANCE_ID if another consumer took it over), and the member
+        must be known."""
+        if group_instance_id is not None:
+            holder = group.static_members.get(group_instance_id)
+            if holder is None:
+                return UnknownMemberId.code
+            if holder != member_id:
+                return FencedInstanceId.code
+        if member_id not in group.members:
+            return UnknownMemberId.code
+        return NO_ERROR
+
+    @classmethod
+    def _check_member(cls, group_id: str, group: Group | None, generation_id: int,
+                      member_id: str, group_instance_id: str | None) -> int:
+        """Error code for a request of a current member in a given generation, if any: the
+        member first, then the generation (the group's state is the caller's to check)."""
         if not group_id:
             return InvalidGroupId.code
-        if group is None or member_id not in group.members:
+        if group is None:
             return UnknownMemberId.code
+        error = cls._check_identity(group, member_id, group_instance_id)
+        if error:
+            return error
         if generation_id != group.generation_id:
             return IllegalGeneration.code
         return NO_ERROR
 
-    def _check_commit(self, group_id: str, generation_id: int, member_id: str, now: int) -> int:
-        """Kafka's OffsetCommit checks, in Kafka's order; a valid member's session restarts."""
+    def _check_commit(self, group_id: str, generation_id: int, member_id: str,
+                      group_instance_id: str | None, now: int) -> int:
+        """Kafka's OffsetCommit checks, in the order of ``ClassicGroup.validateOffsetCommit``:
+        the member and its generation before the group's state, so a stale member learns
+        ILLEGAL_GENERATION rather than retrying into REBALANCE_IN_PROGRESS. A valid member's
+        session restarts."""
         group = self._groups.get(group_id)
         if group is None:
             return NO_ERROR if generation_id < 0 else IllegalGeneration.code
         if generation_id < 0 and group.state is GroupState.EMPTY:
             return NO_ERROR
+        if generation_id < 0 and not member_id and group_instance_id is None:
+            return UnknownMemberId.code  # a standalone commit to a group with members
+        error = self._check_member(group_id, group, generation_id, member_id,
+                                   group_instance_id)
+        if error:
+            return error
         if group.state is GroupState.COMPLETING_REBALANCE:
             return RebalanceInProgress.code
-        member = group.members.get(member_id)
-        if member is None:
-            return UnknownMemberId.code
-        if generation_id != group.generation_id:
-            return IllegalGeneration.code
-        self._keep_session(member, now)
+        self._keep_session(group.members[member_id], now)
         return NO_ERROR
 
     def _check_offsets(

@@ -40,6 +40,17 @@ class JoinGroupMember(NamedTuple):
     metadata: bytes
 
 
+class MemberIdentity(NamedTuple):
+    """A member a LeaveGroup names: its member id, and (LeaveGroup v3+) its group.instance.id.
+
+    An instance id with member id '' names whichever member has that instance id now, as
+    an admin's removal of a static member does (KIP-345).
+    """
+
+    member_id: str
+    group_instance_id: str | None = None
+
+
 @dataclass(frozen=True)
 class JoinGroupResult:
     """JoinGroup's answer; ``members`` is filled for the leader only."""

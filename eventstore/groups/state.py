@@ -25,7 +25,7 @@ import enum
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from eventstore.groups.messages import JoinGroupRequest
 
@@ -74,6 +74,8 @@ class Member:
 
     ``session_deadline`` is a clock time in ms; ``join_reply`` and ``sync_reply`` are the
     futures of a JoinGroup or SyncGroup waiting for the rebalance, answered when it moves on.
+    ``group_instance_id`` (KIP-345) is fixed when the member is created: a static member
+    keeps it for life, as Kafka's ClassicGroupMember does.
     """
 
     member_id: str
@@ -90,7 +92,6 @@ class Member:
 
     def update(self, request: JoinGroupRequest) -> None:
         """Take what the member's latest JoinGroup says about it."""
-        self.group_instance_id = request.group_instance_id
         self.client_id = request.client_id
         self.client_host = request.client_host
         self.session_timeout_ms = request.session_timeout_ms
@@ -116,7 +117,8 @@ class Group:
     """One classic group: its state, generation, protocol, leader and members.
 
     ``pending`` holds the ids KIP-394 handed out and not yet joined with, each with the
-    deadline by which it must be; ``join_deadline`` is when the current rebalance stops
+    deadline by which it must be; ``static_members`` maps each group.instance.id (KIP-345) to
+    the id of the member that has it; ``join_deadline`` is when the current rebalance stops
     waiting; ``initial_delay_left_ms`` is set while the first rebalance of an empty group
     may still extend its delay, and ``new_member_added`` says whether it should.
     """
@@ -131,6 +133,7 @@ class Group:
         self.leader_id: str | None = None
         self.members: dict[str, Member] = {}
         self.pending: dict[str, int] = {}
+        self.static_members: dict[str, str] = {}
         self.join_deadline: int | None = None
         self.initial_delay_left_ms: int | None = None
         self.new_member_added = False
@@ -149,15 +152,33 @@ class Group:
     def add(self, member: Member) -> None:
         """Make ``member`` one of the group; the first member in leads."""
         self.members[member.member_id] = member
+        if member.group_instance_id is not None:
+            self.static_members[member.group_instance_id] = member.member_id
         if self.leader_id is None:
             self.leader_id = member.member_id
 
     def remove(self, member_id: str) -> Member:
         """Forget a member; if it led, the longest-standing remaining member leads."""
         member = self.members.pop(member_id)
+        if member.group_instance_id is not None:
+            del self.static_members[member.group_instance_id]
         if self.leader_id == member_id:
             self.leader_id = next(iter(self.members), None)
         return member
+
+    def replace_static_member(self, group_instance_id: str, new_id: str) -> Member:
+        """The static member with ``group_instance_id`` came back under a new member id
+        (KIP-345): the same member, with its assignment and its place as leader, now known
+        by ``new_id`` (Kafka's ``ClassicGroup.replaceStaticMember``). The old member's parked
+        requests are the caller's to answer first; the new member has none."""
+        old_id = self.static_members[group_instance_id]
+        old = self.members.pop(old_id)
+        new = replace(old, member_id=new_id, join_reply=None, sync_reply=None)
+        self.members[new_id] = new
+        self.static_members[group_instance_id] = new_id
+        if self.leader_id == old_id:
+            self.leader_id = new_id
+        return new
 
     def rebalance_timeout_ms(self) -> int:
         """How long a rebalance waits for members to join again: the largest member's."""
