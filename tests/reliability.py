@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import apsw
 from support import KafkaConnection, ServerProcess, fetch, metadata_errors, produce
 
 from eventstore.config import TopicConfig
@@ -62,6 +63,29 @@ def segment_files(data_dir: str, topic: str, partition: int) -> list[str]:
     directory = partition_dir(data_dir, topic, partition)
     return [os.path.join(directory, name) for name in sorted(os.listdir(directory))
             if name.endswith(".db")]
+
+
+PAGE = 4096  # SQLite's page size, which segments use
+
+
+def overwrite(path: str, at: int, data: bytes) -> None:
+    """Write ``data`` over the bytes of the file at ``at``, as a failing disk would."""
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        fh.write(data)
+
+
+def records_leaf_page(path: str) -> int:
+    """The number of a page in the middle of the ``records`` table's leaf pages."""
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        leaves = [n for (n,) in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'records' AND pagetype = 'leaf'"
+            " ORDER BY pageno")]
+    finally:
+        conn.close()
+    assert len(leaves) >= 3, leaves
+    return leaves[len(leaves) // 2]
 
 
 def file_hashes(directory: str) -> dict[str, str]:

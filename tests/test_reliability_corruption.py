@@ -22,7 +22,17 @@ from pathlib import Path
 
 import apsw
 import pytest
-from reliability import KAFKA_STORAGE_ERROR, build_topic, file_hashes, metric, segment_files, serves
+from reliability import (
+    KAFKA_STORAGE_ERROR,
+    PAGE,
+    build_topic,
+    file_hashes,
+    metric,
+    overwrite,
+    records_leaf_page,
+    segment_files,
+    serves,
+)
 from support import (
     KafkaConnection,
     ServerFailed,
@@ -39,7 +49,6 @@ from eventstore.storage.verify import verify
 TOPIC = "t"
 RECORDS = 300
 DAMAGED = 1  # index of the damaged segment in partition 0's chain
-PAGE = 4096
 
 
 def build(data_dir: str, records: int = RECORDS, segment_bytes: int = 8192) -> list[str]:
@@ -48,25 +57,6 @@ def build(data_dir: str, records: int = RECORDS, segment_bytes: int = 8192) -> l
     segments = segment_files(data_dir, TOPIC, 0)
     assert len(segments) > 3
     return segments
-
-
-def overwrite(path: str, at: int, data: bytes) -> None:
-    with open(path, "r+b") as fh:
-        fh.seek(at)
-        fh.write(data)
-
-
-def records_leaf_page(path: str) -> int:
-    """The number of a page in the middle of the ``records`` table's leaf pages."""
-    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        leaves = [n for (n,) in conn.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'records' AND pagetype = 'leaf'"
-            " ORDER BY pageno")]
-    finally:
-        conn.close()
-    assert len(leaves) >= 3, leaves
-    return leaves[len(leaves) // 2]
 
 
 # damage -> (what to do to the chain, the file the problem is reported in)
@@ -137,7 +127,8 @@ def test_a_damaged_data_page_fails_the_reads_that_reach_it(serve, data_dir: str)
         assert metadata_errors(conn, TOPIC) == {0: 0, 1: 0}
         # ... a read that reaches the damaged page gets a clean storage error, logged ...
         assert fetch(conn, TOPIC, 0, damaged_base).error_code == KAFKA_STORAGE_ERROR
-        logged = server.wait_for_log(lambda f: f.get("msg") == "fetch failed", timeout=10)
+        logged = server.wait_for_log(
+            lambda f: f.get("msg") == "segment damaged, fetches stop before it", timeout=10)
         assert os.path.basename(culprit) in logged["error"]
         # ... and reads elsewhere, appends, and the other partition go on
         after = fetch(conn, TOPIC, 0, intact_base)
