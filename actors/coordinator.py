@@ -128,9 +128,9 @@ class GroupCoordinator(pykka.ThreadingActor):
         group_id: str,
         generation_id: int,
         member_id: str,
-        offsets: Mapping[TopicPartition, tuple[int, str | None]],
+        offsets: Mapping[TopicPartition, tuple[int, str | None] | tuple[int, str | None, int]],
     ) -> dict[TopicPartition, int]:
-        """OffsetCommit: an error code per partition."""
+        """OffsetCommit of (offset, metadata[, leader epoch]): an error code per partition."""
         return self._groups.commit_offsets(group_id, generation_id, member_id, offsets)
 
     def fetch_offsets(
@@ -138,6 +138,10 @@ class GroupCoordinator(pykka.ThreadingActor):
     ) -> dict[TopicPartition, tuple[int, str]]:
         """OffsetFetch: (offset, metadata) per partition, (-1, '') where none is committed."""
         return self._groups.fetch_offsets(group_id, partitions)
+
+    def leader_epochs(self, group_id: str) -> dict[TopicPartition, int]:
+        """OffsetFetch: the committed leader epoch of each partition committed with one."""
+        return self._groups.leader_epochs(group_id)
 
     def list_groups(self) -> list[tuple[str, str, str]]:
         """ListGroups: (group id, protocol type, state) of every group, by id."""

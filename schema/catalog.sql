@@ -1,5 +1,5 @@
 -- The catalog of a data directory: topics, their configs, and consumer groups' offsets.
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 CREATE TABLE topics (
     name       TEXT PRIMARY KEY,
@@ -16,6 +16,7 @@ CREATE TABLE group_offsets (
     offset    INTEGER NOT NULL,
     metadata  TEXT,
     commit_ms INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL DEFAULT -1,  -- the leader epoch the committer last saw
     PRIMARY KEY (group_id, topic, partition)
 );
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import struct
 
+import apsw
 from support import KafkaConnection, ServerProcess, create_topic, record_batch
 
 from eventstore.kafka.codec.recordbatch import decode_batches
+from eventstore.storage.catalog import CATALOG_FILE, Catalog, CommittedOffset
+from eventstore.storage.schema import schema_sql
 
 _SIZE = struct.Struct(">i")
 RECORD = 900 * 1024  # one record near librdkafka's default message.max.bytes
@@ -80,3 +83,41 @@ def test_fetch_max_bytes_caps_every_fetch_response(serve) -> None:
         size, offsets = fetch_v4(conn, "capped", 2, 50 << 20, 50 << 20)
         assert offsets == {0: [0], 1: []}
         assert size <= 1_000_000 + HEADROOM
+
+
+def test_a_committed_leader_epoch_comes_back_from_offset_fetch(server) -> None:
+    with KafkaConnection(server.address) as conn:
+        create_topic(conn, "epochs", 2)
+        response = conn.request(8, 8, group_id="g", generation_id_or_member_epoch=-1,
+                                member_id="", group_instance_id=None, topics=[{
+                                    "name": "epochs", "partitions": [
+                                        {"partition_index": 0, "committed_offset": 5,
+                                         "committed_leader_epoch": 1,
+                                         "committed_metadata": "m"},
+                                        {"partition_index": 1, "committed_offset": 7,
+                                         "committed_leader_epoch": -1,
+                                         "committed_metadata": None}]}])
+        assert [int(p.error_code) for p in response.topics[0].partitions] == [0, 0]
+        response = conn.request(9, 7, group_id="g", require_stable=False, topics=[
+            {"name": "epochs", "partition_indexes": [0, 1]}])
+        found = {p.partition_index: (p.committed_offset, p.committed_leader_epoch)
+                 for p in response.topics[0].partitions}
+        assert found == {0: (5, 1), 1: (7, -1)}
+
+
+def test_a_catalog_of_schema_version_1_is_migrated_keeping_its_offsets(tmp_path) -> None:
+    path = tmp_path / CATALOG_FILE
+    old = apsw.Connection(str(path))
+    old.execute(schema_sql("catalog").replace("PRAGMA user_version = 2;",
+                                              "PRAGMA user_version = 1;").replace(
+        "    leader_epoch INTEGER NOT NULL DEFAULT -1,  -- the leader epoch the committer"
+        " last saw\n", ""))
+    old.execute("INSERT INTO group_offsets VALUES ('g', 't', 0, 3, '', 9)")
+    old.close()
+    catalog = Catalog.open(str(tmp_path))
+    try:
+        assert catalog.committed_offsets("g") == [CommittedOffset("g", "t", 0, 3, "", 9, -1)]
+        catalog.commit_offsets("g", [CommittedOffset("g", "t", 0, 4, "", 10, 2)])
+        assert catalog.committed_offsets("g")[0].leader_epoch == 2
+    finally:
+        catalog.close()

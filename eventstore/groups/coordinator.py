@@ -192,7 +192,7 @@ class ClassicGroupCoordinator:
         group_id: str,
         generation_id: int,
         member_id: str,
-        offsets: Mapping[TopicPartition, tuple[int, str | None]],
+        offsets: Mapping[TopicPartition, tuple[int, str | None] | tuple[int, str | None, int]],
         group_instance_id: str | None = None,
     ) -> dict[TopicPartition, int]:
         """OffsetCommit: stores (offset, metadata) per partition; returns an error code each.
@@ -229,6 +229,13 @@ class ClassicGroupCoordinator:
         if partitions is None:
             return committed
         return {tp: committed.get(tp, (-1, "")) for tp in partitions}
+
+    def leader_epochs(self, group_id: str) -> dict[TopicPartition, int]:
+        """OffsetFetch's committed leader epoch of each partition the group committed with
+        one (Kafka's clients send it to detect a log truncated under them)."""
+        self._now()
+        return {(o.topic, o.partition): o.leader_epoch
+                for o in self._catalog.committed_offsets(group_id) if o.leader_epoch >= 0}
 
     # -- administration and metrics ------------------------------------------------------
 
@@ -604,13 +611,16 @@ class ClassicGroupCoordinator:
         return NO_ERROR
 
     def _check_offsets(
-        self, group_id: str, offsets: Mapping[TopicPartition, tuple[int, str | None]], now: int
+        self, group_id: str,
+        offsets: Mapping[TopicPartition, tuple[int, str | None] | tuple[int, str | None, int]],
+        now: int,
     ) -> tuple[dict[TopicPartition, int], list[CommittedOffset]]:
-        """Each partition's error code, and the offsets fit to store (absent metadata is '')."""
+        """Each partition's error code, and the offsets fit to store (absent metadata is '',
+        an absent leader epoch -1)."""
         results: dict[TopicPartition, int] = {}
         store = []
         partition_counts: dict[str, int] = {}
-        for (topic, partition), (offset, metadata) in offsets.items():
+        for (topic, partition), (offset, metadata, *leader_epoch) in offsets.items():
             if topic not in partition_counts:
                 try:
                     partition_counts[topic] = self._catalog.topic(topic).partitions
@@ -622,7 +632,7 @@ class ClassicGroupCoordinator:
                 results[(topic, partition)] = UnknownTopicOrPartition.code
             else:
                 store.append(CommittedOffset(group_id, topic, partition, offset, metadata or "",
-                                             now))
+                                             now, *leader_epoch))
                 results[(topic, partition)] = NO_ERROR
         return results, store
 

@@ -48,6 +48,7 @@ class CommittedOffset:
     offset: int
     metadata: str | None
     commit_ms: int
+    leader_epoch: int = -1  # the leader epoch the committer last saw; -1: none given
 
 
 def validate_topic_name(name: str) -> None:
@@ -78,6 +79,23 @@ def partition_folders(data_dir: str) -> list[str]:
         if entry.is_dir() and any(parse_segment_name(name) is not None
                                    for name in os.listdir(entry))
     )
+
+
+# what brings a catalog of the version before to the next; each runs in one transaction
+_MIGRATIONS = {
+    1: "ALTER TABLE group_offsets ADD COLUMN leader_epoch INTEGER NOT NULL DEFAULT -1;"
+       " PRAGMA user_version = 2;",
+}
+
+
+def _migrate(conn: apsw.Connection) -> None:
+    """Bring an older catalog to this build's schema version, one version at a time (a
+    newer or unknown one is left for check_schema_version to refuse)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    while version in _MIGRATIONS:
+        with conn:
+            conn.execute(_MIGRATIONS[version])
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
 
 
 class Catalog:
@@ -118,6 +136,8 @@ class Catalog:
                     "SELECT 1 FROM sqlite_schema LIMIT 1"
                 ).fetchall():
                     create_schema(conn, "catalog")
+                elif not readonly:
+                    _migrate(conn)
                 check_schema_version(conn, "catalog", path)
             except BaseException:
                 conn.close()
@@ -208,14 +228,15 @@ class Catalog:
         """Store a group's committed offsets, all in one transaction."""
         with storage_errors(self.path), self._conn:
             self._conn.executemany(
-                "INSERT OR REPLACE INTO group_offsets VALUES (?, ?, ?, ?, ?, ?)",
-                [(group_id, o.topic, o.partition, o.offset, o.metadata, o.commit_ms)
-                 for o in offsets],
+                "INSERT OR REPLACE INTO group_offsets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(group_id, o.topic, o.partition, o.offset, o.metadata, o.commit_ms,
+                  o.leader_epoch) for o in offsets],
             )
 
     def committed_offsets(self, group_id: str | None = None) -> list[CommittedOffset]:
         """Committed offsets of one group (or of all), ordered by group, topic, partition."""
-        query = "SELECT group_id, topic, partition, offset, metadata, commit_ms FROM group_offsets"
+        query = ("SELECT group_id, topic, partition, offset, metadata, commit_ms, leader_epoch"
+                 " FROM group_offsets")
         args: tuple = ()
         if group_id is not None:
             query += " WHERE group_id = ?"

@@ -128,7 +128,8 @@ async def handle_offset_commit(conn: Connection, request: Request) -> ResponsePa
     ctx = conn.ctx
     body = request.body
     offsets = {
-        (t.name, p.partition_index): (p.committed_offset, p.committed_metadata)
+        (t.name, p.partition_index): (p.committed_offset, p.committed_metadata,
+                                      getattr(p, "committed_leader_epoch", -1))  # v6+
         for t in body.topics
         for p in t.partitions
     }
@@ -150,12 +151,13 @@ async def handle_offset_fetch(conn: Connection, request: Request) -> ResponsePay
     if body.topics is not None:
         wanted = [(t.name, p) for t in body.topics for p in t.partition_indexes]
     offsets = await ctx.resolve(ctx.coordinator.fetch_offsets(body.group_id, wanted))
+    epochs = await ctx.resolve(ctx.coordinator.leader_epochs(body.group_id))
     topics: dict[str, list[dict]] = {}
     for (topic, partition), (offset, metadata) in offsets.items():
         topics.setdefault(topic, []).append({
             "partition_index": partition,
             "committed_offset": offset,
-            "committed_leader_epoch": -1,
+            "committed_leader_epoch": epochs.get((topic, partition), -1),
             "metadata": metadata if metadata is not None else "",
             "error_code": 0,
         })
