@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 from dataclasses import dataclass
 from operator import itemgetter
 
 from actors.partition import PartitionState, offline_error
-from eventstore.errors import KafkaError, KafkaStorageError, OffsetOutOfRange
+from eventstore.errors import KafkaError
 from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.codec.recordbatch import encode_batch
 from eventstore.kafka.context import BrokerContext
 from eventstore.storage.log import LogReader, LogView, check_offset
 from eventstore.storage.records import StoredRow
-
-log = logging.getLogger("eventstore.kafka.fetch_sessions")
 
 # a fetch's record count is bounded by its bytes; this only caps one read call
 _MAX_RECORDS_PER_READ = 100_000
@@ -98,14 +95,7 @@ def collect(
                 filled = True
                 continue
             rows = reader.read(view, want.offset, _MAX_RECORDS_PER_READ, limit)
-        except OffsetOutOfRange as error:
-            out.error = error
-            continue
-        except KafkaError as error:
-            if isinstance(error, KafkaStorageError):  # damage met by a read: operators must know
-                log.error("fetch failed", extra={"fields": {
-                    "topic": want.topic, "partition": want.partition, "offset": want.offset,
-                    "error": str(error)}})
+        except KafkaError as error:  # a storage error is logged by the partition's actor
             out.error = error
             continue
         out.records, out.record_count = _encode_within(
