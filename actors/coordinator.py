@@ -25,6 +25,7 @@ from eventstore.groups.messages import (
     CoordinatorStats,
     GroupDescription,
     JoinGroupRequest,
+    MemberIdentity,
     SyncGroupRequest,
 )
 from eventstore.storage.catalog import Catalog
@@ -115,13 +116,14 @@ class GroupCoordinator(pykka.ThreadingActor):
         """SyncGroup: completes ``reply`` with a SyncGroupResult once the assignment is known."""
         self._groups.sync_group(request, reply)
 
-    def heartbeat(self, group_id: str, generation_id: int, member_id: str) -> int:
+    def heartbeat(self, group_id: str, generation_id: int, member_id: str,
+                  group_instance_id: str | None = None) -> int:
         """Heartbeat: an error code; REBALANCE_IN_PROGRESS means join again."""
-        return self._groups.heartbeat(group_id, generation_id, member_id)
+        return self._groups.heartbeat(group_id, generation_id, member_id, group_instance_id)
 
-    def leave_group(self, group_id: str, member_ids: Iterable[str]) -> int:
-        """LeaveGroup: UNKNOWN_MEMBER_ID if any of them is not a member."""
-        return self._groups.leave_group(group_id, member_ids)
+    def leave_group(self, group_id: str, members: Iterable[str | MemberIdentity]) -> int:
+        """LeaveGroup: the error of a member that could not leave, if any."""
+        return self._groups.leave_group(group_id, members)
 
     def commit_offsets(
         self,
@@ -129,9 +131,11 @@ class GroupCoordinator(pykka.ThreadingActor):
         generation_id: int,
         member_id: str,
         offsets: Mapping[TopicPartition, tuple[int, str | None] | tuple[int, str | None, int]],
+        group_instance_id: str | None = None,
     ) -> dict[TopicPartition, int]:
         """OffsetCommit of (offset, metadata[, leader epoch]): an error code per partition."""
-        return self._groups.commit_offsets(group_id, generation_id, member_id, offsets)
+        return self._groups.commit_offsets(group_id, generation_id, member_id, offsets,
+                                           group_instance_id)
 
     def fetch_offsets(
         self, group_id: str, partitions: Iterable[TopicPartition] | None = None

@@ -18,6 +18,7 @@ from eventstore.errors import CoordinatorNotAvailable
 from eventstore.groups.messages import (
     JoinGroupRequest,
     JoinGroupResult,
+    MemberIdentity,
     SyncGroupRequest,
     SyncGroupResult,
 )
@@ -87,6 +88,7 @@ async def handle_sync_group(conn: Connection, request: Request) -> ResponsePaylo
         generation_id=body.generation_id,
         member_id=body.member_id,
         assignments=tuple((a.member_id, a.assignment) for a in body.assignments),
+        group_instance_id=getattr(body, "group_instance_id", None),  # SyncGroup v3+
     )
     reply: concurrent.futures.Future[SyncGroupResult] = concurrent.futures.Future()
     ctx.coordinator.sync_group(sync, reply)
@@ -103,9 +105,10 @@ async def handle_sync_group(conn: Connection, request: Request) -> ResponsePaylo
 async def handle_heartbeat(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
     body = request.body
-    code = await ctx.resolve(
-        ctx.coordinator.heartbeat(body.group_id, body.generation_id, body.member_id)
-    )
+    code = await ctx.resolve(ctx.coordinator.heartbeat(
+        body.group_id, body.generation_id, body.member_id,
+        getattr(body, "group_instance_id", None),  # Heartbeat v3+
+    ))
     return make_response(request, error_code=code)
 
 
@@ -118,7 +121,8 @@ async def handle_leave_group(conn: Connection, request: Request) -> ResponsePayl
         return make_response(request, error_code=code)
     results = []
     for member in members:
-        code = await ctx.resolve(ctx.coordinator.leave_group(body.group_id, [member.member_id]))
+        identity = MemberIdentity(member.member_id, member.group_instance_id)
+        code = await ctx.resolve(ctx.coordinator.leave_group(body.group_id, [identity]))
         results.append({"member_id": member.member_id,
                         "group_instance_id": member.group_instance_id, "error_code": code})
     return make_response(request, error_code=0, members=results)
@@ -134,7 +138,8 @@ async def handle_offset_commit(conn: Connection, request: Request) -> ResponsePa
         for p in t.partitions
     }
     codes = await ctx.resolve(ctx.coordinator.commit_offsets(
-        body.group_id, body.generation_id_or_member_epoch, body.member_id, offsets
+        body.group_id, body.generation_id_or_member_epoch, body.member_id, offsets,
+        getattr(body, "group_instance_id", None),  # OffsetCommit v7+
     ))
     topics: dict[str, list[dict]] = {}
     for (topic, partition), code in codes.items():
