@@ -33,6 +33,9 @@ class ConfigKey:
     connections), ``group`` (the group coordinator) or ``producer-id`` (idempotent
     producers). ``settable`` is False for a key the server config does not accept: it keeps
     its default except where code (a test) sets it, and the README leaves it out.
+    ``list_valued`` marks a key whose value is a comma-separated list, as Kafka's list keys
+    are: each item must be one of ``choices``, and IncrementalAlterConfigs may APPEND and
+    SUBTRACT items.
     """
 
     name: str
@@ -43,6 +46,7 @@ class ConfigKey:
     minimum: int | None = None  # -1 allows -1 (Kafka's "no limit") and any value from 0
     choices: tuple[str, ...] = ()
     settable: bool = True
+    list_valued: bool = False
 
     @property
     def attribute(self) -> str:
@@ -81,9 +85,25 @@ class ConfigKey:
         else:
             if not isinstance(value, str):
                 raise InvalidConfig(f"{self.name}: expected a string, got {value!r}")
-            if self.choices and value not in self.choices:
+            if self.list_valued:
+                self._check_items(value)
+            elif self.choices and value not in self.choices:
                 allowed = ", ".join(self.choices)
                 raise InvalidConfig(f"{self.name}: must be one of {allowed}, got {value!r}")
+
+    def items(self, value: str) -> list[str]:
+        """The items of a list-valued key's ``value`` (comma-separated), in order."""
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    def _check_items(self, value: str) -> None:
+        """Refuse a list with no item, or with one that is not among ``choices``."""
+        allowed = ", ".join(self.choices)
+        items = self.items(value)
+        if not items:
+            raise InvalidConfig(f"{self.name}: must list at least one of {allowed}")
+        for item in items:
+            if self.choices and item not in self.choices:
+                raise InvalidConfig(f"{self.name}: must be one of {allowed}, got {item!r}")
 
 
 KEYS: dict[str, ConfigKey] = {
@@ -155,8 +175,13 @@ KEYS: dict[str, ConfigKey] = {
                   "`CreateTime` keeps the producer's timestamp, `LogAppendTime` stamps the"
                   " append", choices=("CreateTime", "LogAppendTime")),
         ConfigKey("cleanup.policy", str, "delete", "topic",
-                  "only `delete` is implemented; `compact` is refused with InvalidConfig",
-                  choices=("delete",)),
+                  "a list; only `delete` is implemented, `compact` is refused with"
+                  " InvalidConfig", choices=("delete",), list_valued=True),
+        ConfigKey("compression.type", str, "producer", "topic",
+                  "`producer` keeps each batch as its producer compressed it; `uncompressed`,"
+                  " `gzip`, `snappy`, `lz4` or `zstd`: batches the server encodes for fetches"
+                  " use that codec", choices=("producer", "uncompressed", "gzip", "snappy",
+                                               "lz4", "zstd")),
         ConfigKey("flush.messages", int, LONG_MAX, "topic",
                   "1: every append is fsynced before it is acknowledged; N: fsync every N"
                   " records; default: commit only, fsync left to the OS", minimum=1),

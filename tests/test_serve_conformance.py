@@ -7,7 +7,8 @@ from __future__ import annotations
 import struct
 
 import apsw
-from support import KafkaConnection, ServerProcess, create_topic, record_batch
+from confluent_kafka import Consumer
+from support import KafkaConnection, ServerProcess, create_topic, poll_until, record_batch
 
 from eventstore.kafka.codec.recordbatch import decode_batches
 from eventstore.storage.catalog import CATALOG_FILE, Catalog, CommittedOffset
@@ -121,3 +122,69 @@ def test_a_catalog_of_schema_version_1_is_migrated_keeping_its_offsets(tmp_path)
         assert catalog.committed_offsets("g")[0].leader_epoch == 2
     finally:
         catalog.close()
+
+
+def create_topic_with(conn: KafkaConnection, topic: str, configs: dict[str, str]) -> int:
+    """CreateTopics of one partition with ``configs``: the topic's error code."""
+    response = conn.request(19, 4, timeout=10000, validate_only=False, topics=[{
+        "name": topic, "num_partitions": 1, "replication_factor": 1, "assignments": [],
+        "configs": [{"name": k, "value": v} for k, v in configs.items()]}])
+    return int(response.topics[0].error_code)
+
+
+def fetched_codecs(conn: KafkaConnection, topic: str) -> tuple[list[str], list[bytes]]:
+    """The codec of each batch a fetch of ``topic`` from offset 0 returns, and the values."""
+    response = conn.request(1, 4, replica_id=-1, max_wait=0, min_bytes=0, max_bytes=1 << 20,
+                            isolation_level=0, topics=[{"topic": topic, "partitions": [
+                                {"partition": 0, "fetch_offset": 0,
+                                 "partition_max_bytes": 1 << 20}]}])
+    batches = decode_batches(response.responses[0].partitions[0].records or b"")
+    return [b.compression for b in batches], [r.value for b in batches for r in b.records]
+
+
+def test_compression_type_is_a_topic_key_that_fetches_honour(serve) -> None:
+    server: ServerProcess = serve()
+    values = [b"value-%d" % i * 20 for i in range(50)]
+    with KafkaConnection(server.address) as conn:
+        assert create_topic_with(conn, "bad", {"compression.type": "brotli"}) == 40
+        for codec in ("zstd", "producer"):
+            assert create_topic_with(conn, codec, {"compression.type": codec}) == 0
+            assert int(conn.produce(codec, 0, record_batch(*values)).error_code) == 0
+        # recent batches (sent uncompressed) are not served as they were for zstd
+        assert fetched_codecs(conn, "zstd") == (["zstd"], values)
+        assert fetched_codecs(conn, "producer") == (["none"], values)
+    server.restart()
+    with KafkaConnection(server.address) as conn:
+        assert fetched_codecs(conn, "zstd") == (["zstd"], values)
+    consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "z",
+                         "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe(["zstd"])
+        got = poll_until(lambda: [m.value() for m in consumer.consume(50, 1.0)
+                                  if m.error() is None], len(values), 30, "zstd records")
+        assert got == values
+    finally:
+        consumer.close()
+
+
+def alter(conn: KafkaConnection, topic: str, name: str, operation: int, value: str
+          ) -> tuple[int, str | None]:
+    """IncrementalAlterConfigs of one key of ``topic``: (error code, error message)."""
+    response = conn.request(44, 1, validate_only=False, resources=[{
+        "resource_type": 2, "resource_name": topic, "configs": [
+            {"name": name, "config_operation": operation, "value": value}]}])
+    (answer,) = response.responses
+    return int(answer.error_code), answer.error_message
+
+
+def test_list_valued_keys_take_append_and_subtract(server) -> None:
+    append, subtract = 2, 3
+    with KafkaConnection(server.address) as conn:
+        create_topic(conn, "lists", 1)
+        assert alter(conn, "lists", "cleanup.policy", append, "delete") == (0, None)
+        code, message = alter(conn, "lists", "cleanup.policy", append, "compact")
+        assert code == 40 and "compact" in message and "list-valued" not in message
+        code, message = alter(conn, "lists", "cleanup.policy", subtract, "delete")
+        assert code == 40 and "at least one" in message
+        code, message = alter(conn, "lists", "retention.ms", append, "1")
+        assert code == 40 and "list-valued" in message

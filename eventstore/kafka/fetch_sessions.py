@@ -98,49 +98,51 @@ def collect(
         except KafkaError as error:  # a storage error is logged by the partition's actor
             out.error = error
             continue
-        out.records, out.record_count = _encode_within(
-            rows, view.timestamp_type, limit, at_least_one=not filled)
+        out.records, out.record_count = _encode_within(rows, view, limit,
+                                                       at_least_one=not filled)
         if out.record_count:
             budget -= len(out.records)
             filled = True
     return results
 
 
-def _encode_within(rows: list[StoredRow], timestamp_type: str, limit: int, *,
+def _encode_within(rows: list[StoredRow], view: LogView, limit: int, *,
                    at_least_one: bool) -> tuple[bytes, int]:
     """(batches, record count): the longest run of ``rows`` from the first whose encoding
     fits ``limit`` (at least one row if ``at_least_one``).
 
     The log chose ``rows`` by the batches' stored sizes, counting a first batch that alone
-    is larger; encoded again (uncompressed) they can be larger still. Only then is a
+    is larger; encoded again (with another codec) they can be larger still. Only then is a
     shorter run searched for.
     """
     if not rows:
         return b"", 0
-    encoded = _encode(rows, timestamp_type)
+    encoded = _encode(rows, view)
     if len(encoded) <= limit or (at_least_one and len(rows) == 1):
         return encoded, len(rows)
     low, high = 0, len(rows) - 1  # the longest run that fits has low..high rows
     best = b""
     while low < high:
         middle = (low + high + 1) // 2
-        candidate = _encode(rows[:middle], timestamp_type)
+        candidate = _encode(rows[:middle], view)
         if len(candidate) <= limit:
             low, best = middle, candidate
         else:
             high = middle - 1
     if low == 0 and at_least_one:
-        return _encode(rows[:1], timestamp_type), 1
+        return _encode(rows[:1], view), 1
     return best, low
 
 
-def _encode(rows: list[StoredRow], timestamp_type: str) -> bytes:
-    """Rows as one record batch; under LogAppendTime one batch per append time, as a
-    consumer takes each record's timestamp from its batch's max timestamp then."""
-    if timestamp_type != "LogAppendTime":
-        return encode_batch(rows[0][0], rows)
+def _encode(rows: list[StoredRow], view: LogView) -> bytes:
+    """Rows as one record batch, compressed as the topic's compression.type says; under
+    LogAppendTime one batch per append time, as a consumer takes each record's timestamp
+    from its batch's max timestamp then."""
+    if view.timestamp_type != "LogAppendTime":
+        return encode_batch(rows[0][0], rows, compression_type=view.compression)
     return b"".join(
-        encode_batch(group[0][0], group, timestamp_type=timestamp_type)
+        encode_batch(group[0][0], group, timestamp_type=view.timestamp_type,
+                     compression_type=view.compression)
         for group in (list(g) for _, g in itertools.groupby(rows, key=_timestamp_of))
     )
 

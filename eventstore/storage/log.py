@@ -104,6 +104,8 @@ class LogView:
     timestamp_type: str = "CreateTime"
     damage: tuple[Damage, ...] = ()
     on_read_failure: ReadFailureHook | None = field(default=None, compare=False)
+    # the topic's compression.type: the codec of the batches fetches encode
+    compression: str = "producer"
 
     def segment_index(self, offset: int) -> int:
         """Index of the segment holding ``offset``."""
@@ -386,6 +388,7 @@ class PartitionLog:
             self.config.message_timestamp_type,
             self._damage_view,
             self._on_read_failure,
+            self.config.compression_type,
         )
 
     def set_read_failure_hook(self, hook: ReadFailureHook | None) -> None:

@@ -57,6 +57,9 @@ _LOG_APPEND_TIME = 0x08
 _TRANSACTIONAL = 0x10
 _CONTROL = 0x20
 _TIMESTAMP_TYPES = {"CreateTime": 0, "LogAppendTime": _LOG_APPEND_TIME}
+# a topic's compression.type as the codec of the batches the server encodes: "producer"
+# leaves batches as produced, but rows read back have lost their producer's codec
+_CODEC_OF = {"producer": 0, "uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 # Java clients frame snappy the way the xerial library does: this magic, a version and
 # a compatible-version int32, then blocks of int32 length + raw snappy. librdkafka sends
@@ -280,8 +283,10 @@ def encode_batch(
     producer_epoch: int = -1,
     base_sequence: int = -1,
     timestamp_type: str = "CreateTime",
+    compression_type: str = "uncompressed",
 ) -> bytes:
-    """One uncompressed v2 batch of ``records`` (absolute offsets >= ``base_offset``).
+    """One v2 batch of ``records`` (absolute offsets >= ``base_offset``), compressed as
+    ``compression_type`` (a topic's compression.type) says.
 
     ``records`` are LogRecords, or rows as a segment read returns them (headers still
     JSON text): Fetch passes those straight through, as making a LogRecord per record
@@ -300,8 +305,9 @@ def encode_batch(
         attributes = _TIMESTAMP_TYPES[timestamp_type]
     except KeyError:
         raise ValueError(f"timestamp_type must be one of {sorted(_TIMESTAMP_TYPES)}") from None
+    codec = _CODEC_OF[compression_type]
     builder = _aiokafka().DefaultRecordBatchBuilder(
-        2, 0, 0, producer_id, producer_epoch, base_sequence, _UNLIMITED
+        2, codec, 0, producer_id, producer_epoch, base_sequence, _UNLIMITED
     )
     append = builder.append
     no_headers: list = []
@@ -311,7 +317,7 @@ def encode_batch(
     batch = builder.build()
     _BASE_OFFSET.pack_into(batch, 0, base_offset)
     if attributes:
-        _INT16.pack_into(batch, HEADER_SIZE - _TAIL.size, attributes)
+        _INT16.pack_into(batch, HEADER_SIZE - _TAIL.size, attributes | codec)
         _CRC.pack_into(batch, _CRC_START - _CRC.size, crc32c(memoryview(batch)[_CRC_START:]))
     return bytes(batch)
 

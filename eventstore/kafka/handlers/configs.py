@@ -22,10 +22,11 @@ BROKER_RESOURCE = 4
 # DescribeConfigs config_source values
 DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
 # IncrementalAlterConfigs operations
-SET, DELETE = 0, 1
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
-# what a resource's config entries and the topic's overrides make of its changes
-ChangesFor = Callable[[Any, Mapping[str, Any]], dict[str, Any]]
+# what a resource's config entries and the topic's (effective config, overrides) make of
+# its changes
+ChangesFor = Callable[[Any, Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
 
 
 async def handle_describe_configs(conn: Connection, request: Request) -> ResponsePayload:
@@ -65,7 +66,8 @@ async def handle_describe_configs(conn: Connection, request: Request) -> Respons
 async def _alter_topic_configs(
     ctx: BrokerContext, request: Request, changes_for: ChangesFor
 ) -> ResponsePayload:
-    """Apply per-resource config changes; ``changes_for(resource, overrides)`` builds them."""
+    """Apply per-resource config changes; ``changes_for(resource, config, overrides)``
+    builds them."""
     body = request.body
     results = []
     for resource in body.resources:
@@ -78,7 +80,7 @@ async def _alter_topic_configs(
                     " (--config or --set)"
                 )
             described = await ctx.resolve(ctx.broker.describe_topic(resource.resource_name))
-            changes = changes_for(resource, described.overrides)
+            changes = changes_for(resource, described.config, described.overrides)
             validate_topic_config({k: v for k, v in changes.items() if v is not None})
             if not body.validate_only:
                 await ctx.resolve(
@@ -91,24 +93,36 @@ async def _alter_topic_configs(
     return make_response(request, responses=results)
 
 
-def _replace_all(resource: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _replace_all(resource: Any, config: Mapping[str, Any], overrides: Mapping[str, Any]
+                 ) -> dict[str, Any]:
     """AlterConfigs: the given set becomes the topic's whole set of overrides."""
     given = {c.name: c.value for c in resource.configs}
     return {**dict.fromkeys(overrides), **given}
 
 
-def _incremental(resource: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """IncrementalAlterConfigs: SET or DELETE key by key (no list-valued keys here)."""
+def _incremental(resource: Any, config: Mapping[str, Any], overrides: Mapping[str, Any]
+                 ) -> dict[str, Any]:
+    """IncrementalAlterConfigs: SET or DELETE key by key; APPEND (an item not yet listed)
+    and SUBTRACT (every item given) the items of a list-valued key, from its effective
+    value or the change before in the same request."""
     changes: dict[str, Any] = {}
-    for config in resource.configs:
-        if config.config_operation == SET:
-            changes[config.name] = config.value
-        elif config.config_operation == DELETE:
-            changes[config.name] = None
+    for entry in resource.configs:
+        name, operation = entry.name, entry.config_operation
+        if operation == SET:
+            changes[name] = entry.value
+        elif operation == DELETE:
+            changes[name] = None
         else:
-            raise InvalidConfig(
-                f"{config.name}: APPEND and SUBTRACT apply only to list-valued keys"
-            )
+            key = TOPIC_KEYS.get(name)
+            if operation not in (APPEND, SUBTRACT) or key is None or not key.list_valued:
+                raise InvalidConfig(
+                    f"{name}: APPEND and SUBTRACT apply only to list-valued keys")
+            current = key.items(changes.get(name) or config.get(name, key.default))
+            given = key.items(entry.value or "")
+            if operation == APPEND:
+                changes[name] = ",".join([*current, *(i for i in given if i not in current)])
+            else:
+                changes[name] = ",".join(i for i in current if i not in given)
     return changes
 
 

@@ -27,6 +27,7 @@ from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.codec.recordbatch import DecodedBatch, decode_batches
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import BrokerContext
+from eventstore.storage.log import LogView
 from eventstore.storage.records import ProducerBatchInfo
 
 log = logging.getLogger("eventstore.kafka.handlers.produce")
@@ -77,6 +78,13 @@ def _failed(error: KafkaError) -> dict:
     }
 
 
+def _kept_as_sent(view: LogView | None, codec: str) -> bool:
+    """Whether fetches may return a batch compressed with ``codec`` as it was sent: the
+    topic's compression.type keeps the producer's codec, or names this one."""
+    wanted = "producer" if view is None else view.compression
+    return wanted == "producer" or wanted == codec or (wanted, codec) == ("uncompressed", "none")
+
+
 async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes | None) -> dict:
     try:
         # the partition first, as Kafka: an unknown one is UNKNOWN_TOPIC_OR_PARTITION
@@ -96,7 +104,8 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
     except KafkaError as error:
         log.info("produce to %s-%d failed: %s", topic, partition, error)
         return _failed(error)
-    if not result.duplicate and result.log_append_time < 0 and batch.offsets_in_order:
+    if (not result.duplicate and result.log_append_time < 0 and batch.offsets_in_order
+            and _kept_as_sent(handle.state.view, batch.compression)):
         # the batch's bytes say exactly what was stored: fetches of it may use them
         ctx.recent.add(handle.state, result.base_offset, result.last_offset, records)
     if result.duplicate:
