@@ -3,16 +3,21 @@
 session timeout gets its partitions back at once, and the other member is never revoked;
 a second consumer taking an instance id that is in use fences the first one, as Kafka's
 coordinator does (``ClassicGroup.replaceStaticMember``, then FENCED_INSTANCE_ID on the old
-member's next heartbeat).
+member's next heartbeat). ``eventstore groups describe --members`` shows the instance ids,
+and kafka-python's admin removes a static member by instance id (LeaveGroup v3+).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import kafka
+import kafka.errors
 from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.admin import MemberToRemove
 from support import ServerProcess, wait_until
+from test_cli_support import cli, table_rows
 
 TOPIC, GROUP = "static-events", "static-group"
 PARTITIONS = 4
@@ -99,3 +104,16 @@ def check_static_membership(server: ServerProcess, admin: AdminClient,
     poll_until((b2, b, a2), lambda: fenced(b) and b2.assigned, "b fenced by b2")
     assert b2.owns == b_parts
     assert not fenced(a2) and not fenced(b2)
+
+    shown = table_rows(cli("groups", "describe", GROUP, "--members",
+                           "--bootstrap-server", server.bootstrap))
+    assert sorted((r["GROUP-INSTANCE-ID"], r["#PARTITIONS"]) for r in shown) == [
+        ("i-a", str(len(a_parts))), ("i-b", str(len(b_parts)))]
+
+    remover = kafka.KafkaAdminClient(bootstrap_servers=server.bootstrap)
+    try:
+        removed = remover.remove_group_members(GROUP, [
+            MemberToRemove(group_instance_id="i-a"), MemberToRemove(group_instance_id="i-x")])
+    finally:
+        remover.close()
+    assert removed == {"i-a": kafka.errors.NoError, "i-x": kafka.errors.UnknownMemberIdError}

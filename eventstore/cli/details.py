@@ -36,10 +36,13 @@ class TopicDetail:
 
 @dataclass(frozen=True)
 class Member:
+    """A group member; ``group_instance_id`` is set for a static member (KIP-345)."""
+
     member_id: str
     client_id: str
     host: str
     assignment: tuple[TopicPartition, ...]
+    group_instance_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ class WireCluster:
             Member(m["member_id"], m["client_id"], m["client_host"], tuple(
                 (a["topic"], p)
                 for a in (m["member_assignment"] or {}).get("assigned_partitions", ())
-                for p in a["partitions"]))
+                for p in a["partitions"]), m.get("group_instance_id"))
             for m in described["members"]
         )
         return GroupDetail(group_id, described["group_state"], members, {

@@ -3,8 +3,11 @@
 ``describe`` prints exactly kafka-consumer-groups.sh's ``--describe`` columns, GROUP TOPIC
 PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID, one row per
 partition the group has committed or a member holds, with ``-`` where nothing is
-committed (and so no lag is known) or no member holds the partition. On a data directory
-no member is ever shown: members exist only in a running server.
+committed (and so no lag is known) or no member holds the partition. ``describe --members``
+prints ``--describe --members``' columns instead, GROUP CONSUMER-ID GROUP-INSTANCE-ID HOST
+CLIENT-ID #PARTITIONS, one row per member, so static members (KIP-345) show their
+group.instance.id. On a data directory no member is ever shown: members exist only in a
+running server.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from eventstore.errors import UnknownTopicOrPartition
 DESCRIBE_COLUMNS = tuple(Column(header, header.lower().replace("-", "_")) for header in (
     "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID",
     "HOST", "CLIENT-ID"))
+MEMBER_COLUMNS = (*(Column(header, header.lower().replace("-", "_")) for header in (
+    "GROUP", "CONSUMER-ID", "GROUP-INSTANCE-ID", "HOST", "CLIENT-ID")),
+    Column("#PARTITIONS", "partitions"))
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -58,6 +64,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         target="server or dir", json=True,
     )
     describe.add_argument("groups", nargs="*", metavar="GROUP", help="default: every group")
+    describe.add_argument("--members", action="store_true",
+                          help="one row per member: GROUP CONSUMER-ID GROUP-INSTANCE-ID HOST"
+                               " CLIENT-ID #PARTITIONS")
 
     resetting = add_command(
         actions, "reset-offsets", "move a group's committed offsets (dry run unless --execute)",
@@ -129,11 +138,23 @@ def describe_rows(cluster: Cluster, group_id: str) -> list[dict]:
     return rows
 
 
+def member_rows(cluster: Cluster, group_id: str) -> list[dict]:
+    """kafka-consumer-groups --describe --members' rows of one group (GroupIdNotFound if
+    unknown); ``-`` for a dynamic member's instance id."""
+    group = cluster.describe_group(group_id).require()
+    return [{"group": group_id, "consumer_id": m.member_id,
+             "group_instance_id": m.group_instance_id, "host": m.host,
+             "client_id": m.client_id, "partitions": len(m.assignment)}
+            for m in group.members]
+
+
 def _describe(args: argparse.Namespace) -> int:
+    rows_of, columns = (member_rows, MEMBER_COLUMNS) if args.members else (
+        describe_rows, DESCRIBE_COLUMNS)
     with open_cluster(Target.of(args)) as cluster:
         names = args.groups or [group for group, _ in cluster.list_groups()]
-        rows = [row for name in names for row in describe_rows(cluster, name)]
-    print_rows(args.json, DESCRIBE_COLUMNS, rows)
+        rows = [row for name in names for row in rows_of(cluster, name)]
+    print_rows(args.json, columns, rows)
     return EXIT_OK
 
 
