@@ -19,6 +19,7 @@ from actors.coordinator import GroupCoordinator
 from actors.runtime import Scheduler
 from eventstore.config import CoordinatorConfig
 from eventstore.errors import (
+    FencedInstanceId,
     GroupIdNotFound,
     IllegalGeneration,
     InconsistentGroupProtocol,
@@ -46,6 +47,7 @@ from eventstore.groups.messages import (
     CoordinatorStats,
     JoinGroupRequest,
     JoinGroupResult,
+    MemberIdentity,
     SyncGroupRequest,
     SyncGroupResult,
 )
@@ -450,6 +452,27 @@ def test_commits_are_checked_against_generation_member_and_state(coordinator):
                      ("nope", 0): UnknownTopicOrPartition.code,
                      ("t", 2): OffsetMetadataTooLarge.code}
     assert coordinator.fetch_offsets("g").get() == {("t", 0): (7, "meta"), ("t", 1): (3, "")}
+
+
+def test_a_static_member_restarts_into_its_place_and_fences_the_old_one(coordinator):
+    """KIP-345 through the actor: the group.instance.id reaches every check, so the
+    replaced member is fenced in heartbeat, commit and leave, as with Kafka."""
+    joins = [join(coordinator, group_instance_id=i) for i in ("i-a", "i-b")]
+    a, b = complete_rebalance(coordinator, joins)
+    back = join(coordinator, group_instance_id="i-b").result(TIMEOUT)
+    assert (back.error_code, back.generation_id) == (0, b.generation_id)
+    synced = sync(coordinator, back).result(TIMEOUT)
+    assert decode_assignment(synced.assignment).partitions  # b's partitions, at once
+    assert coordinator.heartbeat("g", b.generation_id, b.member_id, "i-b").get(
+        timeout=TIMEOUT) == FencedInstanceId.code
+    assert coordinator.commit_offsets("g", b.generation_id, b.member_id, {("t", 0): (1, None)},
+                                      "i-b").get(timeout=TIMEOUT) == {
+        ("t", 0): FencedInstanceId.code}
+    assert coordinator.leave_group("g", [MemberIdentity(b.member_id, "i-b")]).get(
+        timeout=TIMEOUT) == FencedInstanceId.code
+    assert heartbeat(coordinator, a) == 0
+    assert coordinator.leave_group("g", [MemberIdentity("", "i-b")]).get(timeout=TIMEOUT) == 0
+    assert heartbeat(coordinator, a) == RebalanceInProgress.code
 
 
 def test_commits_survive_a_restart(data_dir, scheduler):
