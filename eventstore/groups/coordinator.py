@@ -15,6 +15,12 @@ timeout are dropped, which starts a rebalance. JoinGroup and SyncGroup requests 
 wait are parked: their ``concurrent.futures.Future`` is completed later, by whichever call
 moves the rebalance on, so nothing here ever blocks.
 
+A member with a ``group.instance.id`` is static (KIP-345): when its consumer restarts and
+joins with no member id, it takes its old place under a new id (in a Stable group, with
+its assignment and no rebalance), and whoever still uses the old id is answered
+FENCED_INSTANCE_ID. Every check follows Kafka's order: the member, then the generation,
+then the group's state.
+
 Committed offsets live in the catalog (they survive restarts); group membership is in
 memory only, as a restarted Kafka coordinator's members also rejoin. Every deadline is read
 from the injected clock (milliseconds, like Kafka's). There is no thread: the owner is
