@@ -17,9 +17,10 @@ on the partition's :class:`PartitionState`, which readers share without any mess
 Timers send the actor messages: ``segment.ms`` rolls an idle segment with no traffic at
 all, and retention runs every ``log.retention.check.interval.ms``, which also forgets
 idempotent producers idle past ``producer.id.expiration.ms`` and checks that every segment
-file is still the one the log opened. A second after appends begin, the active segment's
-file is checked the same way (two stat calls, never per append): one deleted or replaced
-under the log takes the partition offline before more appends are acknowledged into it.
+file is still the one the log opened. The active segment's file is checked the same way
+before the first append of each second and a second later (two stat calls, never per
+append): one deleted or replaced under the log takes the partition offline before more
+appends are acknowledged into it.
 
 A reader that finds a segment gone or damaged tells the actor (through the view's
 ``on_read_failure``), which marks it damaged and publishes that: fetches stop before it and
@@ -267,7 +268,8 @@ class CheckRetention:
 
 @dataclass(frozen=True, slots=True)
 class CheckFiles:
-    """Timer, a second after appends: is the active segment still the file being written?"""
+    """Timer, a second after a checked append: is the active segment still the file being
+    written? (The next append checks again before it is written.)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +441,9 @@ class PartitionActor(Actor):
         sent_bytes: int | None,
     ) -> AppendResult:
         partition_log = self._log
+        if self._files_timer is None:  # the first append in a second: its files checked
+            partition_log.check_files(sealed=False)  # first, so none is acked into a gone one
+            self._files_timer = self._timer(FILE_CHECK_DELAY_S, CheckFiles())
         before = partition_log.view()
         started = time.perf_counter()
         if partition_log.config.flush_messages == 1:  # waits on the disk
@@ -459,8 +464,6 @@ class PartitionActor(Actor):
         if view.segments[-1].base_offset != before.segments[-1].base_offset:
             self._sync_log_stats()
         self._schedule_roll()
-        if self._files_timer is None:
-            self._files_timer = self._timer(FILE_CHECK_DELAY_S, CheckFiles())
         return result
 
     def _checkpoint(self) -> None:
