@@ -135,8 +135,8 @@ def test_batches_that_close_while_the_actor_is_busy_leave_as_one_append(system):
     gate.set()
     metas = [f.get(TIMEOUT) for f in futures]
     assert [m.offset for m in metas] == list(range(1, 101)), "each record its own offset"
-    # nine full batches together; the tenth closes when the actor drains it (linger 0)
-    assert state.stats.appends - appends == 2
+    # nine batches closed full and the tenth by its linger (0) once the actor was free
+    assert state.stats.appends - appends == 1
     assert [row[3] for row in stored(system, "t", 0)[1:]] == [b"%080d" % i for i in range(100)]
 
 
@@ -162,6 +162,20 @@ def test_a_lone_record_leaves_after_linger_ms(system):
     meta = producer.send("auto-created", b"alone").get(TIMEOUT)
     assert time.monotonic() - started >= 0.045
     assert (meta.topic, meta.partition, meta.offset) == ("auto-created", 0, 0)
+
+
+def test_a_batch_opened_behind_a_full_one_still_leaves_after_linger_ms(system):
+    """The linger timer set for the full batch is set again for the one behind it."""
+    system.broker.create_topic("t", 1).get()
+    producer = system.producer(batch_size=1000, linger_ms=100)
+    full = [producer.send("t", b"x" * 80) for _ in range(10)]  # 1,000 bytes: full
+    started = time.monotonic()
+    lone = producer.send("t", b"lone")  # closes the full batch, opens the next
+    assert [f.get(TIMEOUT).offset for f in full] == list(range(10))
+    assert lone.get(TIMEOUT).offset == 10
+    assert time.monotonic() - started >= 0.095
+    again = producer.send("t", b"later")  # no timer was left set: this one sets its own
+    assert again.get(TIMEOUT).offset == 11
 
 
 def test_callbacks_and_failed_futures(system):

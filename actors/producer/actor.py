@@ -1,7 +1,7 @@
 """The producer's background half: linger timers, sending, retries, callbacks, metadata.
 
 The client tells a :class:`ProducerActor` about batches through messages: ``Drain`` when
-a batch's ``linger_ms`` is over, ``Ready`` when a partition has closed batches waiting.
+a partition's linger timer fired, ``Ready`` when a partition has closed batches waiting.
 The actor takes all of them and sends them to the partition actor as one append (a
 :class:`~actors.producer.batch.ProduceRequest`, up to ``max_request_size``), stamped for
 idempotence when first sent (see :mod:`actors.producer.sequencer`). Retriable errors (a
@@ -43,9 +43,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Drain:
-    """``linger_ms`` of ``batch`` ran out: send it if it is still open."""
+    """The linger timer of ``topic``-``partition`` fired: send its open batch if that has
+    lingered ``linger_ms``, else set the timer again."""
 
-    batch: ProducerBatch
+    topic: str
+    partition: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,9 @@ class ProducerActor(Actor):
 
     def on_receive(self, message: object) -> None:
         if isinstance(message, Drain):
-            self._accumulator.close_if_open(message.batch)
+            left = self._accumulator.linger_over(message.topic, message.partition)
+            if left is not None:
+                self._later(left, message)
         elif isinstance(message, Ready):
             self._send_ready(message.topic, message.partition)
         elif isinstance(message, Retry):

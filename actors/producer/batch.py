@@ -3,25 +3,27 @@ partitioner: murmur2 of the key, sticky for null keys) and puts the record in th
 partition's open batch, which leaves as one append.
 
 A batch is closed when the next record does not fit in ``batch_size``, when its
-``linger_ms`` runs out, or on ``flush``; it then waits in its partition's ready list, and
-the accumulator calls ``ready`` (the producer actor's way in) when that list stops being
-empty. The actor takes the whole list at once, so the batches that closed while it was
-busy leave together as one :class:`ProduceRequest`: one append, one SQLite transaction,
-for what would otherwise be one each. That is what makes Kafka's small default
-``batch_size`` (16 KiB) cost about what a large one does when records come fast, without
-reserving more memory per batch or holding any batch back. ``buffer_memory`` bounds the
-bytes of batches not yet acknowledged: a batch reserves ``batch_size`` (or one larger
-record) when it opens and gives it back once its append is answered, as Kafka's buffer
-pool does; ``append`` blocks while the buffer is full and raises KafkaTimeoutError after
-``max_block_ms``.
+``linger_ms`` runs out, or on ``flush``. Each partition has at most one linger timer: when
+it fires, the batch open then leaves if it is ``linger_ms`` old, else the timer is set
+again for when it will be, so that batches which fill up sooner cost no timer of their
+own. A closed batch waits in its partition's ready list, and the accumulator calls
+``ready`` (the producer actor's way in) when that list stops being empty. The actor takes
+the whole list at once, so the batches that closed while it was busy leave together as
+one :class:`ProduceRequest`: one append, one SQLite transaction, for what would otherwise
+be one each. That is what makes Kafka's small default ``batch_size`` (16 KiB) cost about
+what a large one does when records come fast, without reserving more memory per batch or
+holding any batch back. ``buffer_memory`` bounds the bytes of batches not yet
+acknowledged: a batch reserves ``batch_size`` (or one larger record) when it opens and
+gives it back once its append is answered, as Kafka's buffer pool does; ``append`` blocks
+while the buffer is full and raises KafkaTimeoutError after ``max_block_ms``.
 
 Threads: a :class:`RecordAccumulator` is shared by every thread that sends, the producer
 actor (closing lingering batches, taking ready ones, refreshing partitions) and the
 partition actors' replies (releasing memory); its one lock guards the open and ready
-batches, the topics' partitions and the reserved memory. An open batch is filled under
-that lock. Once the actor takes a ready one it belongs to the actor, and while its
-request is in flight to that request's reply, so its fields are written by one thread at
-a time; ``done`` tells the others when it is finished.
+batches, the linger timers' flags, the topics' partitions and the reserved memory. An open
+batch is filled under that lock. Once the actor takes a ready one it belongs to the actor,
+and while its request is in flight to that request's reply, so its fields are written by
+one thread at a time; ``done`` tells the others when it is finished.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import pykka
 
@@ -63,12 +64,13 @@ class ProducerBatch:
     append (with the batches that closed after it, see :class:`ProduceRequest`).
 
     ``reserved`` is the batch's share of ``buffer_memory``, ``room`` what is left of it.
-    Once ``done`` is set, either ``result`` (where this batch's records landed) or
+    Once ``done`` is set, either ``result`` (of the append, shared by the batches sent
+    with this one) and ``base_offset`` (where this batch's first record landed), or
     ``error`` says how the append went.
     """
 
     __slots__ = ("topic", "partition", "rows", "reserved", "room", "created", "done",
-                 "result", "error", "callbacks")
+                 "result", "base_offset", "error", "callbacks")
 
     def __init__(self, topic: str, partition: int, reserved: int) -> None:
         self.topic = topic
@@ -78,6 +80,7 @@ class ProducerBatch:
         self.created = time.monotonic()
         self.done = threading.Event()
         self.result: AppendResult | None = None
+        self.base_offset = -1
         self.error: KafkaError | None = None
         self.callbacks: list[Callable[[], None]] = []
 
@@ -159,16 +162,12 @@ class ProduceRequest:
         return requests
 
     def succeed(self, result: AppendResult) -> None:
-        """Give each batch its share of ``result``: its own first and last offset."""
-        if len(self.batches) == 1:
-            self.batches[0].result = result
-            return
+        """Give each batch ``result`` and the offset its records start at."""
         base = result.base_offset
         for batch in self.batches:
-            count = len(batch.rows)
-            batch.result = replace(result, base_offset=base, last_offset=base + count - 1,
-                                   bytes=0 if result.duplicate else batch.size)
-            base += count
+            batch.result = result
+            batch.base_offset = base
+            base += len(batch.rows)
 
     def fail(self, error: KafkaError) -> None:
         """Every batch of the request failed with ``error``."""
@@ -182,14 +181,14 @@ def _failed(topic: str, partition: int, error: KafkaError) -> FutureRecordMetada
 
 
 class TopicBatches:
-    """What ``send()`` needs about one topic: its partitions, their open batches and their
-    closed ones waiting to be sent (``ready``).
+    """What ``send()`` needs about one topic: its partitions, their open batches, their
+    closed ones waiting to be sent (``ready``) and whether their linger timer is set.
 
     Updated in place (under the accumulator's lock) when the partitions change, so a sender
-    holding it never loses a batch; ``open`` and ``ready`` never shrink.
+    holding it never loses a batch; ``open``, ``ready`` and ``lingering`` never shrink.
     """
 
-    __slots__ = ("name", "handles", "count", "sticky", "open", "ready")
+    __slots__ = ("name", "handles", "count", "sticky", "open", "ready", "lingering")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -198,6 +197,7 @@ class TopicBatches:
         self.sticky = 0
         self.open: list[ProducerBatch | None] = []
         self.ready: list[list[ProducerBatch]] = []
+        self.lingering: list[bool] = []
 
     def update(self, handles: Sequence[PartitionHandle], sticky: int) -> None:
         self.handles = tuple(handles)
@@ -205,23 +205,25 @@ class TopicBatches:
         self.sticky = sticky
         self.open.extend([None] * (self.count - len(self.open)))
         self.ready.extend([] for _ in range(self.count - len(self.ready)))
+        self.lingering.extend([False] * (self.count - len(self.lingering)))
 
 
 class RecordAccumulator:
     """The open and ready batches of every partition a producer writes, and the memory
     they hold.
 
-    ``linger(batch)`` is called when a batch opens, so that :meth:`close_if_open` is called
-    on it ``linger_ms`` later; ``ready(topic, partition)`` when a closed batch is the first
-    to wait in its partition's ready list, so that :meth:`take_ready` is called. Both are
-    called with the lock held and must only pass the news on (to the producer actor).
+    ``linger(topic, partition)`` is called when a batch opens in a partition whose linger
+    timer is not set, so that :meth:`linger_over` is called ``linger_ms`` later;
+    ``ready(topic, partition)`` when a closed batch is the first to wait in its
+    partition's ready list, so that :meth:`take_ready` is called. Both are called with the
+    lock held and must only pass the news on (to the producer actor).
     """
 
     def __init__(
         self,
         config: ProducerConfig,
         broker: pykka.ActorProxy[Broker],
-        linger: Callable[[ProducerBatch], None],
+        linger: Callable[[str, int], None],
         ready: Callable[[str, int], None],
     ) -> None:
         self._config = config
@@ -237,6 +239,7 @@ class RecordAccumulator:
         self._closed = False
         self._max_request_size = min(config.max_request_size, config.buffer_memory)
         self._batch_reservation = min(config.batch_size, config.buffer_memory)
+        self._linger_s = config.linger_ms / 1000
 
     # -- topics -----------------------------------------------------------------------------
 
@@ -355,7 +358,9 @@ class RecordAccumulator:
         self._reserved += need
         batch = meta.open[partition] = ProducerBatch(meta.name, partition, need)
         self._incomplete.add(batch)
-        self._linger(batch)
+        if not meta.lingering[partition]:
+            meta.lingering[partition] = True
+            self._linger(meta.name, partition)
         return batch
 
     def _wait_for_memory(self, need: int) -> None:
@@ -398,13 +403,20 @@ class RecordAccumulator:
                 if batch is not None:
                     self._close_batch(meta, batch)
 
-    def close_if_open(self, batch: ProducerBatch) -> None:
-        """``batch``'s linger is over: close it if it is still open (it may have filled up
-        and left already)."""
+    def linger_over(self, topic: str, partition: int) -> float | None:
+        """The linger timer of ``topic``-``partition`` fired: close the open batch if it is
+        ``linger_ms`` old and return None (the next batch to open sets the timer again);
+        else the seconds until it is, for the timer to be set again."""
         with self._lock:
-            meta = self._topics[batch.topic]
-            if meta.open[batch.partition] is batch:
+            meta = self._topics[topic]
+            batch = meta.open[partition]
+            if batch is not None:
+                left = batch.created + self._linger_s - time.monotonic()
+                if left > 0:
+                    return left
                 self._close_batch(meta, batch)
+            meta.lingering[partition] = False
+            return None
 
     def take_ready(self, topic: str, partition: int) -> list[ProducerBatch]:
         """The closed batches waiting for ``topic``-``partition``, in the order they closed;

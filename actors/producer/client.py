@@ -24,7 +24,7 @@ import pykka
 
 from actors.broker import Broker
 from actors.producer.actor import Drain, ProducerActor, Ready
-from actors.producer.batch import ProducerBatch, RecordAccumulator
+from actors.producer.batch import RecordAccumulator
 from actors.producer.config import ProducerConfig
 from actors.producer.future import FutureRecordMetadata
 from actors.producer.sequencer import Sequencer
@@ -118,9 +118,10 @@ class Producer:
 
     # -- batches to the actor (called by the accumulator, with its lock held) ---------------
 
-    def _linger(self, batch: ProducerBatch) -> None:
-        """A batch opened: have the actor close it once ``linger_ms`` is over."""
-        drain, ref = Drain(batch), self._actor
+    def _linger(self, topic: str, partition: int) -> None:
+        """A batch opened where no linger timer is set: set it (the actor sets it again
+        while batches keep leaving full before their ``linger_ms``)."""
+        drain, ref = Drain(topic, partition), self._actor
         if self.config.linger_ms:
             self._scheduler.call_later(self.config.linger_ms / 1000,
                                        lambda: tell_if_alive(ref, drain))

@@ -89,4 +89,4 @@ class FutureRecordMetadata(tuple):
         result = batch.result
         if result.log_append_time != -1:
             timestamp = result.log_append_time
-        return RecordMetadata(batch.topic, batch.partition, result.base_offset + index, timestamp)
+        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + index, timestamp)
