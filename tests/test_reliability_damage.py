@@ -14,6 +14,7 @@ and `eventstore verify` names the file.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from reliability import (
 from support import KafkaConnection, ServerProcess, fetch, poll_until, produce, wait_until
 from test_cli_support import assert_error, assert_ok, cli
 
+from eventstore.sql import run_shell
 from eventstore.storage.verify import verify
 
 TOPIC = "t"
@@ -174,10 +176,14 @@ def test_offline_tools_report_a_gap_instead_of_reading_across_it(data_dir: str) 
     follower = chain.segments[DAMAGED + 1]  # the segment after the gap, where it is named
     gap = f"offsets {chain.base}..{chain.after - 1} are missing"
 
-    counted, warned = sql(data_dir, f"SELECT count(*) AS n FROM records WHERE topic = '{TOPIC}'")
+    count = f"SELECT count(*) AS n FROM records WHERE topic = '{TOPIC}'"
+    counted, warned = sql(data_dir, count)
     assert counted == [{"n": 2 * RECORDS - (chain.after - chain.base)}]
     assert warned == f"warning: partition {TOPIC}-0: {gap} (no segment file holds them):" \
         " results leave them out\n"
+    shown, said = io.StringIO(), io.StringIO()
+    run_shell(data_dir, stdin=io.StringIO(f"{count};\n"), stdout=shown, stderr=said)
+    assert shown.getvalue().split() == [str(counted[0]["n"])] and said.getvalue() == warned
     rows, warned = sql(data_dir, f"SELECT partition, problem FROM partitions"
                        f" WHERE topic = '{TOPIC}' ORDER BY partition")
     assert rows[0]["problem"].startswith(f"{follower}: starts at offset {chain.after}"), rows

@@ -37,6 +37,7 @@ class ReadOnlyShell(Shell):
         super().__init__(db=engine.connection, **streams)
         self.data_dir = engine.data_dir
         self.timeout = timeout
+        self._engine = engine
 
     def process_command(self, command: str) -> None:
         words = shlex.split(command)
@@ -49,7 +50,8 @@ class ReadOnlyShell(Shell):
         super().process_command(command)
 
     def process_sql(self, sql: str, *args: object, **kwargs: object) -> None:
-        """Run ``sql`` as apsw's shell does, under the time limit (and open to Ctrl-C)."""
+        """Run ``sql`` as apsw's shell does, under the time limit (and open to Ctrl-C);
+        then a ``warning:`` line for each problem it met (records its result left out)."""
         limit = QueryTimeout(self.db, self.timeout)
         try:
             super().process_sql(sql, *args, **kwargs)
@@ -58,6 +60,8 @@ class ReadOnlyShell(Shell):
             raise
         finally:
             limit.close()
+            for warning in self._engine.warnings():
+                self.write_error(f"warning: {warning}\n")
 
 
 def _inside(path: str, directory: str) -> bool:
