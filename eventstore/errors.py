@@ -176,6 +176,10 @@ class UnsupportedSchemaVersion(CorruptLog):
     """A segment or catalog file was written by a newer (or unknown) eventstore."""
 
 
+class TransactionalIdAuthorizationFailed(KafkaError):
+    code = 53
+
+
 class UnknownProducerId(KafkaError):
     code = 59
 
@@ -225,7 +229,8 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
         InvalidCommitOffsetSize, InvalidTimestamp, UnsupportedVersion, TopicAlreadyExists,
         InvalidPartitions, InvalidReplicationFactor, InvalidConfig, InvalidRequest,
         PolicyViolation, OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
-        KafkaStorageError, UnknownProducerId, NonEmptyGroup, GroupIdNotFound,
+        KafkaStorageError, TransactionalIdAuthorizationFailed, UnknownProducerId,
+        NonEmptyGroup, GroupIdNotFound,
         MemberIdRequired, InvalidRecord,
     )
 }

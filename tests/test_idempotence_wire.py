@@ -26,7 +26,7 @@ from eventstore.storage.records import LogRecord
 
 TIMEOUT_S = 30
 PRODUCE, INIT_PRODUCER_ID = 0, 22
-NONE, INVALID_REQUEST, COORDINATOR_NOT_AVAILABLE = 0, 42, 15
+NONE, INVALID_REQUEST, TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 0, 42, 53
 OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
 
 
@@ -83,7 +83,7 @@ def test_init_producer_id_hands_out_ids_never_reused_across_restarts(server):
         assert (error, epoch) == (NONE, 0) and bumped not in seen
         seen.add(bumped)
         assert init_producer_id(conn, transactional_id="payments")[0] == (
-            COORDINATOR_NOT_AVAILABLE)
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
         assert init_producer_id(conn, transactional_id="")[0] == INVALID_REQUEST
         assert init_producer_id(conn, producer_id=7, producer_epoch=-1)[0] == INVALID_REQUEST
     server.restart()

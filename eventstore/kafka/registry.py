@@ -35,6 +35,7 @@ from eventstore.kafka.handlers import (
     produce,
     producer_ids,
     topics,
+    transactions,
 )
 
 
@@ -87,6 +88,8 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.DELETE_TOPICS: Api((1, 5), topics.handle_delete_topics),
     # v2 flexible, v3-4 epoch bumps; v5+ is transactions v2
     ApiKey.INIT_PRODUCER_ID: Api((0, 4), producer_ids.handle_init_producer_id),
+    # v3 flexible; v4 batches transactions (KIP-890). Refused until transactions exist
+    ApiKey.ADD_PARTITIONS_TO_TXN: Api((0, 3), transactions.handle_add_partitions_to_txn),
     # v1 is kio's first; v4 flexible
     ApiKey.DESCRIBE_CONFIGS: Api((1, 4), configs.handle_describe_configs),
     # v2 flexible

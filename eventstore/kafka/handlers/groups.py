@@ -14,7 +14,6 @@ import datetime
 
 from kio.static.protocol import ResponsePayload
 
-from eventstore.errors import CoordinatorNotAvailable
 from eventstore.groups.messages import (
     JoinGroupRequest,
     JoinGroupResult,
@@ -25,6 +24,7 @@ from eventstore.groups.messages import (
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID, UNKNOWN_AUTHORIZED_OPERATIONS
+from eventstore.kafka.handlers.transactions import transactions_refused
 
 GROUP_KEY = 0
 
@@ -37,8 +37,7 @@ async def handle_find_coordinator(conn: Connection, request: Request) -> Respons
     ctx = conn.ctx
     body = request.body
     if getattr(body, "key_type", GROUP_KEY) != GROUP_KEY:
-        error = CoordinatorNotAvailable("transactions are not supported: no transaction"
-                                        " coordinator")
+        error = transactions_refused(body.key)
         return make_response(request, error_code=error.code, error_message=str(error),
                              node_id=-1, host="", port=-1)
     return make_response(request, error_code=0, node_id=NODE_ID, host=ctx.host, port=ctx.port)

@@ -6,10 +6,9 @@ reserves them from the catalog's durable counter) with epoch 0. That holds for t
 KIP-360 epoch bump too (v3+ carrying the current id and epoch): Kafka answers it with a
 new id rather than a bumped epoch, and clients take either.
 
-This node has no transaction coordinator, so a transactional producer is answered
-COORDINATOR_NOT_AVAILABLE, the error FindCoordinator already gives it for a transaction
-key and what Kafka answers while no transaction coordinator can be had. (Clients look
-the coordinator up before they send InitProducerId, so they stop at FindCoordinator.)
+This node has no transaction coordinator, so a transactional producer is refused with
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as FindCoordinator refuses its transactional id
+(see eventstore/kafka/handlers/transactions.py: clients give up at once).
 An empty ``transactional_id``, or an id without an epoch, is INVALID_REQUEST, as in Kafka.
 
 A catalog that cannot be written (a full disk) is answered UNKNOWN_SERVER_ERROR, not the
@@ -25,14 +24,10 @@ from typing import Any
 
 from kio.static.protocol import ResponsePayload
 
-from eventstore.errors import (
-    CoordinatorNotAvailable,
-    InvalidRequest,
-    KafkaError,
-    KafkaStorageError,
-)
+from eventstore.errors import InvalidRequest, KafkaError, KafkaStorageError
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.kafka.handlers.transactions import transactions_refused
 
 log = logging.getLogger("eventstore.kafka.handlers.producer_ids")
 
@@ -46,9 +41,7 @@ def _refusal(body: Any) -> KafkaError | None:
     if body.transactional_id == "":
         return InvalidRequest("transactional_id must be null or a non-empty string")
     if body.transactional_id is not None:
-        return CoordinatorNotAvailable(
-            f"transactional id {body.transactional_id!r}: transactions are not supported,"
-            " there is no transaction coordinator")
+        return transactions_refused(body.transactional_id)
     producer_id = getattr(body, "producer_id", NO_PRODUCER_ID)
     epoch = getattr(body, "producer_epoch", NO_PRODUCER_EPOCH)
     if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
