@@ -18,7 +18,9 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka import KafkaError as KafkaErrorCode
 from support import KafkaConnection, ServerProcess, create_topic, poll_until, record_batch
 
+from eventstore.config import ListenerLimits
 from eventstore.kafka.codec.recordbatch import decode_batches
+from eventstore.kafka.server import KafkaListener
 from eventstore.storage.catalog import CATALOG_FILE, Catalog, CommittedOffset
 from eventstore.storage.schema import schema_sql
 
@@ -251,3 +253,42 @@ def test_aiokafka_transactional_producer_fails_at_once(server) -> None:
     with pytest.raises(aiokafka.errors.TransactionalIdAuthorizationFailed):
         asyncio.run(start())
     assert time.monotonic() - started < TRANSACTIONS_FAIL_WITHIN_S
+
+
+
+class _NoSession:
+    """A session that is never asked anything: the connection only opens and closes."""
+
+    async def handle(self, request: object) -> None:
+        raise AssertionError("no request is sent")
+
+    def close(self) -> None:
+        pass
+
+
+def test_stopping_as_a_client_closes_its_connection_reports_no_error() -> None:
+    """The listener stops while a connection whose client just left is still closing:
+    nothing may end with a cancelled connection task, which asyncio reports with a
+    traceback (its client_connected_cb callback asks the task for its exception)."""
+    reported: list[dict] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: reported.append(
+            context))
+        listener = KafkaListener(lambda _: _NoSession(), ListenerLimits())
+        host, port = await listener.start("127.0.0.1", 0)
+        _, writer = await asyncio.open_connection(host, port)
+        while listener.connection_count == 0:
+            await asyncio.sleep(0.001)
+        writer.close()
+        while listener.connection_count:  # until the server saw the client leave
+            await asyncio.sleep(0)
+        await listener.stop()
+        # what asyncio.run does at its end to every task still pending
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    asyncio.run(main())
+    assert reported == []

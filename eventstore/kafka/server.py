@@ -195,11 +195,14 @@ class KafkaListener:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
-            self._connections.discard(task)
             session.close()
             writer.close()
-            with contextlib.suppress(Exception):
+            # A connection counts until it is closed, so stop() waits for it; cancelled
+            # here (stop() past its grace), it still ends normally: asyncio reports a
+            # cancelled connection task with a traceback.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
+            self._connections.discard(task)
 
     async def _serve(
         self,
