@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from support import wait_until
 
 from actors.system import ActorSystem
 from eventstore.errors import (
@@ -231,6 +232,22 @@ def test_a_full_buffer_blocks_send_then_times_out_and_memory_stays_bounded(syste
     producer.flush(TIMEOUT)
     assert [f.get(TIMEOUT).offset for f in sent] == list(range(len(sent)))
     assert producer.buffered_bytes == 0
+
+
+def test_a_send_blocked_on_a_full_buffer_goes_on_once_appends_free_memory(system, slow_disk):
+    system.broker.create_topic("slow", 1).get()
+    producer = system.producer(buffer_memory=10_000, batch_size=2_000, linger_ms=0,
+                               max_block_ms=int(TIMEOUT * 2000))
+    sent = []
+    blocked = threading.Thread(target=lambda: sent.extend(
+        producer.send("slow", b"x" * 100) for _ in range(200)))  # 24 KB: past the buffer
+    blocked.start()
+    wait_until(lambda: producer.buffered_bytes == 10_000, TIMEOUT, "a full buffer")
+    assert blocked.is_alive()
+    slow_disk.set()  # answered appends free memory and wake the blocked send
+    blocked.join(TIMEOUT)
+    assert not blocked.is_alive()
+    assert [f.get(TIMEOUT).offset for f in sent] == list(range(200))
 
 
 def test_flush_times_out_and_close_refuses_later_sends(system, slow_disk):

@@ -21,7 +21,8 @@ Threads: a :class:`RecordAccumulator` is shared by every thread that sends, the 
 actor (closing lingering batches, taking ready ones, refreshing partitions) and the
 partition actors' replies (releasing memory); its one lock guards the open and ready
 batches, the linger timers' flags, the topics' partitions and the reserved memory. An open
-batch is filled under that lock. Once the actor takes a ready one it belongs to the actor,
+batch is filled under that lock. Replies give memory back without it (see
+:meth:`RecordAccumulator.release`). Once the actor takes a ready one it belongs to the actor,
 and while its request is in flight to that request's reply, so its fields are written by
 one thread at a time; ``done`` tells the others when it is finished.
 """
@@ -32,6 +33,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import pykka
@@ -236,6 +238,8 @@ class RecordAccumulator:
         self._sticky = StickyPartitioner()
         self._reserved = 0
         self._incomplete: set[ProducerBatch] = set()
+        self._returned: deque[ProducerBatch] = deque()  # answered; memory not yet taken back
+        self._waiting = 0  # senders waiting for memory
         self._closed = False
         self._max_request_size = min(config.max_request_size, config.buffer_memory)
         self._batch_reservation = min(config.batch_size, config.buffer_memory)
@@ -264,7 +268,9 @@ class RecordAccumulator:
     @property
     def reserved(self) -> int:
         """Bytes of ``buffer_memory`` held by batches not yet acknowledged."""
-        return self._reserved
+        with self._lock:
+            self._take_back()
+            return self._reserved
 
     # -- filling ----------------------------------------------------------------------------
 
@@ -350,6 +356,7 @@ class RecordAccumulator:
                     if batch is not None:
                         self._close_batch(meta, batch)
             need = max(self._batch_reservation, size)
+            self._take_back()
             if self._reserved + need > self._config.buffer_memory:
                 self._wait_for_memory(need)
         except BaseException:
@@ -372,15 +379,28 @@ class RecordAccumulator:
         if open_batches == len(self._incomplete):
             self._close_open()
         deadline = time.monotonic() + config.max_block_ms / 1000
-        while self._reserved + need > config.buffer_memory:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise KafkaTimeoutError(
-                    f"buffer_memory ({config.buffer_memory} bytes) stayed full for"
-                    f" max_block_ms ({config.max_block_ms} ms)")
-            self._memory_freed.wait(remaining)
-            if self._closed:
-                raise IllegalState("the producer was closed while send() waited for memory")
+        self._waiting += 1
+        try:
+            while self._reserved + need > config.buffer_memory:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise KafkaTimeoutError(
+                        f"buffer_memory ({config.buffer_memory} bytes) stayed full for"
+                        f" max_block_ms ({config.max_block_ms} ms)")
+                self._memory_freed.wait(remaining)
+                if self._closed:
+                    raise IllegalState("the producer was closed while send() waited for memory")
+                self._take_back()
+        finally:
+            self._waiting -= 1
+
+    def _take_back(self) -> None:
+        """Count the memory of the batches answered since last time as free (lock held)."""
+        returned = self._returned
+        while returned:
+            batch = returned.popleft()
+            self._reserved -= batch.reserved
+            self._incomplete.discard(batch)
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -430,16 +450,23 @@ class RecordAccumulator:
         """Close every open batch now; the batches not yet acknowledged, to wait for."""
         with self._lock:
             self._close_open()
+            self._take_back()
             return list(self._incomplete)
 
     def release(self, batches: list[ProducerBatch]) -> None:
-        """The append of ``batches`` was answered: give their memory back to waiting
-        senders."""
-        with self._lock:
-            for batch in batches:
-                self._reserved -= batch.reserved
-                self._incomplete.discard(batch)
-            self._memory_freed.notify_all()
+        """The append of ``batches`` was answered: their memory is free again.
+
+        Called on the partition actor's thread, which must not queue for the lock behind
+        senders (a sending thread takes it for every record, and under the GIL the wait
+        can last a thread switch interval, with the partition idle): the batches go into
+        a queue the lock's holders take from (a deque's ``extend`` is atomic), and the
+        lock is taken only to wake senders waiting for memory. A sender counts itself
+        waiting, under the lock, before it takes from that queue, so a release it missed
+        wakes it."""
+        self._returned.extend(batches)
+        if self._waiting:
+            with self._lock:
+                self._memory_freed.notify_all()
 
     def close(self) -> bool:
         """Refuse new batches from now on (and wake senders waiting for memory, to fail);
