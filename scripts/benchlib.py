@@ -3,14 +3,17 @@
 The baseline is the ceiling of this storage design: rows identical to a segment's, in a
 table made from ``schema/segment.sql``, written with the segment writer's pragmas and read
 back by offset range, with no actors, batching or bookkeeping around them. The embedded
-loops are what an application does: ``send`` then ``flush``, ``poll`` until done.
+loops are what an application does: ``send`` then ``flush``, ``poll`` until done, with
+the client settings given (``PRODUCER`` and ``CONSUMER`` are the tuned ones: large
+batches and polls; ``{}`` is the clients' defaults, which are Kafka's).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import apsw
 
@@ -22,6 +25,7 @@ from eventstore.storage.segment import apply_writer_pragmas
 BATCH_SIZE = 256 * 1024  # bytes: what a producer batch holds
 PRODUCER = {"linger_ms": 5, "batch_size": BATCH_SIZE}
 CONSUMER = {"auto_offset_reset": "earliest", "max_poll_records": 5000}
+JOIN_TIMEOUT_MS = 60_000  # a first poll's wait for records (and for the group's join)
 # librdkafka stops fetching for fetch.queue.backoff.ms once its local queue holds
 # queued.min.messages; at the default (1 s) a server faster than the Python loop reading
 # that queue is measured as one that stalls for a second at a time.
@@ -98,9 +102,11 @@ def bare_scan(directory: str, count: int) -> float:
     return result
 
 
-def produce(store: EventStore, topic: str, count: int, value: bytes) -> float:
-    """Records/s of ``send`` (null key) then ``flush`` through an embedded producer."""
-    producer = store.producer(**PRODUCER)
+def produce(store: EventStore, topic: str, count: int, value: bytes,
+            config: Mapping[str, Any] = PRODUCER) -> float:
+    """Records/s of ``send`` (null key) then ``flush`` through an embedded producer made
+    with ``config``."""
+    producer = store.producer(**config)
 
     def run() -> None:
         send = producer.send
@@ -113,14 +119,27 @@ def produce(store: EventStore, topic: str, count: int, value: bytes) -> float:
 
 
 def consume(store: EventStore, topic: str, count: int) -> float:
-    """Records/s of ``poll`` from the start of ``topic`` until ``count`` records came."""
-    consumer = store.consumer(topic, **CONSUMER)
+    """Records/s of ``poll`` with the tuned ``CONSUMER`` (see :func:`consume_timed`)."""
+    return consume_timed(store, topic, count, CONSUMER)[0]
+
+
+def consume_timed(store: EventStore, topic: str, count: int, config: Mapping[str, Any]
+                  ) -> tuple[float, float]:
+    """Records/s of ``poll`` until ``count`` records of ``topic`` came, through a consumer
+    made with ``config``, counted from its first records on; and the seconds its first
+    poll took to return any, which for a member of a new group is joining it (it waits
+    ``group.initial.rebalance.delay.ms`` for more members): start-up, not reading."""
+    consumer = store.consumer(topic, **config)
+    started = time.perf_counter()
+    first = len(consumer.poll(timeout_ms=JOIN_TIMEOUT_MS))
+    joined = time.perf_counter()
+    rest = count - first
 
     def run() -> None:
         read = 0
-        while read < count:
+        while read < rest:
             for _record in consumer.poll(timeout_ms=1000):
                 read += 1
-    result = rate(count, run)
+    result = rate(rest, run)
     consumer.close()
-    return result
+    return result, joined - started
