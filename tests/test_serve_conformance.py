@@ -19,14 +19,17 @@ from confluent_kafka import KafkaError as KafkaErrorCode
 from support import KafkaConnection, ServerProcess, create_topic, poll_until, record_batch
 
 from eventstore.config import ListenerLimits
-from eventstore.kafka.codec.recordbatch import decode_batches
+from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
+from eventstore.kafka.fetch_sessions import _encode_within
 from eventstore.kafka.server import KafkaListener
 from eventstore.storage.catalog import CATALOG_FILE, Catalog, CommittedOffset
+from eventstore.storage.log import LogView
 from eventstore.storage.schema import schema_sql
 
 _SIZE = struct.Struct(">i")
 RECORD = 900 * 1024  # one record near librdkafka's default message.max.bytes
 HEADROOM = 1024  # a fetch response's framing around its records, for three partitions
+T0 = 1_700_000_000_000
 
 
 def fetch_v4(conn: KafkaConnection, topic: str, partitions: int, max_bytes: int,
@@ -292,3 +295,17 @@ def test_stopping_as_a_client_closes_its_connection_reports_no_error() -> None:
 
     asyncio.run(main())
     assert reported == []
+
+
+def test_rows_encoded_larger_than_the_log_counted_are_cut_to_the_limit() -> None:
+    view = LogView((), 0, 100)
+    rows = [(i, T0, None, b"v" * (100 + 50 * (i % 3)), None) for i in range(100)]
+    whole = len(encode_batch(0, rows))
+    for limit in (whole - 1, whole // 2, whole // 7, 300):
+        records, count = _encode_within(rows, view, limit, at_least_one=False)
+        assert 0 < count < 100 and len(records) <= limit
+        assert [b.base_offset + i for b in decode_batches(records)
+                for i in range(len(b.records))] == list(range(count))
+    assert _encode_within(rows, view, 10, at_least_one=False) == (b"", 0)
+    records, count = _encode_within(rows, view, 10, at_least_one=True)
+    assert count == 1 and records == encode_batch(0, rows[:1])

@@ -108,19 +108,25 @@ def collect(
 
 def _encode_within(rows: list[StoredRow], view: LogView, limit: int, *,
                    at_least_one: bool) -> tuple[bytes, int]:
-    """(batches, record count): the longest run of ``rows`` from the first whose encoding
-    fits ``limit`` (at least one row if ``at_least_one``).
+    """(batches, record count): a run of ``rows`` from the first whose encoding fits
+    ``limit`` (at least one row if ``at_least_one``).
 
     The log chose ``rows`` by the batches' stored sizes, counting a first batch that alone
     is larger; encoded again (with another codec) they can be larger still. Only then is a
-    shorter run searched for.
+    shorter run looked for: first the share of ``rows`` the limit holds if records are of
+    a size (one more encoding, mostly enough), else the longest run that fits.
     """
     if not rows:
         return b"", 0
     encoded = _encode(rows, view)
     if len(encoded) <= limit or (at_least_one and len(rows) == 1):
         return encoded, len(rows)
-    low, high = 0, len(rows) - 1  # the longest run that fits has low..high rows
+    share = len(rows) * limit // len(encoded)
+    if share:
+        candidate = _encode(rows[:share], view)
+        if len(candidate) <= limit:
+            return candidate, share
+    low, high = 0, max(share - 1, 0)  # the longest run that fits has low..high rows
     best = b""
     while low < high:
         middle = (low + high + 1) // 2
