@@ -64,7 +64,8 @@ from eventstore.errors import (
     KafkaStorageError,
     OffsetOutOfRange,
 )
-from eventstore.storage.log import Damage, LogView, PartitionLog
+from eventstore.storage.log import PartitionLog
+from eventstore.storage.log_reader import Damage, LogView
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
 from eventstore.storage.segment import AppendResult, SegmentInfo, segment_name
 from eventstore.topic_partition import TopicPartition

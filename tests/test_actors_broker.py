@@ -23,7 +23,7 @@ from eventstore.errors import (
     UnknownTopicOrPartition,
 )
 from eventstore.storage.catalog import partition_dir
-from eventstore.storage.log import LogReader
+from eventstore.storage.log_reader import LogReader
 from eventstore.storage.segment import segment_name
 
 TIMEOUT = 10.0

@@ -18,7 +18,8 @@ from actors.partition import PartitionHandle, PartitionState
 from actors.runtime import Scheduler, stop_actor
 from eventstore.config import ServerConfig
 from eventstore.errors import InvalidRecord, KafkaStorageError, RecordTooLarge
-from eventstore.storage.log import LogReader, PartitionLog
+from eventstore.storage.log import PartitionLog
+from eventstore.storage.log_reader import LogReader
 from eventstore.storage.segment import WAL_CHECKPOINT_PAGES
 
 TIMEOUT = 10.0

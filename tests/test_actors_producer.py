@@ -21,7 +21,8 @@ from eventstore.errors import (
     RecordTooLarge,
     UnknownTopicOrPartition,
 )
-from eventstore.storage.log import LogReader, PartitionLog
+from eventstore.storage.log import PartitionLog
+from eventstore.storage.log_reader import LogReader
 from eventstore.storage.partitioner import murmur2, partition_for_key
 
 TIMEOUT = 10.0

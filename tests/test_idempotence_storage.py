@@ -21,7 +21,8 @@ from eventstore.errors import (
     OutOfOrderSequenceNumber,
 )
 from eventstore.storage import producer_state
-from eventstore.storage.log import LogReader, PartitionLog
+from eventstore.storage.log import PartitionLog
+from eventstore.storage.log_reader import LogReader
 from eventstore.storage.producer_state import SEQUENCE_MODULUS
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
 

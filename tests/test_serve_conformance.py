@@ -23,7 +23,7 @@ from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.kafka.fetch_sessions import _encode_within
 from eventstore.kafka.server import KafkaListener
 from eventstore.storage.catalog import CATALOG_FILE, Catalog, CommittedOffset
-from eventstore.storage.log import LogView
+from eventstore.storage.log_reader import LogView
 from eventstore.storage.schema import schema_sql
 
 _SIZE = struct.Struct(">i")

@@ -19,7 +19,8 @@ from eventstore.errors import (
     OffsetOutOfRange,
     RecordTooLarge,
 )
-from eventstore.storage.log import LogReader, PartitionLog
+from eventstore.storage.log import PartitionLog
+from eventstore.storage.log_reader import LogReader
 from eventstore.storage.records import RECORD_OVERHEAD, AppendRow
 from eventstore.storage.segment import WAL_CHECKPOINT_PAGES, finish_seal, is_wal_mode
 

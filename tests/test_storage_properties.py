@@ -28,7 +28,8 @@ from support import T0, ManualClock
 
 from eventstore.config import TopicConfig
 from eventstore.errors import OffsetOutOfRange
-from eventstore.storage.log import LogReader, PartitionLog
+from eventstore.storage.log import PartitionLog
+from eventstore.storage.log_reader import LogReader
 from eventstore.storage.records import StoredRow, encode_headers, record_size
 from eventstore.storage.segment import is_wal_mode
 

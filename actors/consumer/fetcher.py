@@ -24,7 +24,7 @@ from actors.broker import Broker
 from actors.consumer.records import ConsumerRecord
 from actors.partition import PartitionState
 from eventstore.errors import IllegalState, KafkaError, NoOffsetForPartition, OffsetOutOfRange
-from eventstore.storage.log import LogReader, LogView
+from eventstore.storage.log_reader import LogReader, LogView
 from eventstore.storage.records import RECORD_OVERHEAD, StoredRow
 from eventstore.topic_partition import TopicPartition
 

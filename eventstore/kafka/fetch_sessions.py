@@ -20,7 +20,7 @@ from eventstore.errors import KafkaError
 from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.codec.recordbatch import encode_batch
 from eventstore.kafka.context import BrokerContext
-from eventstore.storage.log import LogReader, LogView, check_offset
+from eventstore.storage.log_reader import LogReader, LogView, check_offset
 from eventstore.storage.records import StoredRow
 
 # a fetch's record count is bounded by its bytes; this only caps one read call

@@ -23,7 +23,7 @@ from eventstore.errors import KafkaStorageError
 from eventstore.sql.coerce import EQ, Row, SqlValue
 from eventstore.sql.reader import PartitionState
 from eventstore.sql.snapshot import Snapshot, SnapshotScope
-from eventstore.storage.log import chain_problems
+from eventstore.storage.recovery import chain_problems
 from eventstore.storage.segment import SegmentInfo
 
 

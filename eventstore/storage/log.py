@@ -22,23 +22,17 @@ acknowledge records into a file no one can open again.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
-
-import apsw
 
 from eventstore.clock import Clock, wall_clock_ms
 from eventstore.config import ServerConfig, TopicConfig
 from eventstore.errors import (
     CorruptLog,
     InvalidRecord,
-    KafkaError,
     KafkaStorageError,
-    OffsetOutOfRange,
 )
 from eventstore.storage.anchor import (
     Anchor,
@@ -47,89 +41,23 @@ from eventstore.storage.anchor import (
     read_anchor,
     write_anchor,
 )
+from eventstore.storage.log_reader import Damage, LogReader, LogView, ReadFailureHook
 from eventstore.storage.producer_state import ProducerStateTable, load_producer_state
 from eventstore.storage.records import AppendRow, ProducerBatchInfo, StoredRow
+from eventstore.storage.recovery import recover_chain, remove_segment_files
 from eventstore.storage.segment import (
     ActiveSegment,
     AppendResult,
     SegmentFull,
     SegmentInfo,
-    end_offset_within_bytes,
     file_id,
     finish_seal,
-    first_offset_at_or_after,
     fsync_file,
     is_wal_mode,
-    open_readonly,
     parse_segment_name,
-    read_rows,
     read_segment_info,
     segment_name,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Damage:
-    """One segment whose records cannot be read (its file is gone, replaced or damaged)."""
-
-    path: str
-    base_offset: int
-    next_offset: int
-    reason: str  # what found it, one line naming the file (the error's message)
-
-    def error(self) -> CorruptLog:
-        """A fresh error for a read that reaches this segment (KAFKA_STORAGE_ERROR)."""
-        return CorruptLog(f"offsets {self.base_offset}..{self.next_offset - 1} cannot be read:"
-                          f" {self.reason}")
-
-
-# Told of each read a storage error stopped: the segment and the error; returns the error
-# the reader raises (OffsetOutOfRange when retention, not damage, removed the segment).
-ReadFailureHook = Callable[[SegmentInfo, KafkaStorageError], KafkaError]
-
-
-@dataclass(frozen=True, slots=True)
-class LogView:
-    """A consistent snapshot of a partition for readers: its segments and bounds.
-
-    Readers never see past ``high_watermark``: only acknowledged records are visible, and
-    none of a ``damage``d segment. A read a storage error stops is reported to
-    ``on_read_failure``, which the partition's owner sets to learn of damage it has not.
-    """
-
-    segments: tuple[SegmentInfo, ...]
-    log_start_offset: int
-    high_watermark: int
-    # the topic's message.timestamp.type: what the stored timestamps are, for fetches
-    timestamp_type: str = "CreateTime"
-    damage: tuple[Damage, ...] = ()
-    on_read_failure: ReadFailureHook | None = field(default=None, compare=False)
-    # the topic's compression.type: the codec of the batches fetches encode
-    compression: str = "producer"
-
-    def segment_index(self, offset: int) -> int:
-        """Index of the segment holding ``offset``."""
-        bases = [s.base_offset for s in self.segments]
-        return max(bisect.bisect_right(bases, offset) - 1, 0)
-
-    def damaged(self, segment: SegmentInfo) -> Damage | None:
-        """The damage recorded for ``segment``, if any."""
-        for damage in self.damage:
-            if damage.base_offset == segment.base_offset:
-                return damage
-        return None
-
-    @property
-    def problem(self) -> str | None:
-        """What of this partition cannot be read, in one line (None: all of it can)."""
-        if not self.damage:
-            return None
-        return "; ".join(str(damage.error()) for damage in self.damage)
-
-    def read_failed(self, segment: SegmentInfo, error: KafkaStorageError) -> KafkaError:
-        """Report a failed read of ``segment``; the error the reader should raise."""
-        hook = self.on_read_failure
-        return error if hook is None else hook(segment, error)
 
 
 @dataclass
@@ -138,131 +66,6 @@ class LogStats:
 
     rolls: dict[str, int] = field(default_factory=lambda: {"size": 0, "age": 0})
     segments_deleted: int = 0
-
-
-class LogReader:
-    """Reads records through its own read-only connections, so a read never waits on a write.
-
-    Each consumer (and the log itself) has one; connections are kept per segment file and
-    dropped once a segment leaves the view.
-    """
-
-    def __init__(self) -> None:
-        self._conns: dict[str, apsw.Connection] = {}
-
-    def _conn(self, view: LogView, segment: SegmentInfo) -> apsw.Connection:
-        """The connection to read ``segment`` through; CorruptLog if it cannot be read."""
-        if view.damage and (damage := view.damaged(segment)) is not None:
-            raise damage.error()
-        conn = self._conns.get(segment.path)
-        if conn is None:
-            if not os.path.exists(segment.path):
-                raise CorruptLog(f"{segment.path}: missing: the segment file was deleted")
-            conn = self._conns[segment.path] = open_readonly(segment.path)
-        return conn
-
-    def _failed(self, view: LogView, segment: SegmentInfo, error: KafkaStorageError
-                ) -> KafkaError:
-        """The error to raise for a read of ``segment`` that ``error`` stopped, reported."""
-        self.forget(segment.path)  # a damaged file is not read through an old connection
-        return view.read_failed(segment, error)
-
-    def read(
-        self, view: LogView, offset: int, max_records: int, max_bytes: int | None = None
-    ) -> list[StoredRow]:
-        """Rows from ``offset`` on, up to the high watermark, within both limits.
-
-        A fetch at the high watermark returns nothing; below the log-start-offset or past
-        the high watermark raises OffsetOutOfRange, as Kafka does. A segment that cannot be
-        read ends the read before it, or, when the read starts there, raises CorruptLog
-        (KAFKA_STORAGE_ERROR): the rows before a damaged segment are still served.
-        """
-        check_offset(view, offset)
-        rows: list[StoredRow] = []
-        budget = max_bytes
-        index = view.segment_index(offset)
-        while offset < view.high_watermark and len(rows) < max_records:
-            segment = view.segments[index]
-            segment_end = min(
-                segment.next_offset if segment.is_sealed else view.high_watermark,
-                view.high_watermark,
-            )
-            end = segment_end
-            try:
-                conn = self._conn(view, segment)
-                used = 0
-                if budget is not None:
-                    end, used = end_offset_within_bytes(
-                        conn, segment.path, offset, end, budget, at_least_one=not rows
-                    )
-                chunk = read_rows(conn, segment.path, offset, end, max_records - len(rows))
-            except KafkaStorageError as error:
-                failure = self._failed(view, segment, error)
-                if not rows:
-                    _raise(failure, error)
-                break  # hand out what was read; the next read starts at the damage
-            if budget is not None:
-                budget -= used
-            rows.extend(chunk)
-            if chunk:
-                offset = chunk[-1][0] + 1
-            # stop unless this segment was read to its end: the byte budget may have cut it
-            # short, and moving on to the next segment would then skip records
-            if offset < segment_end or (budget is not None and budget <= 0):
-                break
-            index += 1
-            if index == len(view.segments):
-                break
-        return rows
-
-    def offset_for_timestamp(self, view: LogView, timestamp: int) -> int | None:
-        """The first offset whose timestamp is >= ``timestamp``; None if there is none."""
-        for segment in view.segments:
-            if segment.max_timestamp is None and segment.is_sealed:
-                continue
-            if segment.is_sealed and segment.max_timestamp < timestamp:
-                continue
-            try:
-                found = first_offset_at_or_after(
-                    self._conn(view, segment), segment.path, timestamp)
-            except KafkaStorageError as error:
-                _raise(self._failed(view, segment, error), error)
-            if found is not None and found < view.high_watermark:
-                return max(found, view.log_start_offset)
-        return None
-
-    def forget(self, path: str) -> None:
-        """Close the connection to one segment file, if open (the log is about to seal it)."""
-        conn = self._conns.pop(path, None)
-        if conn is not None:
-            conn.close()
-
-    def prune(self, view: LogView) -> None:
-        """Close connections to segments that are no longer part of ``view``."""
-        live = {s.path for s in view.segments}
-        for path in [p for p in self._conns if p not in live]:
-            self._conns.pop(path).close()
-
-    def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
-
-
-def _raise(failure: KafkaError, cause: KafkaStorageError) -> NoReturn:
-    """Raise ``failure``, chained to ``cause`` unless it is ``cause`` itself."""
-    if failure is cause:
-        raise cause
-    raise failure from cause
-
-
-def check_offset(view: LogView, offset: int) -> None:
-    """OffsetOutOfRange unless log-start-offset <= offset <= high watermark."""
-    if offset < view.log_start_offset or offset > view.high_watermark:
-        raise OffsetOutOfRange(
-            f"offset {offset} is outside the log: log-start-offset {view.log_start_offset},"
-            f" log-end-offset {view.high_watermark}"
-        )
 
 
 class PartitionLog:
@@ -365,7 +168,7 @@ class PartitionLog:
                     directory, active.info.next_offset, active.info.log_start_offset, clock(),
                     fsync=fsync,
                 )
-            sealed = _recover_chain(infos, active.info)
+            sealed = recover_chain(infos, active.info)
             producers = load_producer_state(
                 [*sealed, active.info], clock(), producer_id_expiration_ms)
             # the active segment's base is durable: the segments before it are sealed
@@ -616,7 +419,7 @@ class PartitionLog:
         if publish is not None:
             publish(self._view)
         for segment in doomed:
-            _remove_segment_files(segment.path)
+            remove_segment_files(segment.path)
         self.stats.segments_deleted += len(doomed)
         return doomed
 
@@ -675,63 +478,3 @@ class PartitionLog:
             if os.path.exists(info.path + "-wal"):
                 fsync_file(info.path + "-wal")
             self._write_anchor(self._anchor.advanced(info.base_offset, info.next_offset))
-
-
-def _recover_chain(infos: list[SegmentInfo], active: SegmentInfo) -> list[SegmentInfo]:
-    """The sealed segments still kept, after checking that the chain has no gap."""
-    expired, kept = split_expired(infos, active)
-    for info in expired:
-        # retention decided to delete it and then the process stopped
-        _remove_segment_files(info.path)
-    check_chain([*kept, active], active.log_start_offset)
-    return kept
-
-
-def split_expired(
-    infos: Sequence[SegmentInfo], active: SegmentInfo
-) -> tuple[list[SegmentInfo], list[SegmentInfo]]:
-    """(expired, kept): sealed segments wholly below the log-start-offset, which a retention
-    run interrupted by a crash left to delete, and the rest."""
-    expired, kept = [], []
-    for info in infos:
-        gone = info.next_offset <= active.log_start_offset and info.base_offset < active.base_offset
-        (expired if gone else kept).append(info)
-    return expired, kept
-
-
-def check_chain(chain: Sequence[SegmentInfo], log_start: int) -> None:
-    """CorruptLog naming the file unless ``chain`` (oldest first, the active segment last)
-    starts at ``log_start``, has every older segment sealed, and leaves no offset out: the
-    first of its :func:`chain_problems`.
-    """
-    problems = chain_problems(chain, log_start)
-    if problems:
-        path, what = problems[0]
-        raise CorruptLog(f"{path}: {what}")
-
-
-def chain_problems(chain: Sequence[SegmentInfo], log_start: int) -> list[tuple[str, str]]:
-    """What is wrong with ``chain`` (see check_chain), as (file, what) pairs; none if whole.
-
-    Pure: ``eventstore verify`` and the SQL engine run the same checks on what they read.
-    """
-    problems = [
-        (info.path, f"file name does not match its base offset {info.base_offset}")
-        for info in chain if os.path.basename(info.path) != segment_name(info.base_offset)
-    ]
-    if chain[0].base_offset != log_start:
-        problems.append((chain[0].path, f"log-start-offset is {log_start} but the first segment"
-                         f" starts at {chain[0].base_offset}: a segment is missing"))
-    for older, newer in zip(chain, chain[1:], strict=False):
-        if not older.is_sealed:
-            problems.append((older.path, "an older segment was never sealed"))
-        if older.next_offset != newer.base_offset:
-            problems.append((newer.path, f"starts at offset {newer.base_offset} but the segment"
-                             f" before it ends at {older.next_offset - 1}: the chain has a gap"))
-    return problems
-
-
-def _remove_segment_files(path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path + suffix)

@@ -37,8 +37,8 @@ from eventstore.storage.catalog import (
     partition_dir,
     partition_folders,
 )
-from eventstore.storage.log import check_chain, split_expired
 from eventstore.storage.readonly import open_database, reading
+from eventstore.storage.recovery import check_chain, split_expired
 from eventstore.storage.schema import check_schema_version
 from eventstore.storage.segment import (
     ROW_BYTES_SQL,

@@ -14,7 +14,7 @@ from actors.partition import offline_error
 from eventstore.errors import KafkaError
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
-from eventstore.storage.log import LogReader, LogView
+from eventstore.storage.log_reader import LogReader, LogView
 
 # the special timestamps a ListOffsets query may ask for
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3

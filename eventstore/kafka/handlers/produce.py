@@ -27,7 +27,7 @@ from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.codec.recordbatch import DecodedBatch, decode_batches
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import BrokerContext
-from eventstore.storage.log import LogView
+from eventstore.storage.log_reader import LogView
 from eventstore.storage.records import ProducerBatchInfo
 
 log = logging.getLogger("eventstore.kafka.handlers.produce")
