@@ -24,6 +24,7 @@ from eventstore.errors import (
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.log_reader import LogReader
 from eventstore.storage.partitioner import murmur2, partition_for_key
+from eventstore.storage.segment import MAX_RUNS
 
 TIMEOUT = 10.0
 
@@ -133,13 +134,30 @@ def test_batches_that_close_while_the_actor_is_busy_leave_as_one_append(system):
     gate = hold_the_actor(producer)
     state = system.broker.partition("t", 0).get().state
     appends = state.stats.appends
-    futures = [producer.send("t", b"%080d" % i) for i in range(100)]  # ten batches of ten
+    futures = [producer.send("t", b"%080d" % i, timestamp_ms=1000)  # ten batches of ten
+               for i in range(100)]
     gate.set()
     metas = [f.get(TIMEOUT) for f in futures]
     assert [m.offset for m in metas] == list(range(1, 101)), "each record its own offset"
     # nine batches closed full and the tenth by its linger (0) once the actor was free
     assert state.stats.appends - appends == 1
     assert [row[3] for row in stored(system, "t", 0)[1:]] == [b"%080d" % i for i in range(100)]
+
+
+def test_batches_sent_together_span_fewer_milliseconds_than_a_segment_inserts_in_runs(
+        system):
+    """A segment inserts an append from arrays, one run of equal timestamps at a time, only
+    up to MAX_RUNS runs: batches 5 ms apart leave in twos."""
+    system.broker.create_topic("t", 1).get()
+    producer = system.producer(batch_size=1000, linger_ms=0)
+    gate = hold_the_actor(producer)
+    state = system.broker.partition("t", 0).get().state
+    appends = state.stats.appends
+    futures = [producer.send("t", b"%080d" % i, timestamp_ms=1000 + i // 10 * 5)
+               for i in range(100)]  # ten batches of ten, 5 ms apart
+    gate.set()
+    assert [f.get(TIMEOUT).offset for f in futures] == list(range(1, 101))
+    assert MAX_RUNS == 8 and state.stats.appends - appends == 5
 
 
 def test_batches_sent_together_are_each_held_to_max_message_bytes(system):

@@ -56,7 +56,7 @@ from eventstore.storage.records import (
     ProducerBatchInfo,
     encode_headers,
 )
-from eventstore.storage.segment import AppendResult
+from eventstore.storage.segment import MAX_RUNS, AppendResult
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +147,24 @@ class ProduceRequest:
            ) -> list[ProduceRequest]:
         """``batches`` (of one partition, in order) as requests of up to ``max_bytes``
         (``max_request_size``) each; a batch that reserved more than ``batch_bytes`` (the
-        batch reservation) holds one oversized record and goes alone."""
-        requests, group, size = [], [], 0
+        batch reservation) holds one oversized record and goes alone.
+
+        A request also ends before its records would span ``MAX_RUNS`` milliseconds: a
+        segment inserts records that share their timestamp (and have no key or headers)
+        from an array, a run at a time, only up to that many runs, and binds any other
+        append row by row, at twice the cost. Timestamps are the ones ``send()`` stamped
+        (first and last of each batch); where they are the caller's, or keys break the
+        runs anyway, this only sets where requests end.
+        """
+        requests, group, size, first = [], [], 0, 0
         for batch in batches:
             alone = batch.reserved > batch_bytes
-            if group and (alone or size + batch.size > max_bytes):
+            if group and (alone or size + batch.size > max_bytes
+                          or batch.rows[-1][0] - first >= MAX_RUNS):
                 requests.append(ProduceRequest(group))
                 group, size = [], 0
+            if not group:
+                first = batch.rows[0][0]
             group.append(batch)
             size += batch.size
             if alone:
