@@ -241,6 +241,7 @@ def test_catalog_writes_on_a_full_disk_fail_at_once_and_leave_nothing(
         produced = run("produce", TOPIC, stdin="x\n")
         assert produced.returncode == 1 and time.monotonic() - started < 30, produced
         assert len(produced.stderr.splitlines()) == 1, produced.stderr
+        assert "could not hand out a producer id" in produced.stderr, produced.stderr
         assert not logged(server, "partition failed") and server.running
 
         filler.unlink()

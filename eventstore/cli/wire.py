@@ -89,7 +89,19 @@ def wire_errors(address: str) -> Iterator[None]:
         raise CliError(f"the server at {address} did not answer: {type(exc).__name__}",
                        EXIT_UNAVAILABLE) from None
     except kafka_errors.KafkaError as exc:  # client-side: a commit after a rebalance, ...
-        raise CliError(f"{type(exc).__name__}: {exc}") from None
+        raise CliError(_client_error(exc)) from None
+
+
+def _client_error(exc: Exception) -> str:
+    """One line for an error kafka-python raised itself, named once (its text often starts
+    with its class name already)."""
+    text = str(exc)
+    if "InitProducerId" in text:
+        # the answer carries no message: the server's log says why (a full disk, ...)
+        return ("the server could not hand out a producer id (InitProducerId failed:"
+                f" {text.rsplit(': ', 1)[-1]}); its log says why")
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def admin_client(address: str) -> Any:
