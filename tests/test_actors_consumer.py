@@ -8,6 +8,7 @@ fixed sleeps.
 
 from __future__ import annotations
 
+import gc
 import pickle
 import sys
 import threading
@@ -438,7 +439,9 @@ def test_a_group_member_reads_the_same_records_as_a_consumer_without_a_group(sto
 
 def calls_made(poll: Callable[[], Iterator]) -> tuple[Counter, int]:
     """The functions that ``poll()`` and iterating what it returned called, by name
-    (Python ones, and the C ones Python code called), and how many records came."""
+    (Python ones, and the C ones Python code called), and how many records came. The
+    garbage collector is kept out: what it frees (of earlier tests too) runs callbacks
+    that have nothing to do with the poll."""
     calls: Counter = Counter()
 
     def profile(frame, event: str, arg: object) -> None:
@@ -447,11 +450,14 @@ def calls_made(poll: Callable[[], Iterator]) -> tuple[Counter, int]:
         elif event == "c_call":
             calls[getattr(arg, "__qualname__", repr(arg))] += 1
 
+    gc.collect()
+    gc.disable()
     sys.setprofile(profile)
     try:
         count = len(list(poll()))  # iterated in C: no call of its own per record
     finally:
         sys.setprofile(None)
+        gc.enable()
     return calls, count
 
 
