@@ -234,9 +234,7 @@ class ProducerActor(Actor):
         for batch in batches:
             batch.rows = None
         request.rows = None
-        self._accumulator.release(batches)
-        for batch in batches:
-            batch.done.set()
+        self._accumulator.finish(batches)
         with_callbacks = tuple(batch for batch in batches if batch.callbacks)
         if with_callbacks:
             tell_if_alive(self.actor_ref, RunCallbacks(with_callbacks))

@@ -24,7 +24,8 @@ batches, the linger timers' flags, the topics' partitions and the reserved memor
 batch is filled under that lock. Replies give memory back without it (see
 :meth:`RecordAccumulator.release`). Once the actor takes a ready one it belongs to the actor,
 and while its request is in flight to that request's reply, so its fields are written by
-one thread at a time; ``done`` tells the others when it is finished.
+one thread at a time; its ``finished`` flag tells the others when it is, and they wait
+for it on the producer's one :class:`Completions`.
 """
 
 from __future__ import annotations
@@ -61,30 +62,69 @@ from eventstore.storage.segment import MAX_RUNS, AppendResult
 log = logging.getLogger(__name__)
 
 
+class Completions:
+    """Where threads wait for a producer's batches to finish: one condition for them all.
+
+    An Event per batch would be eight objects for the garbage collector to track (the
+    Event, its Condition, lock, deque and bound methods), made thousands of times a second
+    by a fast producer, and whole collections of the heap came that much more often.
+    Waiting is rare (``flush``, a future's ``get``); finishing notifies only while someone
+    waits. A waiter counts itself under the lock before it looks at the batch, so a batch
+    finished meanwhile either is seen finished or wakes it.
+    """
+
+    __slots__ = ("_cond", "_waiting")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting = 0
+
+    def wait(self, batch: ProducerBatch, timeout: float | None) -> bool:
+        """Whether ``batch`` finished within ``timeout`` seconds (None: however long)."""
+        with self._cond:
+            self._waiting += 1
+            try:
+                return self._cond.wait_for(lambda: batch.finished, timeout)
+            finally:
+                self._waiting -= 1
+
+    def notify(self) -> None:
+        """Batches have just finished (``finished`` set): wake whoever waits for one."""
+        if self._waiting:
+            with self._cond:
+                self._cond.notify_all()
+
+
 class ProducerBatch:
     """Records of one partition, filled up to ``batch_size``, that go to its actor in one
     append (with the batches that closed after it, see :class:`ProduceRequest`).
 
     ``reserved`` is the batch's share of ``buffer_memory``, ``room`` what is left of it.
-    Once ``done`` is set, either ``result`` (of the append, shared by the batches sent
-    with this one) and ``base_offset`` (where this batch's first record landed), or
-    ``error`` says how the append went.
+    Once ``finished``, either ``result`` (of the append, shared by the batches sent with
+    this one) and ``base_offset`` (where this batch's first record landed), or ``error``
+    says how the append went.
     """
 
-    __slots__ = ("topic", "partition", "rows", "reserved", "room", "created", "done",
-                 "result", "base_offset", "error", "callbacks")
+    __slots__ = ("topic", "partition", "rows", "reserved", "room", "created", "finished",
+                 "completions", "result", "base_offset", "error", "callbacks")
 
-    def __init__(self, topic: str, partition: int, reserved: int) -> None:
+    def __init__(self, topic: str, partition: int, reserved: int,
+                 completions: Completions | None) -> None:
         self.topic = topic
         self.partition = partition
         self.rows: list[tuple] | None = []
         self.reserved = self.room = reserved
         self.created = time.monotonic()
-        self.done = threading.Event()
+        self.finished = False
+        self.completions = completions
         self.result: AppendResult | None = None
         self.base_offset = -1
         self.error: KafkaError | None = None
         self.callbacks: list[Callable[[], None]] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether the batch finished within ``timeout`` seconds (None: however long)."""
+        return self.finished or self.completions.wait(self, timeout)
 
     @property
     def size(self) -> int:
@@ -95,9 +135,9 @@ class ProducerBatch:
     def failed(cls, topic: str, partition: int, error: KafkaError) -> ProducerBatch:
         """A batch finished with ``error`` before any record went in (the record that
         would have gone in can never be sent)."""
-        batch = cls(topic, partition, 0)
+        batch = cls(topic, partition, 0, None)
         batch.error = error
-        batch.done.set()
+        batch.finished = True
         return batch
 
     def run_callbacks(self) -> None:
@@ -250,6 +290,7 @@ class RecordAccumulator:
         self._reserved = 0
         self._incomplete: set[ProducerBatch] = set()
         self._returned: deque[ProducerBatch] = deque()  # answered; memory not yet taken back
+        self._completions = Completions()
         self._waiting = 0  # senders waiting for memory
         self._closed = False
         self._max_request_size = min(config.max_request_size, config.buffer_memory)
@@ -288,13 +329,14 @@ class RecordAccumulator:
     def append(
         self,
         topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: Headers | Sequence[tuple[str, bytes | None]] | None,
-        partition: int | None,
-        timestamp_ms: int | None,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Headers | Sequence[tuple[str, bytes | None]] | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> FutureRecordMetadata:
-        """Put one record in its partition's open batch; its future.
+        """Put one record in its partition's open batch; its future. (``Producer.send``
+        is this method itself, so it takes ``send()``'s arguments.)
 
         The partition is ``partition``, else murmur2 of the key, else the sticky one (which
         moves on when closing a full batch moves it, as Kafka's sticky partitioner does). A
@@ -374,7 +416,8 @@ class RecordAccumulator:
             self._lock.release()
             raise
         self._reserved += need
-        batch = meta.open[partition] = ProducerBatch(meta.name, partition, need)
+        batch = meta.open[partition] = ProducerBatch(meta.name, partition, need,
+                                                     self._completions)
         self._incomplete.add(batch)
         if not meta.lingering[partition]:
             meta.lingering[partition] = True
@@ -464,8 +507,9 @@ class RecordAccumulator:
             self._take_back()
             return list(self._incomplete)
 
-    def release(self, batches: list[ProducerBatch]) -> None:
-        """The append of ``batches`` was answered: their memory is free again.
+    def finish(self, batches: list[ProducerBatch]) -> None:
+        """The append of ``batches`` was answered (each has its result or its error): they
+        are finished, their waiters woken, and their memory is free again.
 
         Called on the partition actor's thread, which must not queue for the lock behind
         senders (a sending thread takes it for every record, and under the GIL the wait
@@ -474,6 +518,9 @@ class RecordAccumulator:
         lock is taken only to wake senders waiting for memory. A sender counts itself
         waiting, under the lock, before it takes from that queue, so a release it missed
         wakes it."""
+        for batch in batches:
+            batch.finished = True
+        self._completions.notify()
         self._returned.extend(batches)
         if self._waiting:
             with self._lock:

@@ -52,8 +52,12 @@ class Producer:
         self._accumulator = RecordAccumulator(self.config, broker, self._linger, self._ready)
         sequencer = Sequencer(lambda: broker.allocate_producer_id().get())
         self._actor = ProducerActor.start(self._accumulator, sequencer, self.config, scheduler)
+        # an instance's send() is the accumulator's append itself (it takes the same
+        # arguments), a Python call less for every record; the method documents it
         if self.config.key_serializer or self.config.value_serializer:
             self.send = self._send_serialized  # type: ignore[method-assign]
+        else:
+            self.send = self._accumulator.append  # type: ignore[method-assign]
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -97,7 +101,7 @@ class Producer:
         deadline = None if timeout is None else time.monotonic() + timeout
         for batch in self._accumulator.close_all():
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
-            if not batch.done.wait(remaining):
+            if not batch.wait(remaining):
                 raise KafkaTimeoutError(f"flush did not finish within {timeout} s")
 
     def close(self, timeout: float | None = None) -> None:

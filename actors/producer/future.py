@@ -34,7 +34,7 @@ class FutureRecordMetadata(tuple):
 
     @property
     def is_done(self) -> bool:
-        return self[0].done.is_set()
+        return self[0].finished
 
     def succeeded(self) -> bool:
         return self.is_done and self[0].error is None
@@ -54,7 +54,7 @@ class FutureRecordMetadata(tuple):
         """Wait for the acknowledgement: RecordMetadata, the batch's typed error, or
         KafkaTimeoutError after ``timeout`` seconds."""
         batch = self[0]
-        if not batch.done.wait(timeout):
+        if not batch.wait(timeout):
             raise KafkaTimeoutError(f"no acknowledgement within {timeout} s")
         if batch.error is not None:
             raise batch.error
@@ -74,7 +74,7 @@ class FutureRecordMetadata(tuple):
     def _add(self, fn: Callable[..., Any], args: tuple, *, on_success: bool) -> None:
         batch = self[0]
         batch.callbacks.append(partial(self._call, fn, args, on_success))
-        if batch.done.is_set():
+        if batch.finished:
             batch.run_callbacks()
 
     def _call(self, fn: Callable[..., Any], args: tuple, on_success: bool) -> None:
