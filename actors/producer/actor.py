@@ -60,10 +60,9 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """``requests`` failed with a retriable error: send them again after
-    ``retry_backoff_ms``."""
+    """``request`` failed with a retriable error: send it again after ``retry_backoff_ms``."""
 
-    requests: tuple[ProduceRequest, ...]
+    request: ProduceRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +111,7 @@ class ProducerActor(Actor):
         elif isinstance(message, Ready):
             self._send_ready(message.topic, message.partition)
         elif isinstance(message, Retry):
-            for request in message.requests:
-                self._hold(request)
+            self._hold(message.request)
         elif isinstance(message, Resend):
             self._resend(message.topic, message.partition)
         elif isinstance(message, RunCallbacks):
@@ -155,7 +153,7 @@ class ProducerActor(Actor):
             request.stamp = self._sequencer.stamp((request.topic, request.partition),
                                                   len(request.rows))
             if request.stamp is None:  # held until the partition has a new producer id
-                tell_if_alive(self.actor_ref, Retry((request,)))
+                tell_if_alive(self.actor_ref, Retry(request))
                 return
         request.attempts += 1
         sent_bytes = request.largest if len(request.batches) > 1 else None
@@ -221,7 +219,7 @@ class ProducerActor(Actor):
         if (retriable and request.attempts <= config.retries
                 and time.monotonic() - request.created < config.delivery_timeout_ms / 1000
                 and self.actor_ref.is_alive()):
-            tell_if_alive(self.actor_ref, Retry((request,)))
+            tell_if_alive(self.actor_ref, Retry(request))
             return
         self._sequencer.abandon(key, request.stamp)
         request.fail(error if isinstance(error, KafkaError) else KafkaStorageError(repr(error)))

@@ -435,6 +435,7 @@ class RecordAccumulator:
         deadline = time.monotonic() + config.max_block_ms / 1000
         self._waiting += 1
         try:
+            self._take_back()  # after counting itself: a batch answered since is seen, or wakes it
             while self._reserved + need > config.buffer_memory:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
