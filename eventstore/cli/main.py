@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from eventstore.cli.base import (
     EXIT_CODES_HELP,
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"examples:\n{EXAMPLES}\n{EXIT_CODES_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {metadata.version('eventstore')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve = add_command(
         commands, "serve", "run the store as a service speaking the Kafka protocol",

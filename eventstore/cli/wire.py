@@ -236,8 +236,8 @@ class WireCluster:
         )
 
     def create_topic(self, name: str, partitions: int | None, config: Mapping[str, str]) -> None:
-        spec = {"num_partitions": partitions or -1, "replication_factor": -1,
-                "configs": dict(config)}
+        count = -1 if partitions is None else partitions  # 0 is the server's to refuse
+        spec = {"num_partitions": count, "replication_factor": -1, "configs": dict(config)}
         with self._errors():
             response = self._admin.create_topics({name: spec}, raise_errors=False)
         _check_results(response["topics"])
