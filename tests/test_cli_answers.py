@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from support import eventstore_command
+import pytest
+from support import ServerProcess, eventstore_command
+from test_cli_support import assert_error, assert_ok, cli
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -24,3 +28,54 @@ def test_zero_partitions_is_refused_with_invalid_partitions(tmp_path: Path) -> N
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1
     assert "InvalidPartitions" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess.start(str(tmp_path_factory.mktemp("cli-answers"))) as running:
+        assert_ok(cli("topics", "create", "alt", "--config", "retention.ms=5000",
+                      "--bootstrap-server", running.bootstrap))
+        yield running
+
+
+def on(server: ServerProcess, *args: str):
+    return cli(*args, "--bootstrap-server", server.bootstrap)
+
+
+@pytest.mark.parametrize("change, said", [
+    ("bogus=1", "unknown topic config key 'bogus'"),
+    ("segment.bytes=abc", "segment.bytes: expected an integer, got 'abc'"),
+    ("retention.ms=-7", "retention.ms: must be -1 or a non-negative integer, got -7"),
+])
+def test_a_refused_config_change_is_an_error_not_altered(server: ServerProcess, change: str,
+                                                         said: str) -> None:
+    assert_error(on(server, "topics", "alter", "alt", "--config", change), 1, "InvalidConfig", said)
+    described = json.loads(assert_ok(on(server, "topics", "describe", "alt", "--json")).stdout)
+    assert described[0]["config"]["retention.ms"] == "5000"
+
+
+def _exists(server: ServerProcess, topic: str) -> bool:
+    listed = assert_ok(on(server, "topics", "list", "--json")).stdout
+    return topic in {row["topic"] for row in json.loads(listed)}
+
+
+def test_zero_partitions_over_the_wire_is_invalid_partitions(server: ServerProcess) -> None:
+    assert_error(on(server, "topics", "create", "zero", "--partitions", "0"), 1,
+                 "InvalidPartitions", "got 0")
+    assert not _exists(server, "zero")
+
+
+def test_replication_factor_one_is_taken_more_is_refused(server: ServerProcess,
+                                                         tmp_path: Path) -> None:
+    assert_ok(on(server, "topics", "create", "rf", "--replication-factor", "1"))
+    assert _exists(server, "rf")
+    assert_error(on(server, "topics", "create", "rf3", "--replication-factor", "3"), 1,
+                 "InvalidReplicationFactor", "3 larger than available brokers: 1")
+    assert_error(cli("topics", "create", "rf0", "--replication-factor", "0",
+                     "--data-dir", str(tmp_path / "d")), 1, "InvalidReplicationFactor")
+    assert not _exists(server, "rf3")
+
+
+def test_deleting_a_missing_group_says_it_does_not_exist(server: ServerProcess) -> None:
+    assert_error(on(server, "groups", "delete", "gdel"), 1, "GroupIdNotFound",
+                 "consumer group 'gdel' does not exist")

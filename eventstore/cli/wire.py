@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -185,6 +186,32 @@ def _check_results(entries: Any) -> None:
             raise broker_error(field("error_code"), field("error_message"))
 
 
+# kafka-python 3 reports each resource of an AlterConfigs answer as "OK" or as the text of
+# the error it stands for: "[Error 40] InvalidConfigurationError: <the server's message>".
+_CONFIG_ERROR = re.compile(r"\[Error (-?\d+)\] \w+: (.*)", re.DOTALL)
+
+
+def _check_config_result(result: Any) -> None:
+    """Raise the error a resource's AlterConfigs result names (kafka-python 2 gave an
+    error object, 3 gives its text); "OK" and no error pass."""
+    if isinstance(result, str):
+        if result == "OK":
+            return
+        found = _CONFIG_ERROR.fullmatch(result)
+        if found is None:
+            raise CliError(f"the server refused the change: {result}")
+        raise broker_error(int(found.group(1)), found.group(2))
+    if getattr(result, "errno", 0):
+        raise broker_error(result.errno, getattr(result, "description", ""))
+
+
+# What a refused DeleteGroups means, said as the data-directory path says it.
+_DELETE_GROUP_REFUSALS = {
+    kafka_errors.GroupIdNotFoundError.errno: " does not exist",
+    kafka_errors.NonEmptyGroupError.errno: " has active members: stop them first",
+}
+
+
 class WireCluster:
     """Topic and group administration through a server's Kafka protocol."""
 
@@ -251,9 +278,7 @@ class WireCluster:
                            for k, v in config.items()}
                 resource = ConfigResource(ConfigResourceType.TOPIC, name, configs=changes)
                 results = self._admin.alter_configs([resource], raise_on_unknown=False)
-                error = results["topic"][name]
-                if getattr(error, "errno", 0):
-                    raise broker_error(error.errno, getattr(error, "description", ""))
+                _check_config_result(results["topic"][name])
             if partitions is not None:
                 response = self._admin.create_partitions({name: partitions}, raise_errors=False)
                 _check_results(response.results)
@@ -309,7 +334,8 @@ class WireCluster:
         outcome = results[group_id]  # "OK" or the name of kafka-python's error class
         if outcome != "OK":
             error = getattr(kafka_errors, outcome, kafka_errors.UnknownError)
-            raise broker_error(error.errno, f"consumer group {group_id!r}")
+            why = _DELETE_GROUP_REFUSALS.get(error.errno, "")
+            raise broker_error(error.errno, f"consumer group {group_id!r}{why}")
 
     def close(self) -> None:
         self._admin.close()

@@ -23,6 +23,7 @@ from eventstore.cli.base import (
 from eventstore.cli.cluster import open_cluster
 from eventstore.cli.details import TopicDetail
 from eventstore.cli.output import Column, print_json, print_line, print_rows, print_warnings
+from eventstore.errors import InvalidReplicationFactor
 
 PARTITION_COLUMNS = (
     Column("TOPIC", "topic"),
@@ -56,6 +57,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("topic")
     create.add_argument("--partitions", type=int, metavar="N",
                         help="number of partitions (default: the server's num.partitions)")
+    create.add_argument("--replication-factor", type=int, metavar="N",
+                        help="1, the only factor one broker can keep (as kafka-topics.sh takes it)")
     _add_config(create)
 
     add_command(
@@ -121,10 +124,21 @@ def _done(args: argparse.Namespace, message: str) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
+    _check_replication_factor(args.replication_factor)
     config = parse_key_values(args.config, "--config")
     with open_cluster(Target.of(args), writing=True) as cluster:
         cluster.create_topic(args.topic, args.partitions, config)
     return _done(args, f"Created topic {args.topic}.")
+
+
+def _check_replication_factor(factor: int | None) -> None:
+    """InvalidReplicationFactor for any factor but 1, in the words Kafka's controller uses."""
+    if factor is None or factor == 1:
+        return
+    if factor < 1:
+        raise InvalidReplicationFactor("replication factor must be larger than 0")
+    raise InvalidReplicationFactor(
+        f"replication factor: {factor} larger than available brokers: 1")
 
 
 def _list(args: argparse.Namespace) -> int:
