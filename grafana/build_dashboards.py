@@ -68,7 +68,10 @@ def latency_quantile(q: float) -> str:
 
 
 LAG_SUM = f"sum by (consumergroup, topic) (kafka_consumergroup_lag_sum{{{GROUP_TOPIC}}})"
-COMMIT_RATE = rate("kafka_consumergroup_current_offset", GROUP_TOPIC, "consumergroup, topic")
+# The committed offset is a gauge: rate() would read a reset-offsets back as a counter reset
+# and show a burst of consumption that never happened; deriv() follows it down as it is.
+COMMIT_RATE = ("sum by (consumergroup, topic) (deriv(kafka_consumergroup_current_offset"
+               f"{{{GROUP_TOPIC}}}[$__rate_interval]))")
 
 OVERVIEW_PANELS: tuple[Panel, ...] = (
     stat("Offline partitions", "Partitions that are offline (failed, corrupt, restarting).",
@@ -109,9 +112,9 @@ OVERVIEW_PANELS: tuple[Panel, ...] = (
           (Target(LAG_SUM, "{{consumergroup}} {{topic}}"),)),
     Panel("Time to drain",
           "Lag divided by the rate the group's committed offsets advance: how long the"
-          " group needs to catch up at its current pace (infinite while it makes no"
-          " progress). New records arriving meanwhile are not counted.",
-          (Target(f"{LAG_SUM} / {COMMIT_RATE}", "{{consumergroup}} {{topic}}"),),
+          " group needs to catch up at its current pace; no value while it makes no progress"
+          " (an idle group). New records arriving meanwhile are not counted.",
+          (Target(f"{LAG_SUM} / ({COMMIT_RATE} > 0)", "{{consumergroup}} {{topic}}"),),
           unit="s"),
     Panel("Segments per partition", "Segment files of each partition, the active one included.",
           (Target(f"eventstore_partition_segments{{{TOPIC}}}", "{{topic}}/{{partition}}"),)),
