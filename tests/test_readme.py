@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
+
+from support import eventstore_command
 
 from eventstore.config import SERVER_KEYS, TOPIC_KEYS, ConfigKey
 
@@ -47,3 +51,23 @@ def test_topic_keys_are_documented_with_their_default_and_meaning() -> None:
     _, topic = config_tables()
     assert {name for name, _, _ in topic} == set(TOPIC_KEYS)
     assert topic == [row(key) for key in TOPIC_KEYS.values()]
+
+
+def test_the_last_event_of_each_key_example_picks_the_last_record(tmp_path: Path) -> None:
+    """Records of one key written in the same millisecond: the example must still pick the
+    last one (it once took max(timestamp), which ties)."""
+    query = README.split("The last event of each key", 1)[1].split("```sql\n", 1)[1]
+    query = query.split("```", 1)[0]
+    data = str(tmp_path / "data")
+
+    def run(*argv: str, stdin: str | None = None) -> str:
+        done = subprocess.run([*eventstore_command(), *argv, "--data-dir", data], input=stdin,
+                              capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout
+
+    run("topics", "create", "clicks", "--partitions", "2")
+    pages = [("user-0", "/a"), ("user-1", "/b")] + [("user-0", f"/p{i}") for i in range(20)]
+    run("produce", "clicks", "-K", ":",
+        stdin="".join(f'{user}:{{"page": "{page}"}}\n' for user, page in pages))
+    rows = json.loads(run("sql", query, "--json"))
+    assert {row["user"]: row["last_page"] for row in rows} == {"user-0": "/p19", "user-1": "/b"}
