@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import errno
 import logging
 import math
 import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from actors.system import ActorSystem
@@ -87,6 +90,44 @@ def check_catalog(data_dir: str) -> None:
         raise
 
 
+class StartupError(Exception):
+    """The server cannot start for a reason the operator can fix; its message is one line
+    naming what and where."""
+
+
+_BIND_HINTS = {
+    errno.EADDRINUSE: "address already in use",
+    errno.EADDRNOTAVAIL: "not an address of this machine",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+}
+
+
+@contextlib.contextmanager
+def binding(what: str, host: str, port: int) -> Iterator[None]:
+    """StartupError naming the address for an OSError while ``what`` binds it."""
+    try:
+        yield
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {host}:{port} ({what}): host {host!r} does"
+                           f" not resolve ({exc.strerror})") from None
+    except OSError as exc:
+        if is_too_many_open_files(exc):
+            raise
+        reason = _BIND_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise StartupError(f"cannot listen on {host}:{port} ({what}): {reason}") from None
+
+
+@contextlib.contextmanager
+def writable(data_dir: str) -> Iterator[None]:
+    """StartupError naming the file for a PermissionError while the server takes and
+    opens its data directory (a read-only directory, files owned by another user)."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise StartupError(f"cannot write the data directory {data_dir}: permission denied"
+                           f" ({exc.filename or data_dir})") from None
+
+
 def serve(settings: ServeSettings) -> int:
     """Run until SIGTERM or SIGINT; returns the process exit code."""
     setup_logging(settings.log_level)
@@ -114,10 +155,11 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
     loop.set_exception_handler(LoopErrors())
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    http = HttpEndpoint(
-        settings.metrics_listen.host, settings.metrics_listen.port, system.registry,
-        healthy=lambda: not stopping.is_set(),
-    ).start()
+    with binding("metrics-listen", settings.metrics_listen.host, settings.metrics_listen.port):
+        http = HttpEndpoint(
+            settings.metrics_listen.host, settings.metrics_listen.port, system.registry,
+            healthy=lambda: not stopping.is_set(),
+        ).start()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")
     ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping(),
                         system.data_dir)
@@ -126,10 +168,13 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
         config.listener_limits(),
     )
     try:
-        host, port = await listener.start(settings.listen.host, settings.listen.port)
+        with binding("listen", settings.listen.host, settings.listen.port):
+            host, port = await listener.start(settings.listen.host, settings.listen.port)
         ctx.host, ctx.port = advertised_host(host, settings.advertised_host), port
         metrics_host, metrics_port = http.address
-        log.info("ready", extra={"fields": {
+        # the ready line names the bound port (port 0 picks one): printed at any log-level
+        ready_level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
+        log.log(ready_level, "ready", extra={"fields": {
             "kafka": f"{host}:{port}", "advertised": f"{ctx.host}:{ctx.port}",
             "metrics": f"http://{metrics_host}:{metrics_port}/metrics",
             "data_dir": system.data_dir, "pid": os.getpid(),

@@ -44,6 +44,10 @@ class ServeSettings:
     config: Mapping[str, Any] = field(default_factory=dict)
 
 
+# The levels `log-level` takes, most verbose first.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def parse_address(text: str, what: str) -> Address:
     """``HOST:PORT`` (``[v6]:PORT`` too); InvalidConfig naming ``what`` otherwise."""
     host, sep, port = str(text).rpartition(":")
@@ -89,6 +93,14 @@ def load_settings(
     if not isinstance(file.get("config", {}), dict):
         raise InvalidConfig("[config] must be a table of key = value")
     config.update(parse_assignment(a) for a in assignments)
+    for key in ("data-dir", "listen", "metrics-listen", "advertised-host", "log-level"):
+        if key in file and not isinstance(file[key], str):
+            raise InvalidConfig(f"--config {config_file}: {key} must be a string,"
+                                f" got {file[key]!r}")
+    log_level = file.get("log-level", "info")
+    if log_level.lower() not in LOG_LEVELS:
+        raise InvalidConfig(f"log-level must be one of {', '.join(LOG_LEVELS)},"
+                            f" got {log_level!r}")
     return ServeSettings(
         data_dir=data_dir or environ.get("EVENTSTORE_DATA_DIR") or file.get("data-dir")
         or DEFAULT_DATA_DIR,
@@ -98,6 +110,6 @@ def load_settings(
             "metrics-listen",
         ),
         advertised_host=file.get("advertised-host"),
-        log_level=str(file.get("log-level", "info")),
+        log_level=log_level.lower(),
         config=config,
     )

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from eventstore.service import serve
+    from eventstore.service import StartupError, serve
     from eventstore.settings import load_settings
 
     settings = load_settings(
@@ -90,7 +90,10 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen,
         assignments=args.assignments,
     )
-    return serve(settings)
+    try:
+        return serve(settings)
+    except StartupError as error:
+        raise CliError(str(error)) from None
 
 
 def _quiet_logs() -> None:
