@@ -26,6 +26,7 @@ from eventstore.kafka.codec.apikeys import ApiKey
 from eventstore.kafka.codec.protocol import ApiVersionRanges, Request, api_versions_response
 from eventstore.kafka.connection import Connection, Handler
 from eventstore.kafka.handlers import (
+    cluster,
     configs,
     fetch,
     groups,
@@ -102,6 +103,10 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.DELETE_GROUPS: Api((0, 2), groups.handle_delete_groups),
     # v1 flexible
     ApiKey.INCREMENTAL_ALTER_CONFIGS: Api((0, 1), configs.handle_incremental_alter_configs),
+    # v0 flexible; a single node has no reassignments
+    ApiKey.LIST_PARTITION_REASSIGNMENTS: Api((0, 0), cluster.handle_list_partition_reassignments),
+    # v0 flexible, v1 endpoint_type, v2 include_fenced_brokers
+    ApiKey.DESCRIBE_CLUSTER: Api((0, 2), cluster.handle_describe_cluster),
 }
 
 # APIS' versions alone, as the codec and ApiVersions take them
