@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -328,13 +329,21 @@ _INT16 = struct.Struct(">h")
 _CRC = struct.Struct(">I")
 
 
+_IMPORTING = threading.Lock()
+
+
 @functools.cache
 def _aiokafka() -> SimpleNamespace:
     """aiokafka's compiled batch reader and builder, imported on first use: importing
     aiokafka takes about 0.2 s, which command-line tools that never touch a batch should
-    not pay."""
-    from aiokafka.errors import CorruptRecordException
-    from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+    not pay. One thread imports: two first uses at once (a server's first fetches) could
+    otherwise see aiokafka's modules half initialised and fail as a circular import."""
+    with _IMPORTING:
+        from aiokafka.errors import CorruptRecordException
+        from aiokafka.record.default_records import (
+            DefaultRecordBatch,
+            DefaultRecordBatchBuilder,
+        )
 
     return SimpleNamespace(DefaultRecordBatch=DefaultRecordBatch,
                            DefaultRecordBatchBuilder=DefaultRecordBatchBuilder,
