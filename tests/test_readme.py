@@ -1,14 +1,17 @@
-"""README.md stays true: its configuration tables are the config table, row for row."""
+"""README.md stays true: its configuration tables are the config table, row for row, and
+its table of Kafka APIs is the registry's."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from support import eventstore_command
 
 from eventstore.config import SERVER_KEYS, TOPIC_KEYS, ConfigKey
+from eventstore.kafka.registry import api_table
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -71,3 +74,15 @@ def test_the_last_event_of_each_key_example_picks_the_last_record(tmp_path: Path
         stdin="".join(f'{user}:{{"page": "{page}"}}\n' for user, page in pages))
     rows = json.loads(run("sql", query, "--json"))
     assert {row["user"]: row["last_page"] for row in rows} == {"user-0": "/p19", "user-1": "/b"}
+
+
+def test_the_api_table_is_what_the_registry_prints() -> None:
+    """The "Kafka APIs served" table is the output of ``python -m eventstore.kafka.registry``:
+    an API or version added to the registry is added to README by running it again."""
+    section = README.split("### Kafka APIs served", 1)[1].split("\n#", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    printed = subprocess.run([sys.executable, "-m", "eventstore.kafka.registry"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    assert printed == api_table() + "\n"
+    assert table == api_table(), "README's API table is stale: run python -m " \
+                                 "eventstore.kafka.registry and put its output in README.md"

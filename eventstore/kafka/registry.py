@@ -23,7 +23,12 @@ from typing import NamedTuple
 from kio.static.protocol import ResponsePayload
 
 from eventstore.kafka.codec.apikeys import ApiKey
-from eventstore.kafka.codec.protocol import ApiVersionRanges, Request, api_versions_response
+from eventstore.kafka.codec.protocol import (
+    ApiVersionRanges,
+    Request,
+    api_name,
+    api_versions_response,
+)
 from eventstore.kafka.connection import Connection, Handler
 from eventstore.kafka.handlers import (
     cluster,
@@ -111,3 +116,21 @@ APIS: Mapping[ApiKey, Api] = {
 
 # APIS' versions alone, as the codec and ApiVersions take them
 SUPPORTED_VERSIONS: ApiVersionRanges = {key: api.versions for key, api in APIS.items()}
+
+
+def api_table() -> str:
+    """README's table of the APIs served: Kafka's name, the key and the versions, by key.
+
+    README.md holds this table and tests/test_readme.py checks it is exactly this output:
+    after a change to :data:`APIS`, run ``python -m eventstore.kafka.registry`` and put
+    what it prints in README's "Kafka APIs served" section.
+    """
+    rows = ["| API | key | versions |", "|---|---|---|"]
+    for key, (low, high) in sorted(SUPPORTED_VERSIONS.items()):
+        versions = f"{low}" if low == high else f"{low}–{high}"
+        rows.append(f"| {api_name(key)} | {int(key)} | {versions} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(api_table())
