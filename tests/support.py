@@ -17,6 +17,8 @@ in ``server.lines`` and can be waited for with :meth:`ServerProcess.wait_for_log
 :class:`KafkaConnection` speaks the wire protocol over a plain socket, with kio's request
 and response classes, for tests that send what no client library would (and to see exact
 error codes): :func:`produce`, :func:`fetch`, :func:`create_topic`, :func:`metadata_errors`.
+Its watchdog fails a test whose request is not answered within REQUEST_WATCHDOG_S (30 s),
+naming the API (:class:`RequestNotAnswered`), so no test hangs on a lost answer.
 
 Importable from tests (pytest puts tests/ on the path) and from scripts/, which add it.
 """
@@ -44,7 +46,7 @@ from typing import Any, TypeVar
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
-from eventstore.kafka.codec.protocol import build
+from eventstore.kafka.codec.protocol import api_name, build
 from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.storage.records import LogRecord
 
@@ -52,6 +54,8 @@ POLL_S = 0.02  # how often wait_until asks again when nothing wakes it
 T0 = 1_700_000_000_000  # where a ManualClock starts unless told otherwise
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+# the watchdog: a raw request (KafkaConnection) not answered by then fails its test
+REQUEST_WATCHDOG_S = 30.0
 # what every test server gets unless told otherwise: a group's first rebalance at once
 DEFAULT_SETTINGS: Mapping[str, object] = {"group.initial.rebalance.delay.ms": 0}
 
@@ -388,16 +392,33 @@ def record_batch(*values: bytes | None, key: bytes | None = None) -> bytes:
     return encode_batch(0, [LogRecord(i, now, key, value) for i, value in enumerate(values)])
 
 
+class RequestNotAnswered(TimeoutError, AssertionError):
+    """The watchdog fired: a request got no answer in time. An AssertionError, so the test
+    that sent it fails naming the API; a TimeoutError too, for tests that expect silence."""
+
+    def __init__(self, api_key: int, version: int, correlation_id: int, waited: float) -> None:
+        super().__init__(f"{api_name(api_key)} v{version} request (correlation id "
+                         f"{correlation_id}) not answered within {waited:.1f} s")
+
+
 class KafkaConnection:
     """One TCP connection speaking Kafka's protocol by hand, request by request.
 
     ``request(api_key, version, **fields)`` builds the kio request from plain values (see
     ``eventstore.kafka.codec.protocol.build``), sends it and returns the kio response;
     ``send_frame`` sends any bytes as one size-prefixed frame.
+
+    The watchdog: every response is waited for at most ``watchdog`` seconds in all (and at
+    most ``timeout`` for each read); a request not answered by then raises
+    :class:`RequestNotAnswered` naming its API, so the test that sent it fails rather
+    than hangs.
     """
 
-    def __init__(self, address: tuple[str, int], timeout: float = 10.0) -> None:
+    def __init__(self, address: tuple[str, int], timeout: float = 10.0,
+                 watchdog: float = REQUEST_WATCHDOG_S) -> None:
         self.sock = socket.create_connection(address, timeout=timeout)
+        self.timeout = timeout
+        self.watchdog = watchdog
         self._correlation_id = 0
 
     def close(self) -> None:
@@ -443,8 +464,16 @@ class KafkaConnection:
         return answer
 
     def read_response(self, api_key: int, version: int, correlation_id: int) -> Any:
-        (size,) = _SIZE.unpack(self._read_exactly(_SIZE.size))
-        frame = self._read_exactly(size)
+        """The decoded response to the request sent with ``correlation_id``, read within the
+        watchdog (RequestNotAnswered, naming the API, if it does not come)."""
+        started = time.monotonic()
+        deadline = started + self.watchdog
+        try:
+            (size,) = _SIZE.unpack(self._read_exactly(_SIZE.size, deadline))
+            frame = self._read_exactly(size, deadline)
+        except TimeoutError:
+            raise RequestNotAnswered(api_key, version, correlation_id,
+                                     time.monotonic() - started) from None
         response_type = load_response_schema(api_key, version)
         header, used = entity_reader(response_type.__header_schema__)(frame, 0)
         assert header.correlation_id == correlation_id, (header, correlation_id)
@@ -452,9 +481,15 @@ class KafkaConnection:
         assert used + body_size == len(frame), "response has bytes after its end"
         return body
 
-    def _read_exactly(self, count: int) -> bytes:
+    def _read_exactly(self, count: int, deadline: float) -> bytes:
+        """``count`` bytes, each read waiting up to ``timeout`` and none past ``deadline``
+        (TimeoutError)."""
         chunks = []
         while count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(min(self.timeout, remaining))
             chunk = self.sock.recv(count)
             if not chunk:
                 raise ConnectionError("the server closed the connection")

@@ -14,6 +14,7 @@ import datetime
 
 from kio.static.protocol import ResponsePayload
 
+from eventstore.errors import InvalidGroupId
 from eventstore.groups.messages import (
     JoinGroupRequest,
     JoinGroupResult,
@@ -88,6 +89,8 @@ async def handle_sync_group(conn: Connection, request: Request) -> ResponsePaylo
         member_id=body.member_id,
         assignments=tuple((a.member_id, a.assignment) for a in body.assignments),
         group_instance_id=getattr(body, "group_instance_id", None),  # SyncGroup v3+
+        protocol_type=getattr(body, "protocol_type", None),  # SyncGroup v5+, checked if given
+        protocol_name=getattr(body, "protocol_name", None),
     )
     reply: concurrent.futures.Future[SyncGroupResult] = concurrent.futures.Future()
     ctx.coordinator.sync_group(sync, reply)
@@ -114,6 +117,8 @@ async def handle_heartbeat(conn: Connection, request: Request) -> ResponsePayloa
 async def handle_leave_group(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
     body = request.body
+    if not body.group_id:  # the whole request's error, as Kafka's GroupCoordinatorService
+        return make_response(request, error_code=InvalidGroupId.code, members=[])
     members = getattr(body, "members", None)
     if members is None:  # LeaveGroup v0-2: one member
         code = await ctx.resolve(ctx.coordinator.leave_group(body.group_id, [body.member_id]))
