@@ -474,6 +474,8 @@ class KafkaConnection:
         except TimeoutError:
             raise RequestNotAnswered(api_key, version, correlation_id,
                                      time.monotonic() - started) from None
+        finally:
+            self.sock.settimeout(self.timeout)  # sends wait as long as they always did
         response_type = load_response_schema(api_key, version)
         header, used = entity_reader(response_type.__header_schema__)(frame, 0)
         assert header.correlation_id == correlation_id, (header, correlation_id)
