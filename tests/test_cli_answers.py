@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ServerProcess, eventstore_command
+from support import KafkaConnection, ServerProcess, eventstore_command
 from test_cli_support import assert_error, assert_ok, cli
 
 
@@ -79,3 +80,31 @@ def test_replication_factor_one_is_taken_more_is_refused(server: ServerProcess,
 def test_deleting_a_missing_group_says_it_does_not_exist(server: ServerProcess) -> None:
     assert_error(on(server, "groups", "delete", "gdel"), 1, "GroupIdNotFound",
                  "consumer group 'gdel' does not exist")
+
+
+@pytest.mark.parametrize("size, said", [
+    (-1326692701, "invalid request size -1326692701 (negative)"),
+    (struct.unpack(">i", b"GET ")[0], "invalid request size 1195725856 (larger than"
+     " socket.request.max.bytes=104857600; its first bytes read as text 'GET ': not a Kafka"
+     " client?)"),
+])
+def test_a_random_frame_is_logged_as_an_invalid_size(server: ServerProcess, size: int,
+                                                      said: str) -> None:
+    since = len(server.lines)
+    with KafkaConnection(server.address) as conn:
+        conn.sock.sendall(struct.pack(">i", size))
+        assert conn.closed_by_server(10)
+    logged = server.wait_for_log(lambda f: f.get("msg", "").startswith("connection closed"),
+                                 10, since=since)
+    assert logged["msg"].startswith(f"connection closed: {said}; peer="), logged
+    assert "is over" not in logged["msg"]
+
+
+def test_a_record_over_max_message_bytes_shows_the_servers_message(server: ServerProcess
+                                                                   ) -> None:
+    assert_ok(on(server, "topics", "create", "small", "--config", "max.message.bytes=100"))
+    refused = cli("produce", "small", "--bootstrap-server", server.bootstrap,
+                  stdin="x" * 500 + "\n")
+    line = assert_error(refused, 1, "RecordTooLarge: batch of 1 records is 570 bytes,"
+                        " over max.message.bytes 100")
+    assert "configurable maximum" not in line and "0 of" not in line, line

@@ -84,13 +84,20 @@ def wire_errors(address: str) -> Iterator[None]:
         raise CliError(f"the server at {address} does not support {api.removesuffix('Request')}"
                        " (not implemented by this server)") from None
     except kafka_errors.BrokerResponseError as exc:
-        raise broker_error(exc.errno, getattr(exc, "description", "")) from None
+        raise broker_error(exc.errno, _server_message(exc)) from None
     except (kafka_errors.KafkaConnectionError,
             kafka_errors.KafkaTimeoutError) as exc:
         raise CliError(f"the server at {address} did not answer: {type(exc).__name__}",
                        EXIT_UNAVAILABLE) from None
     except kafka_errors.KafkaError as exc:  # client-side: a commit after a rebalance, ...
         raise CliError(_client_error(exc)) from None
+
+
+def _server_message(exc: kafka_errors.BrokerResponseError) -> str:
+    """What the server said with the error code (a Produce answer's error_message, which
+    kafka-python passes as the exception's argument), else kafka-python's generic text."""
+    said = exc.args[0] if exc.args else None
+    return said if isinstance(said, str) and said else getattr(exc, "description", "")
 
 
 def _client_error(exc: Exception) -> str:

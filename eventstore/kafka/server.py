@@ -29,6 +29,7 @@ from typing import Protocol
 from eventstore.config import ListenerLimits
 from eventstore.errors import InvalidRequest
 from eventstore.kafka.codec.apikeys import ApiKey
+from eventstore.kafka.codec.framecheck import frame_size_problem
 from eventstore.kafka.codec.protocol import (
     Request,
     UnsupportedApiVersion,
@@ -245,12 +246,9 @@ class KafkaListener:
         except asyncio.IncompleteReadError:
             return None
         (size,) = struct.unpack(">i", header)
-        if size < 0 or size > self._limits.socket_request_max_bytes:
-            log.warning(
-                "connection closed: request of %d bytes is over"
-                " socket.request.max.bytes=%d; peer=%s",
-                size, self._limits.socket_request_max_bytes, peer,
-            )
+        problem = frame_size_problem(size, self._limits.socket_request_max_bytes)
+        if problem is not None:
+            log.warning("connection closed: %s; peer=%s", problem, peer)
             return None
         request, taken, chunks, whole = object(), 0, [], False
         self.budget.start_reading(request)

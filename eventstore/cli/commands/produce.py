@@ -118,6 +118,12 @@ class _Reporter:
             if self.print_offsets:
                 self._print(future.value)
 
+    def kept(self) -> str:
+        """What of the input a failure left written, for the error line."""
+        if not self.acknowledged:
+            return "no record was written"
+        return f"the first {self.acknowledged} of {self.sent} records were written"
+
     def _print(self, metadata: Any) -> None:
         if self.as_json:
             line = json.dumps({"topic": self.topic, "partition": metadata.partition,
@@ -155,8 +161,7 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(Exception), target_errors(target):
                 producer.flush(FLUSH_TIMEOUT_S)
                 reporter.drain(wait=True)
-            error.args = (f"{error.args[0] if error.args else ''} (after {reporter.acknowledged}"
-                          f" of {reporter.sent} records were sent)",)
+            error.args = (f"{error.args[0] if error.args else ''} ({reporter.kept()})",)
             raise
     if args.verbose:
         print(f"Produced {reporter.acknowledged} records to {args.topic}.", file=sys.stderr)

@@ -66,6 +66,20 @@ _INT32 = struct.Struct(">i").unpack_from
 _NULL_MARKER = 0xFF  # int8 -1 before a nullable struct (KIP-893); anything else: present
 
 
+def frame_size_problem(size: int, limit: int) -> str | None:
+    """Why a frame's 4-byte size prefix ``size`` is refused (None if it is not), said as
+    Kafka says it ("Invalid receive (size = ...)"): a negative or absurd size is random
+    bytes, often another protocol's text, not a request that merely grew too large.
+    """
+    if 0 <= size <= limit:
+        return None
+    why = "negative" if size < 0 else f"larger than socket.request.max.bytes={limit}"
+    prefix = size.to_bytes(4, "big", signed=True)
+    if all(0x20 <= byte < 0x7F for byte in prefix):  # "GET ", "HTTP", "SSH-", ...
+        why += f"; its first bytes read as text {prefix.decode()!r}: not a Kafka client?"
+    return f"invalid request size {size} ({why})"
+
+
 class _Malformed(Exception):
     """What is wrong in a frame; :func:`check_frame` adds which request it was."""
 
