@@ -7,9 +7,14 @@ KafkaConnection), so no client library smooths anything over:
   well-formed response of that same version (the registry is iterated, so an API added
   there is covered here at once);
 - the group APIs answer each error case with the code Kafka's group coordinator returns,
-  checked in the order Kafka checks. Each test names the Kafka source (apache/kafka,
-  ``group-coordinator/src/main/java/org/apache/kafka/coordinator/group/``) and method
-  that decides each case.
+  checked in the order Kafka checks. Each test names the Kafka class and method that
+  decides each case; the classes are files of apache/kafka's
+  ``group-coordinator/src/main/java/org/apache/kafka/coordinator/group/``:
+  ``GroupCoordinatorService.java`` (checks before a group is looked up),
+  ``GroupMetadataManager.java`` (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+  DescribeGroups), ``OffsetMetadataManager.java`` (OffsetCommit, OffsetFetch) and
+  ``classic/ClassicGroup.java`` (``validateMember``, ``validateOffsetCommit``,
+  ``supportsProtocols``).
 
 The watchdog of tests/support.py is shown here too: a request a server never answers
 fails the test that sent it, naming the API, instead of hanging it.
