@@ -66,6 +66,7 @@ from eventstore.errors import (
 )
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.log_reader import Damage, LogView
+from eventstore.storage.producer_state import ProducerEntry
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
 from eventstore.storage.segment import AppendResult, SegmentInfo, segment_name
 from eventstore.topic_partition import TopicPartition
@@ -434,6 +435,11 @@ class PartitionActor(Actor):
     def update_config(self, config: TopicConfig) -> None:
         """Apply a topic's changed config from the next append or timer on."""
         self._guard(self._update_config, config)
+
+    def active_producers(self) -> tuple[ProducerEntry, ...]:
+        """DescribeProducers: the idempotent producers this partition remembers, read on
+        the actor's thread, which owns the producer state."""
+        return self._log.producers.active()
 
     # -- work -------------------------------------------------------------------------------
 

@@ -126,6 +126,13 @@ class InvalidReplicationFactor(KafkaError):
     code = 38
 
 
+class InvalidReplicaAssignment(KafkaError):
+    """A manual replica assignment names a broker that is not registered, one twice, or
+    none (Kafka's ReplicationControlManager.validateManualPartitionAssignment)."""
+
+    code = 39
+
+
 class InvalidConfig(KafkaError):
     code = 40
 
@@ -202,6 +209,20 @@ class FencedInstanceId(KafkaError):
     code = 82
 
 
+class FencedLeaderEpoch(KafkaError):
+    """The client's current leader epoch is older than the leader's."""
+
+    code = 74
+    retriable = True
+
+
+class UnknownLeaderEpoch(KafkaError):
+    """The client's current leader epoch is newer than the leader's."""
+
+    code = 75
+    retriable = True
+
+
 class InvalidRecord(KafkaError):
     code = 87
 
@@ -227,7 +248,8 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
         InvalidTopic, InvalidRequiredAcks, IllegalGeneration, InconsistentGroupProtocol,
         InvalidGroupId, UnknownMemberId, InvalidSessionTimeout, RebalanceInProgress,
         InvalidCommitOffsetSize, InvalidTimestamp, UnsupportedVersion, TopicAlreadyExists,
-        InvalidPartitions, InvalidReplicationFactor, InvalidConfig, InvalidRequest,
+        InvalidPartitions, InvalidReplicationFactor, InvalidReplicaAssignment, InvalidConfig,
+        InvalidRequest, FencedLeaderEpoch, UnknownLeaderEpoch,
         PolicyViolation, OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
         KafkaStorageError, TransactionalIdAuthorizationFailed, UnknownProducerId,
         NonEmptyGroup, GroupIdNotFound,

@@ -35,11 +35,13 @@ from eventstore.kafka.handlers import (
     configs,
     fetch,
     groups,
+    leader_epochs,
     list_offsets,
     log_dirs,
     metadata,
     produce,
     producer_ids,
+    producers,
     topics,
     transactions,
 )
@@ -112,6 +114,10 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.LIST_PARTITION_REASSIGNMENTS: Api((0, 0), cluster.handle_list_partition_reassignments),
     # v0 flexible, v1 endpoint_type, v2 include_fenced_brokers
     ApiKey.DESCRIBE_CLUSTER: Api((0, 2), cluster.handle_describe_cluster),
+    # v2 is kio's first (Kafka 4.0's); v3 adds replica_id, v4 flexible
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: Api((2, 4), leader_epochs.handle_offset_for_leader_epoch),
+    # v0 flexible, the only version
+    ApiKey.DESCRIBE_PRODUCERS: Api((0, 0), producers.handle_describe_producers),
 }
 
 # APIS' versions alone, as the codec and ApiVersions take them

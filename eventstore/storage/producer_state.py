@@ -99,6 +99,11 @@ class ProducerStateTable:
         kept = tuple(b for b in entry.batches if b.appended_ms > cutoff)
         return ProducerEntry(producer_id, entry.epoch, kept) if kept else None
 
+    def active(self) -> tuple[ProducerEntry, ...]:
+        """Every producer id remembered, by id, as DescribeProducers lists them: like
+        Kafka's activeProducers, those the periodic :meth:`expire` has not dropped yet."""
+        return tuple(self._entries[pid] for pid in sorted(self._entries))
+
     def check(self, stamp: ProducerBatchInfo, count: int, now_ms: int) -> BatchMetadata | None:
         """Judge a batch of ``count`` records before it is written.
 
