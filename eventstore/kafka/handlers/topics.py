@@ -26,9 +26,6 @@ from eventstore.errors import (
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
-from eventstore.kafka.topic_ids import topic_id
-
-_TOPIC_ID_FROM = 7  # CreateTopics answers with the new topic's id
 
 
 def check_replicas(broker_ids: Sequence[int]) -> None:
@@ -96,8 +93,6 @@ async def handle_create_topics(conn: Connection, request: Request) -> ResponsePa
             ))
             entry.update(error_code=0, num_partitions=len(described.partitions),
                          replication_factor=1)
-            if not body.validate_only and request.api_version >= _TOPIC_ID_FROM:
-                entry["topic_id"] = await topic_id(ctx, topic.name)
         except KafkaError as error:
             entry.update(error_code=error.code, error_message=str(error),
                          num_partitions=-1, replication_factor=-1)
