@@ -128,6 +128,22 @@ async def _check_added_assignments(
         check_replicas(broker_ids)
 
 
+async def handle_delete_topics(conn: Connection, request: Request) -> ResponsePayload:
+    ctx = conn.ctx
+    body = request.body
+    names = getattr(body, "topic_names", None)
+    if names is None:
+        names = [t.name for t in body.topics]
+    results = []
+    for name in names:
+        try:
+            await ctx.resolve(ctx.broker.delete_topic(name))
+            results.append({"name": name, "error_code": 0})
+        except KafkaError as error:
+            results.append({"name": name, "error_code": error.code, "error_message": str(error)})
+    return make_response(request, responses=results)
+
+
 async def handle_create_partitions(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
     body = request.body
