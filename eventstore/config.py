@@ -174,6 +174,12 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("message.timestamp.type", str, "CreateTime", "topic",
                   "`CreateTime` keeps the producer's timestamp, `LogAppendTime` stamps the"
                   " append", choices=("CreateTime", "LogAppendTime")),
+        ConfigKey("message.timestamp.before.max.ms", int, LONG_MAX, "topic",
+                  "CreateTime topics refuse, with INVALID_TIMESTAMP, a batch holding a record"
+                  " timestamped more than this long before the server's clock", minimum=0),
+        ConfigKey("message.timestamp.after.max.ms", int, LONG_MAX, "topic",
+                  "CreateTime topics refuse, with INVALID_TIMESTAMP, a batch holding a record"
+                  " timestamped more than this long after the server's clock", minimum=0),
         ConfigKey("cleanup.policy", str, "delete", "topic",
                   "a list; only `delete` is implemented, `compact` is refused with"
                   " InvalidConfig", choices=("delete",), list_valued=True),

@@ -23,6 +23,7 @@ acknowledge records into a file no one can open again.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ from eventstore.storage.segment import (
     read_segment_info,
     segment_name,
 )
+from eventstore.storage.timestamp_bounds import check_timestamps
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -280,6 +284,8 @@ class PartitionLog:
 
         ``max.message.bytes`` limits the batch as a Kafka client sent it (``sent_bytes``,
         after compression, as Kafka measures it) when that is known, else its stored size.
+        A record stamped outside ``message.timestamp.before.max.ms`` /
+        ``message.timestamp.after.max.ms`` raises InvalidTimestamp (see timestamp_bounds).
 
         A batch ``producer`` stamped is first checked against that producer's state: a
         retry of a batch already appended is answered with its original offsets and not
@@ -289,6 +295,7 @@ class PartitionLog:
             raise InvalidRecord("a record batch must hold at least one record")
         config = self.config
         now = self._clock()
+        check_timestamps(rows, now, config)  # first, as Kafka validates before duplicates
         if producer is not None:
             duplicate = self.producers.check(producer, len(rows), now)
             if duplicate is not None:
@@ -402,9 +409,11 @@ class PartitionLog:
         ``publish`` (the owner showing it to readers) before too, so that a reader that
         finds a file gone can tell retention from damage by the latest view.
         """
-        count = max(self._expired_by_time(), self._expired_by_size())
+        by_time = self._expired_by_time()
+        count = max(by_time, self._expired_by_size())
         if count == 0:
             return []
+        size_before = self.size_bytes
         doomed, self._sealed = self._sealed[:count], self._sealed[count:]
         # a seal still pending on a doomed file must not be retried: it would recreate it
         gone = {segment.path for segment in doomed}
@@ -421,7 +430,27 @@ class PartitionLog:
         for segment in doomed:
             remove_segment_files(segment.path)
         self.stats.segments_deleted += len(doomed)
+        for index, segment in enumerate(doomed):
+            self._log_retention(segment, "retention.ms" if index < by_time else "retention.bytes",
+                                size_before)
         return doomed
+
+    def _log_retention(self, segment: SegmentInfo, reason: str, size_before: int) -> None:
+        """One line per segment retention deleted, as Kafka logs each: the partition, the
+        file, the offsets it held, and the key (``reason``) that deleted it with the figure
+        that passed it (its newest timestamp, or the partition's size before)."""
+        config = self.config
+        if reason == "retention.ms":
+            passed = {"retention_ms": config.retention_ms,
+                      "newest_timestamp": segment.max_timestamp}
+        else:
+            passed = {"retention_bytes": config.retention_bytes,
+                      "partition_bytes_before": size_before}
+        log.info("retention deleted a segment", extra={"fields": {
+            "partition": os.path.basename(self.directory),
+            "segment": os.path.basename(segment.path),
+            "offsets": f"{segment.base_offset}-{segment.last_offset}",
+            "reason": reason, **passed}})
 
     def _expired_by_time(self) -> int:
         retention = self.config.retention_ms
