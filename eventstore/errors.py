@@ -227,6 +227,14 @@ class InvalidRecord(KafkaError):
     code = 87
 
 
+class UnknownTopicId(KafkaError):
+    """A request names a topic by an id no existing topic has (deleted, or re-created
+    with a new id)."""
+
+    code = 100
+    retriable = True
+
+
 class NoOffsetForPartition(KafkaError):
     """Client side: no committed offset and ``auto.offset.reset`` is ``none``."""
 
@@ -253,7 +261,7 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
         PolicyViolation, OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
         KafkaStorageError, TransactionalIdAuthorizationFailed, UnknownProducerId,
         NonEmptyGroup, GroupIdNotFound,
-        MemberIdRequired, InvalidRecord,
+        MemberIdRequired, InvalidRecord, UnknownTopicId,
     )
 }
 

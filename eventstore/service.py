@@ -70,8 +70,9 @@ def advertised_host(bound_host: str, configured: str | None) -> str:
     return bound_host
 
 
-def check_catalog(data_dir: str) -> None:
-    """Refuse to start on a damaged or lost catalog, with the error naming the file.
+def check_catalog(data_dir: str) -> str:
+    """Refuse to start on a damaged or lost catalog, with the error naming the file;
+    returns the data directory's cluster id (made on its first start).
 
     Unlike a damaged partition, which goes offline alone, a damaged catalog leaves every
     topic and committed offset unknown: serving would mean answering "no such topic" for
@@ -82,6 +83,7 @@ def check_catalog(data_dir: str) -> None:
         catalog = Catalog.open(data_dir)
         try:
             catalog.check()
+            return catalog.cluster_id()
         finally:
             catalog.close()
     except CorruptLog as error:
@@ -139,17 +141,18 @@ def serve(settings: ServeSettings) -> int:
     data_dir = os.path.abspath(settings.data_dir)
     with DataDirLock(data_dir, "eventstore serve"):
         log.info("starting", extra={"fields": {"data_dir": data_dir, **config.to_mapping()}})
-        check_catalog(data_dir)
+        cluster_id = check_catalog(data_dir)
         system = ActorSystem(data_dir, config).start()
         try:
-            asyncio.run(_run(settings, config, system))
+            asyncio.run(_run(settings, config, system, cluster_id))
         finally:
             system.stop()
     log.info("stopped", extra={"fields": {"data_dir": data_dir}})
     return 0
 
 
-async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSystem) -> None:
+async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSystem,
+               cluster_id: str) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrors())
@@ -162,7 +165,7 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
         ).start()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")
     ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping(),
-                        system.data_dir)
+                        system.data_dir, cluster_id=cluster_id)
     listener = KafkaListener(
         lambda client_host: Session(ctx, client_host),
         config.listener_limits(),

@@ -382,6 +382,23 @@ class ServerProcess:
 # -- the wire protocol by hand -----------------------------------------------------------------
 
 _SIZE = struct.Struct(">i")
+# schema/catalog.sql as it was at older versions, for the tests of their migrations:
+# v1 had no committed leader epochs, v2 no topic or cluster ids
+_CATALOG_V1 = """
+CREATE TABLE topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL CHECK (partitions > 0),
+    config TEXT NOT NULL DEFAULT '{}', created_ms INTEGER NOT NULL);
+CREATE TABLE group_offsets (group_id TEXT NOT NULL, topic TEXT NOT NULL,
+    partition INTEGER NOT NULL, offset INTEGER NOT NULL, metadata TEXT,
+    commit_ms INTEGER NOT NULL, PRIMARY KEY (group_id, topic, partition));
+CREATE TABLE sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+OLD_CATALOG_SQL = {
+    1: "PRAGMA user_version = 1;" + _CATALOG_V1,
+    2: "PRAGMA user_version = 2;" + _CATALOG_V1.replace(
+        "commit_ms INTEGER NOT NULL,",
+        "commit_ms INTEGER NOT NULL, leader_epoch INTEGER NOT NULL DEFAULT -1,"),
+}
+
 PRODUCE_VERSION = 9  # the first flexible version; every client that matters sends it
 FETCH_VERSION = 11  # the last before flexible encodings
 

@@ -362,8 +362,8 @@ def test_supported_apis_are_the_ones_we_serve_and_kio_knows():
         for version in range(low, high + 1):
             assert load_request_schema(api_key, version).__version__ == version
             assert load_response_schema(api_key, version).__version__ == version
-    # flexible, no topic ids
-    assert SUPPORTED_VERSIONS[0][1] >= 9 and SUPPORTED_VERSIONS[1][1] == 12
+    # flexible; Fetch up to v16 (topic ids, issue 16)
+    assert SUPPORTED_VERSIONS[0][1] >= 9 and SUPPORTED_VERSIONS[1][1] == 16
     assert SUPPORTED_VERSIONS[3][1] >= 9 and SUPPORTED_VERSIONS[18][1] >= 3
 
 

@@ -16,7 +16,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka import KafkaError as KafkaErrorCode
-from support import KafkaConnection, ServerProcess, create_topic, poll_until, record_batch
+from support import (
+    OLD_CATALOG_SQL,
+    KafkaConnection,
+    ServerProcess,
+    create_topic,
+    poll_until,
+    record_batch,
+)
 
 from eventstore.config import ListenerLimits
 from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
@@ -24,7 +31,6 @@ from eventstore.kafka.fetch_sessions import _encode_within
 from eventstore.kafka.server import KafkaListener
 from eventstore.storage.catalog import CATALOG_FILE, Catalog, CommittedOffset
 from eventstore.storage.log_reader import LogView
-from eventstore.storage.schema import schema_sql
 
 _SIZE = struct.Struct(">i")
 RECORD = 900 * 1024  # one record near librdkafka's default message.max.bytes
@@ -122,10 +128,7 @@ def test_a_committed_leader_epoch_comes_back_from_offset_fetch(server) -> None:
 def test_a_catalog_of_schema_version_1_is_migrated_keeping_its_offsets(tmp_path) -> None:
     path = tmp_path / CATALOG_FILE
     old = apsw.Connection(str(path))
-    old.execute(schema_sql("catalog").replace("PRAGMA user_version = 2;",
-                                              "PRAGMA user_version = 1;").replace(
-        "    leader_epoch INTEGER NOT NULL DEFAULT -1,  -- the leader epoch the committer"
-        " last saw\n", ""))
+    old.execute(OLD_CATALOG_SQL[1])
     old.execute("INSERT INTO group_offsets VALUES ('g', 't', 0, 3, '', 9)")
     old.close()
     catalog = Catalog.open(str(tmp_path))

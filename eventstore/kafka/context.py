@@ -21,8 +21,6 @@ from actors.partition import PartitionHandle
 from eventstore.kafka.batchcache import RecentBatches
 
 NODE_ID = 0
-CLUSTER_ID = "eventstore"
-UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648  # INT32_MIN: ACL operations not reported
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -39,6 +37,7 @@ class BrokerContext:
     pool: concurrent.futures.ThreadPoolExecutor
     server_config: Mapping[str, Any]  # every server key by its Kafka name: DescribeConfigs
     data_dir: str = ""  # the one log directory DescribeLogDirs reports
+    cluster_id: str = ""  # the data directory's, from its catalog: Metadata, DescribeCluster
     recent: RecentBatches = field(default_factory=RecentBatches)  # produced, for fetches
     _handles: dict[tuple[str, int], PartitionHandle] = field(default_factory=dict)
 

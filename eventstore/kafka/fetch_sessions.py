@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from dataclasses import dataclass
 from operator import itemgetter
 
 from actors.partition import PartitionState, offline_error
-from eventstore.errors import KafkaError
+from eventstore.errors import KafkaError, UnknownTopicId
 from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.codec.recordbatch import encode_batch
 from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.topic_ids import topic_names
 from eventstore.storage.log_reader import LogReader, LogView, check_offset
 from eventstore.storage.records import StoredRow
 
@@ -184,6 +186,7 @@ class FetchSession:
         self._ctx = ctx
         self.reader = LogReader()
         self._states: States = {}
+        self._by_id: dict[tuple[uuid.UUID, int], tuple[str, PartitionState]] = {}
         self._ahead: tuple[AheadKey, asyncio.Future[list[FetchedPartition]]] | None = None
 
     async def settle(self) -> tuple[AheadKey, list[FetchedPartition]] | None:
@@ -232,6 +235,31 @@ class FetchSession:
                 state = error
             self._states[key] = state
         return state
+
+    async def state_by_id(self, topic_id: uuid.UUID, partition: int
+                          ) -> tuple[str | None, PartitionState | KafkaError]:
+        """The name of the topic whose id is ``topic_id`` (None if no topic has it) and
+        its partition's state, or the error that stands in for it (UNKNOWN_TOPIC_ID).
+
+        A state found for an id is kept while it serves: a topic deleted takes its
+        partitions offline, so the next fetch asks the broker again, and an id a deleted
+        topic had names no topic even when one of its name exists again. The id is looked
+        up again after the state, so a topic re-created meanwhile is not served under the
+        id of the one before.
+        """
+        known = self._by_id.get((topic_id, partition))
+        if known is not None and known[1].error is None:
+            return known
+        self._by_id.pop((topic_id, partition), None)
+        name = (await topic_names(self._ctx)).get(topic_id)
+        if name is None:
+            return None, UnknownTopicId(f"no topic has id {topic_id}")
+        state = await self.state(name, partition)
+        if (await topic_names(self._ctx)).get(topic_id) != name:
+            return None, UnknownTopicId(f"no topic has id {topic_id}")
+        if not isinstance(state, KafkaError):
+            self._by_id[(topic_id, partition)] = (name, state)
+        return name, state
 
     def close(self) -> None:
         if self._ahead is not None and not self._ahead[1].done():

@@ -33,6 +33,7 @@ from eventstore.kafka.connection import Connection, Handler
 from eventstore.kafka.handlers import (
     cluster,
     configs,
+    delete_topics,
     fetch,
     groups,
     leader_epochs,
@@ -64,11 +65,14 @@ APIS: Mapping[ApiKey, Api] = {
     # v3 is the first with v2 record batches; v9 flexible; v10+ adds leader-change hints
     # (KIP-951), v12 the new transaction protocol
     ApiKey.PRODUCE: Api((3, 9), produce.handle_produce),
-    # v4 is kio's first; v12 flexible; v13+ names topics by id
-    ApiKey.FETCH: Api((4, 12), fetch.handle_fetch),
+    # v4 is kio's first; v12 flexible; v13 names topics by id, v14 only adds an error,
+    # v15 moves replica_id into replica_state, v16 adds node endpoints (tagged, for leader
+    # changes a single node never has); v17 adds a follower's directory id
+    ApiKey.FETCH: Api((4, 16), fetch.handle_fetch),
     # v6 flexible, v7 adds MAX_TIMESTAMP (-3); v8+ is tiered storage
     ApiKey.LIST_OFFSETS: Api((1, 7), list_offsets.handle_list_offsets),
-    # v9 flexible; v10-12 carry topic ids (answered zero); v13 only adds a top-level error
+    # v8 authorized operations, v9 flexible, v10 topic ids, v12 asks by id; v13 only adds
+    # a top-level error
     ApiKey.METADATA: Api((0, 12), metadata.handle_metadata),
     # v2 is kio's first; v8 flexible; v9 is KIP-848, v10 topic ids
     ApiKey.OFFSET_COMMIT: Api((2, 8), groups.handle_offset_commit),
@@ -90,10 +94,10 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.LIST_GROUPS: Api((0, 4), groups.handle_list_groups),
     # v3 flexible, v4 same layout (kafka-python asks v4 first)
     ApiKey.API_VERSIONS: Api((0, 4), handle_api_versions),
-    # v2 is kio's first; v5 flexible; v7 returns topic ids (zero)
+    # v2 is kio's first; v5 flexible; v7 returns topic ids
     ApiKey.CREATE_TOPICS: Api((2, 7), topics.handle_create_topics),
     # v1 is kio's first; v4 flexible; v6 may name topics by id
-    ApiKey.DELETE_TOPICS: Api((1, 5), topics.handle_delete_topics),
+    ApiKey.DELETE_TOPICS: Api((1, 6), delete_topics.handle_delete_topics),
     # v2 flexible, v3-4 epoch bumps; v5+ is transactions v2
     ApiKey.INIT_PRODUCER_ID: Api((0, 4), producer_ids.handle_init_producer_id),
     # v3 flexible; v4 batches transactions (KIP-890). Refused until transactions exist

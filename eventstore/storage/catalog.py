@@ -3,6 +3,11 @@
 One SQLite file, ``catalog.db``, next to the partition folders. Topic names follow
 Kafka's rule; a topic's partition count may grow, never shrink. A committed offset is the
 next offset a group will read (the last processed offset + 1).
+
+It also holds the ids Kafka's clients key state by (KIP-516): the data directory's cluster
+id, made once when the catalog is (or, for an older catalog, when it is first opened), and
+a random id per topic, made when the topic is created, so a topic deleted and created again
+gets a new one.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apsw
@@ -24,6 +30,7 @@ from eventstore.errors import (
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
+from eventstore.storage.kafka_uuid import ZERO_UUID, from_text, random_uuid, to_text
 from eventstore.storage.schema import check_schema_version, create_schema
 from eventstore.storage.segment import check_integrity, parse_segment_name, storage_errors
 
@@ -38,6 +45,7 @@ class TopicInfo:
     partitions: int
     config: Mapping[str, Any] = field(default_factory=dict)
     created_ms: int = 0
+    topic_id: uuid.UUID = ZERO_UUID  # this incarnation's id; zero until the catalog has it
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,15 @@ class CommittedOffset:
     metadata: str | None
     commit_ms: int
     leader_epoch: int = -1  # the leader epoch the committer last saw; -1: none given
+
+
+_TOPIC_COLUMNS = "name, partitions, config, created_ms, topic_id"
+
+
+def _topic_info(row: tuple) -> TopicInfo:
+    """A row of ``topics`` (as _TOPIC_COLUMNS lists them) as a TopicInfo."""
+    name, partitions, config, created_ms, topic_id = row
+    return TopicInfo(name, partitions, json.loads(config), created_ms, from_text(topic_id))
 
 
 def validate_topic_name(name: str) -> None:
@@ -81,10 +98,25 @@ def partition_folders(data_dir: str) -> list[str]:
     )
 
 
+def _add_topic_ids(conn: apsw.Connection) -> None:
+    """Version 2 to 3: every existing topic gets a random id, and the cluster id's table
+    (filled by :func:`_ensure_cluster_id`) is made."""
+    conn.execute("ALTER TABLE topics ADD COLUMN topic_id TEXT NOT NULL DEFAULT ''")
+    for (name,) in conn.execute("SELECT name FROM topics").fetchall():
+        conn.execute("UPDATE topics SET topic_id = ? WHERE name = ?",
+                     (to_text(random_uuid()), name))
+    conn.execute(
+        "CREATE UNIQUE INDEX topics_by_id ON topics (topic_id);"
+        " CREATE TABLE cluster (one INTEGER PRIMARY KEY CHECK (one = 1),"
+        " cluster_id TEXT NOT NULL);"
+        " PRAGMA user_version = 3;")
+
+
 # what brings a catalog of the version before to the next; each runs in one transaction
 _MIGRATIONS = {
     1: "ALTER TABLE group_offsets ADD COLUMN leader_epoch INTEGER NOT NULL DEFAULT -1;"
        " PRAGMA user_version = 2;",
+    2: _add_topic_ids,
 }
 
 
@@ -93,9 +125,21 @@ def _migrate(conn: apsw.Connection) -> None:
     newer or unknown one is left for check_schema_version to refuse)."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     while version in _MIGRATIONS:
+        step = _MIGRATIONS[version]
         with conn:
-            conn.execute(_MIGRATIONS[version])
+            if callable(step):
+                step(conn)
+            else:
+                conn.execute(step)
         (version,) = conn.execute("PRAGMA user_version").fetchone()
+
+
+def _ensure_cluster_id(conn: apsw.Connection) -> None:
+    """Give the data directory its cluster id unless it has one: a random id in Kafka's
+    text form, made once and kept (a new catalog, or one made before cluster ids)."""
+    with conn:
+        conn.execute("INSERT INTO cluster SELECT 1, ? WHERE NOT EXISTS (SELECT 1 FROM cluster)",
+                     (to_text(random_uuid()),))
 
 
 class Catalog:
@@ -139,6 +183,8 @@ class Catalog:
                 elif not readonly:
                     _migrate(conn)
                 check_schema_version(conn, "catalog", path)
+                if not readonly:
+                    _ensure_cluster_id(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -151,31 +197,37 @@ class Catalog:
         """CorruptLog naming the file unless SQLite finds every page of it sound."""
         check_integrity(self._conn, self.path)
 
+    def cluster_id(self) -> str:
+        """The data directory's cluster id, in Kafka's text form (22 characters)."""
+        with storage_errors(self.path):
+            row = self._conn.execute("SELECT cluster_id FROM cluster").fetchone()
+        if row is None:
+            raise CorruptLog(f"{self.path}: has no cluster id yet (open it for writing once)")
+        return row[0]
+
     # -- topics --------------------------------------------------------------------------
 
     def topics(self) -> list[TopicInfo]:
         """Every topic, by name."""
         with storage_errors(self.path):
             rows = self._conn.execute(
-                "SELECT name, partitions, config, created_ms FROM topics ORDER BY name"
-            ).fetchall()
-        return [TopicInfo(n, p, json.loads(c), t) for n, p, c, t in rows]
+                f"SELECT {_TOPIC_COLUMNS} FROM topics ORDER BY name").fetchall()
+        return [_topic_info(row) for row in rows]
 
     def topic(self, name: str) -> TopicInfo:
         """One topic; UnknownTopicOrPartition if there is none of that name."""
         with storage_errors(self.path):
             row = self._conn.execute(
-                "SELECT name, partitions, config, created_ms FROM topics WHERE name = ?", (name,)
-            ).fetchone()
+                f"SELECT {_TOPIC_COLUMNS} FROM topics WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
-        n, p, c, t = row
-        return TopicInfo(n, p, json.loads(c), t)
+        return _topic_info(row)
 
     def create_topic(
         self, name: str, partitions: int, config: Mapping[str, Any], now_ms: int
     ) -> TopicInfo:
-        """Record a new topic (its partition folders are the broker's job)."""
+        """Record a new topic with a new random id (its partition folders are the broker's
+        job)."""
         validate_topic_name(name)
         if not isinstance(partitions, int) or partitions < 1:
             raise InvalidPartitions(f"topic {name!r}: partitions must be at least 1")
@@ -183,11 +235,14 @@ class Catalog:
         with storage_errors(self.path), self._conn:
             if self._conn.execute("SELECT 1 FROM topics WHERE name = ?", (name,)).fetchone():
                 raise TopicAlreadyExists(f"topic {name!r} already exists")
+            topic_id = random_uuid()
             self._conn.execute(
-                "INSERT INTO topics VALUES (?, ?, ?, ?)",
-                (name, partitions, json.dumps(checked, sort_keys=True), now_ms),
+                "INSERT INTO topics (name, partitions, config, created_ms, topic_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, partitions, json.dumps(checked, sort_keys=True), now_ms,
+                 to_text(topic_id)),
             )
-        return TopicInfo(name, partitions, checked, now_ms)
+        return TopicInfo(name, partitions, checked, now_ms, topic_id)
 
     def set_partitions(self, name: str, partitions: int) -> TopicInfo:
         """Increase a topic's partition count; InvalidPartitions if it would not grow."""
@@ -201,7 +256,7 @@ class Catalog:
             self._conn.execute(
                 "UPDATE topics SET partitions = ? WHERE name = ?", (partitions, name)
             )
-        return TopicInfo(name, partitions, current.config, current.created_ms)
+        return replace(current, partitions=partitions)
 
     def set_topic_config(self, name: str, config: Mapping[str, Any]) -> TopicInfo:
         """Replace a topic's overrides (checked) with ``config``."""
@@ -212,7 +267,7 @@ class Catalog:
                 "UPDATE topics SET config = ? WHERE name = ?",
                 (json.dumps(checked, sort_keys=True), name),
             )
-        return TopicInfo(name, current.partitions, checked, current.created_ms)
+        return replace(current, config=checked)
 
     def delete_topic(self, name: str) -> TopicInfo:
         """Forget a topic and its groups' offsets (its folders are the broker's job)."""
@@ -256,6 +311,16 @@ class Catalog:
         with storage_errors(self.path), self._conn:
             self._conn.execute("DELETE FROM group_offsets WHERE group_id = ?", (group_id,))
             return self._conn.changes()
+
+    def delete_offsets(self, group_id: str, partitions: Iterable[tuple[str, int]]) -> int:
+        """Forget a group's committed offsets of some partitions (OffsetDelete), all in one
+        transaction; returns how many there were."""
+        with storage_errors(self.path), self._conn:
+            before = self._conn.totalchanges()
+            self._conn.executemany(
+                "DELETE FROM group_offsets WHERE group_id = ? AND topic = ? AND partition = ?",
+                [(group_id, topic, partition) for topic, partition in partitions])
+            return self._conn.totalchanges() - before
 
     def expire_offsets(self, older_than_ms: int, keep_groups: Iterable[str] = ()) -> int:
         """Delete offsets committed before ``older_than_ms`` (offsets.retention.minutes)."""

@@ -6,16 +6,22 @@ from kio.static.protocol import ResponsePayload
 
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
-from eventstore.kafka.context import CLUSTER_ID, NODE_ID, UNKNOWN_AUTHORIZED_OPERATIONS
+from eventstore.kafka.context import NODE_ID
+from eventstore.security.acl import ResourceType
+from eventstore.security.operations import authorized_operations
 
 
 async def handle_describe_cluster(conn: Connection, request: Request) -> ResponsePayload:
-    """This node, as Metadata advertises it, is the cluster's only broker and controller."""
+    """This node, as Metadata advertises it, is the cluster's only broker and controller,
+    under the data directory's cluster id; with no authorizer, every cluster operation is
+    authorized (when asked)."""
     ctx = conn.ctx
     return make_response(
-        request, error_code=0, endpoint_type=1, cluster_id=CLUSTER_ID, controller_id=NODE_ID,
+        request, error_code=0, endpoint_type=1, cluster_id=ctx.cluster_id,
+        controller_id=NODE_ID,
         brokers=[{"broker_id": NODE_ID, "host": ctx.host, "port": ctx.port, "is_fenced": False}],
-        cluster_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS)
+        cluster_authorized_operations=authorized_operations(
+            ResourceType.CLUSTER, request.body.include_cluster_authorized_operations))
 
 
 async def handle_list_partition_reassignments(

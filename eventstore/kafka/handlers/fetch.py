@@ -4,7 +4,7 @@ What a fetch reads, and how, is eventstore/kafka/fetch_sessions.py. When there i
 than ``min_bytes`` to return, a fetch waits for a partition to publish a new high
 watermark, or for ``max_wait``, without holding a thread or spinning. The response is
 written by hand (eventstore/kafka/codec/fetchresponse.py): it is the one a busy server
-sends most often.
+sends most often. From v13 topics are named by id, in the request and the answer.
 """
 
 from __future__ import annotations
@@ -12,14 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 
 from eventstore.errors import KafkaError
-from eventstore.kafka.codec.fetchresponse import PartitionAnswer, encode_fetch_response
+from eventstore.kafka.codec.fetchresponse import (
+    TOPIC_IDS_FROM,
+    PartitionAnswer,
+    encode_fetch_response,
+)
 from eventstore.kafka.codec.protocol import Request
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.fetch_sessions import (
     FetchedPartition,
     FetchPartition,
+    FetchSession,
+    States,
     collect,
     pending_records,
 )
@@ -38,16 +45,36 @@ def _next_wanted(wanted: list[FetchPartition], results: list[FetchedPartition]
             for w, r in zip(wanted, results, strict=True)]
 
 
+async def _requested(session: FetchSession, request: Request
+                     ) -> tuple[list[FetchPartition], list[str | uuid.UUID], States]:
+    """What a fetch asks for: each partition wanted, the topic name (v4-12) or id (v13+)
+    its answer goes under, and the partitions' states. A partition of a topic id that no
+    topic has is wanted under the empty name, which no topic can have, and its state is
+    UNKNOWN_TOPIC_ID (Kafka's KafkaApis.handleFetchRequest)."""
+    wanted: list[FetchPartition] = []
+    keys: list[str | uuid.UUID] = []
+    states: States = {}
+    by_id = request.api_version >= TOPIC_IDS_FROM
+    for t in request.body.topics:
+        for p in t.partitions:
+            if by_id:
+                name, state = await session.state_by_id(t.topic_id, p.partition)
+                name = name or ""
+                keys.append(t.topic_id)
+            else:
+                name, state = t.topic, await session.state(t.topic, p.partition)
+                keys.append(name)
+            wanted.append(FetchPartition(name, p.partition, p.fetch_offset,
+                                         p.partition_max_bytes))
+            states[(name, p.partition)] = state
+    return wanted, keys, states
+
+
 async def handle_fetch(conn: Connection, request: Request) -> bytes:
     ctx, session = conn.ctx, conn.fetches
     body = request.body
-    wanted = [
-        FetchPartition(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
-        for t in body.topics
-        for p in t.partitions
-    ]
+    wanted, keys, states = await _requested(session, request)
     max_bytes = min(body.max_bytes, ctx.server_config["fetch.max.bytes"])
-    states = {(w.topic, w.partition): await session.state(w.topic, w.partition) for w in wanted}
     deadline = time.monotonic() + body.max_wait.total_seconds()
     woken = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,11 +110,11 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
         following = _next_wanted(wanted, results)
         if pending_records(states, following) > _INLINE_RECORDS:  # a consumer catching up
             session.read_ahead(states, following, max_bytes)
-    topics: dict[str, list[PartitionAnswer]] = {}
-    for r in results:
+    topics: dict[str | uuid.UUID, list[PartitionAnswer]] = {}
+    for key, r in zip(keys, results, strict=True):
         if r.record_count:  # counted once, as answered (a long poll collects again)
             states[(r.topic, r.partition)].stats.add_fetched(r.record_count, len(r.records))
-        topics.setdefault(r.topic, []).append(PartitionAnswer(
+        topics.setdefault(key, []).append(PartitionAnswer(
             r.partition, r.error.code if r.error else 0, r.high_watermark,
             r.log_start_offset, r.records))
     return encode_fetch_response(request.correlation_id, request.api_version,

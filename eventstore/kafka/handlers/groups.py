@@ -24,8 +24,10 @@ from eventstore.groups.messages import (
 )
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
-from eventstore.kafka.context import NODE_ID, UNKNOWN_AUTHORIZED_OPERATIONS
+from eventstore.kafka.context import NODE_ID
 from eventstore.kafka.handlers.transactions import transactions_refused
+from eventstore.security.acl import ResourceType
+from eventstore.security.operations import authorized_operations
 
 GROUP_KEY = 0
 
@@ -195,6 +197,8 @@ async def handle_list_groups(conn: Connection, request: Request) -> ResponsePayl
 async def handle_describe_groups(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
     described = []
+    operations = authorized_operations(  # v3+; every group operation, with no authorizer
+        ResourceType.GROUP, getattr(request.body, "include_authorized_operations", False))
     for group_id in request.body.groups:
         d = await ctx.resolve(ctx.coordinator.describe_group(group_id))
         described.append({
@@ -214,7 +218,7 @@ async def handle_describe_groups(conn: Connection, request: Request) -> Response
                 }
                 for m in d.members
             ],
-            "authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
+            "authorized_operations": operations,
         })
     return make_response(request, groups=described)
 

@@ -4,6 +4,12 @@ This single node is the leader and only replica of every partition. A partition 
 is offline is reported with KAFKA_STORAGE_ERROR and no leader, so clients stay away from
 it while every other partition keeps serving. Topics asked for by name are created when
 the client allows it and ``auto.create.topics.enable`` does (the broker decides).
+
+From v10 each topic carries its id; from v12 topics may be asked for by id instead
+(Kafka's ``KafkaApis.handleTopicMetadataRequest``): an id no topic has is answered
+UNKNOWN_TOPIC_ID, and an id (or a null name) in a v10-11 request makes the request
+INVALID_REQUEST. Authorized operations are answered when asked for (v8+), every operation
+of the resource type while no authorizer exists.
 """
 
 from __future__ import annotations
@@ -14,13 +20,20 @@ from typing import Any
 from kio.static.protocol import ResponsePayload
 
 from actors.partition import PartitionHandle, offline_error
-from eventstore.errors import KafkaError
+from eventstore.errors import InvalidRequest, KafkaError, UnknownTopicId
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
-from eventstore.kafka.context import CLUSTER_ID, NODE_ID, UNKNOWN_AUTHORIZED_OPERATIONS
+from eventstore.kafka.context import NODE_ID
+from eventstore.kafka.topic_ids import is_topic_id, topic_names
+from eventstore.security.acl import ResourceType
+from eventstore.security.operations import authorized_operations
+from eventstore.storage.catalog import TopicInfo
+
+_IDS_FROM = 12  # the first version that may name topics by id
 
 
-def _topic_entry(name: str, handles: Sequence[PartitionHandle]) -> dict[str, Any]:
+def _topic_entry(info: TopicInfo, handles: Sequence[PartitionHandle], operations: int
+                 ) -> dict[str, Any]:
     partitions = []
     for index, handle in enumerate(handles):
         error = offline_error(handle.state) if handle.actor is None else None
@@ -33,8 +46,8 @@ def _topic_entry(name: str, handles: Sequence[PartitionHandle]) -> dict[str, Any
             "isr_nodes": [] if error else [NODE_ID],
             "offline_replicas": [NODE_ID] if error else [],
         })
-    return {"error_code": 0, "name": name, "is_internal": False, "partitions": partitions,
-            "topic_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS}
+    return {"error_code": 0, "name": info.name, "topic_id": info.topic_id, "is_internal": False,
+            "partitions": partitions, "topic_authorized_operations": operations}
 
 
 async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload:
@@ -44,25 +57,61 @@ async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload
     if requested is not None and len(requested) == 0 and request.api_version == 0:
         requested = None  # Metadata v0: an empty list means every topic
     allow_create = getattr(body, "allow_auto_topic_creation", True)
+    operations = authorized_operations(
+        ResourceType.TOPIC, getattr(body, "include_topic_authorized_operations", False))
     topics = []
     if requested is None:
         for info in await ctx.resolve(ctx.broker.list_topics()):
             handles = await ctx.resolve(ctx.broker.partitions(info.name))
-            topics.append(_topic_entry(info.name, handles))
+            topics.append(_topic_entry(info, handles, operations))
+    elif any(t.name is None or is_topic_id(getattr(t, "topic_id", None)) for t in requested):
+        topics = await _by_id(conn, request, operations)
     else:
         for wanted in requested:
             name = wanted.name
             try:
-                await ctx.resolve(ctx.broker.ensure_topic(name, allow_create))
+                info = await ctx.resolve(ctx.broker.ensure_topic(name, allow_create))
                 handles = await ctx.resolve(ctx.broker.partitions(name))
-                topics.append(_topic_entry(name, handles))
+                topics.append(_topic_entry(info, handles, operations))
             except KafkaError as error:
                 topics.append({"error_code": error.code, "name": name, "partitions": []})
     return make_response(
         request,
         brokers=[{"node_id": NODE_ID, "host": ctx.host, "port": ctx.port}],
-        cluster_id=CLUSTER_ID,
+        cluster_id=ctx.cluster_id,
         controller_id=NODE_ID,
         topics=topics,
-        cluster_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
+        cluster_authorized_operations=authorized_operations(
+            ResourceType.CLUSTER, getattr(body, "include_cluster_authorized_operations", False)),
     )
+
+
+async def _by_id(conn: Connection, request: Request, operations: int) -> list[dict[str, Any]]:
+    """The topics of a request that names some by id (or by a null name): from v12 each
+    id's topic or UNKNOWN_TOPIC_ID, the names given beside ids ignored, as Kafka does;
+    before v12 (and for a null name without an id) every topic is INVALID_REQUEST."""
+    ctx = conn.ctx
+    requested = request.body.topics
+    ids = [t.topic_id for t in requested if is_topic_id(t.topic_id)]
+    if request.api_version < _IDS_FROM or not ids:
+        invalid = InvalidRequest(
+            f"Metadata v{request.api_version}: topics are named by name"
+            + ("" if request.api_version < _IDS_FROM else " or by id"))
+        return [{"error_code": invalid.code, "name": t.name or "", "topic_id": t.topic_id,
+                 "partitions": []} for t in requested]
+    names = await topic_names(ctx)
+    topics = []
+    for topic_id in dict.fromkeys(ids):
+        name = names.get(topic_id)
+        try:
+            if name is None:
+                raise UnknownTopicId(f"no topic has id {topic_id}")
+            info = await ctx.resolve(ctx.broker.ensure_topic(name, False))
+            if info.topic_id != topic_id:  # deleted and created again meanwhile
+                raise UnknownTopicId(f"no topic has id {topic_id}")
+            handles = await ctx.resolve(ctx.broker.partitions(name))
+            topics.append(_topic_entry(info, handles, operations))
+        except KafkaError as error:
+            topics.append({"error_code": error.code, "name": None, "topic_id": topic_id,
+                           "partitions": []})
+    return topics

@@ -26,6 +26,9 @@ from eventstore.errors import (
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
+from eventstore.kafka.topic_ids import topic_id
+
+_TOPIC_ID_FROM = 7  # CreateTopics answers with the new topic's id
 
 
 def check_replicas(broker_ids: Sequence[int]) -> None:
@@ -93,6 +96,8 @@ async def handle_create_topics(conn: Connection, request: Request) -> ResponsePa
             ))
             entry.update(error_code=0, num_partitions=len(described.partitions),
                          replication_factor=1)
+            if not body.validate_only and request.api_version >= _TOPIC_ID_FROM:
+                entry["topic_id"] = await topic_id(ctx, topic.name)
         except KafkaError as error:
             entry.update(error_code=error.code, error_message=str(error),
                          num_partitions=-1, replication_factor=-1)
@@ -126,22 +131,6 @@ async def _check_added_assignments(
             f" {len(assignments)} assignment(s) were specified.")
     for broker_ids in assignments:
         check_replicas(broker_ids)
-
-
-async def handle_delete_topics(conn: Connection, request: Request) -> ResponsePayload:
-    ctx = conn.ctx
-    body = request.body
-    names = getattr(body, "topic_names", None)
-    if names is None:
-        names = [t.name for t in body.topics]
-    results = []
-    for name in names:
-        try:
-            await ctx.resolve(ctx.broker.delete_topic(name))
-            results.append({"name": name, "error_code": 0})
-        except KafkaError as error:
-            results.append({"name": name, "error_code": error.code, "error_message": str(error)})
-    return make_response(request, responses=results)
 
 
 async def handle_create_partitions(conn: Connection, request: Request) -> ResponsePayload:
