@@ -6,6 +6,7 @@ librdkafka. Kafka's answers are read from ``KafkaApis.handleFetchRequest`` and
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import uuid
@@ -206,41 +207,55 @@ def test_delete_topics_v6_by_id_with_kafkas_checks(server) -> None:
 
 def test_librdkafka_fetches_by_topic_id_and_sees_a_recreated_topics_new_id(server) -> None:
     fetch_versions: list[int] = []
+    id_changes: list[uuid.UUID] = []  # each id librdkafka's metadata saw "rd" change to
 
-    class FetchVersions(logging.Handler):
+    class Watch(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            found = re.search(r"Sent FetchRequest \(v(\d+)", record.getMessage())
-            if found:
+            message = record.getMessage()
+            if found := re.search(r"Sent FetchRequest \(v(\d+)", message):
                 fetch_versions.append(int(found.group(1)))
+            if found := re.search(r"Topic rd changed id from \S+ to (\S+)", message):
+                # librdkafka prints ids in standard base64, not Kafka's URL-safe form
+                id_changes.append(uuid.UUID(bytes=base64.b64decode(found.group(1) + "==")))
 
     logger = logging.getLogger("test_serve_topic_ids.librdkafka")
-    logger.addHandler(FetchVersions())
+    logger.addHandler(Watch())
     logger.setLevel(logging.DEBUG)
     admin = AdminClient({"bootstrap.servers": server.bootstrap})
     with KafkaConnection(server.address) as conn:
         create_topic(conn, "rd", 1)
     producer = Producer({"bootstrap.servers": server.bootstrap, "linger.ms": 0})
-    for i in range(5):
-        producer.produce("rd", b"v%d" % i, partition=0)
-    assert producer.flush(30) == 0
     consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "rd",
-                         "auto.offset.reset": "earliest", "debug": "protocol,fetch"},
-                        logger=logger)
+                         "auto.offset.reset": "earliest", "debug": "protocol,metadata",
+                         "topic.metadata.refresh.interval.ms": 1000}, logger=logger)
+
+    def produce_and_consume(values: list[bytes]) -> list[tuple[int, bytes]]:
+        for value in values:
+            producer.produce("rd", value, partition=0)
+        assert producer.flush(30) == 0
+        got = poll_until(lambda: [m for m in [consumer.poll(0.5)]
+                                  if m is not None and m.error() is None], len(values), 30,
+                         "records")
+        return [(m.offset(), m.value()) for m in got]
+
     try:
         consumer.subscribe(["rd"])
-        got = poll_until(lambda: [m for m in [consumer.poll(0.5)]
-                                  if m is not None and m.error() is None], 5, 30, "records")
-        assert [m.value() for m in got] == [b"v%d" % i for i in range(5)]
+        assert produce_and_consume([b"v%d" % i for i in range(5)]) == [
+            (i, b"v%d" % i) for i in range(5)]
+        first = admin.describe_topics(TopicCollection(["rd"]))["rd"].result(30).topic_id
+        admin.delete_topics(["rd"])["rd"].result(30)
+        admin.create_topics([NewTopic("rd", num_partitions=1, replication_factor=1)]
+                            )["rd"].result(30)
+        second = admin.describe_topics(TopicCollection(["rd"]))["rd"].result(30).topic_id
+        # the subscribed consumer takes the new incarnation for a new topic: from offset 0
+        assert produce_and_consume([b"new"]) == [(0, b"new")]
     finally:
         consumer.close()
     assert fetch_versions and min(fetch_versions) >= 13, fetch_versions
-    first = admin.describe_topics(TopicCollection(["rd"]))["rd"].result(30).topic_id
-    admin.delete_topics(["rd"])["rd"].result(30)
-    admin.create_topics([NewTopic("rd", num_partitions=1, replication_factor=1)])["rd"].result(30)
-    second = admin.describe_topics(TopicCollection(["rd"]))["rd"].result(30).topic_id
     assert as_uuid(first) != as_uuid(second)
     with KafkaConnection(server.address) as conn:
         assert topic_ids(conn)["rd"] == as_uuid(second)
+    assert id_changes[0] == as_uuid(first) and id_changes[-1] == as_uuid(second), id_changes
 
 
 def as_uuid(value: object) -> uuid.UUID:
