@@ -124,6 +124,9 @@ KEYS: dict[str, ConfigKey] = {
                   "most record bytes one fetch response returns, whatever the request asks"
                   " (its first batch may pass it, so a larger record is still consumed)",
                   minimum=1024),
+        ConfigKey("max.request.partition.size.limit", int, 2000, "server",
+                  "most partitions one DescribeTopicPartitions response describes; the"
+                  " client pages through the rest with its cursor", minimum=1),
         ConfigKey("log.retention.check.interval.ms", int, 300000, "server",
                   "how often each partition looks for segments retention may delete",
                   minimum=1),

@@ -304,3 +304,129 @@ def test_describe_producers_lists_idempotent_producers(
     (seen,) = described[KafkaTopicPartition(topic, 0)].active_producers
     assert (seen.producer_id, seen.producer_epoch, seen.last_sequence) == (
         state.producer_id, 0, 4)
+
+
+# -- DescribeTopicPartitions (KIP-966) -------------------------------------------------------
+
+DESCRIBE_TOPIC_PARTITIONS = 75
+METADATA = 3
+INVALID_TOPIC_EXCEPTION = 17
+
+
+def describe_page(conn: KafkaConnection, topics: list[str], limit: int = 2000,
+                  cursor: tuple[str, int] | None = None) -> tuple[list, tuple[str, int] | None]:
+    """One DescribeTopicPartitions answer: its topics, and its next cursor."""
+    response = conn.request(
+        DESCRIBE_TOPIC_PARTITIONS, 0, topics=[{"name": name} for name in topics],
+        response_partition_limit=limit,
+        cursor=None if cursor is None else {"topic_name": cursor[0],
+                                            "partition_index": cursor[1]})
+    nxt = response.next_cursor
+    return list(response.topics), None if nxt is None else (nxt.topic_name, nxt.partition_index)
+
+
+def shown(topics: list) -> list[tuple[str, int, list[int]]]:
+    """(name, error code, partition indexes) of each topic answered."""
+    return [(t.name, int(t.error_code), [p.partition_index for p in t.partitions])
+            for t in topics]
+
+
+@pytest.fixture(scope="module")
+def described_topics(server: ServerProcess) -> list[str]:
+    names = ["dtp-a", "dtp-b", "dtp-c"]
+    with KafkaConnection(server.address) as conn:
+        for name, count in zip(names, (3, 2, 1), strict=True):
+            create_topic(conn, name, count)
+    return names
+
+
+def test_describe_topic_partitions_describes_as_metadata_does(
+        conn: KafkaConnection, described_topics: list[str]) -> None:
+    """Named topics come back in name order, unknown and illegal names with Kafka's codes,
+    each known one with the id and authorized operations Metadata gives it."""
+    topics, cursor = describe_page(conn, ["dtp-c", "dtp-a", "no-such-topic", "bad name!",
+                                          "dtp-b"])
+    assert cursor is None
+    assert shown(topics) == [("bad name!", INVALID_TOPIC_EXCEPTION, []),
+                             ("dtp-a", 0, [0, 1, 2]), ("dtp-b", 0, [0, 1]), ("dtp-c", 0, [0]),
+                             ("no-such-topic", UNKNOWN_TOPIC_OR_PARTITION, [])]
+    metadata = conn.request(METADATA, 12, topics=[{"name": n, "topic_id": None}
+                                                  for n in described_topics],
+                            allow_auto_topic_creation=False,
+                            include_topic_authorized_operations=True)
+    by_name = {t.name: t for t in metadata.topics}
+    for topic in topics[1:4]:
+        expected = by_name[topic.name]
+        assert topic.topic_id == expected.topic_id and topic.topic_id.int != 0
+        assert topic.topic_authorized_operations == expected.topic_authorized_operations
+        assert topic.topic_authorized_operations > 0
+        for partition in topic.partitions:
+            assert (partition.leader_id, partition.leader_epoch) == (0, 0)
+            assert (partition.replica_nodes, partition.isr_nodes) == ((0,), (0,))
+            assert partition.offline_replicas == () and partition.error_code == 0
+    for unknown in (topics[0], topics[4]):  # the zero id, which kio reads as None
+        assert unknown.topic_id is None or unknown.topic_id.int == 0
+
+
+def test_describe_topic_partitions_pages_with_its_cursor(
+        conn: KafkaConnection, described_topics: list[str]) -> None:
+    """KRaftMetadataCache.getTopicMetadataForDescribeTopicResponse: the limit counts
+    partitions across topics; the cursor names the first partition not given."""
+    pages = []
+    cursor = None
+    while True:
+        topics, cursor = describe_page(conn, described_topics, limit=2, cursor=cursor)
+        pages.append((shown(topics), cursor))
+        if cursor is None:
+            break
+    assert pages == [
+        ([("dtp-a", 0, [0, 1])], ("dtp-a", 2)),
+        ([("dtp-a", 0, [2]), ("dtp-b", 0, [0])], ("dtp-b", 1)),
+        ([("dtp-b", 0, [1]), ("dtp-c", 0, [0])], None),
+    ]
+    # a page that ends with a topic's last partition points at the next topic's first
+    topics, cursor = describe_page(conn, ["dtp-a", "dtp-b"], limit=3)
+    assert (shown(topics), cursor) == ([("dtp-a", 0, [0, 1, 2])], ("dtp-b", 0))
+    # no topics named: every topic, from the cursor's on
+    topics, cursor = describe_page(conn, [], cursor=("dtp-b", 1))
+    assert shown(topics)[:2] == [("dtp-b", 0, [1]), ("dtp-c", 0, [0])]
+    assert all(name >= "dtp-b" for name, _, _ in shown(topics)) and cursor is None
+    # a limit of 0 or less still describes one partition
+    assert describe_page(conn, ["dtp-a"], limit=0)[1] == ("dtp-a", 1)
+
+
+def test_describe_topic_partitions_refuses_a_cursor_kafka_refuses(
+        conn: KafkaConnection, described_topics: list[str]) -> None:
+    """DescribeTopicPartitionsRequestHandler: the cursor's topic must be among those named
+    and its partition not negative, else every named topic is INVALID_REQUEST."""
+    for cursor in (("dtp-z", 0), ("dtp-b", -1)):
+        topics, next_cursor = describe_page(conn, ["dtp-a", "dtp-b"], cursor=cursor)
+        assert shown(topics) == [("dtp-a", INVALID_REQUEST, []),
+                                 ("dtp-b", INVALID_REQUEST, [])]
+        assert next_cursor is None
+
+
+def test_kafka_python_describe_topic_partitions_pages(
+        server: ServerProcess, described_topics: list[str]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+    try:
+        first = admin.describe_topic_partitions(described_topics, response_partition_limit=4)
+        rest = admin.describe_topic_partitions(described_topics, response_partition_limit=4,
+                                               cursor=first["next_cursor"])
+    finally:
+        admin.close()
+    assert first["next_cursor"] == {"topic_name": "dtp-b", "partition_index": 1}
+    assert rest["next_cursor"] is None
+    seen = [(t["name"], p["partition_index"]) for page in (first, rest)
+            for t in page["topics"] for p in t["partitions"]]
+    assert seen == [("dtp-a", 0), ("dtp-a", 1), ("dtp-a", 2), ("dtp-b", 0), ("dtp-b", 1),
+                    ("dtp-c", 0)]
+
+
+def test_max_request_partition_size_limit_caps_a_page(serve) -> None:
+    """Kafka's broker key max.request.partition.size.limit bounds what a client asks."""
+    server = serve(settings={"max.request.partition.size.limit": 2})
+    with KafkaConnection(server.address) as conn:
+        create_topic(conn, "capped", 3)
+        topics, cursor = describe_page(conn, ["capped"], limit=2000)
+    assert (shown(topics), cursor) == ([("capped", 0, [0, 1])], ("capped", 2))

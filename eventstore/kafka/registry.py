@@ -43,6 +43,7 @@ from eventstore.kafka.handlers import (
     produce,
     producer_ids,
     producers,
+    topic_partitions,
     topics,
     transactions,
 )
@@ -122,6 +123,9 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.OFFSET_FOR_LEADER_EPOCH: Api((2, 4), leader_epochs.handle_offset_for_leader_epoch),
     # v0 flexible, the only version
     ApiKey.DESCRIBE_PRODUCERS: Api((0, 0), producers.handle_describe_producers),
+    # v0 flexible, the only version (KIP-966)
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: Api(
+        (0, 0), topic_partitions.handle_describe_topic_partitions),
 }
 
 # APIS' versions alone, as the codec and ApiVersions take them
