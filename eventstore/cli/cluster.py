@@ -8,7 +8,7 @@ store. Commands are written once against :class:`Cluster`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from eventstore.cli.base import Target
@@ -25,6 +25,10 @@ class Cluster(Protocol):
 
     def describe_topic(self, name: str) -> TopicDetail:
         """Partitions with their offsets and sizes, and config; UnknownTopicOrPartition."""
+
+    def describe_topics(self, names: Sequence[str] | None) -> list[TopicDetail]:
+        """:meth:`describe_topic` of each of ``names`` (of every topic, by name, when None),
+        asked together: the cost does not grow with the number of topics in requests."""
 
     def create_topic(self, name: str, partitions: int | None, config: Mapping[str, str]) -> None:
         ...

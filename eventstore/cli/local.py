@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventstore.cli.base import EXIT_UNAVAILABLE, CliError
@@ -24,11 +24,15 @@ if TYPE_CHECKING:  # the embedded store (the actor system) is loaded only by wri
 STORE_CONFIG = {"auto.create.topics.enable": False, "group.initial.rebalance.delay.ms": 0}
 
 
-def open_engine(data_dir: str) -> SqlEngine:
-    """The read-only SQL engine over ``data_dir``; CliError if there is no such directory."""
+def open_engine(data_dir: str, *, files_only: bool = False) -> SqlEngine:
+    """The read-only SQL engine over ``data_dir``; CliError if there is no such directory,
+    pointing to --bootstrap-server unless the command reads files only (``files_only``:
+    `sql` and `segments`, which no server can answer)."""
     if not os.path.isdir(data_dir):
-        raise CliError(f"data directory {data_dir} does not exist (use --data-dir DIR, or"
-                       " --bootstrap-server HOST:PORT for a running server)")
+        other = ("it reads the segment files, not a server" if files_only
+                 else "or --bootstrap-server HOST:PORT for a running server")
+        raise CliError(f"data directory {data_dir} does not exist (use --data-dir DIR,"
+                       f" {other})")
     return SqlEngine(data_dir)
 
 
@@ -90,6 +94,10 @@ class LocalCluster:
         self._engine.warnings()  # the problems are in the details
         effective = TopicConfig.from_mapping(overrides).to_mapping()
         return TopicDetail(name, partitions, _as_text(effective), _as_text(overrides))
+
+    def describe_topics(self, names: Sequence[str] | None) -> list[TopicDetail]:
+        chosen = [name for name, _ in self.list_topics()] if names is None else names
+        return [self.describe_topic(name) for name in chosen]
 
     def create_topic(self, name: str, partitions: int | None, config: Mapping[str, str]) -> None:
         self._writer().create_topic(name, partitions, config)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import kafka
@@ -23,6 +23,7 @@ from kafka.structs import OffsetAndMetadata
 
 from eventstore.cli.base import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from eventstore.cli.details import GroupDetail, Member, PartitionDetail, TopicDetail
+from eventstore.cli.partition_probe import PartitionProbe
 from eventstore.errors import KafkaError, error_for_code
 
 CONNECT_TIMEOUT_S = 5.0
@@ -91,6 +92,9 @@ def wire_errors(address: str) -> Iterator[None]:
                        EXIT_UNAVAILABLE) from None
     except kafka_errors.KafkaError as exc:  # client-side: a commit after a rebalance, ...
         raise CliError(_client_error(exc)) from None
+    except OSError as exc:  # a partition probe's connection (see probe())
+        raise CliError(f"the server at {address} did not answer: {exc.strerror or exc}",
+                       EXIT_UNAVAILABLE) from None
 
 
 def _server_message(exc: kafka_errors.BrokerResponseError) -> str:
@@ -137,48 +141,12 @@ def consumer(address: str, **settings: Any) -> Any:
                                    **settings)
 
 
-class FetchErrors(logging.Handler):
-    """The partition errors kafka-python's fetcher met since the last :meth:`take`.
-
-    kafka-python retries a fetch answered with KAFKA_STORAGE_ERROR (as with a partition
-    that is changing leader) and tells its caller nothing: a consumer at a damaged segment
-    would look like one with nothing more to read, and wait forever. The fetcher logs each
-    such answer at DEBUG ("Error fetching partition %s: %s", with the partition and the
-    error's name); this handler, on that logger alone, collects them.
-    """
-
-    LOGGER = "kafka.consumer.fetcher"
-    _MESSAGE = "Error fetching partition %s: %s"
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self._errors: dict[Any, str] = {}
-        self._logger = logging.getLogger(self.LOGGER)
-        self._before = (self._logger.level, self._logger.propagate)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == self._MESSAGE and isinstance(record.args, tuple):
-            tp, name = record.args
-            self._errors[tp] = str(name)
-
-    def take(self) -> dict[Any, str]:
-        """Partition -> error name of each fetch error since the last call."""
-        errors, self._errors = self._errors, {}
-        return errors
-
-    def attach(self) -> FetchErrors:
-        """Start collecting (the fetcher's DEBUG records, kept from every other handler)."""
-        self._before = (self._logger.level, self._logger.propagate)
-        self._logger.setLevel(logging.DEBUG)
-        self._logger.propagate = False
-        self._logger.addHandler(self)
-        return self
-
-    def detach(self) -> None:
-        """Stop collecting; the fetcher's logger is as it was."""
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._before[0])
-        self._logger.propagate = self._before[1]
+def probe(address: str) -> PartitionProbe:
+    """A connection asking the server what it answers for single partitions (see
+    :mod:`eventstore.cli.partition_probe`); its OSErrors become CliErrors (exit 3) in
+    :func:`wire_errors`."""
+    host, port = _split_address(address)
+    return PartitionProbe(host, port, REQUEST_TIMEOUT_MS / 1000, CLIENT_ID)
 
 
 def topic_partition(topic: str, partition: int) -> Any:
@@ -191,6 +159,33 @@ def _check_results(entries: Any) -> None:
         field = entry.get if isinstance(entry, dict) else lambda name, e=entry: getattr(e, name)
         if field("error_code"):
             raise broker_error(field("error_code"), field("error_message"))
+
+
+UNKNOWN_TOPIC = kafka_errors.UnknownTopicOrPartitionError.errno
+
+
+def offline_problem(code: int) -> str:
+    """What ``topics describe`` says of a partition Metadata answered with ``code``."""
+    name = kafka_errors.for_code(code).message
+    return (f"offline: the server answered {name} for it (its log, or `eventstore verify`"
+            " on its data directory, says why)")
+
+
+def _topic_detail(name: str, errors: Mapping[int, int], starts: Mapping[tuple[str, int], int],
+                  ends: Mapping[tuple[str, int], int], sizes: Mapping[tuple[str, int], int],
+                  config: Mapping[str, Any]) -> TopicDetail:
+    """One topic's detail from the batched answers; ``errors``: partition -> Metadata's
+    error code for it (an offline partition's offsets are -1, its size unknown)."""
+    return TopicDetail(
+        name,
+        tuple(PartitionDetail(name, p, starts.get((name, p), -1), ends.get((name, p), -1),
+                              bytes=None if code else sizes.get((name, p)),
+                              problem=offline_problem(code) if code else None)
+              for p, code in sorted(errors.items())),
+        {key: entry["value"] for key, entry in sorted(config.items())},
+        {key: entry["value"] for key, entry in sorted(config.items())
+         if entry["config_source"] == "DYNAMIC_TOPIC_CONFIG"},
+    )
 
 
 # kafka-python 3 reports each resource of an AlterConfigs answer as "OK" or as the text of
@@ -244,30 +239,53 @@ class WireCluster:
         return len(described["partitions"])
 
     def describe_topic(self, name: str) -> TopicDetail:
-        count = self._partition_count(name)
-        tps = [topic_partition(name, p) for p in range(count)]
+        (described,) = self.describe_topics([name])
+        return described
+
+    def describe_topics(self, names: Sequence[str] | None) -> list[TopicDetail]:
+        """The topics named (every topic when None) in the same few requests however many
+        there are: one Metadata, one ListOffsets for each end of the online partitions, one
+        DescribeConfigs and one DescribeLogDirs. A partition the server reports offline
+        (KAFKA_STORAGE_ERROR in Metadata, with no leader to ask) is described as offline,
+        its offsets unknown (-1)."""
         with self._errors():
-            starts = self._admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST))
-            ends = self._admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST))
-            resource = ConfigResource(ConfigResourceType.TOPIC, name)
-            configs = self._admin.describe_configs([resource], config_filter="All")
+            described = self._admin.describe_topics(None if names is None else list(names))
+        found = {t["name"]: t for t in described}
+        if names is None:
+            topics = [found[n] for n in sorted(found) if not found[n]["error_code"]]
+        else:
+            topics = [found.get(n, {"name": n, "error_code": UNKNOWN_TOPIC}) for n in names]
+        for topic in topics:
+            if topic["error_code"]:
+                raise broker_error(topic["error_code"], f"topic {topic['name']!r} does not exist"
+                                   if topic["error_code"] == UNKNOWN_TOPIC else topic["name"])
+        errors = {t["name"]: {p["partition_index"]: p["error_code"] for p in t["partitions"]}
+                  for t in topics}
+        online = [topic_partition(name, p) for name, codes in errors.items()
+                  for p, code in codes.items() if not code]
+        with self._errors():
+            starts = self._offsets(online, OffsetSpec.EARLIEST)
+            ends = self._offsets(online, OffsetSpec.LATEST)
+            configs = self._admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, t["name"]) for t in topics],
+                config_filter="All")["topic"] if topics else {}
             sizes = {
-                p["partition_index"]: p["partition_size"]
-                for broker in self._admin.describe_log_dirs()
+                (topic["name"], p["partition_index"]): p["partition_size"]
+                for broker in self._admin.describe_log_dirs(
+                    {t["name"]: [p["partition_index"] for p in t["partitions"]] for t in topics})
                 for log_dir in broker["log_dirs"]
-                for topic in log_dir["topics"] if topic["name"] == name
+                for topic in log_dir["topics"]
                 for p in topic["partitions"]
-            }
-        entries = configs["topic"][name]
-        return TopicDetail(
-            name,
-            tuple(PartitionDetail(name, tp.partition, starts[tp].offset, ends[tp].offset,
-                                  bytes=sizes.get(tp.partition))
-                  for tp in tps),
-            {key: entry["value"] for key, entry in sorted(entries.items())},
-            {key: entry["value"] for key, entry in sorted(entries.items())
-             if entry["config_source"] == "DYNAMIC_TOPIC_CONFIG"},
-        )
+            } if topics else {}
+        return [_topic_detail(t["name"], errors[t["name"]], starts, ends, sizes,
+                              configs[t["name"]]) for t in topics]
+
+    def _offsets(self, tps: list[Any], spec: OffsetSpec) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the offset ``spec`` names, in one ListOffsets request."""
+        if not tps:
+            return {}
+        listed = self._admin.list_partition_offsets(dict.fromkeys(tps, spec))
+        return {(tp.topic, tp.partition): found.offset for tp, found in listed.items()}
 
     def create_topic(self, name: str, partitions: int | None, config: Mapping[str, str]) -> None:
         count = -1 if partitions is None else partitions  # 0 is the server's to refuse

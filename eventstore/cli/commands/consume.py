@@ -23,7 +23,8 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from eventstore.cli.base import (
@@ -42,6 +43,7 @@ from eventstore.storage.records import decode_headers
 POLL_MS = 200
 BATCH = 500
 FETCH_MAX_WAIT_MS = 100  # how long the server holds an empty fetch: the end shows up soon
+PROBE_EVERY_S = 1.0  # how often a consumer that reads nothing asks why (see ConsumerSource)
 
 
 class Record(NamedTuple):
@@ -64,6 +66,9 @@ class Source(Protocol):
     def at_end(self) -> bool: ...
 
     def commit(self) -> None: ...
+
+    def check_unread(self) -> None:
+        """Raise for partitions it was to read and could not (offline): after the stop."""
 
     def close(self) -> None: ...
 
@@ -114,45 +119,66 @@ def register(commands: argparse._SubParsersAction) -> None:
 class ConsumerSource:
     """A consumer with kafka-python's shape: kafka-python's own, or the embedded store's.
 
-    ``fetch_errors`` (kafka-python's): a partition the server answers KAFKA_STORAGE_ERROR
-    for, with nothing read from it in that poll, raises KafkaStorageError instead of
-    waiting forever for records the server cannot read.
+    ``probe`` (kafka-python's, which retries KAFKA_STORAGE_ERROR silently): at most once a
+    second, a poll that reads nothing from a partition short of its end asks the server
+    with a Fetch at the consumer's position, and KAFKA_STORAGE_ERROR there raises
+    KafkaStorageError instead of waiting forever for records the server cannot read.
+    ``offline``: partitions the server reports offline, left out of "at the end" and named
+    by :meth:`check_unread` once the command stops.
     """
 
     def __init__(self, consumer: Any, topic: str, end_offsets: Callable[[list], dict],
-                 grouped: bool, on_close: Callable[[], None],
-                 fetch_errors: Any | None = None) -> None:
+                 grouped: bool, on_close: Callable[[], None], probe: Any | None = None,
+                 offline: Mapping[int, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._consumer = consumer
         self._topic = topic
         self._end_offsets = end_offsets
         self._grouped = grouped
         self._on_close = on_close
-        self._fetch_errors = fetch_errors
+        self._probe = probe
+        self._offline = dict(offline or {})
+        self._clock = clock
+        self._probed_at = clock()
 
     def poll(self, max_records: int) -> list[Record]:
         polled = self._consumer.poll(timeout_ms=POLL_MS, max_records=max_records)
         batches = polled.values() if isinstance(polled, dict) else [polled]
         records = [Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value,
                           tuple(r.headers or ())) for batch in batches for r in batch]
-        if self._fetch_errors is not None:
-            self._raise_storage_errors(records)
+        if self._probe is not None and self._clock() - self._probed_at >= PROBE_EVERY_S:
+            self._probed_at = self._clock()
+            self._raise_storage_errors({r.partition for r in records})
         return records
 
-    def _raise_storage_errors(self, records: list[Record]) -> None:
-        read = {(r.topic, r.partition) for r in records}
-        for tp, name in self._fetch_errors.take().items():
-            if name == "KafkaStorageError" and (tp.topic, tp.partition) not in read:
+    def _online(self) -> list[Any]:
+        return [tp for tp in self._consumer.assignment() if tp.partition not in self._offline]
+
+    def _raise_storage_errors(self, read: set[int]) -> None:
+        behind = [tp for tp in self._online() if tp.partition not in read]
+        ends = self._end_offsets(behind) if behind else {}
+        for tp in behind:
+            position = self._consumer.position(tp)
+            if position < ends[tp] and self._probe.fetch_error(
+                    tp.topic, tp.partition, position) == KafkaStorageError.code:
                 raise KafkaStorageError(
-                    f"partition {tp.topic}-{tp.partition}: offset"
-                    f" {self._consumer.position(tp)} cannot be read: the server answered"
-                    " KAFKA_STORAGE_ERROR (its log, or `eventstore verify`, says why)")
+                    f"partition {tp.topic}-{tp.partition}: offset {position} cannot be read:"
+                    " the server answered KAFKA_STORAGE_ERROR (its log, or `eventstore"
+                    " verify`, says why)")
 
     def at_end(self) -> bool:
-        assigned = list(self._consumer.assignment())
-        if not assigned:
+        if not self._consumer.assignment():
             return False  # still joining the group
-        ends = self._end_offsets(assigned)
-        return all(self._consumer.position(tp) >= ends[tp] for tp in assigned)
+        online = self._online()
+        ends = self._end_offsets(online) if online else {}
+        return all(self._consumer.position(tp) >= ends[tp] for tp in online)
+
+    def check_unread(self) -> None:
+        """KafkaStorageError naming the offline partitions this source could not read."""
+        if self._offline:
+            names = ", ".join(f"{self._topic}-{p}" for p in sorted(self._offline))
+            raise KafkaStorageError(
+                f"partition {names} not read: {next(iter(self._offline.values()))}")
 
     def commit(self) -> None:
         if self._grouped and self._consumer.assignment():
@@ -219,6 +245,9 @@ class SqlSource:
     def commit(self) -> None:
         """Nothing to commit without a group."""
 
+    def check_unread(self) -> None:
+        """Every partition is read, or the read raised: nothing left to report."""
+
     def close(self) -> None:
         self._engine.close()
 
@@ -248,13 +277,35 @@ def _start(args: argparse.Namespace, log_start: int, log_end: int) -> int:
     return log_start if args.from_beginning else log_end
 
 
+def _offline(args: argparse.Namespace, errors: Mapping[int, int], count: int
+             ) -> dict[int, str]:
+    """Partition -> why it is offline, of the partitions the command reads (``errors``:
+    Metadata's error code of each); KafkaStorageError at once if one was named with
+    --partition, or if every one is (nothing could be printed)."""
+    from eventstore.cli.wire import offline_problem
+
+    chosen = args.partition or range(count)
+    offline = {p: offline_problem(errors[p]) for p in chosen
+               if errors.get(p) == KafkaStorageError.code}
+    named = [p for p in args.partition or () if p in offline]
+    if named or (offline and len(offline) == len(chosen)):
+        first = (named or sorted(offline))[0]
+        raise KafkaStorageError(f"partition {args.topic}-{first} is {offline[first]}")
+    return offline
+
+
 def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
     from eventstore.cli import wire
 
-    reset = "earliest" if args.from_beginning else "latest"
-    consumer = wire.consumer(address, group_id=args.group, auto_offset_reset=reset,
-                             fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
-    errors = wire.FetchErrors().attach()
+    probe = wire.probe(address)
+    try:
+        offline = _offline(args, probe.partition_errors(args.topic), count)
+        reset = "earliest" if args.from_beginning else "latest"
+        consumer = wire.consumer(address, group_id=args.group, auto_offset_reset=reset,
+                                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    except BaseException:
+        probe.close()
+        raise
     try:
         if args.group:
             consumer.subscribe([args.topic])
@@ -262,17 +313,18 @@ def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
             # leader that assigns without them must join again when they arrive
             consumer.partitions_for_topic(args.topic)
         else:
-            tps = [wire.topic_partition(args.topic, p) for p in _partitions(args, count)]
+            tps = [wire.topic_partition(args.topic, p) for p in _partitions(args, count)
+                   if p not in offline]
             consumer.assign(tps)
             starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
             for tp in tps:
                 consumer.seek(tp, _start(args, starts[tp], ends[tp]))
     except BaseException:
-        errors.detach()
+        probe.close()
         consumer.close(autocommit=False)
         raise
     return ConsumerSource(consumer, args.topic, consumer.end_offsets, bool(args.group),
-                          errors.detach, errors)
+                          probe.close, probe, offline)
 
 
 def _store_source(args: argparse.Namespace, data_dir: str) -> Source:
@@ -378,6 +430,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             _consume(source, sys.stdout.buffer, render, args.max_messages, exit_at_end, stop)
             source.commit()
+            source.check_unread()
         finally:
             source.close()
     return EXIT_OK

@@ -122,7 +122,7 @@ class _Reporter:
         """What of the input a failure left written, for the error line."""
         if not self.acknowledged:
             return "no record was written"
-        return f"the first {self.acknowledged} of {self.sent} records were written"
+        return f"after {self.acknowledged} of {self.sent} records were sent"
 
     def _print(self, metadata: Any) -> None:
         if self.as_json:

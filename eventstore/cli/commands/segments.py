@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.records and args.segment is None:
         raise CliError("--records needs --segment BASE (a BASE-OFFSET from the listing)",
                        EXIT_USAGE)
-    with open_engine(Target.of(args).data_dir) as engine:
+    with open_engine(Target.of(args).data_dir, files_only=True) as engine:
         found = engine.query("SELECT partitions FROM topics WHERE topic = ?", (args.topic,))[1]
         if not found:
             raise UnknownTopicOrPartition(f"topic {args.topic!r} does not exist")

@@ -57,11 +57,11 @@ def _seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     data_dir = Target.of(args).data_dir
     if args.query is None:
-        open_engine(data_dir).close()  # the clear error for a missing directory
+        open_engine(data_dir, files_only=True).close()  # the clear error for a missing directory
         run_shell(data_dir, timeout=args.timeout)
         return EXIT_OK
     with (
-        open_engine(data_dir) as engine,
+        open_engine(data_dir, files_only=True) as engine,
         engine.stream(args.query, timeout=args.timeout) as result,
     ):
         write_rows(sys.stdout, args.format, result.columns, result)

@@ -21,7 +21,7 @@ from eventstore.cli.base import (
     parse_key_values,
 )
 from eventstore.cli.cluster import open_cluster
-from eventstore.cli.details import TopicDetail
+from eventstore.cli.details import PartitionDetail, TopicDetail
 from eventstore.cli.output import Column, print_json, print_line, print_rows, print_warnings
 from eventstore.errors import InvalidReplicationFactor
 
@@ -151,8 +151,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _describe(args: argparse.Namespace) -> int:
     with open_cluster(Target.of(args)) as cluster:
-        names = args.topics or [name for name, _ in cluster.list_topics()]
-        described = [cluster.describe_topic(name) for name in names]
+        described = cluster.describe_topics(args.topics or None)
     if args.json:
         print_json([_topic_json(topic) for topic in described])
         return EXIT_OK
@@ -161,10 +160,20 @@ def _describe(args: argparse.Namespace) -> int:
         print_line(f"Topic: {topic.name}\tPartitionCount: {len(topic.partitions)}"
                    f"\tConfigs: {overrides}")
     print_rows(False, PARTITION_COLUMNS,
-               [asdict(p) for topic in described for p in topic.partitions])
+               [_row(p) for topic in described for p in topic.partitions])
     print_warnings(f"partition {p.topic}-{p.partition}: {p.problem}"
                    for topic in described for p in topic.partitions if p.problem)
     return EXIT_OK
+
+
+def _row(partition: PartitionDetail) -> dict:
+    """A partition's table row: offsets a server could not tell (-1, an offline partition)
+    show as ``-``, as unknown values do."""
+    row = asdict(partition)
+    for offset in ("log_start_offset", "log_end_offset"):
+        if row[offset] < 0:
+            row[offset] = None
+    return row
 
 
 def _topic_json(topic: TopicDetail) -> dict:
