@@ -22,14 +22,52 @@ Response = ResponsePayload | bytes | None
 
 class Connection:
     """One client connection as its handlers see it: the context every connection
-    shares, the client's address, and the connection's own fetch session."""
+    shares, the client's address, and the connection's own fetch session.
+
+    It also keeps the connection's share of the server's response budget
+    (eventstore/kafka/response_budget.py): the bytes of its answer built and not yet
+    written, and those its read-ahead may hold.
+    """
 
     def __init__(self, ctx: BrokerContext, client_host: str) -> None:
         self.ctx = ctx
         self.client_host = client_host
         self.fetches = FetchSession(ctx)
+        self._unwritten = 0  # bytes of the answer built and not yet written
+        self._ahead_held = 0  # bytes held for the read-ahead started last
+        self._ahead: tuple[Callable[[], None], int] | None = None  # to start once written
+
+    def built(self, size: int) -> None:
+        """An answer of ``size`` bytes was built: held until it is written."""
+        self._unwritten += size
+        self.ctx.responses.hold(size)
+
+    def read_ahead_once_written(self, start: Callable[[], None], size: int) -> None:
+        """Run ``start`` (a read-ahead of at most ``size`` bytes) once this answer is
+        written, if the server's response budget then holds ``size`` more bytes."""
+        self._ahead = (start, size)
+
+    def read_ahead_taken(self) -> None:
+        """The read-ahead started last was settled: its bytes are part of an answer now."""
+        self.ctx.responses.release(self._ahead_held)
+        self._ahead_held = 0
+
+    def written(self) -> None:
+        """The answer left this process's buffers: free its bytes, and read ahead if it
+        was asked for and fits. A client that does not read never gets here, so its
+        connection never reads ahead past what it has not read."""
+        self.ctx.responses.release(self._unwritten)
+        self._unwritten = 0
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and self.ctx.responses.try_hold(ahead[1]):
+            self.read_ahead_taken()
+            self._ahead_held = ahead[1]
+            ahead[0]()
 
     def close(self) -> None:
+        self.ctx.responses.release(self._unwritten + self._ahead_held)
+        self._unwritten = self._ahead_held = 0
+        self._ahead = None
         self.fetches.close()
 
 

@@ -49,6 +49,9 @@ class Session(Protocol):
 
     async def handle(self, request: Request) -> Response: ...
 
+    def written(self) -> None:
+        """The last answer was handed to the socket (see eventstore/kafka/response_budget.py)."""
+
     def close(self) -> None: ...
 
 
@@ -229,9 +232,23 @@ class KafkaListener:
                     return
                 if response is not None:
                     writer.write(response)
-                    await writer.drain()
+                    if not await self._drained(writer, idle_s, peer):
+                        return
+                session.written()
             finally:
                 self.budget.answered(len(frame))
+
+    async def _drained(self, writer: asyncio.StreamWriter, idle_s: float, peer: object
+                       ) -> bool:
+        """Wait until the answer is handed to the socket; False (close the connection) for
+        a client that reads none of it for connections.max.idle.ms."""
+        try:
+            await asyncio.wait_for(writer.drain(), idle_s)
+        except TimeoutError:
+            log.info("connection closed: the client read no answer past"
+                     " connections.max.idle.ms; peer=%s", peer)
+            return False
+        return True
 
     async def _read_frame(
         self, reader: asyncio.StreamReader, idle_s: float, peer: object

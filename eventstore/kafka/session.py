@@ -21,5 +21,9 @@ class Session(Connection):
         """The response body for ``request`` (None when the client wants no answer), or
         the whole response frame already encoded (bytes: Fetch, see fetchresponse.py).
 
-        The listener decoded only APIs of the registry, so the lookup cannot miss."""
-        return await APIS[request.api_key].handler(self, request)
+        The listener decoded only APIs of the registry, so the lookup cannot miss. An
+        answer encoded here is held in the response budget until :meth:`written`."""
+        response = await APIS[request.api_key].handler(self, request)
+        if isinstance(response, bytes):
+            self.built(len(response))
+        return response

@@ -31,10 +31,27 @@ from eventstore.kafka.fetch_sessions import (
     pending_records,
 )
 
-# Reads of up to this many records run on the event loop: handing a small read to a
-# thread costs more than the read (two thread hops and their GIL handoffs), and a consumer
-# keeping up with its producers fetches a few records at a time.
+# Reads of up to this many records, and of at most this many bytes, run on the event
+# loop: handing a small read to a thread costs more than the read (two thread hops and
+# their GIL handoffs), and a consumer keeping up with its producers fetches a few records
+# at a time. A larger read would stall every other connection: it runs on the pool.
 _INLINE_RECORDS = 256
+_INLINE_BYTES = 1 << 20
+
+
+def _inline(states: States, wanted: list[FetchPartition], max_bytes: int) -> bool:
+    """Whether reading ``wanted`` is small enough for the event loop: few records, and
+    few bytes by the records' average size in their partition's newest segment."""
+    if pending_records(states, wanted) > _INLINE_RECORDS:
+        return False
+    estimate = 0
+    for want in wanted:
+        view = getattr(states.get((want.topic, want.partition)), "view", None)
+        if view is not None and view.segments and want.offset < view.high_watermark:
+            newest = view.segments[-1]
+            average = newest.bytes // max(newest.record_count, 1)
+            estimate += min((view.high_watermark - want.offset) * average, want.max_bytes)
+    return min(estimate, max_bytes) <= _INLINE_BYTES
 
 
 def _next_wanted(wanted: list[FetchPartition], results: list[FetchedPartition]
@@ -83,6 +100,7 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
         loop.call_soon_threadsafe(woken.set)
 
     results = await session.take_read_ahead(states, wanted, max_bytes)
+    conn.read_ahead_taken()
     if results is not None and sum(len(r.records) for r in results) < body.min_bytes:
         results = None
     listening = [s for s in states.values() if not isinstance(s, KafkaError)]
@@ -91,7 +109,7 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
     try:
         while results is None:
             woken.clear()
-            if pending_records(states, wanted) <= _INLINE_RECORDS:
+            if _inline(states, wanted, max_bytes):
                 results = collect(states, session.reader, ctx.recent, wanted, max_bytes)
             else:
                 results = await ctx.run(collect, states, session.reader, ctx.recent, wanted,
@@ -109,7 +127,9 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
     if not any(r.error for r in results):
         following = _next_wanted(wanted, results)
         if pending_records(states, following) > _INLINE_RECORDS:  # a consumer catching up
-            session.read_ahead(states, following, max_bytes)
+            conn.read_ahead_once_written(
+                lambda: session.read_ahead(states, following, max_bytes),
+                min(max_bytes, sum(w.max_bytes for w in following)))
     topics: dict[str | uuid.UUID, list[PartitionAnswer]] = {}
     for key, r in zip(keys, results, strict=True):
         if r.record_count:  # counted once, as answered (a long poll collects again)

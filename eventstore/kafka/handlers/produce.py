@@ -32,6 +32,12 @@ from eventstore.storage.records import ProducerBatchInfo
 
 log = logging.getLogger("eventstore.kafka.handlers.produce")
 
+# Records of up to this many bytes are decoded on the event loop: a small produce, the
+# request a busy server answers most, would pay two thread hops for a decode of
+# microseconds. A larger one (CRC, decompression, parsing: up to socket.request.max.bytes
+# expanded) is decoded on the pool, so that it stalls no other connection.
+_INLINE_DECODE_BYTES = 64 * 1024
+
 
 def producer_info(batch: DecodedBatch) -> ProducerBatchInfo | None:
     """The idempotent producer's stamp on a batch, if it carries one."""
@@ -85,12 +91,20 @@ def _kept_as_sent(view: LogView | None, codec: str) -> bool:
     return wanted == "producer" or wanted == codec or (wanted, codec) == ("uncompressed", "none")
 
 
+async def _decode(ctx: BrokerContext, records: bytes) -> list[DecodedBatch]:
+    """The batches of a partition's records, decoded on the loop only when small."""
+    limit = ctx.server_config["socket.request.max.bytes"]
+    if len(records) <= _INLINE_DECODE_BYTES:
+        return decode_batches(records, limit)
+    return await ctx.run(decode_batches, records, limit)
+
+
 async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes | None) -> dict:
     try:
         # the partition first, as Kafka: an unknown one is UNKNOWN_TOPIC_OR_PARTITION
         # whatever the records hold
         handle = await ctx.partition(topic, partition)
-        batches = decode_batches(records or b"", ctx.server_config["socket.request.max.bytes"])
+        batches = await _decode(ctx, records or b"")
         if len(batches) != 1:
             raise InvalidRecord(
                 f"a produce request must hold exactly one record batch per partition,"
