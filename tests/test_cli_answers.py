@@ -108,3 +108,33 @@ def test_a_record_over_max_message_bytes_shows_the_servers_message(server: Serve
     line = assert_error(refused, 1, "RecordTooLarge: batch of 1 records is 570 bytes,"
                         " over max.message.bytes 100")
     assert "configurable maximum" not in line and "0 of" not in line, line
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+TOUR_DESCRIBE = "$ eventstore topics describe clicks --bootstrap-server 127.0.0.1:9092"
+
+
+def _tour_block(command: str) -> list[list[str]]:
+    """The output the README's tour shows after ``command``, as rows of cells."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == command) + 1
+    block = []
+    for line in lines[start:]:
+        if not line.strip() or line.strip().startswith("$"):
+            break
+        block.append(line.split())
+    return block
+
+
+def test_the_tours_describe_over_the_wire_is_real_output(tmp_path: Path) -> None:
+    clicks = "".join(f"user-{i % 5}:{{\"page\": \"/p/{i}\"}}\n" for i in range(1, 301))
+    with ServerProcess.start(str(tmp_path / "data")) as server:
+        assert_ok(on(server, "topics", "create", "clicks", "--partitions", "3",
+                     "--config", "segment.bytes=2048"))
+        first = 'alice:{"page": "/"}\nbob:{"page": "/docs"}\nalice:{"page": "/pricing"}\n'
+        for lines, extra in [(first, ()), (clicks, ("--header", "source=tour")),
+                             (clicks, ("--header", "source=tour"))]:
+            assert_ok(cli("produce", "clicks", "-K", ":", *extra, "--bootstrap-server",
+                          server.bootstrap, stdin=lines))
+        described = assert_ok(on(server, "topics", "describe", "clicks"))
+    assert described.table() == _tour_block(TOUR_DESCRIBE)
