@@ -18,6 +18,7 @@ from confluent_kafka.admin import NewTopic as ConfluentNewTopic
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import NewTopic as KafkaPythonNewTopic
+from reliability import KAFKA_STORAGE_ERROR, build_topic, overwrite, segment_files
 
 from tests.support import KafkaConnection, ServerProcess, create_topic, produce
 
@@ -430,3 +431,29 @@ def test_max_request_partition_size_limit_caps_a_page(serve) -> None:
         create_topic(conn, "capped", 3)
         topics, cursor = describe_page(conn, ["capped"], limit=2000)
     assert (shown(topics), cursor) == ([("capped", 0, [0, 1])], ("capped", 2))
+
+
+# -- an offline partition --------------------------------------------------------------------
+
+def test_an_offline_partition_in_each_api(serve, tmp_path) -> None:
+    """A partition whose segment is damaged is offline: DescribeTopicPartitions shows it
+    with no leader and this node as its offline replica (Kafka sets no partition error
+    there), OffsetForLeaderEpoch and DescribeProducers answer KAFKA_STORAGE_ERROR
+    (ReplicaManager's HostedPartition.Offline); the other partition is answered as usual."""
+    data_dir = str(tmp_path / "data")
+    build_topic(data_dir, "damaged", 2, 60, segment_bytes=8192)
+    overwrite(segment_files(data_dir, "damaged", 0)[0], 0, b"\xff" * 16)
+    server = serve(data_dir)
+    server.wait_for_log(
+        lambda f: f.get("msg") == "partition offline" and f.get("partition") == "0", 10)
+    with KafkaConnection(server.address) as conn:
+        (topic,), _ = describe_page(conn, ["damaged"])
+        offline, online = topic.partitions
+        assert (offline.error_code, offline.leader_id, offline.isr_nodes,
+                offline.offline_replicas) == (0, -1, (), (0,))
+        assert (online.leader_id, online.isr_nodes, online.offline_replicas) == (0, (0,), ())
+        assert epoch_end(conn, 4, "damaged", 0, 0) == (KAFKA_STORAGE_ERROR, -1, -1)
+        assert epoch_end(conn, 4, "damaged", 1, 0) == (0, 0, 60)
+        described = describe_producers(conn, "damaged", [0, 1])
+        assert int(described[0].error_code) == KAFKA_STORAGE_ERROR
+        assert int(described[1].error_code) == 0
