@@ -324,6 +324,20 @@ class Broker(Actor):
         """Every partition's handle, offline ones included (their ``actor`` is None)."""
         return tuple(p.handle for p in self._topic(topic).partitions)
 
+    def topic_partitions(
+        self, names: Iterable[str] | None = None, allow_create: bool = False
+    ) -> dict[str, tuple[TopicInfo, tuple[PartitionHandle, ...]] | KafkaError]:
+        """Metadata in one call: each topic's entry and partition handles, every topic's
+        (by name) or the ones ``names`` asks for, each ensured as :meth:`ensure_topic`
+        does, a refusal (unknown, invalid name, disk full) in place of a topic."""
+        found: dict[str, tuple[TopicInfo, tuple[PartitionHandle, ...]] | KafkaError] = {}
+        for name in sorted(self._topics) if names is None else names:
+            try:
+                found[name] = (self.ensure_topic(name, allow_create), self.partitions(name))
+            except KafkaError as error:
+                found[name] = error
+        return found
+
     def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
         """Partition count of each existing topic among ``topics``."""
         return {t: self._topics[t].info.partitions for t in topics if t in self._topics}

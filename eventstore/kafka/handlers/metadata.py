@@ -59,22 +59,16 @@ async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload
     allow_create = getattr(body, "allow_auto_topic_creation", True)
     operations = authorized_operations(
         ResourceType.TOPIC, getattr(body, "include_topic_authorized_operations", False))
-    topics = []
-    if requested is None:
-        for info in await ctx.resolve(ctx.broker.list_topics()):
-            handles = await ctx.resolve(ctx.broker.partitions(info.name))
-            topics.append(_topic_entry(info, handles, operations))
-    elif any(t.name is None or is_topic_id(getattr(t, "topic_id", None)) for t in requested):
+    if requested is not None and any(
+            t.name is None or is_topic_id(getattr(t, "topic_id", None)) for t in requested):
         topics = await _by_id(conn, request, operations)
-    else:
-        for wanted in requested:
-            name = wanted.name
-            try:
-                info = await ctx.resolve(ctx.broker.ensure_topic(name, allow_create))
-                handles = await ctx.resolve(ctx.broker.partitions(name))
-                topics.append(_topic_entry(info, handles, operations))
-            except KafkaError as error:
-                topics.append({"error_code": error.code, "name": name, "partitions": []})
+    else:  # one broker call, however many topics: it holds one thread while it waits
+        names = None if requested is None else [t.name for t in requested]
+        topics = [
+            {"error_code": found.code, "name": name, "partitions": []}
+            if isinstance(found, KafkaError) else _topic_entry(*found, operations)
+            for name, found in (await ctx.resolve(
+                ctx.broker.topic_partitions(names, allow_create))).items()]
     return make_response(
         request,
         brokers=[{"node_id": NODE_ID, "host": ctx.host, "port": ctx.port}],
