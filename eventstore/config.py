@@ -155,7 +155,8 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("queued.max.request.bytes", int, 104857600, "listener",
                   "bytes of requests held at once; past it no more is read until answers"
                   " free some, so producers faster than the disk are held back (their buffers"
-                  " fill)",
+                  " fill); also the bytes of answers built and not yet written, past which"
+                  " no fetch is read ahead",
                   minimum=1),
         ConfigKey("producer.id.expiration.ms", int, 86400000, "producer-id",
                   "a partition forgets an idempotent producer (its epoch and last five"
