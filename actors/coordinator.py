@@ -143,6 +143,11 @@ class GroupCoordinator(pykka.ThreadingActor):
         """OffsetFetch: (offset, metadata) per partition, (-1, '') where none is committed."""
         return self._groups.fetch_offsets(group_id, partitions)
 
+    def delete_offsets(self, group_id: str, partitions: Iterable[TopicPartition]
+                       ) -> tuple[int, dict[TopicPartition, int]]:
+        """OffsetDelete: the group's error code, else an error code per partition."""
+        return self._groups.delete_offsets(group_id, partitions)
+
     def leader_epochs(self, group_id: str) -> dict[TopicPartition, int]:
         """OffsetFetch: the committed leader epoch of each partition committed with one."""
         return self._groups.leader_epochs(group_id)

@@ -441,6 +441,13 @@ class PartitionActor(Actor):
         the actor's thread, which owns the producer state."""
         return self._log.producers.active()
 
+    def delete_records(self, offset: int) -> int:
+        """DeleteRecords: move the log-start-offset to ``offset`` (-1: the high watermark)
+        and delete the segments wholly below it (see PartitionLog.delete_records); returns
+        the log-start-offset after, Kafka's low watermark. Readers see the new start before
+        any file goes."""
+        return self._guard(self._delete_records, offset)
+
     # -- work -------------------------------------------------------------------------------
 
     def _append(
@@ -485,6 +492,12 @@ class PartitionActor(Actor):
         self._log.update_config(config)
         self.state.publish(self._log.view())
         self._schedule_roll()
+
+    def _delete_records(self, offset: int) -> int:
+        start = self._log.delete_records(offset, self.state.publish)
+        self._sync_log_stats()
+        self.state.publish(self._log.view())
+        return start
 
     def _check_roll(self) -> None:
         self._roll_timer = self._roll_due_ms = None

@@ -223,6 +223,12 @@ class UnknownLeaderEpoch(KafkaError):
     retriable = True
 
 
+class GroupSubscribedToTopic(KafkaError):
+    """OffsetDelete: an active member of the group still subscribes to the topic."""
+
+    code = 86
+
+
 class InvalidRecord(KafkaError):
     code = 87
 
@@ -261,7 +267,7 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
         PolicyViolation, OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
         KafkaStorageError, TransactionalIdAuthorizationFailed, UnknownProducerId,
         NonEmptyGroup, GroupIdNotFound,
-        MemberIdRequired, InvalidRecord, UnknownTopicId,
+        MemberIdRequired, InvalidRecord, GroupSubscribedToTopic, UnknownTopicId,
     )
 }
 

@@ -42,6 +42,7 @@ from eventstore.config import CoordinatorConfig
 from eventstore.errors import (
     FencedInstanceId,
     GroupIdNotFound,
+    GroupSubscribedToTopic,
     IllegalGeneration,
     InconsistentGroupProtocol,
     InvalidGroupId,
@@ -66,7 +67,13 @@ from eventstore.groups.messages import (
     SyncGroupRequest,
     SyncGroupResult,
 )
-from eventstore.groups.state import Group, GroupState, Member, protocols_of
+from eventstore.groups.state import (
+    CONSUMER_PROTOCOL_TYPE,
+    Group,
+    GroupState,
+    Member,
+    protocols_of,
+)
 from eventstore.storage.catalog import Catalog, CommittedOffset
 from eventstore.topic_partition import TopicPartition
 
@@ -235,6 +242,40 @@ class ClassicGroupCoordinator:
         if partitions is None:
             return committed
         return {tp: committed.get(tp, (-1, "")) for tp in partitions}
+
+    def delete_offsets(self, group_id: str, partitions: Iterable[TopicPartition]
+                       ) -> tuple[int, dict[TopicPartition, int]]:
+        """OffsetDelete: forgets the group's committed offsets of ``partitions``; returns
+        the group's error code and, without one, an error code per partition.
+
+        In the order of Kafka's ``OffsetMetadataManager.deleteOffsets`` and
+        ``ClassicGroup.validateOffsetDelete``: INVALID_GROUP_ID for an empty id,
+        GROUP_ID_NOT_FOUND for an unknown group, NON_EMPTY_GROUP while a group of another
+        protocol type than ``consumer`` has members; then per partition
+        GROUP_SUBSCRIBED_TO_TOPIC while a member subscribes to its topic, else its offset
+        (if any) is deleted. An Empty group left with no offsets is forgotten, as Kafka's
+        ``cleanupGroupMetadata`` does.
+        """
+        self._now()
+        if not group_id:
+            return InvalidGroupId.code, {}
+        group = self._groups.get(group_id)
+        if group is None:
+            return GroupIdNotFound.code, {}
+        if group.state is not GroupState.EMPTY and group.protocol_type != CONSUMER_PROTOCOL_TYPE:
+            return NonEmptyGroup.code, {}
+        subscribed = group.subscribed_topics()
+        results = {tp: GroupSubscribedToTopic.code if tp[0] in subscribed else NO_ERROR
+                   for tp in partitions}
+        try:
+            self._catalog.delete_offsets(group_id, [tp for tp, e in results.items() if not e])
+            left = self._catalog.committed_offsets(group_id)
+        except KafkaStorageError:
+            log.exception("group %s: deleting offsets failed", group_id)
+            return NotCoordinator.code, {}
+        if group.state is GroupState.EMPTY and not group.pending and not left:
+            self._forget(group)
+        return NO_ERROR, results
 
     def leader_epochs(self, group_id: str) -> dict[TopicPartition, int]:
         """OffsetFetch's committed leader epoch of each partition the group committed with

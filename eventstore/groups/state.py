@@ -27,7 +27,11 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
+from eventstore.errors import InvalidRequest
+from eventstore.groups.consumer_protocol import decode_subscription
 from eventstore.groups.messages import JoinGroupRequest
+
+CONSUMER_PROTOCOL_TYPE = "consumer"
 
 
 class GroupState(enum.StrEnum):
@@ -200,6 +204,21 @@ class Group:
                       if all(name in dict(m.protocols) for m in members)]
         votes = Counter(next(n for n, _ in m.protocols if n in candidates) for m in members)
         return max(candidates, key=lambda name: votes[name])
+
+    def subscribed_topics(self) -> frozenset[str]:
+        """The topics the members of a consumer group subscribe to, read from their
+        metadata for the group's protocol, as Kafka's ``ClassicGroup.computeSubscribedTopics``
+        does: none for another protocol type, before a protocol is chosen, or when a member's
+        metadata is not a subscription (Kafka then knows no subscription either)."""
+        if self.protocol_type != CONSUMER_PROTOCOL_TYPE or self.protocol_name is None:
+            return frozenset()
+        topics: set[str] = set()
+        for member in self.members.values():
+            try:
+                topics.update(decode_subscription(member.metadata(self.protocol_name)).topics)
+            except InvalidRequest:
+                return frozenset()
+        return frozenset(topics)
 
     def all_joined(self) -> bool:
         """Whether every member (and no id KIP-394 handed out) has joined this rebalance."""

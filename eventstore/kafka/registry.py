@@ -33,6 +33,7 @@ from eventstore.kafka.connection import Connection, Handler
 from eventstore.kafka.handlers import (
     cluster,
     configs,
+    delete_records,
     delete_topics,
     fetch,
     groups,
@@ -40,6 +41,7 @@ from eventstore.kafka.handlers import (
     list_offsets,
     log_dirs,
     metadata,
+    offset_delete,
     produce,
     producer_ids,
     producers,
@@ -126,6 +128,10 @@ APIS: Mapping[ApiKey, Api] = {
     # v0 flexible, the only version (KIP-966)
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: Api(
         (0, 0), topic_partitions.handle_describe_topic_partitions),
+    # v2 flexible
+    ApiKey.DELETE_RECORDS: Api((0, 2), delete_records.handle_delete_records),
+    # v0 is the only version
+    ApiKey.OFFSET_DELETE: Api((0, 0), offset_delete.handle_offset_delete),
 }
 
 # APIS' versions alone, as the codec and ApiVersions take them

@@ -34,6 +34,7 @@ from eventstore.errors import (
     CorruptLog,
     InvalidRecord,
     KafkaStorageError,
+    OffsetOutOfRange,
 )
 from eventstore.storage.anchor import (
     Anchor,
@@ -62,6 +63,8 @@ from eventstore.storage.segment import (
 from eventstore.storage.timestamp_bounds import check_timestamps
 
 log = logging.getLogger(__name__)
+
+DELETE_TO_HIGH_WATERMARK = -1  # DeleteRecords' offset meaning "up to the high watermark"
 
 
 @dataclass
@@ -414,22 +417,7 @@ class PartitionLog:
         if count == 0:
             return []
         size_before = self.size_bytes
-        doomed, self._sealed = self._sealed[:count], self._sealed[count:]
-        # a seal still pending on a doomed file must not be retried: it would recreate it
-        gone = {segment.path for segment in doomed}
-        self._pending_seals = [p for p in self._pending_seals if p not in gone]
-        for segment in doomed:
-            self._file_ids.pop(segment.path, None)
-            if self._damage.pop(segment.base_offset, None) is not None:
-                self._damage_view = tuple(self._damage[b] for b in sorted(self._damage))
-        start = self._sealed[0].base_offset if self._sealed else self._active.info.base_offset
-        self._active.set_log_start_offset(start)
-        self._view = self._make_view()
-        if publish is not None:
-            publish(self._view)
-        for segment in doomed:
-            remove_segment_files(segment.path)
-        self.stats.segments_deleted += len(doomed)
+        doomed = self._delete_oldest(count, publish)
         for index, segment in enumerate(doomed):
             self._log_retention(segment, "retention.ms" if index < by_time else "retention.bytes",
                                 size_before)
@@ -451,6 +439,63 @@ class PartitionLog:
             "segment": os.path.basename(segment.path),
             "offsets": f"{segment.base_offset}-{segment.last_offset}",
             "reason": reason, **passed}})
+
+    def delete_records(
+        self, offset: int, publish: Callable[[LogView], None] | None = None
+    ) -> int:
+        """DeleteRecords: move the log-start-offset up to ``offset`` (-1: the high
+        watermark) and delete every sealed segment wholly below it; returns the
+        log-start-offset after (Kafka's low watermark).
+
+        As Kafka's ``Partition.deleteRecordsOnLeader`` and
+        ``UnifiedLog.maybeIncrementLogStartOffset``: OFFSET_OUT_OF_RANGE for an offset
+        below 0 or past the high watermark; an offset at or below the log-start-offset
+        changes nothing. Records below the new start stay in the segment holding it, hidden from
+        readers; the new start is durable (the active segment's metadata row) before any
+        file goes, and ``publish`` sees it before too (see apply_retention).
+        """
+        target = self.high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset
+        if not 0 <= target <= self.high_watermark:
+            raise OffsetOutOfRange(
+                f"cannot delete records before offset {target}: the log ends at offset"
+                f" {self.high_watermark} (its high watermark)")
+        if target <= self.log_start_offset:
+            return self.log_start_offset
+        self._finish_roll()  # the log-start-offset is kept in the active segment
+        self._active.set_log_start_offset(target)
+        self._view = self._make_view()
+        count = sum(1 for segment in self._sealed if segment.next_offset <= target)
+        if count:
+            self._delete_oldest(count, publish)
+        elif publish is not None:
+            publish(self._view)
+        return self.log_start_offset
+
+    def _delete_oldest(
+        self, count: int, publish: Callable[[LogView], None] | None
+    ) -> list[SegmentInfo]:
+        """Delete the ``count`` oldest sealed segments, the log-start-offset (never moving
+        back: DeleteRecords puts it inside the oldest one kept) durable and published
+        first."""
+        doomed, self._sealed = self._sealed[:count], self._sealed[count:]
+        # a seal still pending on a doomed file must not be retried: it would recreate it
+        gone = {segment.path for segment in doomed}
+        self._pending_seals = [p for p in self._pending_seals if p not in gone]
+        for segment in doomed:
+            self._file_ids.pop(segment.path, None)
+            if self._damage.pop(segment.base_offset, None) is not None:
+                self._damage_view = tuple(self._damage[b] for b in sorted(self._damage))
+        start = self._sealed[0].base_offset if self._sealed else self._active.info.base_offset
+        start = max(start, self.log_start_offset)
+        if start != self.log_start_offset:
+            self._active.set_log_start_offset(start)
+        self._view = self._make_view()
+        if publish is not None:
+            publish(self._view)
+        for segment in doomed:
+            remove_segment_files(segment.path)
+        self.stats.segments_deleted += len(doomed)
+        return doomed
 
     def _expired_by_time(self) -> int:
         retention = self.config.retention_ms

@@ -1,11 +1,12 @@
 """Checking a partition's chain of segments when it opens, and finishing what a crash cut
 short.
 
-A chain is whole when it starts at the log-start-offset, every segment but the newest is
-sealed, and each segment starts where the one before it ends. Nothing here repairs a broken
-chain: the first problem is raised as CorruptLog naming the file. The one thing finished is
-retention's own work: segments wholly below the log-start-offset that a crash left behind
-are deleted, as retention had decided.
+A chain is whole when its first segment holds the log-start-offset (at its base, or inside
+it after DeleteRecords), every segment but the newest is sealed, and each segment starts
+where the one before it ends. Nothing here repairs a broken chain: the first problem is
+raised as CorruptLog naming the file. The one thing finished is retention's own work:
+segments wholly below the log-start-offset that a crash left behind are deleted, as
+retention (or DeleteRecords) had decided.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def split_expired(
 
 def check_chain(chain: Sequence[SegmentInfo], log_start: int) -> None:
     """CorruptLog naming the file unless ``chain`` (oldest first, the active segment last)
-    starts at ``log_start``, has every older segment sealed, and leaves no offset out: the
-    first of its :func:`chain_problems`.
+    starts at or below ``log_start`` (its first segment reaching it), has every older segment
+    sealed, and leaves no offset out: the first of its :func:`chain_problems`.
     """
     problems = chain_problems(chain, log_start)
     if problems:
@@ -60,9 +61,13 @@ def chain_problems(chain: Sequence[SegmentInfo], log_start: int) -> list[tuple[s
         (info.path, f"file name does not match its base offset {info.base_offset}")
         for info in chain if os.path.basename(info.path) != segment_name(info.base_offset)
     ]
-    if chain[0].base_offset != log_start:
+    if chain[0].base_offset > log_start:
         problems.append((chain[0].path, f"log-start-offset is {log_start} but the first segment"
                          f" starts at {chain[0].base_offset}: a segment is missing"))
+    elif log_start > chain[0].next_offset:
+        # DeleteRecords may put it inside the first segment, or at its end (the active one)
+        problems.append((chain[0].path, f"log-start-offset is {log_start}, past the first"
+                         f" segment's last offset {chain[0].last_offset}"))
     for older, newer in zip(chain, chain[1:], strict=False):
         if not older.is_sealed:
             problems.append((older.path, "an older segment was never sealed"))

@@ -1,6 +1,14 @@
 """The `eventstore` subcommands besides `serve`, one module each; each has ``register``,
 which adds its parser (and its ``run`` function) to the command line."""
 
-from eventstore.cli.commands import consume, groups, produce, segments, sql, topics
+from eventstore.cli.commands import (
+    consume,
+    delete_records,
+    groups,
+    produce,
+    segments,
+    sql,
+    topics,
+)
 
-COMMANDS = (topics, produce, consume, groups, segments, sql)
+COMMANDS = (topics, produce, consume, delete_records, groups, segments, sql)
