@@ -1,14 +1,16 @@
 """README.md stays true: its configuration tables are the config table, row for row, and
-its table of Kafka APIs is the registry's."""
+its table of Kafka APIs is the registry's; its examples (the embedded quick start, the SQL)
+print what it says, and the data directory is where it says."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from support import eventstore_command
+from support import ServerProcess, eventstore_command
 
 from eventstore.config import SERVER_KEYS, TOPIC_KEYS, ConfigKey
 from eventstore.kafka.registry import api_table
@@ -86,3 +88,44 @@ def test_the_api_table_is_what_the_registry_prints() -> None:
     assert printed == api_table() + "\n"
     assert table == api_table(), "README's API table is stale: run python -m " \
                                  "eventstore.kafka.registry and put its output in README.md"
+
+
+def fenced(section: str, language: str) -> str:
+    """The first ``language`` code block of the README section titled ``section``."""
+    text = README.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return text.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_embedded_quick_start_prints_what_the_readme_says(tmp_path: Path) -> None:
+    """The quick start, run as it is in a fresh directory: a producer, then a consumer in a
+    group that reads the records and commits them."""
+    section = "Quick start: the embedded API"
+    done = subprocess.run([sys.executable, "-c", fenced(section, "python")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == fenced(section, "text")
+    assert (tmp_path / "quickstart-data" / "clicks-0").is_dir()
+
+
+def test_the_data_dir_flag_beats_the_environment_which_beats_the_config_file(
+        tmp_path: Path) -> None:
+    """What "Where the data lives" states, for ``serve`` and for an offline command."""
+    assert "highest first: `--data-dir`, then the environment variable\n`EVENTSTORE_DATA_DIR`," \
+        " then `data-dir` in the `--config` file, then `./data`" in README
+    config = tmp_path / "eventstore.toml"
+    config.write_text(f'data-dir = "{tmp_path / "from-file"}"\n')
+    env = {"EVENTSTORE_DATA_DIR": str(tmp_path / "from-env")}
+    flag = str(tmp_path / "from-flag")
+    with ServerProcess.start(flag, config_file=str(config), env=env) as server:
+        assert server.ready["data_dir"] == flag
+    assert not (tmp_path / "from-env").exists() and not (tmp_path / "from-file").exists()
+
+    def offline(*argv: str) -> None:
+        subprocess.run([*eventstore_command(), "topics", "create", *argv], cwd=tmp_path,
+                       env={**os.environ, **env}, capture_output=True, timeout=60, check=True)
+
+    offline("from-env-topic")
+    offline("from-flag-topic", "--data-dir", flag)
+    assert (tmp_path / "from-env" / "from-env-topic-0").is_dir()
+    assert (Path(flag) / "from-flag-topic-0").is_dir()
+    assert not (tmp_path / "data").exists()

@@ -29,6 +29,7 @@ Record = tuple[str, int, int, bytes]  # topic, partition, offset, value
 TP = tuple[str, int]
 AUTO_COMMIT_MS = 1000
 ADMIN_TIMEOUT_S = 10.0
+MIN_MESSAGE_MAX_BYTES = 1000  # librdkafka's least message.max.bytes
 
 
 class AckSink(Protocol):
@@ -253,6 +254,18 @@ class WireProducer:
         self._producer.flush(ADMIN_TIMEOUT_S)
 
 
+def _read_ahead(kbytes: int | None) -> dict[str, int]:
+    """librdkafka settings that keep a consumer from fetching more than ``kbytes`` KiB
+    ahead of its polls. By default it queues up to 64 MiB (100,000 records) in the background,
+    so a slow reader holds in memory what retention then deletes from the log, and never
+    sees a record lost to retention."""
+    if kbytes is None:
+        return {}
+    limit = max(kbytes * 1024, MIN_MESSAGE_MAX_BYTES)
+    return {"queued.max.messages.kbytes": kbytes, "fetch.max.bytes": limit,
+            "max.partition.fetch.bytes": limit, "message.max.bytes": limit}
+
+
 class WireConsumer:
     """A confluent-kafka Consumer in a group; commits what it read when it gives
     partitions up, and every second."""
@@ -266,7 +279,8 @@ class WireConsumer:
             "auto.offset.reset": "earliest", "enable.auto.commit": True,
             "auto.commit.interval.ms": AUTO_COMMIT_MS,
             "heartbeat.interval.ms": group.heartbeat_interval_ms,
-            "session.timeout.ms": group.session_timeout_ms, **_COMMON})
+            "session.timeout.ms": group.session_timeout_ms,
+            **_read_ahead(group.read_ahead_kb), **_COMMON})
         self._consumer.subscribe(list(group.topics), on_assign=self._on_assign,
                                  on_revoke=self._on_revoke)
 

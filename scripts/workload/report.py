@@ -193,10 +193,27 @@ def text_table(report: dict[str, Any]) -> str:
             _fmt(check["duplicates"]), _fmt(check["lost_to_retention"]),
             str(sum(group["errors"].values()))))
     lines += _columns([header, *rows])
+    lines += store_lines(report["store"])
     lines += [f"  FAILED: {failure}" for failure in report["verification"]["failures"]]
     lines += [f"  ERROR: {who}: {error} (x{count})"
               for who, counts in report["errors"].items() for error, count in counts.items()]
     return "\n".join(lines) + "\n"
+
+
+def store_lines(store: list[dict[str, Any]]) -> list[str]:
+    """One line per topic: its partitions' offsets and segment files at the end (the
+    segment count is known only on the embedded store: "-" over the wire)."""
+    topics: dict[str, list[dict[str, Any]]] = {}
+    for entry in store:
+        topics.setdefault(entry["topic"], []).append(entry)
+    lines = []
+    for topic, entries in topics.items():
+        counts = [entry["segments"] for entry in entries]
+        segments = "-" if None in counts else f"{sum(counts):,}"
+        offsets = ", ".join(f"{e['partition']}: {e['log_start_offset']:,}-{e['log_end_offset']:,}"
+                            for e in entries)
+        lines.append(f"store {topic}: {segments} segments; log-start-end offsets {offsets}")
+    return lines
 
 
 def _columns(rows: list[tuple[str, ...]]) -> list[str]:

@@ -29,6 +29,8 @@
     topics = ["orders"]
     members = 2                # members at the start
     processing_ms = 0.5        # time spent per record, to make a group slow
+    read_ahead_kb = 64         # over the wire: most KiB a member's client fetches ahead
+                               # of its polls (default: librdkafka's, 64 MiB)
     changes = [{ at_s = 6, join = 1 }, { at_s = 12, leave = 1 }]
 
     [ci]
@@ -100,6 +102,7 @@ class GroupSpec:
     heartbeat_interval_ms: int
     session_timeout_ms: int
     changes: tuple[Change, ...]
+    read_ahead_kb: int | None = None  # None: the client's default
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,7 @@ def _group(table: _Table, topics: set[str]) -> GroupSpec:
         heartbeat_interval_ms=table.positive("heartbeat_interval_ms", 500, kinds=int),
         session_timeout_ms=table.positive("session_timeout_ms", 10000, kinds=int),
         changes=tuple(sorted(changes, key=lambda c: c.at_s)),
+        read_ahead_kb=table.positive("read_ahead_kb", None, kinds=int),
     )
     members = spec.members
     for change in spec.changes:
