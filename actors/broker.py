@@ -37,6 +37,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pykka
+
 from actors.disk import DiskWatch
 from actors.partition import (
     PartitionActor,
@@ -300,11 +302,24 @@ class Broker(Actor):
         config = self.config.topic_config(overrides)
         topic.info = self._catalog.set_topic_config(name, overrides)
         topic.config = config
-        for partition in topic.partitions:
-            if partition.handle.actor is not None:
-                partition.handle.actor.update_config(config)
+        applying = [(partition, partition.handle.actor.update_config(config))
+                    for partition in topic.partitions if partition.handle.actor is not None]
+        for partition, future in applying:
+            self._check_applied(name, partition.handle.state.partition, future)
         log.info("topic config altered", extra={"fields": {"topic": name, **changes}})
         return self._describe(topic)
+
+    @staticmethod
+    def _check_applied(topic: str, partition: int, future: pykka.Future[None]) -> None:
+        """Wait for a partition actor to take a config change; log it if it did not. The
+        change is in the catalog either way: a partition that failed or stopped takes it
+        when it is opened again. (A partition actor never waits for the broker.)"""
+        try:
+            future.get()
+        except (KafkaError, pykka.ActorDeadError) as exc:
+            log.warning("partition did not take the config change now (it will when it"
+                        " reopens)", extra={"fields": {
+                            "topic": topic, "partition": partition, "error": repr(exc)}})
 
     # -- partitions -------------------------------------------------------------------------
 

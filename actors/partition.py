@@ -54,7 +54,7 @@ import pykka
 
 from actors.disk import DiskWatch
 from actors.failures import FailureLog
-from actors.runtime import Actor, Scheduler, Timer, tell_if_alive
+from actors.runtime import Actor, Scheduler, Timer, tell_if_alive, tell_with_reply
 from eventstore.clock import wall_clock_ms
 from eventstore.config import TopicConfig
 from eventstore.errors import (
@@ -325,12 +325,15 @@ class PartitionHandle:
         if self.actor is None:
             reply.set_exception(offline_error(self.state))
             return reply
-        try:
-            self.actor.actor_ref.tell(Append(rows, producer, reply, sent_bytes))
-        except pykka.ActorDeadError:
-            reply.set_exception(KafkaStorageError(
-                f"partition {self.state.topic}-{self.state.partition} is restarting"))
+        tell_with_reply(self.actor.actor_ref, Append(rows, producer, reply, sent_bytes), reply,
+                        self._restarting)
         return reply
+
+    def _restarting(self) -> KafkaStorageError:
+        """What an append gets when this incarnation of the actor stopped before taking it:
+        retriable, as Kafka's NOT_LEADER_OR_FOLLOWER is (a fresh handle reaches the next)."""
+        return KafkaStorageError(f"partition {self.state.topic}-{self.state.partition}"
+                                 " stopped before this append: it is restarting")
 
 
 class PartitionActor(Actor):
@@ -371,27 +374,10 @@ class PartitionActor(Actor):
         self._schedule_retention()
 
     def on_stop(self) -> None:
+        # appends still in the inbox, and any sent from now on, are refused by the
+        # handle's tell_with_reply (see actors.runtime)
         self._cancel_timers()
         self._log.close()
-        self._refuse_waiting_appends()
-
-    def _refuse_waiting_appends(self) -> None:
-        """Answer the appends still in the inbox, which pykka drops unanswered on stop.
-
-        Once stopped, new ``tell``s raise ActorDeadError, which PartitionHandle.append turns
-        into the same retriable error. (An inbox item is pykka's Envelope: ``.message``.)
-        """
-        error = KafkaStorageError(f"partition {self._name} stopped before this append")
-        others = []
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
-            message = envelope.message
-            if not isinstance(message, Append):
-                others.append(envelope)  # pykka answers these itself (stop requests...)
-            elif message.reply.set_running_or_notify_cancel():
-                message.reply.set_exception(error)
-        for envelope in others:
-            self.actor_inbox.put(envelope)
 
     def on_failure(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         # Every message is guarded, so this is a bug in the guard itself; still recover.

@@ -38,7 +38,7 @@ from actors.consumer.fetcher import Fetcher
 from actors.consumer.membership import Membership, OffsetCommit
 from actors.consumer.records import ConsumerRecord, ConsumerRecords
 from actors.coordinator import GroupCoordinator
-from actors.runtime import Scheduler, stop_actor, tell_if_alive
+from actors.runtime import Scheduler, stop_actor, tell_if_alive, tell_with_reply
 from eventstore.errors import IllegalState, KafkaError, UnknownTopicOrPartition
 from eventstore.topic_partition import TopicPartition
 
@@ -240,7 +240,8 @@ class Consumer:
             def report(future: Future[None]) -> None:
                 self._commit_callbacks.append(lambda: callback(committed, future.exception()))
             done.add_done_callback(report)
-        self._actor.tell(CommitAsync(commit, done))
+        tell_with_reply(self._actor, CommitAsync(commit, done), done, lambda: IllegalState(
+            "the consumer was closed before this commit was sent"))
         return done
 
     def _offset_commit(self, offsets: Mapping[tuple[str, int], Any] | None) -> OffsetCommit:

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from actors.producer.batch import ProducerBatch, ProduceRequest, RecordAccumulator
 from actors.producer.config import ProducerConfig
 from actors.producer.sequencer import Sequencer
-from actors.runtime import Actor, Scheduler, tell_if_alive
+from actors.runtime import Actor, Scheduler, tell_if_alive, tell_or_refuse
 from eventstore.errors import (
+    IllegalState,
     KafkaError,
     KafkaStorageError,
     OutOfOrderSequenceNumber,
@@ -103,6 +104,24 @@ class ProducerActor(Actor):
     def on_start(self) -> None:
         self._later(self._refresh_s, RefreshMetadata())
 
+    def on_stop(self) -> None:
+        self._abandon(IllegalState("the producer is closed: its batches were not sent"))
+
+    def on_failure(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._abandon(IllegalState(f"the producer's sender failed ({exc!r}): send() refused"))
+
+    def _abandon(self, error: KafkaError) -> None:
+        """This actor stopped (closed, or failed): fail every batch it would have sent, so
+        no ``send()``, ``flush()`` or future waits for it, and refuse later sends. Requests
+        in flight are still answered by their partitions (a retry is then refused, see
+        ``_retry``); messages left in the inbox are refused by the runtime."""
+        for batch in self._accumulator.abort(error):
+            batch.run_callbacks()
+        held, self._held = self._held, {}
+        for requests in held.values():
+            for request in requests:
+                self._give_up(request, error)
+
     def on_receive(self, message: object) -> None:
         if isinstance(message, Drain):
             left = self._accumulator.linger_over(message.topic, message.partition)
@@ -153,7 +172,8 @@ class ProducerActor(Actor):
             request.stamp = self._sequencer.stamp((request.topic, request.partition),
                                                   len(request.rows))
             if request.stamp is None:  # held until the partition has a new producer id
-                tell_if_alive(self.actor_ref, Retry(request))
+                self._retry(request, IllegalState(
+                    "the producer stopped before a producer id was renewed"))
                 return
         request.attempts += 1
         sent_bytes = request.largest if len(request.batches) > 1 else None
@@ -187,6 +207,18 @@ class ProducerActor(Actor):
         for request in held:
             self._send(request)
 
+    def _retry(self, request: ProduceRequest, error: KafkaError) -> None:
+        """Hold ``request`` for a retry on this actor's thread; if this actor stopped, or
+        stops before taking it, it fails with ``error`` instead (either thread)."""
+        tell_or_refuse(self.actor_ref, Retry(request), lambda: self._give_up(request, error))
+
+    def _give_up(self, request: ProduceRequest, error: KafkaError) -> None:
+        """``request`` failed for good with ``error``: later ones of its partition get a
+        new sequence, its batches finish."""
+        self._sequencer.abandon((request.topic, request.partition), request.stamp)
+        request.fail(error)
+        self._finish(request)
+
     def _reload(self, topic: str) -> None:
         """Refresh a topic's partitions; on failure keep the old ones (a retry will tell)."""
         try:
@@ -216,14 +248,12 @@ class ProducerActor(Actor):
             request.stamp = None
             retriable = True
         config = self._config
+        typed = error if isinstance(error, KafkaError) else KafkaStorageError(repr(error))
         if (retriable and request.attempts <= config.retries
-                and time.monotonic() - request.created < config.delivery_timeout_ms / 1000
-                and self.actor_ref.is_alive()):
-            tell_if_alive(self.actor_ref, Retry(request))
+                and time.monotonic() - request.created < config.delivery_timeout_ms / 1000):
+            self._retry(request, typed)
             return
-        self._sequencer.abandon(key, request.stamp)
-        request.fail(error if isinstance(error, KafkaError) else KafkaStorageError(repr(error)))
-        self._finish(request)
+        self._give_up(request, typed)
 
     def _finish(self, request: ProduceRequest) -> None:
         """``request`` is done, either way: free its batches' memory, wake their waiters,
@@ -234,5 +264,8 @@ class ProducerActor(Actor):
         request.rows = None
         self._accumulator.finish(batches)
         with_callbacks = tuple(batch for batch in batches if batch.callbacks)
-        if with_callbacks:
-            tell_if_alive(self.actor_ref, RunCallbacks(with_callbacks))
+        if with_callbacks:  # run here if this actor stopped: no callback is lost
+            def run_here() -> None:
+                for batch in with_callbacks:
+                    batch.run_callbacks()
+            tell_or_refuse(self.actor_ref, RunCallbacks(with_callbacks), run_here)

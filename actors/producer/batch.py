@@ -293,6 +293,7 @@ class RecordAccumulator:
         self._completions = Completions()
         self._waiting = 0  # senders waiting for memory
         self._closed = False
+        self._refusal: KafkaError | None = None  # what send() raises, once closed or aborted
         self._max_request_size = min(config.max_request_size, config.buffer_memory)
         self._batch_reservation = min(config.batch_size, config.buffer_memory)
         self._linger_s = config.linger_ms / 1000
@@ -396,8 +397,8 @@ class RecordAccumulator:
             self._lock.release()
             return None
         try:
-            if self._closed:
-                raise IllegalState("send() on a closed producer")
+            if self._refusal is not None:
+                raise type(self._refusal)(str(self._refusal))
             full = meta.open[partition]
             if full is not None:
                 self._close_batch(meta, full)
@@ -443,8 +444,9 @@ class RecordAccumulator:
                         f"buffer_memory ({config.buffer_memory} bytes) stayed full for"
                         f" max_block_ms ({config.max_block_ms} ms)")
                 self._memory_freed.wait(remaining)
-                if self._closed:
-                    raise IllegalState("the producer was closed while send() waited for memory")
+                if self._refusal is not None:
+                    raise type(self._refusal)(
+                        f"while send() waited for memory: {self._refusal}")
                 self._take_back()
         finally:
             self._waiting -= 1
@@ -534,5 +536,29 @@ class RecordAccumulator:
             if self._closed:
                 return False
             self._closed = True
+            self._refusal = self._refusal or IllegalState("send() on a closed producer")
             self._memory_freed.notify_all()
             return True
+
+    def abort(self, error: KafkaError) -> list[ProducerBatch]:
+        """The producer actor stopped, so nothing will send the batches not yet taken: from
+        now on ``send()`` raises ``error`` (a fresh one each time), and the open and ready
+        batches are finished with it, their memory free. Returns them, for their callbacks.
+
+        Under the lock, so a sender either put its record in before (and its batch is
+        failed here) or raises; a ``ready`` message it sent to the stopped actor is moot.
+        """
+        with self._lock:
+            self._refusal = error
+            failed = []
+            for meta in self._topics.values():
+                failed.extend(batch for batch in meta.open if batch is not None)
+                for waiting in meta.ready:
+                    failed.extend(waiting)
+                meta.open[:] = [None] * len(meta.open)
+                meta.ready[:] = [[] for _ in meta.ready]
+            for batch in failed:
+                batch.error = error
+            self._memory_freed.notify_all()
+        self.finish(failed)
+        return failed

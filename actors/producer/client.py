@@ -124,14 +124,19 @@ class Producer:
 
     def _linger(self, topic: str, partition: int) -> None:
         """A batch opened where no linger timer is set: set it (the actor sets it again
-        while batches keep leaving full before their ``linger_ms``)."""
+        while batches keep leaving full before their ``linger_ms``). Never raises, as
+        ``_ready``."""
         drain, ref = Drain(topic, partition), self._actor
         if self.config.linger_ms:
             self._scheduler.call_later(self.config.linger_ms / 1000,
                                        lambda: tell_if_alive(ref, drain))
         else:
-            ref.tell(drain)
+            tell_if_alive(ref, drain)
 
     def _ready(self, topic: str, partition: int) -> None:
-        """A partition's closed batches wait: the actor sends them."""
-        self._actor.tell(Ready(topic, partition))
+        """A partition's closed batches wait: the actor sends them.
+
+        Never raises (the accumulator's lock is held): once the actor has stopped, its
+        ``on_stop`` or ``on_failure`` failed these batches, or will (see
+        RecordAccumulator.abort)."""
+        tell_if_alive(self._actor, Ready(topic, partition))

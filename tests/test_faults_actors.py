@@ -1,0 +1,259 @@
+"""Faults in actors that used to leave a caller waiting forever (issue 16, faults 1, 2, 8).
+
+A real actor system on a real data directory. Each fault is injected for real: an actor
+is stopped or made to fail while messages carrying a reply are on their way to it. The
+race of a message landing after a stopping actor emptied its inbox is made certain by
+having the sender see the actor alive (``is_alive`` answering True) when it is not. Every
+wait is bounded: a future that never completes fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+from actors.producer.actor import Ready
+from actors.producer.client import Producer
+from actors.runtime import Actor, Scheduler, stop_actor, tell_with_reply
+from actors.system import ActorSystem
+from eventstore.errors import IllegalState, KafkaStorageError
+from eventstore.storage.log import PartitionLog
+
+TIMEOUT = 10.0
+
+
+@pytest.fixture
+def system(data_dir: str) -> Iterator[ActorSystem]:
+    """Every actor of a fresh data directory, stopped after the test (its producers
+    closed: so the tests faulting a producer use ``producer_of``)."""
+    started = ActorSystem(data_dir).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def seen_alive(monkeypatch: pytest.MonkeyPatch, ref: pykka.ActorRef) -> None:
+    """Stop the actor behind ``ref`` and have senders still see it alive: their message
+    lands in its inbox after its teardown emptied it, the race a sender loses when the
+    actor stops between its check and its put."""
+    stop_actor(ref)
+    monkeypatch.setattr(ref, "is_alive", lambda: True)
+
+
+def producer_of(system: ActorSystem, **config) -> Producer:
+    """A producer the system does not close when the test ends: a fault that leaves it
+    blocked then fails the test that injected it instead of hanging the teardown."""
+    return Producer(system.broker, system.scheduler, **config)
+
+
+def run_bounded(work, what: str) -> None:
+    """Run ``work`` on a thread; fail (not hang) if it does not return within TIMEOUT."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the test's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive(), f"{what} still blocked after {TIMEOUT} s"
+    if failure:
+        raise failure[0]
+
+
+# -- the helper (actors.runtime.tell_with_reply) --------------------------------------------
+
+
+class Failing(Actor):
+    """Fails on the message "fail", as a bug in a handler would."""
+
+    def on_receive(self, message: object) -> None:
+        if message == "fail":
+            raise RuntimeError("injected")
+
+
+def test_a_reply_sent_to_a_dead_actor_or_one_failing_on_it_is_failed_with_the_typed_error():
+    ref = Failing.start()
+    failed_on: concurrent.futures.Future = concurrent.futures.Future()
+    tell_with_reply(ref, "fail", failed_on, lambda: KafkaStorageError("refused"))
+    with pytest.raises(KafkaStorageError, match="refused"):
+        failed_on.result(TIMEOUT)
+    stop_actor(ref)
+    after: concurrent.futures.Future = concurrent.futures.Future()
+    tell_with_reply(ref, "late", after, lambda: KafkaStorageError("dead"))
+    with pytest.raises(KafkaStorageError, match="dead"):
+        after.result(0)  # at once, on the sender's thread
+
+
+def test_a_reply_landing_after_the_inbox_was_emptied_is_failed(monkeypatch):
+    ref = Failing.start()
+    seen_alive(monkeypatch, ref)
+    late: concurrent.futures.Future = concurrent.futures.Future()
+    tell_with_reply(ref, "late", late, lambda: KafkaStorageError("after teardown"))
+    with pytest.raises(KafkaStorageError, match="after teardown"):
+        late.result(TIMEOUT)
+
+
+def test_an_ask_landing_after_the_inbox_was_emptied_is_answered(monkeypatch):
+    ref = Failing.start()
+    seen_alive(monkeypatch, ref)
+    with pytest.raises(pykka.ActorDeadError):
+        ref.ask("late", timeout=TIMEOUT)
+
+
+# -- fault 2: appends and commits told to a partition or consumer actor that stops ---------
+
+
+def test_appends_told_to_a_stopped_partition_actor_are_answered(system, monkeypatch):
+    system.broker.create_topic("t", 1).get(timeout=TIMEOUT)
+    handle = system.broker.partition("t", 0).get(timeout=TIMEOUT)
+    seen_alive(monkeypatch, handle.actor.actor_ref)
+    futures = [handle.append([(None, None, b"x", None)]) for _ in range(3)]
+    for future in futures:
+        with pytest.raises(KafkaStorageError, match="restarting"):
+            future.result(TIMEOUT)
+
+
+def test_appends_in_flight_when_the_partition_actor_stops_all_complete(system, monkeypatch):
+    """Appends queued behind one in progress, a stop, and appends after it: each future
+    completes, either way."""
+    system.broker.create_topic("t", 1).get(timeout=TIMEOUT)
+    handle = system.broker.partition("t", 0).get(timeout=TIMEOUT)
+    gate = threading.Event()
+    original = PartitionLog.append
+
+    def held(self, *args, **kwargs):
+        gate.wait(TIMEOUT)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PartitionLog, "append", held)
+    ref = handle.actor.actor_ref
+    futures = [handle.append([(None, None, b"before", None)]) for _ in range(5)]
+    ref.stop(block=False)
+    futures += [handle.append([(None, None, b"after", None)]) for _ in range(5)]
+    gate.set()
+    done, pending = concurrent.futures.wait(futures, TIMEOUT)
+    assert not pending
+    assert futures[0].result().base_offset == 0
+    for future in futures[5:]:
+        assert isinstance(future.exception(), KafkaStorageError)
+
+
+def test_an_embedded_flush_returns_when_its_partition_actor_stopped(system, monkeypatch):
+    producer = producer_of(system, retries=0)
+    producer.send("t", b"first").get(TIMEOUT)
+    handle = system.broker.partition("t", 0).get(timeout=TIMEOUT)
+    seen_alive(monkeypatch, handle.actor.actor_ref)
+    future = producer.send("t", b"lost?")
+    producer.flush(TIMEOUT)  # KafkaTimeoutError if the append was never answered
+    with pytest.raises(KafkaStorageError, match="restarting"):
+        future.get(0)
+    run_bounded(producer.close, "close()")
+
+
+def test_commit_async_told_to_a_stopped_consumer_actor_is_failed(system, monkeypatch):
+    system.broker.create_topic("t", 1).get(timeout=TIMEOUT)
+    consumer = system.consumer(group_id="g")
+    consumer.assign([("t", 0)])
+    seen_alive(monkeypatch, consumer._actor)
+    done = consumer.commit_async({("t", 0): 1})
+    with pytest.raises(IllegalState, match="closed before this commit"):
+        done.result(TIMEOUT)
+
+
+# -- fault 1: a dead producer actor ---------------------------------------------------------
+
+
+def kill(producer) -> None:
+    """Make the producer's actor fail, as a bug in it would: a Ready for a topic it never
+    loaded raises in its handler."""
+    ref = producer._actor
+    ref.tell(Ready("never-loaded", 0))
+    stop_actor(ref)  # joins its thread: it has failed and stopped
+
+
+def test_sends_after_the_producer_actor_died_raise_and_take_no_lock_for_good(system):
+    producer = producer_of(system, linger_ms=0)
+    producer.send("t", b"before").get(TIMEOUT)
+    kill(producer)
+
+    def sends() -> None:
+        for _ in range(3):  # the first used to raise ActorDeadError holding the lock
+            with pytest.raises(IllegalState, match="sender failed"):
+                producer.send("t", b"after")
+
+    run_bounded(sends, "send() after the producer actor died")
+    run_bounded(lambda: producer.flush(TIMEOUT), "flush()")
+    run_bounded(producer.close, "close()")
+
+
+def test_batches_the_dead_producer_actor_would_have_sent_are_failed(system):
+    producer = producer_of(system, linger_ms=60_000)
+    producer.partitions_for("t")
+    called: list[BaseException] = []
+    future = producer.send("t", b"lingering").add_errback(called.append)
+    kill(producer)
+    run_bounded(lambda: producer.flush(TIMEOUT), "flush()")
+    with pytest.raises(IllegalState, match="sender failed"):
+        future.get(0)
+    assert len(called) == 1 and isinstance(called[0], IllegalState)
+    assert producer.buffered_bytes == 0
+    run_bounded(producer.close, "close()")
+
+
+def test_appends_in_flight_when_the_producer_actor_died_still_finish(system, monkeypatch):
+    """A partition actor answering a batch of a producer whose actor died finishes it (and
+    is not blocked), and its callbacks still run."""
+    gate = threading.Event()
+    original = PartitionLog.append
+
+    def held(self, *args, **kwargs):
+        gate.wait(TIMEOUT)
+        return original(self, *args, **kwargs)
+
+    producer = producer_of(system, linger_ms=0)
+    producer.partitions_for("t")
+    monkeypatch.setattr(PartitionLog, "append", held)
+    called = threading.Event()
+    future = producer.send("t", b"in flight").add_callback(lambda metadata: called.set())
+    handle = system.broker.partition("t", 0).get(timeout=TIMEOUT)
+    kill(producer)
+    gate.set()
+    assert future.get(TIMEOUT).offset == 0
+    assert called.wait(TIMEOUT)
+    monkeypatch.setattr(PartitionLog, "append", original)
+    assert handle.append([(None, None, b"next", None)]).result(TIMEOUT).base_offset == 1
+    run_bounded(producer.close, "close()")
+
+
+# -- fault 8: the update_config future in actors/broker.py ----------------------------------
+
+
+def test_a_config_change_a_partition_did_not_take_is_logged(data_dir, caplog):
+    from actors.broker import Broker
+    from eventstore.config import ServerConfig
+
+    scheduler = Scheduler()
+    ref = Broker.start(data_dir, ServerConfig.from_mapping({}), scheduler)
+    broker = ref.proxy()
+    try:
+        broker.create_topic("t", 2).get(timeout=TIMEOUT)
+        stop_actor(broker.partition("t", 1).get(timeout=TIMEOUT).actor.actor_ref)
+        with caplog.at_level(logging.WARNING, logger="actors.broker"):
+            broker.alter_topic_config("t", {"retention.ms": 1000}).get(timeout=TIMEOUT)
+        [record] = [r for r in caplog.records if "config" in r.getMessage()]
+        fields = record.fields
+        assert (fields["topic"], fields["partition"]) == ("t", 1)
+        assert "ActorDeadError" in fields["error"] or "stopped" in fields["error"]
+    finally:
+        stop_actor(ref)
+        scheduler.close()
