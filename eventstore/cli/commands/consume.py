@@ -13,6 +13,9 @@ On a data directory the command stops at the end of the log (no other process ca
 while the store holds the lock, and a read-only reader does not wait for a server's
 appends). Over the wire it waits for new records until ``--exit-at-end``,
 ``--max-messages`` or Ctrl-C/SIGTERM, which are all normal stops: it commits and exits 0.
+A partition the server reports offline (KAFKA_STORAGE_ERROR) is one error line at once if
+it was asked for with ``--partition``; among every partition of the topic it is left out,
+the others are read, and the error line (exit 1) names it once the command stops.
 """
 
 from __future__ import annotations

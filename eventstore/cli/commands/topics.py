@@ -74,7 +74,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         actions, "describe", "partitions (offsets, segments, bytes) and config of topics",
         "Show each partition's log-start-offset, log-end-offset, segment count and bytes, and"
         " the topic's config overrides. Over --bootstrap-server the segment count shows as -:"
-        " the Kafka protocol does not carry it.",
+        " the Kafka protocol does not carry it; a partition the server reports offline shows"
+        " - for its offsets and size, with a warning naming it.",
         "  eventstore topics describe clicks\n"
         "  eventstore topics describe            # every topic\n"
         "  eventstore topics describe clicks --bootstrap-server 127.0.0.1:9092 --json\n",
