@@ -613,7 +613,7 @@ def test_a_test_whose_request_is_never_answered_fails_rather_than_hangs(
     tests_dir = Path(__file__).resolve().parent
     with SilentServer() as silent:
         env = {**os.environ, "SILENT_SERVER": f"{silent.address[0]}:{silent.address[1]}",
-               "PYTHONPATH": str(tests_dir)}
+               "PYTHONPATH": str(tests_dir), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                               str(tmp_path / "test_silent.py")], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=60)
