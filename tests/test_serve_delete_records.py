@@ -87,25 +87,33 @@ def oldest_offset_metric(server: ServerProcess, topic: str) -> int | None:
 
 @pytest.fixture
 def server(tmp_path):
+    """A server of the test's own: the test stops or restarts it."""
     with ServerProcess.start(str(tmp_path / "data")) as running:
         yield running
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One server for the tests that only add topics of their own names."""
+    with ServerProcess.start(str(tmp_path_factory.mktemp("shared") / "data")) as running:
+        yield running
+
+
 @pytest.mark.parametrize("version", [0, 1, 2])
-def test_delete_records_moves_the_log_start_offset(server, version):
+def test_delete_records_moves_the_log_start_offset(shared, version):
     """Every version: the start moves inside a segment, whole segments below it go, Fetch
     below it is OFFSET_OUT_OF_RANGE, ListOffsets earliest returns it; -1 is the high
     watermark; past it, or negative, OFFSET_OUT_OF_RANGE; unknown partitions
     UNKNOWN_TOPIC_OR_PARTITION; a lower offset changes nothing."""
     topic = f"deleted-v{version}"
-    with KafkaConnection(server.address) as conn:
+    with KafkaConnection(shared.address) as conn:
         create(conn, topic, partitions=2)
         fill(conn, topic, 20)
-        bases = segment_bases(server.data_dir, topic)
+        bases = segment_bases(shared.data_dir, topic)
         assert len(bases) >= 4, bases
         middle = bases[2] + 1  # inside the third segment
         assert delete_records(conn, version, topic, {0: middle}) == {0: (NONE, middle)}
-        assert segment_bases(server.data_dir, topic)[0] == bases[2]  # two whole ones gone
+        assert segment_bases(shared.data_dir, topic)[0] == bases[2]  # two whole ones gone
         assert fetch(conn, topic, 0, middle - 1).error_code == OFFSET_OUT_OF_RANGE
         fetched = fetch(conn, topic, 0, middle)
         assert fetched.error_code == 0 and fetched.records[0].offset == middle
@@ -202,7 +210,7 @@ def test_restart_inside_a_segment_after_a_roll(tmp_path):
     reopened.close()
 
 
-def test_kafka_python_and_confluent_admin_clients(server):
+def test_kafka_python_and_confluent_admin_clients(shared):
     """kafka-python's KafkaAdminClient.delete_records and confluent-kafka's
     AdminClient.delete_records move the start; a consumer from earliest starts there."""
     import confluent_kafka
@@ -211,19 +219,19 @@ def test_kafka_python_and_confluent_admin_clients(server):
     from kafka import TopicPartition as KTopicPartition
 
     topic = "admin-deleted"
-    with KafkaConnection(server.address) as conn:
+    with KafkaConnection(shared.address) as conn:
         create(conn, topic, partitions=2)
         fill(conn, topic, 10, partition=0)
         fill(conn, topic, 10, partition=1)
 
-    admin = KafkaAdminClient(bootstrap_servers=server.bootstrap, request_timeout_ms=10000)
+    admin = KafkaAdminClient(bootstrap_servers=shared.bootstrap, request_timeout_ms=10000)
     try:
         result = admin.delete_records({KTopicPartition(topic, 0): 4})
         assert result[KTopicPartition(topic, 0)]["low_watermark"] == 4
     finally:
         admin.close()
 
-    confluent = AdminClient({"bootstrap.servers": server.bootstrap})
+    confluent = AdminClient({"bootstrap.servers": shared.bootstrap})
     futures = confluent.delete_records([confluent_kafka.TopicPartition(topic, 1, 7)],
                                        request_timeout=10)
     (deleted,) = [f.result(timeout=20) for f in futures.values()]
@@ -235,7 +243,7 @@ def test_kafka_python_and_confluent_admin_clients(server):
             f.result(timeout=20)
     assert refused.value.args[0].code() == confluent_kafka.KafkaError.OFFSET_OUT_OF_RANGE
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=server.bootstrap,
+    consumer = KafkaConsumer(topic, bootstrap_servers=shared.bootstrap,
                              auto_offset_reset="earliest", group_id="from-earliest",
                              consumer_timeout_ms=15000)
     try:
@@ -253,18 +261,18 @@ def test_kafka_python_and_confluent_admin_clients(server):
         consumer.close()
 
 
-def test_aiokafka_admin_client(server):
+def test_aiokafka_admin_client(shared):
     """aiokafka's AIOKafkaAdminClient.delete_records answers the new low watermark."""
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
     topic = "aiokafka-deleted"
-    with KafkaConnection(server.address) as conn:
+    with KafkaConnection(shared.address) as conn:
         create(conn, topic)
         fill(conn, topic, 5)
 
     async def run() -> dict:
-        admin = AIOKafkaAdminClient(bootstrap_servers=server.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=shared.bootstrap)
         await admin.start()
         try:
             return await admin.delete_records(
