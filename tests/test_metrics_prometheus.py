@@ -6,7 +6,8 @@ with the shipped ``grafana/prometheus.yml`` (interval and target adjusted). Then
 PromQL expression of every dashboard panel, with Grafana's variables filled in, must
 return at least one series, every template variable must offer the topic and the group,
 and the lag Prometheus shows must equal the lag the store reports over the Kafka protocol
-(committed offsets from OffsetFetch, log-end-offsets from ListOffsets).
+(committed offsets from OffsetFetch, log-end-offsets from ListOffsets). A group moved back
+with ``groups reset-offsets --shift-by`` shows no consumption on the committed-rate panel.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from support import ServerProcess, wait_until
+from support import ServerProcess, eventstore_command, wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"
@@ -197,3 +198,56 @@ def test_every_dashboard_query_returns_data_and_lag_matches_the_store(
     assert float(lag_sum["value"][1]) == sum(workload.values())
     (members,) = prometheus.query(f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}')
     assert members["value"][1] == "1"
+
+
+def panel_queries(title: str) -> list[str]:
+    """The PromQL expressions of the dashboard panel titled ``title``."""
+    return [target["expr"] for dashboard in dashboards() for panel in dashboard["panels"]
+            if panel["title"] == title for target in panel["targets"]]
+
+
+def committed_rate_query() -> str:
+    """The "Consume rate" panel's committed-offset query (its other target counts fetches)."""
+    (expr,) = [expr for expr in panel_queries("Consume rate")
+               if "kafka_consumergroup_current_offset" in expr]
+    return expr
+
+
+def test_a_reset_offsets_shows_no_phantom_consumption(
+        server: ServerProcess, prometheus: Prometheus) -> None:
+    """``groups reset-offsets --shift-by -600`` moves an idle group's committed offset back
+    by 600: "Consume rate - committed" must not read the drop as consumption (rate() on
+    the gauge did: it takes the drop for a counter reset), and the idle group's "Time to
+    drain" shows no value before and after."""
+    topic, group, records, shift = "ledger", "audit", 1000, 600
+    config = {"bootstrap.servers": server.bootstrap}
+    admin = AdminClient(config)
+    admin.create_topics([NewTopic(topic, 1)])[topic].result(TIMEOUT_S)
+    producer = Producer(config)
+    for i in range(records):
+        producer.produce(topic, b"entry %d" % i, partition=0)
+    assert producer.flush(TIMEOUT_S) == 0
+    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, records)], asynchronous=False)
+    consumer.close()  # the group is empty: reset-offsets may change it
+
+    variables = {**BUILTINS, "topic": topic, "consumergroup": group}
+    committed = f'kafka_consumergroup_current_offset{{consumergroup="{group}", topic="{topic}"}}'
+    (drain,) = (fill(expr, variables) for expr in panel_queries("Time to drain"))
+    assert_idle_group_has_no_time_to_drain(prometheus, drain, variables)
+
+    done = subprocess.run(
+        [*eventstore_command(), "groups", "reset-offsets", group, "--topic", topic,
+         "--shift-by", str(-shift), "--execute", "--bootstrap-server", server.bootstrap],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: prometheus.query(f"{committed} == {records - shift}"), TIMEOUT_S,
+               "Prometheus to see the committed offset moved back")
+    # the window that holds the drop: rate() reads it as ~(records - shift) / 10 s consumed
+    as_counter = fill(committed_rate_query().replace("deriv(", "rate("), variables)
+    wait_until(lambda: prometheus.query(f"max_over_time(({as_counter})[1m:1s]) > 10"),
+               TIMEOUT_S, "rate() to show the phantom consumption the panel must not")
+    panel = fill(committed_rate_query(), variables)
+    (highest,) = prometheus.query(f"max_over_time(({panel})[1m:1s])")
+    assert float(highest["value"][1]) <= 0, "the panel showed consumption that never happened"
+    assert_idle_group_has_no_time_to_drain(prometheus, drain, variables)
