@@ -234,7 +234,8 @@ def test_offset_commit_checks_the_member_and_generation_before_the_state(
         server: ServerProcess, conn: KafkaConnection) -> None:
     """OffsetCommit v8, as Kafka decides it:
 
-    - ``GroupCoordinatorService.commitOffsets``: an empty group id is INVALID_GROUP_ID;
+    - ``GroupCoordinatorService.commitOffsets`` refuses only a null group id: the empty
+      one is an ordinary group, kept for backwards compatibility;
     - ``OffsetMetadataManager.validateOffsetCommit``: an unknown group takes a commit of
       generation -1 (a "simple" group is made) and answers any other ILLEGAL_GENERATION
       (below v9);
@@ -246,7 +247,7 @@ def test_offset_commit_checks_the_member_and_generation_before_the_state(
       UNKNOWN_MEMBER_ID; only a current member during CompletingRebalance gets
       REBALANCE_IN_PROGRESS, and PreparingRebalance takes the commit.
     """
-    assert commit(conn, "", -1, "") == INVALID_GROUP_ID
+    assert commit(conn, "", -1, "") == NONE
     assert commit(conn, new_group(), 1, "nobody") == ILLEGAL_GENERATION
     assert commit(conn, new_group(), -1, "") == NONE
     empty = empty_group(conn)
@@ -469,15 +470,19 @@ def test_offset_fetch_of_unknown_groups_and_partitions_is_no_error(
     """OffsetFetch v7: ``OffsetMetadataManager.fetchOffsets`` answers a group that does not
     exist, or a partition with nothing committed, with offset -1, leader epoch -1 and no
     metadata, without an error; all partitions of an unknown group are none.
-    ``GroupCoordinatorService.fetchOffsets`` refuses only a null group id, so the empty
-    one is an ordinary group."""
-    for group in (new_group(), ""):
-        response = conn.request(9, 7, group_id=group, require_stable=False,
-                                topics=[{"name": TOPIC, "partition_indexes": [0]}])
-        [[partition]] = [t.partitions for t in response.topics]
-        assert (int(response.error_code), int(partition.error_code)) == (NONE, NONE)
-        assert (partition.committed_offset, partition.committed_leader_epoch,
-                partition.metadata) == (-1, -1, "")
+    ``GroupCoordinatorService.fetchOffsets`` (like ``commitOffsets``) refuses only a null
+    group id, so the empty one is an ordinary group."""
+    response = conn.request(9, 7, group_id=new_group(), require_stable=False,
+                            topics=[{"name": TOPIC, "partition_indexes": [0]}])
+    [[partition]] = [t.partitions for t in response.topics]
+    assert (int(response.error_code), int(partition.error_code)) == (NONE, NONE)
+    assert (partition.committed_offset, partition.committed_leader_epoch,
+            partition.metadata) == (-1, -1, "")
+    assert commit(conn, "", -1, "") == NONE
+    response = conn.request(9, 7, group_id="", require_stable=False,
+                            topics=[{"name": TOPIC, "partition_indexes": [0]}])
+    [[partition]] = [t.partitions for t in response.topics]
+    assert (int(partition.error_code), partition.committed_offset) == (NONE, 1)
     everything = conn.request(9, 7, group_id=new_group(), require_stable=False, topics=None)
     assert (int(everything.error_code), everything.topics) == (NONE, ())
 

@@ -640,10 +640,7 @@ class ClassicGroupCoordinator:
         """Kafka's OffsetCommit checks, in the order of ``ClassicGroup.validateOffsetCommit``:
         the member and its generation before the group's state, so a stale member learns
         ILLEGAL_GENERATION rather than retrying into REBALANCE_IN_PROGRESS. A valid member's
-        session restarts. An empty group id is INVALID_GROUP_ID first, as Kafka's
-        ``GroupCoordinatorService.commitOffsets`` answers it."""
-        if not group_id:
-            return InvalidGroupId.code
+        session restarts."""
         group = self._groups.get(group_id)
         if group is None:
             return NO_ERROR if generation_id < 0 else IllegalGeneration.code
