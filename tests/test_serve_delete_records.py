@@ -146,8 +146,12 @@ def test_sql_metrics_and_a_restart_agree_with_the_new_start(server):
         start = segment_bases(server.data_dir, topic)[1] + 2
         assert delete_records(conn, 2, topic, {0: start}) == {0: (NONE, start)}
     engine = SqlEngine(server.data_dir)
-    _, rows = engine.query("SELECT log_start_offset FROM partitions WHERE topic = ?", (topic,))
-    assert rows == [(start,)]
+    _, rows = engine.query("SELECT log_start_offset, problem FROM partitions WHERE topic = ?",
+                           (topic,))
+    assert rows == [(start, None)]
+    _, rows = engine.query("SELECT min(base_offset), count(problem) FROM segments"
+                           " WHERE topic = ?", (topic,))
+    assert rows == [(start - 2, 0)]
     _, rows = engine.query("SELECT min(offset), count(*) FROM records WHERE topic = ?", (topic,))
     assert rows == [(start, 12 - start)]
     wait_until(lambda: oldest_offset_metric(server, topic) == start, 15,
@@ -186,6 +190,30 @@ def test_retention_after_delete_records(tmp_path):
     log.close()
     reopened = PartitionLog.open(directory, config, clock=clock)
     assert reopened.log_start_offset == bases[2]
+    reopened.close()
+
+
+def test_a_crash_before_the_files_went_is_finished_at_open(tmp_path):
+    """The new start is durable before any file is deleted: segments wholly below it that
+    a crash left behind are deleted when the log opens, as retention's are."""
+    clock = ManualClock()
+    directory = str(tmp_path / "k-0")
+    config = TopicConfig(segment_bytes=SEGMENT_BYTES)
+    log = PartitionLog.open(directory, config, clock=clock, create=True)
+    for i in range(12):
+        log.append([(None, None, b"value-%03d" % i, None)])
+    first = log.segments()[0].path
+    with open(first, "rb") as f:
+        kept = f.read()
+    start = log.segments()[1].base_offset + 1
+    assert log.delete_records(start) == start
+    log.close()
+    with open(first, "wb") as f:  # as if the process stopped before deleting it
+        f.write(kept)
+    reopened = PartitionLog.open(directory, config, clock=clock)
+    assert not os.path.exists(first)
+    assert reopened.log_start_offset == start
+    assert [row[0] for row in reopened.read(start, 1)] == [start]
     reopened.close()
 
 
@@ -323,3 +351,5 @@ def test_cli_over_a_server_and_offline(server, tmp_path):
     engine = SqlEngine(data_dir)
     _, rows = engine.query("SELECT log_start_offset FROM partitions WHERE topic = ?", (topic,))
     assert rows == [(10,)]
+    verified = run_cli("verify", "--data-dir", data_dir)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
