@@ -24,6 +24,7 @@ from eventstore.errors import (
     GroupSubscribedToTopic,
     InvalidGroupId,
     NonEmptyGroup,
+    NotCoordinator,
 )
 from eventstore.groups.consumer_protocol import Subscription, encode_subscription
 from eventstore.groups.messages import JoinGroupRequest, SyncGroupRequest
@@ -188,3 +189,17 @@ def kafka_offset(offset: int):
     from kafka.structs import OffsetAndMetadata
 
     return OffsetAndMetadata(offset, "", -1)
+
+
+def test_a_catalog_that_cannot_be_written_answers_not_coordinator(h, data_dir):
+    """The coordinator cannot write its offsets (here: a read-only catalog): the whole
+    request is NOT_COORDINATOR, as Kafka answers when its offsets log refuses the write,
+    and the client looks the coordinator up again; nothing is deleted."""
+    commit(h, "g", ("a", 0))
+    readonly = Catalog.open(data_dir, readonly=True)
+    try:
+        refused = Harness(readonly, CONFIG)
+        assert refused.groups.delete_offsets("g", [("a", 0)]) == (NotCoordinator.code, {})
+    finally:
+        readonly.close()
+    assert committed(h, "g") == {("a", 0)}
