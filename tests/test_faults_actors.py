@@ -9,6 +9,7 @@ wait is bounded: a future that never completes fails the test instead of hanging
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import threading
@@ -16,12 +17,18 @@ from collections.abc import Iterator
 
 import pykka
 import pytest
+from kio.index import load_request_schema
 
+from actors.coordinator import GroupCoordinator
 from actors.producer.actor import Ready
 from actors.producer.client import Producer
 from actors.runtime import Actor, Scheduler, stop_actor, tell_with_reply
 from actors.system import ActorSystem
-from eventstore.errors import IllegalState, KafkaStorageError
+from eventstore.errors import CoordinatorNotAvailable, IllegalState, KafkaStorageError
+from eventstore.kafka.codec.apikeys import ApiKey
+from eventstore.kafka.codec.protocol import Request, build
+from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.session import Session
 from eventstore.storage.log import PartitionLog
 
 TIMEOUT = 10.0
@@ -256,4 +263,75 @@ def test_a_config_change_a_partition_did_not_take_is_logged(data_dir, caplog):
         assert "ActorDeadError" in fields["error"] or "stopped" in fields["error"]
     finally:
         stop_actor(ref)
+        scheduler.close()
+
+
+# -- fault 3: a coordinator exception leaves no JoinGroup or SyncGroup unanswered ----------
+
+
+class BrokenCoordinator(GroupCoordinator):
+    """The real group coordinator, made to raise where a bug in its logic would."""
+
+    def join_group(self, request, reply) -> None:
+        raise RuntimeError("injected: join_group failed")
+
+    def sync_group(self, request, reply) -> None:
+        raise RuntimeError("injected: sync_group failed")
+
+
+def wire_request(api_key: int, version: int, **fields) -> Request:
+    return Request(api_key, version, 1, "fault-test",
+                   build(load_request_schema(api_key, version), **fields))
+
+
+@pytest.fixture
+def groups_session(data_dir: str) -> Iterator[Session]:
+    """A wire session whose group requests reach a BrokenCoordinator actor."""
+    scheduler = Scheduler()
+    ref = BrokenCoordinator.start(data_dir, scheduler=scheduler)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    session = Session(BrokerContext(None, ref.proxy(), "localhost", 9092, pool, {}),
+                      "127.0.0.1")
+    yield session
+    session.close()
+    pool.shutdown()
+    stop_actor(ref)
+    scheduler.close()
+
+
+def answer(session: Session, request: Request):
+    return asyncio.run(asyncio.wait_for(session.handle(request), TIMEOUT))
+
+
+def test_join_and_sync_are_answered_unknown_server_error_when_the_coordinator_raises(
+        groups_session, caplog):
+    join = wire_request(ApiKey.JOIN_GROUP, 5, group_id="g", session_timeout=10_000,
+                        rebalance_timeout=10_000, member_id="", group_instance_id=None,
+                        protocol_type="consumer",
+                        protocols=[{"name": "range", "metadata": b""}])
+    with caplog.at_level(logging.ERROR, logger="eventstore.kafka.handlers.groups"):
+        joined = answer(groups_session, join)
+    assert joined.error_code == -1  # UNKNOWN_SERVER_ERROR
+    assert "join_group failed" in caplog.text
+    sync = wire_request(ApiKey.SYNC_GROUP, 3, group_id="g", generation_id=1,
+                        member_id="m", group_instance_id=None, assignments=[])
+    assert answer(groups_session, sync).error_code == -1
+
+
+def test_join_is_answered_coordinator_not_available_when_the_coordinator_stopped(data_dir):
+    scheduler = Scheduler()
+    ref = GroupCoordinator.start(data_dir, scheduler=scheduler)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    session = Session(BrokerContext(None, ref.proxy(), "localhost", 9092, pool, {}),
+                      "127.0.0.1")
+    stop_actor(ref)
+    try:
+        join = wire_request(ApiKey.JOIN_GROUP, 3, group_id="g", session_timeout=10_000,
+                            rebalance_timeout=10_000, member_id="",
+                            protocol_type="consumer",
+                            protocols=[{"name": "range", "metadata": b""}])
+        assert answer(session, join).error_code == CoordinatorNotAvailable.code
+    finally:
+        session.close()
+        pool.shutdown()
         scheduler.close()

@@ -3,7 +3,12 @@ OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups — all answ
 group coordinator actor, the same one embedded consumers use.
 
 JoinGroup and SyncGroup complete only once the rebalance does; the coordinator resolves
-a concurrent future then, which the event loop awaits without blocking.
+a concurrent future then, which the event loop awaits without blocking. The call that
+hands the coordinator that future is awaited first: if it raised (a bug in the group
+logic) or the coordinator had stopped, nothing would ever complete the future, so the
+client is answered UNKNOWN_SERVER_ERROR (COORDINATOR_NOT_AVAILABLE for a stopped
+coordinator, which clients retry), as Kafka answers an unexpected exception. Every other
+group API takes its answer from the call itself; if that raises, the connection closes.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
+import logging
+from typing import TypeVar
 
+import pykka
 from kio.static.protocol import ResponsePayload
 
-from eventstore.errors import InvalidGroupId
+from eventstore.errors import CoordinatorNotAvailable, InvalidGroupId
 from eventstore.groups.messages import (
     JoinGroupRequest,
     JoinGroupResult,
@@ -30,6 +38,27 @@ from eventstore.security.acl import ResourceType
 from eventstore.security.operations import authorized_operations
 
 GROUP_KEY = 0
+UNKNOWN_SERVER_ERROR = -1
+
+log = logging.getLogger(__name__)
+
+Result = TypeVar("Result", JoinGroupResult, SyncGroupResult)
+
+
+async def _parked_answer(conn: Connection, request: Request, call: pykka.Future[None],
+                         reply: concurrent.futures.Future[Result]) -> Result | int:
+    """The result the coordinator completes ``reply`` with, once ``call`` (which handed
+    it ``reply``) returned; the error code to answer instead if the call failed."""
+    try:
+        await conn.ctx.resolve(call)
+    except pykka.ActorDeadError:
+        return CoordinatorNotAvailable.code
+    except Exception:
+        log.exception("group coordinator failed: %s answered UNKNOWN_SERVER_ERROR;"
+                      " client_id=%s peer=%s", type(request.body).__name__,
+                      request.client_id, conn.client_host)
+        return UNKNOWN_SERVER_ERROR
+    return await asyncio.wrap_future(reply)
 
 
 def _millis(value: datetime.timedelta) -> int:
@@ -64,8 +93,9 @@ async def handle_join_group(conn: Connection, request: Request) -> ResponsePaylo
         require_known_member_id=request.api_version >= 4,
     )
     reply: concurrent.futures.Future[JoinGroupResult] = concurrent.futures.Future()
-    ctx.coordinator.join_group(join, reply)
-    result = await asyncio.wrap_future(reply)
+    result = await _parked_answer(conn, request, ctx.coordinator.join_group(join, reply), reply)
+    if isinstance(result, int):
+        result = JoinGroupResult(result, member_id=body.member_id)
     return make_response(
         request,
         error_code=result.error_code,
@@ -95,8 +125,9 @@ async def handle_sync_group(conn: Connection, request: Request) -> ResponsePaylo
         protocol_name=getattr(body, "protocol_name", None),
     )
     reply: concurrent.futures.Future[SyncGroupResult] = concurrent.futures.Future()
-    ctx.coordinator.sync_group(sync, reply)
-    result = await asyncio.wrap_future(reply)
+    result = await _parked_answer(conn, request, ctx.coordinator.sync_group(sync, reply), reply)
+    if isinstance(result, int):
+        result = SyncGroupResult(result)
     return make_response(
         request,
         error_code=result.error_code,
