@@ -98,6 +98,30 @@ def test_a_large_compressed_produce_stalls_no_other_connection(server):
             f"only {during} ApiVersions answered while the large produce was decoded")
 
 
+def test_a_fetch_of_large_records_stalls_no_other_connection(server):
+    """Few records (fewer than the count read inline) but many bytes: read on a thread."""
+    value = os.urandom(100_000)
+    with KafkaConnection(server.address, timeout=TIMEOUT) as setup:
+        create_topic(setup, "wide", 1)
+        for _ in range(40):
+            assert produce(setup, "wide", 0, [value] * 5).error_code == 0  # 20 MB in all
+    server.restart()  # the batches produced are no longer kept in memory: read from disk
+    with KafkaConnection(server.address, timeout=TIMEOUT) as big, \
+            KafkaConnection(server.address, timeout=TIMEOUT) as small:
+        assert fetch(big, "wide", 0, 199).records  # its partition is known
+        api_versions(small)
+        correlation_id, frame = fetch_request(big, "wide", 0, 50 << 20)
+        big.send_frame(frame)
+        during = 0
+        while not answered(big):
+            api_versions(small)
+            during += 1
+        response = big.read_response(1, FETCH_VERSION, correlation_id)
+        (partition,) = response.responses[0].partitions
+        assert partition.error_code == 0 and len(partition.records) > 20_000_000
+        assert during >= 5, f"only {during} ApiVersions answered while the fetch was read"
+
+
 # -- 6: answers built and not yet written are bounded ---------------------------------------
 
 @dataclass
@@ -159,6 +183,7 @@ def test_a_client_that_reads_no_answer_stops_its_own_read_ahead_only(data_dir):
             for offset in range(0, 1500, 50):  # 30 MB asked for, none of it read
                 _, frame = fetch_request(slow, "data", offset, ANSWER)
                 slow.send_frame(frame)
+            wait_until(lambda: len(server.sessions) == 2, TIMEOUT, "the slow connection")
             stuck = server.sessions[-1]
             wait_until(lambda: stuck._unwritten > 0 and budget.used == stuck._unwritten,
                        TIMEOUT, "the slow client's answer to stay unwritten")
@@ -177,6 +202,20 @@ def test_a_client_that_reads_no_answer_stops_its_own_read_ahead_only(data_dir):
                    "the closed connections to give their bytes back")
 
 
+def test_a_client_that_reads_no_answer_is_closed_after_the_idle_timeout(serve):
+    server = serve(settings={"connections.max.idle.ms": 1000})
+    with KafkaConnection(server.address, timeout=TIMEOUT) as setup:
+        create_topic(setup, "data", 1)
+        for _ in range(20):
+            assert produce(setup, "data", 0, [os.urandom(10_000)] * 50).error_code == 0
+    with KafkaConnection(server.address, timeout=TIMEOUT) as slow:
+        for offset in range(0, 1000, 50):  # 10 MB asked for, none of it read
+            _, frame = fetch_request(slow, "data", offset, ANSWER)
+            slow.send_frame(frame)
+        server.wait_for_log("the client read no answer past connections.max.idle.ms",
+                            TIMEOUT)
+
+
 # -- 7: threads waiting on busy actors do not starve reads ----------------------------------
 
 def test_metadata_waiting_on_a_busy_broker_does_not_delay_a_fetch(server):
@@ -189,7 +228,7 @@ def test_metadata_waiting_on_a_busy_broker_does_not_delay_a_fetch(server):
 
         # a CreateTopics that keeps the broker busy (each partition is created on disk)
         created_id, frame = creator.encode(19, 4, timeout=60000, validate_only=False, topics=[{
-            "name": "slow", "num_partitions": 400, "replication_factor": 1,
+            "name": "slow", "num_partitions": 300, "replication_factor": 1,
             "assignments": [], "configs": []}])
         creator.send_frame(frame)
         first = os.path.join(server.data_dir, "slow-0")
