@@ -426,7 +426,7 @@ def test_join_group_checks_as_kafka_does(conn: KafkaConnection) -> None:
     - ``GroupCoordinatorService.joinGroup``: an empty group id is INVALID_GROUP_ID, a
       session timeout outside group.min/max.session.timeout.ms INVALID_SESSION_TIMEOUT;
     - ``GroupMetadataManager.classicGroupJoinToClassicGroup``: a member id for a group that
-      does not exist is UNKNOWN_MEMBER_ID;
+      does not exist is UNKNOWN_MEMBER_ID, whatever protocols it offers;
     - ``classicGroupJoinNewMember`` / ``classicGroupJoinExistingMember``: the protocols are
       checked first (``ClassicGroup.supportsProtocols``: an Empty group needs a protocol
       type and a protocol, a non-empty one the same type and a protocol every member
@@ -440,6 +440,7 @@ def test_join_group_checks_as_kafka_does(conn: KafkaConnection) -> None:
     assert join(conn, new_group(), session_ms=1000).error_code == INVALID_SESSION_TIMEOUT
     assert join(conn, new_group(), session_ms=3_600_000).error_code == INVALID_SESSION_TIMEOUT
     assert join(conn, new_group(), "ghost").error_code == UNKNOWN_MEMBER_ID
+    assert join(conn, new_group(), "ghost", protocol_type="").error_code == UNKNOWN_MEMBER_ID
     assert join(conn, new_group(), protocol_type="").error_code == INCONSISTENT_GROUP_PROTOCOL
     assert join(conn, new_group(), protocols=()).error_code == INCONSISTENT_GROUP_PROTOCOL
     assert join(conn, new_group(), version=4).error_code == MEMBER_ID_REQUIRED

@@ -346,12 +346,12 @@ class ClassicGroupCoordinator:
         if not (config.group_min_session_timeout_ms <= request.session_timeout_ms
                 <= config.group_max_session_timeout_ms):
             return JoinGroupResult(InvalidSessionTimeout.code, member_id=member_id)
+        group = self._groups.get(request.group_id)
+        if group is None and member_id:  # a group is only made for a member with no id yet
+            return JoinGroupResult(UnknownMemberId.code, member_id=member_id)
         if not request.protocol_type or not request.protocols:
             return JoinGroupResult(InconsistentGroupProtocol.code, member_id=member_id)
-        group = self._groups.get(request.group_id)
         if group is None:
-            if member_id:
-                return JoinGroupResult(UnknownMemberId.code, member_id=member_id)
             group = self._groups[request.group_id] = Group(request.group_id, empty_since=now)
         names = [name for name, _ in request.protocols]
         if not group.accepts(request.protocol_type, names, member_id):
