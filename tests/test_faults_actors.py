@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
 from collections.abc import Iterator
 
+import apsw
 import pykka
 import pytest
 from kio.index import load_request_schema
@@ -24,12 +26,15 @@ from actors.producer.actor import Ready
 from actors.producer.client import Producer
 from actors.runtime import Actor, Scheduler, stop_actor, tell_with_reply
 from actors.system import ActorSystem
+from eventstore.config import TopicConfig
 from eventstore.errors import CoordinatorNotAvailable, IllegalState, KafkaStorageError
 from eventstore.kafka.codec.apikeys import ApiKey
 from eventstore.kafka.codec.protocol import Request, build
 from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.fetch_sessions import FetchPartition, FetchSession
 from eventstore.kafka.session import Session
 from eventstore.storage.log import PartitionLog
+from eventstore.storage.segment import is_wal_mode, segment_name
 
 TIMEOUT = 10.0
 
@@ -335,3 +340,49 @@ def test_join_is_answered_coordinator_not_available_when_the_coordinator_stopped
         session.close()
         pool.shutdown()
         scheduler.close()
+
+
+# -- fault 8: settle() swallowing every exception; a seal failing at open -------------------
+
+
+def test_a_read_ahead_failing_unexpectedly_is_logged_and_the_fetch_goes_on(caplog):
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    session = FetchSession(BrokerContext(None, None, "localhost", 9092, pool, {}))
+
+    async def read_ahead_then_settle():
+        session.read_ahead({}, [FetchPartition("t", 0, 0, 1000)], 1000)  # no state: a bug
+        return await session.settle()
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="eventstore.kafka.fetch_sessions"):
+            assert asyncio.run(read_ahead_then_settle()) is None
+    finally:
+        session.close()
+        pool.shutdown()
+    [record] = [r for r in caplog.records if "read-ahead failed" in r.getMessage()]
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+
+
+def test_a_seal_a_reader_held_back_at_open_is_finished_later(data_dir):
+    directory = os.path.join(data_dir, "t-0")
+    partition_log = PartitionLog.open(directory, TopicConfig(), create=True)
+    partition_log.append([(None, None, b"sealed", None)])
+    partition_log.roll()
+    partition_log.append([(None, None, b"active", None)])
+    partition_log.close()
+    sealed = os.path.join(directory, segment_name(0))
+    reader = apsw.Connection(sealed)  # another process's reader, holding the WAL open
+    reader.execute("PRAGMA journal_mode = WAL").fetchall()
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM records").fetchall()
+    try:
+        reopened = PartitionLog.open(directory, TopicConfig())
+        assert is_wal_mode(sealed)  # held back: the reader has it
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+    try:
+        reopened.maybe_roll()  # the retention and segment.ms timers call it
+        assert not is_wal_mode(sealed)
+    finally:
+        reopened.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from dataclasses import dataclass
 from operator import itemgetter
@@ -24,6 +25,8 @@ from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.topic_ids import topic_names
 from eventstore.storage.log_reader import LogReader, LogView, check_offset
 from eventstore.storage.records import StoredRow
+
+log = logging.getLogger(__name__)
 
 # a fetch's record count is bounded by its bytes; this only caps one read call
 _MAX_RECORDS_PER_READ = 100_000
@@ -198,7 +201,10 @@ class FetchSession:
         key, future = ahead
         try:
             return key, await future
-        except Exception:  # a read-ahead is a guess; the fetch itself will read again
+        except KafkaError:  # a read-ahead is a guess; the fetch itself reads again, and
+            return None     # answers the error if it is still there
+        except Exception:  # a bug in reading or encoding: the fetch reads again, but say so
+            log.exception("fetch read-ahead failed; the fetch reads again")
             return None
 
     async def take_read_ahead(self, states: States, wanted: list[FetchPartition],

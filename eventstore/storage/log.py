@@ -160,9 +160,9 @@ class PartitionLog:
             except KafkaStorageError:
                 raise newest_missing(directory, anchor, None) from None  # names less
             check_anchor(anchor, newest)
-        for path in paths[:-1]:
-            if is_wal_mode(path):
-                finish_seal(path)
+        # a seal a reader holds back (another process's open read) is finished later, by
+        # maybe_roll, as after a roll: a sealed segment must not stay in WAL mode
+        unsealed = [path for path in paths[:-1] if is_wal_mode(path) and not finish_seal(path)]
         active = ActiveSegment.open(last, fsync=fsync)
         try:
             check_anchor(anchor, active.info)
@@ -170,7 +170,8 @@ class PartitionLog:
             if active.info.is_sealed:
                 infos.append(active.info)
                 active.close()
-                finish_seal(last)
+                if not finish_seal(last):
+                    unsealed.append(last)
                 active = ActiveSegment.create(
                     directory, active.info.next_offset, active.info.log_start_offset, clock(),
                     fsync=fsync,
@@ -186,7 +187,9 @@ class PartitionLog:
         except BaseException:
             active.close()
             raise
-        return cls(directory, config, clock, sealed, active, producers, moved)
+        opened = cls(directory, config, clock, sealed, active, producers, moved)
+        opened._pending_seals.extend(unsealed)
+        return opened
 
     # -- state ---------------------------------------------------------------------------
 
