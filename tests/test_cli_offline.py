@@ -62,10 +62,12 @@ def test_consuming_the_offline_partition_is_one_storage_error(server: ServerProc
                          "--exit-at-end"))
     assert len(other.stdout.splitlines()) == RECORDS
 
-    # every partition: the online one is printed, then the offline one is named
-    both = on(server, "consume", TOPIC, "--from-beginning", "--exit-at-end")
-    assert len(both.stdout.splitlines()) == RECORDS
-    assert_error(both, 1, f"partition {TOPIC}-0 not read: {OFFLINE}")
+    # every partition, standalone and in a group: the online one is printed, then the
+    # offline one is named
+    for group in ((), ("--group", "readers")):
+        both = on(server, "consume", TOPIC, *group, "--from-beginning", "--exit-at-end")
+        assert len(both.stdout.splitlines()) == RECORDS, group
+        assert_error(both, 1, f"partition {TOPIC}-0 not read: {OFFLINE}")
 
 
 # -- many topics, asked in a few requests -----------------------------------------------------

@@ -127,12 +127,15 @@ class ConsumerSource:
     with a Fetch at the consumer's position, and KAFKA_STORAGE_ERROR there raises
     KafkaStorageError instead of waiting forever for records the server cannot read.
     ``offline``: partitions the server reports offline, left out of "at the end" and named
-    by :meth:`check_unread` once the command stops.
+    by :meth:`check_unread` once the command stops. ``position``: the consumer's position
+    of a partition, None while it is not known yet (kafka-python's waits for every
+    partition's, an offline one's too, unless bounded).
     """
 
     def __init__(self, consumer: Any, topic: str, end_offsets: Callable[[list], dict],
                  grouped: bool, on_close: Callable[[], None], probe: Any | None = None,
                  offline: Mapping[int, str] | None = None,
+                 position: Callable[[Any], int | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._consumer = consumer
         self._topic = topic
@@ -141,6 +144,7 @@ class ConsumerSource:
         self._on_close = on_close
         self._probe = probe
         self._offline = dict(offline or {})
+        self._position = position or consumer.position
         self._clock = clock
         self._probed_at = clock()
 
@@ -161,8 +165,8 @@ class ConsumerSource:
         behind = [tp for tp in self._online() if tp.partition not in read]
         ends = self._end_offsets(behind) if behind else {}
         for tp in behind:
-            position = self._consumer.position(tp)
-            if position < ends[tp] and self._probe.fetch_error(
+            position = self._position(tp)
+            if position is not None and position < ends[tp] and self._probe.fetch_error(
                     tp.topic, tp.partition, position) == KafkaStorageError.code:
                 raise KafkaStorageError(
                     f"partition {tp.topic}-{tp.partition}: offset {position} cannot be read:"
@@ -174,7 +178,8 @@ class ConsumerSource:
             return False  # still joining the group
         online = self._online()
         ends = self._end_offsets(online) if online else {}
-        return all(self._consumer.position(tp) >= ends[tp] for tp in online)
+        return all((position := self._position(tp)) is not None and position >= ends[tp]
+                   for tp in online)
 
     def check_unread(self) -> None:
         """KafkaStorageError naming the offline partitions this source could not read."""
@@ -327,7 +332,8 @@ def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
         consumer.close(autocommit=False)
         raise
     return ConsumerSource(consumer, args.topic, consumer.end_offsets, bool(args.group),
-                          probe.close, probe, offline)
+                          probe.close, probe, offline,
+                          lambda tp: consumer.position(tp, timeout_ms=POLL_MS))
 
 
 def _store_source(args: argparse.Namespace, data_dir: str) -> Source:
