@@ -228,7 +228,7 @@ def test_metadata_waiting_on_a_busy_broker_does_not_delay_a_fetch(server):
 
         # a CreateTopics that keeps the broker busy (each partition is created on disk)
         created_id, frame = creator.encode(19, 4, timeout=60000, validate_only=False, topics=[{
-            "name": "slow", "num_partitions": 300, "replication_factor": 1,
+            "name": "slow", "num_partitions": 150, "replication_factor": 1,
             "assignments": [], "configs": []}])
         creator.send_frame(frame)
         first = os.path.join(server.data_dir, "slow-0")
