@@ -126,15 +126,14 @@ def _tour_block(command: str) -> list[list[str]]:
     return block
 
 
-def test_the_tours_describe_over_the_wire_is_real_output(tmp_path: Path) -> None:
+def test_the_tours_describe_over_the_wire_is_real_output(server: ServerProcess) -> None:
     clicks = "".join(f"user-{i % 5}:{{\"page\": \"/p/{i}\"}}\n" for i in range(1, 301))
-    with ServerProcess.start(str(tmp_path / "data")) as server:
-        assert_ok(on(server, "topics", "create", "clicks", "--partitions", "3",
-                     "--config", "segment.bytes=2048"))
-        first = 'alice:{"page": "/"}\nbob:{"page": "/docs"}\nalice:{"page": "/pricing"}\n'
-        for lines, extra in [(first, ()), (clicks, ("--header", "source=tour")),
-                             (clicks, ("--header", "source=tour"))]:
-            assert_ok(cli("produce", "clicks", "-K", ":", *extra, "--bootstrap-server",
-                          server.bootstrap, stdin=lines))
-        described = assert_ok(on(server, "topics", "describe", "clicks"))
+    assert_ok(on(server, "topics", "create", "clicks", "--partitions", "3",
+                 "--config", "segment.bytes=2048"))
+    first = 'alice:{"page": "/"}\nbob:{"page": "/docs"}\nalice:{"page": "/pricing"}\n'
+    for lines, extra in [(first, ()), (clicks, ("--header", "source=tour")),
+                         (clicks, ("--header", "source=tour"))]:
+        assert_ok(cli("produce", "clicks", "-K", ":", *extra, "--bootstrap-server",
+                      server.bootstrap, stdin=lines))
+    described = assert_ok(on(server, "topics", "describe", "clicks"))
     assert described.table() == _tour_block(TOUR_DESCRIBE)
