@@ -24,6 +24,7 @@ from actors.coordinator import GroupCoordinator
 from actors.partition import PartitionHandle
 from eventstore.config import SERVER_KEYS
 from eventstore.kafka.batchcache import RecentBatches
+from eventstore.kafka.refusals import RefusalLog
 from eventstore.kafka.response_budget import ResponseBudget
 
 NODE_ID = 0
@@ -49,6 +50,7 @@ class BrokerContext:
     data_dir: str = ""  # the one log directory DescribeLogDirs reports
     cluster_id: str = ""  # the data directory's, from its catalog: Metadata, DescribeCluster
     recent: RecentBatches = field(default_factory=RecentBatches)  # produced, for fetches
+    refusals: RefusalLog = field(default_factory=RefusalLog)  # logged once per client
     _handles: dict[tuple[str, int], PartitionHandle] = field(default_factory=dict)
     asks: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(

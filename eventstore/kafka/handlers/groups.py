@@ -22,7 +22,7 @@ from typing import TypeVar
 import pykka
 from kio.static.protocol import ResponsePayload
 
-from eventstore.errors import CoordinatorNotAvailable, InvalidGroupId
+from eventstore.errors import CoordinatorNotAvailable, InconsistentGroupProtocol, InvalidGroupId
 from eventstore.groups.messages import (
     JoinGroupRequest,
     JoinGroupResult,
@@ -61,6 +61,19 @@ async def _parked_answer(conn: Connection, request: Request, call: pykka.Future[
     return await asyncio.wrap_future(reply)
 
 
+def _note_inconsistent(conn: Connection, request: Request, code: int,
+                       fields: dict[str, object]) -> None:
+    """Log an INCONSISTENT_GROUP_PROTOCOL answer once per client and group: the client
+    retries its join, and nothing else would tell why it never gets in."""
+    if code == InconsistentGroupProtocol.code:
+        api = type(request.body).__name__.removesuffix("Request")
+        group = request.body.group_id
+        conn.ctx.refusals.note(
+            request.client_id, conn.client_host,
+            f"{api}: InconsistentGroupProtocol (group {group!r} shares no protocol with it)",
+            {"group": group, **fields})
+
+
 def _millis(value: datetime.timedelta) -> int:
     return int(value.total_seconds() * 1000)
 
@@ -69,7 +82,7 @@ async def handle_find_coordinator(conn: Connection, request: Request) -> Respons
     ctx = conn.ctx
     body = request.body
     if getattr(body, "key_type", GROUP_KEY) != GROUP_KEY:
-        error = transactions_refused(body.key)
+        error = transactions_refused(conn, request, body.key)
         return make_response(request, error_code=error.code, error_message=str(error),
                              node_id=-1, host="", port=-1)
     return make_response(request, error_code=0, node_id=NODE_ID, host=ctx.host, port=ctx.port)
@@ -96,6 +109,9 @@ async def handle_join_group(conn: Connection, request: Request) -> ResponsePaylo
     result = await _parked_answer(conn, request, ctx.coordinator.join_group(join, reply), reply)
     if isinstance(result, int):
         result = JoinGroupResult(result, member_id=body.member_id)
+    _note_inconsistent(conn, request, result.error_code,
+                       {"protocol_type": body.protocol_type,
+                        "protocols": ",".join(p.name for p in body.protocols)})
     return make_response(
         request,
         error_code=result.error_code,
@@ -128,6 +144,9 @@ async def handle_sync_group(conn: Connection, request: Request) -> ResponsePaylo
     result = await _parked_answer(conn, request, ctx.coordinator.sync_group(sync, reply), reply)
     if isinstance(result, int):
         result = SyncGroupResult(result)
+    _note_inconsistent(conn, request, result.error_code, {
+        "protocol_type": getattr(body, "protocol_type", None),  # SyncGroup v5+
+        "protocol_name": getattr(body, "protocol_name", None)})
     return make_response(
         request,
         error_code=result.error_code,

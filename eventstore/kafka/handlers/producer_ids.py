@@ -20,11 +20,15 @@ as long as the disk stays full. So the client fails at once, and the server's lo
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from kio.static.protocol import ResponsePayload
 
-from eventstore.errors import InvalidRequest, KafkaError, KafkaStorageError
+from eventstore.errors import (
+    InvalidRequest,
+    KafkaError,
+    KafkaStorageError,
+    TransactionalIdAuthorizationFailed,
+)
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.handlers.transactions import transactions_refused
@@ -36,12 +40,13 @@ NO_PRODUCER_EPOCH = -1
 UNKNOWN_SERVER_ERROR = -1
 
 
-def _refusal(body: Any) -> KafkaError | None:
-    """Why this node cannot answer ``body`` with a producer id, if it cannot."""
+def _refusal(conn: Connection, request: Request) -> KafkaError | None:
+    """Why this node cannot answer ``request`` with a producer id, if it cannot."""
+    body = request.body
     if body.transactional_id == "":
         return InvalidRequest("transactional_id must be null or a non-empty string")
     if body.transactional_id is not None:
-        return transactions_refused(body.transactional_id)
+        return transactions_refused(conn, request, body.transactional_id)  # logs it once
     producer_id = getattr(body, "producer_id", NO_PRODUCER_ID)
     epoch = getattr(body, "producer_epoch", NO_PRODUCER_EPOCH)
     if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
@@ -52,7 +57,7 @@ def _refusal(body: Any) -> KafkaError | None:
 
 async def handle_init_producer_id(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
-    error = _refusal(request.body)
+    error = _refusal(conn, request)
     if error is None:
         try:
             producer_id = await ctx.resolve(ctx.broker.allocate_producer_id())
@@ -61,7 +66,8 @@ async def handle_init_producer_id(conn: Connection, request: Request) -> Respons
         else:
             return make_response(request, error_code=0, producer_id=producer_id,
                                  producer_epoch=0)
-    log.info("InitProducerId refused: %s", error)
+    if not isinstance(error, TransactionalIdAuthorizationFailed):
+        log.info("InitProducerId refused: %s", error)
     code = UNKNOWN_SERVER_ERROR if isinstance(error, KafkaStorageError) else error.code
     return make_response(request, error_code=code, producer_id=NO_PRODUCER_ID,
                          producer_epoch=NO_PRODUCER_EPOCH)
