@@ -21,11 +21,10 @@ import pykka
 import pytest
 from kio.index import load_request_schema
 
-from actors.coordinator import GroupCoordinator
 from actors.producer.actor import Ready
 from actors.producer.client import Producer
 from actors.runtime import Actor, Scheduler, stop_actor, tell_with_reply
-from actors.system import ActorSystem
+from actors.system import ActorSystem, Coordinator
 from eventstore.config import TopicConfig
 from eventstore.errors import CoordinatorNotAvailable, IllegalState, KafkaStorageError
 from eventstore.kafka.codec.apikeys import ApiKey
@@ -274,8 +273,8 @@ def test_a_config_change_a_partition_did_not_take_is_logged(data_dir, caplog):
 # -- fault 3: a coordinator exception leaves no JoinGroup or SyncGroup unanswered ----------
 
 
-class BrokenCoordinator(GroupCoordinator):
-    """The real group coordinator, made to raise where a bug in its logic would."""
+class BrokenCoordinator(Coordinator):
+    """The server's group coordinator, made to raise where a bug in its logic would."""
 
     def join_group(self, request, reply) -> None:
         raise RuntimeError("injected: join_group failed")
@@ -323,13 +322,20 @@ def test_join_and_sync_are_answered_unknown_server_error_when_the_coordinator_ra
     assert answer(groups_session, sync).error_code == -1
 
 
-def test_join_is_answered_coordinator_not_available_when_the_coordinator_stopped(data_dir):
+@pytest.mark.parametrize("race", [False, True], ids=["stopped", "stopping"])
+def test_join_is_answered_coordinator_not_available_when_the_coordinator_stopped(
+        data_dir, monkeypatch, race):
+    """Stopped before the JoinGroup, or (race) stopping as it is sent: its call lands
+    after the coordinator's inbox was emptied."""
     scheduler = Scheduler()
-    ref = GroupCoordinator.start(data_dir, scheduler=scheduler)
+    ref = Coordinator.start(data_dir, scheduler=scheduler)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     session = Session(BrokerContext(None, ref.proxy(), "localhost", 9092, pool, {}),
                       "127.0.0.1")
-    stop_actor(ref)
+    if race:
+        seen_alive(monkeypatch, ref)
+    else:
+        stop_actor(ref)
     try:
         join = wire_request(ApiKey.JOIN_GROUP, 3, group_id="g", session_timeout=10_000,
                             rebalance_timeout=10_000, member_id="",
