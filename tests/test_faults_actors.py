@@ -20,6 +20,7 @@ import apsw
 import pykka
 import pytest
 from kio.index import load_request_schema
+from support import PRODUCE_VERSION, produce_fields, record_batch
 
 from actors.producer.actor import Ready
 from actors.producer.client import Producer
@@ -157,6 +158,26 @@ def test_appends_in_flight_when_the_partition_actor_stops_all_complete(system, m
     assert futures[0].result().base_offset == 0
     for future in futures[5:]:
         assert isinstance(future.exception(), KafkaStorageError)
+
+
+def test_a_produce_request_to_a_stopped_partition_actor_is_answered(system, monkeypatch):
+    """The wire Produce handler, over the system's broker: its append lands after the
+    partition actor's inbox was emptied, and the client still gets an answer."""
+    system.broker.create_topic("t", 1).get(timeout=TIMEOUT)
+    handle = system.broker.partition("t", 0).get(timeout=TIMEOUT)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    session = Session(BrokerContext(system.broker, system.coordinator, "localhost", 9092,
+                                    pool, system.config.to_mapping()), "127.0.0.1")
+    try:
+        seen_alive(monkeypatch, handle.actor.actor_ref)
+        produce = wire_request(ApiKey.PRODUCE, PRODUCE_VERSION,
+                               **produce_fields("t", 0, record_batch(b"x")))
+        [topic] = answer(session, produce).responses
+        [partition] = topic.partition_responses
+        assert partition.error_code == KafkaStorageError.code
+    finally:
+        session.close()
+        pool.shutdown()
 
 
 def test_an_embedded_flush_returns_when_its_partition_actor_stopped(system, monkeypatch):
