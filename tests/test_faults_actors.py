@@ -303,6 +303,9 @@ class BrokenCoordinator(Coordinator):
     def sync_group(self, request, reply) -> None:
         raise RuntimeError("injected: sync_group failed")
 
+    def heartbeat(self, *args) -> int:
+        raise RuntimeError("injected: heartbeat failed")
+
 
 def wire_request(api_key: int, version: int, **fields) -> Request:
     return Request(api_key, version, 1, "fault-test",
@@ -341,6 +344,15 @@ def test_join_and_sync_are_answered_unknown_server_error_when_the_coordinator_ra
     sync = wire_request(ApiKey.SYNC_GROUP, 3, group_id="g", generation_id=1,
                         member_id="m", group_instance_id=None, assignments=[])
     assert answer(groups_session, sync).error_code == -1
+
+
+def test_other_group_requests_raise_when_the_coordinator_raises(groups_session):
+    """Their answer is the call's own: its exception leaves the handler at once, and the
+    listener closes the connection (eventstore/kafka/server.py), never waiting."""
+    beat = wire_request(ApiKey.HEARTBEAT, 3, group_id="g", generation_id=1, member_id="m",
+                        group_instance_id=None)
+    with pytest.raises(RuntimeError, match="heartbeat failed"):
+        answer(groups_session, beat)
 
 
 @pytest.mark.parametrize("race", [False, True], ids=["stopped", "stopping"])
