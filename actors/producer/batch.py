@@ -542,14 +542,15 @@ class RecordAccumulator:
 
     def abort(self, error: KafkaError) -> list[ProducerBatch]:
         """The producer actor stopped, so nothing will send the batches not yet taken: from
-        now on ``send()`` raises ``error`` (a fresh one each time), and the open and ready
+        now on ``send()`` raises ``error`` (a fresh one each time; or, once ``close`` was
+        called, the closed producer's IllegalState), and the open and ready
         batches are finished with it, their memory free. Returns them, for their callbacks.
 
         Under the lock, so a sender either put its record in before (and its batch is
         failed here) or raises; a ``ready`` message it sent to the stopped actor is moot.
         """
         with self._lock:
-            self._refusal = error
+            self._refusal = self._refusal or error  # a closed producer says it is closed
             failed = []
             for meta in self._topics.values():
                 failed.extend(batch for batch in meta.open if batch is not None)
