@@ -32,10 +32,11 @@ from eventstore.storage.records import ProducerBatchInfo
 
 log = logging.getLogger("eventstore.kafka.handlers.produce")
 
-# Records of up to this many bytes are decoded on the event loop: a small produce, the
-# request a busy server answers most, would pay two thread hops for a decode of
-# microseconds. A larger one (CRC, decompression, parsing: up to socket.request.max.bytes
-# expanded) is decoded on the pool, so that it stalls no other connection.
+# Requests of up to this many bytes of records (all partitions together) are decoded on
+# the event loop: a small produce, the request a busy server answers most, would pay two
+# thread hops for a decode of microseconds. A larger one (CRC, decompression, parsing: up
+# to socket.request.max.bytes expanded) is decoded on the pool, so that it stalls no
+# other connection.
 _INLINE_DECODE_BYTES = 64 * 1024
 
 
@@ -56,8 +57,11 @@ async def handle_produce(conn: Connection, request: Request) -> ResponsePayload 
             (t.name, p.index): _failed(error) for t in body.topic_data for p in t.partition_data
         }
     else:
+        # decoded on the loop only when the request's records are small all together
+        inline = sum(len(p.records or b"") for t in body.topic_data
+                     for p in t.partition_data) <= _INLINE_DECODE_BYTES
         jobs = {
-            (t.name, p.index): _append(ctx, t.name, p.index, p.records)
+            (t.name, p.index): _append(ctx, t.name, p.index, p.records, inline)
             for t in body.topic_data
             for p in t.partition_data
         }
@@ -91,20 +95,21 @@ def _kept_as_sent(view: LogView | None, codec: str) -> bool:
     return wanted == "producer" or wanted == codec or (wanted, codec) == ("uncompressed", "none")
 
 
-async def _decode(ctx: BrokerContext, records: bytes) -> list[DecodedBatch]:
-    """The batches of a partition's records, decoded on the loop only when small."""
+async def _decode(ctx: BrokerContext, records: bytes, inline: bool) -> list[DecodedBatch]:
+    """The batches of a partition's records, decoded on the loop if ``inline``."""
     limit = ctx.server_config["socket.request.max.bytes"]
-    if len(records) <= _INLINE_DECODE_BYTES:
+    if inline:
         return decode_batches(records, limit)
     return await ctx.run(decode_batches, records, limit)
 
 
-async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes | None) -> dict:
+async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes | None,
+                  inline: bool) -> dict:
     try:
         # the partition first, as Kafka: an unknown one is UNKNOWN_TOPIC_OR_PARTITION
         # whatever the records hold
         handle = await ctx.partition(topic, partition)
-        batches = await _decode(ctx, records or b"")
+        batches = await _decode(ctx, records or b"", inline)
         if len(batches) != 1:
             raise InvalidRecord(
                 f"a produce request must hold exactly one record batch per partition,"
