@@ -245,10 +245,11 @@ def test_batches_the_dead_producer_actor_would_have_sent_are_failed(system):
 def test_appends_in_flight_when_the_producer_actor_died_still_finish(system, monkeypatch):
     """A partition actor answering a batch of a producer whose actor died finishes it (and
     is not blocked), and its callbacks still run."""
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
     original = PartitionLog.append
 
     def held(self, *args, **kwargs):
+        entered.set()
         gate.wait(TIMEOUT)
         return original(self, *args, **kwargs)
 
@@ -258,6 +259,7 @@ def test_appends_in_flight_when_the_producer_actor_died_still_finish(system, mon
     called = threading.Event()
     future = producer.send("t", b"in flight").add_callback(lambda metadata: called.set())
     handle = system.broker.partition("t", 0).get(timeout=TIMEOUT)
+    assert entered.wait(TIMEOUT)  # the append is in flight: the partition actor has it
     kill(producer)
     gate.set()
     assert future.get(TIMEOUT).offset == 0
