@@ -188,3 +188,5 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
     finally:
         http.stop()
         pool.shutdown(wait=True, cancel_futures=True)
+        # threads still waiting on an actor's reply are released when the actors stop
+        ctx.asks.shutdown(wait=False, cancel_futures=True)

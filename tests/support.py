@@ -25,7 +25,6 @@ Importable from tests (pytest puts tests/ on the path) and from scripts/, which 
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import select
@@ -43,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kio.index import load_request_schema, load_response_schema
-from kio.serial import entity_reader, entity_writer
+from kio.index import load_response_schema
+from kio.serial import entity_reader
 
-from eventstore.kafka.codec.protocol import api_name, build
+from eventstore.kafka.codec.protocol import api_name, encode_request
 from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
 from eventstore.storage.records import LogRecord
 
@@ -453,16 +452,9 @@ class KafkaConnection:
 
     def encode(self, api_key: int, version: int, **fields: Any) -> tuple[int, bytes]:
         """(correlation id, request frame without the size prefix)."""
-        body = build(load_request_schema(api_key, version), **fields)
-        header_type = type(body).__header_schema__
         self._correlation_id += 1
-        buffer = io.BytesIO()
-        entity_writer(header_type)(buffer, header_type(
-            request_api_key=api_key, request_api_version=version,
-            correlation_id=self._correlation_id, client_id="tests",
-        ))
-        entity_writer(type(body))(buffer, body)
-        return self._correlation_id, buffer.getvalue()
+        return self._correlation_id, encode_request(
+            api_key, version, self._correlation_id, "tests", **fields)
 
     def request(self, api_key: int, version: int, **fields: Any) -> Any:
         """Send one request and return its decoded response body."""

@@ -11,15 +11,14 @@ are the protocol's error codes, not a client library's log text.
 
 from __future__ import annotations
 
-import io
 import socket
 import struct
 from typing import Any
 
-from kio.index import load_request_schema, load_response_schema
-from kio.serial import entity_reader, entity_writer
+from kio.index import load_response_schema
+from kio.serial import entity_reader
 
-from eventstore.kafka.codec.protocol import build
+from eventstore.kafka.codec.protocol import encode_request
 
 METADATA, METADATA_VERSION = 3, 4  # v4: the first that can ask not to create a topic
 FETCH, FETCH_VERSION = 1, 4
@@ -56,15 +55,9 @@ class PartitionProbe:
         self._sock.close()
 
     def _request(self, api_key: int, version: int, **fields: Any) -> Any:
-        body = build(load_request_schema(api_key, version), **fields)
-        header_type = type(body).__header_schema__
         self._correlation_id += 1
-        buffer = io.BytesIO()
-        entity_writer(header_type)(buffer, header_type(
-            request_api_key=api_key, request_api_version=version,
-            correlation_id=self._correlation_id, client_id=self._client_id))
-        entity_writer(type(body))(buffer, body)
-        frame = buffer.getvalue()
+        frame = encode_request(api_key, version, self._correlation_id, self._client_id,
+                               **fields)
         self._sock.sendall(_SIZE.pack(len(frame)) + frame)
         (size,) = _SIZE.unpack(self._read(_SIZE.size))
         answer = self._read(size)

@@ -242,6 +242,16 @@ class FetchSession:
             self._states[key] = state
         return state
 
+    async def live_view(self, topic: str, partition: int) -> LogView:
+        """The partition's published view; raises the typed error that stands in for it
+        (unknown partition, or KAFKA_STORAGE_ERROR while it is offline)."""
+        state = await self.state(topic, partition)
+        if isinstance(state, KafkaError):
+            raise state
+        if state.error is not None or state.view is None:
+            raise offline_error(state)
+        return state.view
+
     async def state_by_id(self, topic_id: uuid.UUID, partition: int
                           ) -> tuple[str | None, PartitionState | KafkaError]:
         """The name of the topic whose id is ``topic_id`` (None if no topic has it) and

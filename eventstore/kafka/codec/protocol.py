@@ -126,6 +126,20 @@ def _request_readers(
     return body_type, entity_reader(body_type.__header_schema__), entity_reader(body_type)
 
 
+def encode_request(api_key: int, version: int, correlation_id: int, client_id: str,
+                   **fields: Any) -> bytes:
+    """A request frame (without its size prefix) as a client sends it: the header of the
+    version's schema, then the body built from ``fields`` (defaults for the rest)."""
+    body = build(load_request_schema(api_key, version), **fields)
+    header_type = type(body).__header_schema__
+    buffer = io.BytesIO()
+    entity_writer(header_type)(buffer, header_type(
+        request_api_key=api_key, request_api_version=version,
+        correlation_id=correlation_id, client_id=client_id))
+    entity_writer(type(body))(buffer, body)
+    return buffer.getvalue()
+
+
 def encode_response(request: Request | UnsupportedApiVersion, body: ResponsePayload) -> bytes:
     """The whole response frame for ``request``, 4-byte size prefix included.
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from kio.static.protocol import ResponsePayload
 
-from actors.partition import offline_error
 from eventstore.errors import FencedLeaderEpoch, KafkaError, UnknownLeaderEpoch
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
@@ -64,12 +63,7 @@ async def handle_offset_for_leader_epoch(
         for wanted in topic.partitions:
             entry: dict[str, Any] = {"partition": wanted.partition}
             try:
-                state = await session.state(topic.topic, wanted.partition)
-                if isinstance(state, KafkaError):
-                    raise state
-                view = state.view
-                if state.error is not None or view is None:
-                    raise offline_error(state)
+                view = await session.live_view(topic.topic, wanted.partition)
                 check_current_leader_epoch(wanted.current_leader_epoch)
                 epoch, end_offset = end_offset_for_epoch(
                     wanted.leader_epoch, view.log_start_offset, view.high_watermark)

@@ -10,7 +10,6 @@ from typing import Any
 
 from kio.static.protocol import ResponsePayload
 
-from actors.partition import offline_error
 from eventstore.errors import KafkaError
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
@@ -51,14 +50,10 @@ async def handle_list_offsets(conn: Connection, request: Request) -> ResponsePay
     for topic in request.body.topics:
         parts = []
         for p in topic.partitions:
-            state = await session.state(topic.name, p.partition_index)
             entry: dict[str, Any] = {"partition_index": p.partition_index, "leader_epoch": -1}
             try:
-                if isinstance(state, KafkaError):
-                    raise state
-                if state.error is not None or state.view is None:
-                    raise offline_error(state)
-                offset, stamp = await ctx.run(list_offset, state.view, session.reader, p.timestamp)
+                view = await session.live_view(topic.name, p.partition_index)
+                offset, stamp = await ctx.run(list_offset, view, session.reader, p.timestamp)
                 entry.update(offset=offset, timestamp=stamp)
             except KafkaError as error:
                 entry.update(error_code=error.code, offset=-1, timestamp=-1)
