@@ -70,6 +70,26 @@ def test_consuming_the_offline_partition_is_one_storage_error(server: ServerProc
         assert_error(both, 1, f"partition {TOPIC}-0 not read: {OFFLINE}")
 
 
+def test_a_group_committed_on_the_offline_partition(server: ServerProcess) -> None:
+    """Its lag there is unknown, not negative, and a reset refuses it in one line."""
+    with KafkaConnection(server.address) as conn:
+        response = conn.request(8, 8, group_id="parked", generation_id_or_member_epoch=-1,
+                                member_id="", group_instance_id=None, topics=[
+                                    {"name": TOPIC, "partitions": [{
+                                        "partition_index": p, "committed_offset": 5,
+                                        "committed_leader_epoch": -1,
+                                        "committed_metadata": ""} for p in (0, 1)]}])
+        assert [p.error_code for t in response.topics for p in t.partitions] == [0, 0]
+    rows = {r["PARTITION"]: r for r in table_rows(
+        assert_ok(on(server, "groups", "describe", "parked")))}
+    assert (rows["0"]["CURRENT-OFFSET"], rows["0"]["LOG-END-OFFSET"], rows["0"]["LAG"]) == (
+        "5", "-", "-")
+    assert (rows["1"]["LOG-END-OFFSET"], rows["1"]["LAG"]) == (str(RECORDS), str(RECORDS - 5))
+    refused = on(server, "groups", "reset-offsets", "parked", "--topic", TOPIC,
+                 "--to-latest", "--execute")
+    assert_error(refused, 1, f"KafkaStorageError: partition {TOPIC}-0 is {OFFLINE}")
+
+
 # -- many topics, asked in a few requests -----------------------------------------------------
 
 MANY = 50

@@ -109,12 +109,13 @@ def describe_rows(cluster: Cluster, group_id: str) -> list[dict]:
     """kafka-consumer-groups --describe's rows of one group (GroupIdNotFound if unknown)."""
     group = cluster.describe_group(group_id).require()
     owners = {tp: member for member in group.members for tp in member.assignment}
-    ends: dict[str, list[int]] = {}
+    ends: dict[str, list[int | None]] = {}
 
     def log_end(topic: str, partition: int) -> int | None:
         if topic not in ends:
-            try:
-                ends[topic] = [p.log_end_offset for p in cluster.describe_topic(topic).partitions]
+            try:  # an offline partition's end is unknown (-1): no lag is shown for it
+                ends[topic] = [p.log_end_offset if p.log_end_offset >= 0 else None
+                               for p in cluster.describe_topic(topic).partitions]
             except UnknownTopicOrPartition:  # deleted since the group committed
                 ends[topic] = []
         return ends[topic][partition] if partition < len(ends[topic]) else None

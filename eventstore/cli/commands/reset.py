@@ -93,6 +93,10 @@ def _selection(args: argparse.Namespace, group: GroupDetail) -> dict[str, list[i
 def _new_offset(cluster: Cluster, strategy: Strategy, partition: PartitionDetail,
                 committed: int | None) -> int:
     start, end = partition.log_start_offset, partition.log_end_offset
+    if end < 0:
+        raise CliError(f"KafkaStorageError: partition {partition.topic}-{partition.partition}"
+                       f" is {partition.problem or 'offline'}: its offsets are unknown,"
+                       " so no new offset can be computed for it")
     if strategy.to_earliest:
         wanted = start
     elif strategy.to_latest:
