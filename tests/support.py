@@ -184,11 +184,15 @@ class ServerProcess:
         settings: Mapping[str, object] | None = None,
         config_file: str | None = None,
         env: Mapping[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        """``preexec_fn`` runs in the server's process before it starts (to set its
+        resource limits, say), as ``subprocess.Popen`` runs it."""
         self.data_dir = data_dir
         self.settings = dict(settings or {})
         self.config_file = config_file
         self.env = {**os.environ, **(env or {})}
+        self.preexec_fn = preexec_fn
         self.lines: list[str] = []
         self.ready: dict[str, str] = {}
         self._proc: subprocess.Popen[str] | None = None
@@ -251,7 +255,7 @@ class ServerProcess:
         first_line = len(self.lines)
         self._proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, env=self.env,
+            text=True, env=self.env, preexec_fn=self.preexec_fn,
         )
         self._reader = threading.Thread(target=self._read_output, args=(self._proc,),
                                         name=f"serve-{self._proc.pid}-output", daemon=True)

@@ -3,6 +3,7 @@ speed targets are ratios the scripts report, on machines too noisy for timed tes
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -36,3 +37,22 @@ def test_bench_sql_reports_pushdown_and_scan_ratios() -> None:
     assert re.search(r"^offset range of 1,000 rows, 10,000-record log .* \d+\.\d+x", out, re.M), out
     assert re.search(r"\(2 segment opens\)", out), out
     assert re.search(r"^  bare apsw, Python loop over whole rows .* \d\.\d\d$", out, re.M), out
+
+
+def test_bench_partitions_reports_every_figure_and_target() -> None:
+    out = run_script("bench_partitions.py", "--topics", "3", "--partitions", "2",
+                     "--topics-per-request", "2", "--idle-seconds", "0.5")
+    document = json.loads(out[out.index("\n{") + 1:])
+    figures = document["figures"]
+    assert document["partitions"] == 6
+    assert figures["create_topics_requests"] == 2
+    assert figures["produce_each_failed"] == 0
+    assert figures["limited_soft_limit"] == 1024
+    assert figures["limited_offline"] == 0  # 6 partitions fit in 1,024 open files
+    assert all(figures[key] > 0 for key in (
+        "create_topics_s", "idle_threads", "idle_rss_mib", "idle_open_files",
+        "restart_metadata_s", "produce_each_s", "limited_open_files"))
+    assert set(document["targets"]) <= set(figures)
+    for label in ("CreateTopics of every partition", "restart until it answers Metadata",
+                  "one record produced to each partition", "ulimit -n 1,024: offline"):
+        assert label in out, out
