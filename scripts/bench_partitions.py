@@ -59,7 +59,6 @@ VALUE = b"v" * 100
 READY_TIMEOUT_S = 900.0  # today's start-up grows with the partition count
 STOP_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 300.0
-MIB = 1 << 20
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # issue 17's targets, written for 10,000 partitions: the most each figure may be
 TARGETS: dict[str, float] = {
@@ -130,10 +129,12 @@ def idle_cpu_percent(pid: int, seconds: float) -> float:
 
 
 def topic_names(topics: int) -> list[str]:
+    """The benchmark's topic names, in the order they are created and used."""
     return [f"bench-{i:05d}" for i in range(topics)]
 
 
 def chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    """``items`` in consecutive lists of ``size`` (the last may be shorter)."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
