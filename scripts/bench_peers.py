@@ -136,6 +136,7 @@ class RedisPeer:
         import redis
 
         port = free_port()
+        self.port = port
         self.server = ReadyProcess.start(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir",
              str(directory), "--appendonly", "yes", "--appendfsync", "everysec",

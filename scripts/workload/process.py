@@ -65,6 +65,11 @@ class ReadyProcess:
                         self._matched.set()
         self._matched.set()  # the child closed its output: waiting longer is pointless
 
+    @property
+    def pid(self) -> int:
+        """The child's process id (to read its CPU time from /proc)."""
+        return self._proc.pid
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "".join(self.log_path.read_text(encoding="utf-8").splitlines(True)[-lines:])
