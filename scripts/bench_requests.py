@@ -314,8 +314,9 @@ def request_costs(bootstrap: str, topic: str, count: int, pid: int) -> RequestCo
 
 def load_producer(bootstrap: str, topic: str, index: int, linger: Mapping[str, Any],
                   seconds: float, ready: Any, start: Any, results: Any) -> None:
-    """Child: LOAD_RATE records/s of LOAD_VALUE_SIZE bytes, round-robin over the
-    partitions, for ``seconds`` from ``start``; puts (sent, failed) on ``results``."""
+    """Child: one warm-up record to each partition (stamped 0: not counted), then, from
+    ``start``, LOAD_RATE records/s of LOAD_VALUE_SIZE bytes round-robin over the partitions
+    for ``seconds``; puts (sent, failed) on ``results``."""
     failed = [0]
 
     def delivered(error: object, _message: object) -> None:
@@ -323,11 +324,13 @@ def load_producer(bootstrap: str, topic: str, index: int, linger: Mapping[str, A
 
     producer = KafkaProducer({"bootstrap.servers": bootstrap, "on_delivery": delivered,
                               **linger, **QUIET})
-    producer.list_topics(topic, timeout=30)  # connected, partitions known
+    padding = bytes(LOAD_VALUE_SIZE - _STAMP.size)
+    for partition in range(LOAD_PARTITIONS):
+        producer.produce(topic, _STAMP.pack(0.0) + padding, partition=partition)
+    producer.flush(60)
     ready.put(index)
     start.wait()
     total = int(LOAD_RATE * seconds)
-    padding = bytes(LOAD_VALUE_SIZE - _STAMP.size)
     began = time.perf_counter()
     sent = 0
     while sent < total:
@@ -343,9 +346,10 @@ def load_producer(bootstrap: str, topic: str, index: int, linger: Mapping[str, A
 
 
 def load_consumer(bootstrap: str, topic: str, group: str, slot: int, assigned: Any,
-                  received: Any, stop: Any, results: Any) -> None:
+                  warmed: Any, received: Any, stop: Any, results: Any) -> None:
     """Child: a member of ``group`` reading ``topic``; keeps its assigned partition count
-    in ``assigned[slot]`` and its record count in ``received[slot]``; once ``stop`` is set,
+    in ``assigned[slot]``, the warm-up records it read in ``warmed[slot]`` (it is fetching
+    once there are some) and its other records in ``received[slot]``; once ``stop`` is set,
     puts (slot, end-to-end latencies in ms as bytes of an array of doubles) on
     ``results``."""
     def on_assign(_consumer: Any, partitions: list[Any]) -> None:
@@ -364,8 +368,12 @@ def load_consumer(bootstrap: str, topic: str, group: str, slot: int, assigned: A
         for message in messages:
             if message.error() is not None:
                 raise RuntimeError(f"consumer {group}: {message.error()}")
-            latencies.append((now - _STAMP.unpack_from(message.value())[0]) * 1000)
-        received[slot] += len(messages)
+            (stamp,) = _STAMP.unpack_from(message.value())
+            if stamp:
+                latencies.append((now - stamp) * 1000)
+                received[slot] += 1
+            else:
+                warmed[slot] += 1
     consumer.close()
     results.put((slot, latencies.tobytes()))
 
@@ -406,29 +414,34 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def two_producer_load(bootstrap: str, topic: str, linger: Mapping[str, Any], seconds: float,
                       pid: int) -> LoadResult:
-    """Consumers joined first, then the producers for ``seconds``; CPU over that window."""
+    """Consumers joined and reading first (warm-up records), then the producers for
+    ``seconds``; CPU over that window."""
     create_topic(bootstrap, topic, LOAD_PARTITIONS)
     mp = multiprocessing.get_context("spawn")
     members = [(group, n) for group, size in LOAD_GROUPS.items() for n in range(size)]
-    assigned, received = mp.Array("i", len(members)), mp.Array("q", len(members))
+    assigned, warmed = mp.Array("i", len(members)), mp.Array("i", len(members))
+    received = mp.Array("q", len(members))
     stop, start = mp.Event(), mp.Event()
     ready, produced, read = mp.Queue(), mp.Queue(), mp.Queue()
     consumers = [mp.Process(target=load_consumer, name=f"consumer {group}#{n}", args=(
-        bootstrap, topic, group, slot, assigned, received, stop, read))
+        bootstrap, topic, group, slot, assigned, warmed, received, stop, read))
         for slot, (group, n) in enumerate(members)]
     producers = [mp.Process(target=load_producer, name=f"producer #{i}", args=(
         bootstrap, topic, i, linger, seconds, ready, start, produced))
         for i in range(LOAD_PRODUCERS)]
     slots = {group: [s for s, (g, _) in enumerate(members) if g == group] for group in LOAD_GROUPS}
-    for child in consumers + producers:
+    for child in consumers:
         child.start()
     try:
         wait_for(lambda: all(sum(assigned[s] for s in group_slots) == LOAD_PARTITIONS
                              and all(assigned[s] for s in group_slots)
                              for group_slots in slots.values()),
                  JOIN_TIMEOUT_S, "the consumer groups to be assigned every partition")
+        for child in producers:  # now: a warm-up record must reach a member that reads it
+            child.start()
         for _ in producers:
             ready.get(timeout=JOIN_TIMEOUT_S)
+        wait_for(lambda: all(warmed), JOIN_TIMEOUT_S, "every consumer to read a warm-up record")
         children = {child.name: child.pid for child in producers + consumers}
         before = {name: cpu_seconds(p) for name, p in children.items()}
         server_before = cpu_seconds(pid)
@@ -458,6 +471,8 @@ def two_producer_load(bootstrap: str, topic: str, linger: Mapping[str, Any], sec
         stop.set()
         start.set()
         for child in consumers + producers:
+            if child.pid is None:
+                continue
             child.join(60)
             if child.is_alive():
                 child.kill()

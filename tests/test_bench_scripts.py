@@ -1,5 +1,6 @@
-"""The wire, actor and SQL benchmarks run and print their tables (no timing is asserted here:
-speed targets are ratios the scripts report, on machines too noisy for timed tests)."""
+"""The wire, actor, SQL and request-cost benchmarks run and print their tables (no timing
+is asserted here: speed targets are ratios the scripts report, on machines too noisy for
+timed tests)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,19 @@ def test_bench_partitions_reports_every_figure_and_target() -> None:
     for label in ("CreateTopics of every partition", "restart until it answers Metadata",
                   "one record produced to each partition", "ulimit -n 1,024: offline"):
         assert label in out, out
+
+
+def test_bench_requests_reports_server_cpu_per_request(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    out = run_script("bench_requests.py", "--requests", "200", "--only", "produce,requests,idle",
+                     "--idle-seconds", "1", "--json", str(figures))
+    assert re.search(r"eventstore, confluent-kafka linger\.ms=0 acks=all\s*│\s*[\d,]+\s*│\s*[\d,]+",
+                     out), out
+    for request in ("Fetch, caught up, one record", "Heartbeat", "OffsetCommit",
+                    "Metadata, one topic"):
+        assert re.search(rf"{re.escape(request)}\s*│.*│\s*-?[\d,]+\s*│", out), out
+    assert re.search(r"eventstore \(librdkafka consumers\)\s*│\s*\d+\.\d\d", out), out
+    found = json.loads(figures.read_text())
+    assert found["produce"]["eventstore"]["count"] == 200
+    assert sorted(found["requests"]) == ["fetch", "heartbeat", "metadata", "offset_commit",
+                                         "produce"]
