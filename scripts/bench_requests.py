@@ -280,8 +280,9 @@ def send_fetch(client: RawClient, topic: str, offset: int) -> None:
 
 
 def join(client: RawClient, group: str) -> tuple[str, int]:
-    """Join ``group`` as its only member and sync; (member id, generation)."""
-    fields = {"group_id": group, "session_timeout": 45000, "rebalance_timeout": 30000,
+    """Join ``group`` as its only member and sync; (member id, generation). Its session
+    (10 min) outlasts the loops before its first Heartbeat on the slowest machine."""
+    fields = {"group_id": group, "session_timeout": 600_000, "rebalance_timeout": 30000,
               "group_instance_id": None, "protocol_type": "consumer",
               "protocols": [{"name": "range", "metadata": b""}]}
     answer = client.request(JOIN_GROUP, 5, member_id="", **fields)
