@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from eventstore.errors import OutOfOrderSequenceNumber
@@ -66,17 +66,19 @@ def clean(log: PartitionLog, directory: str, clock: ManualClock,
     return PartitionLog.open(directory, clock=clock)
 
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("write"), st.sampled_from([b"a", b"b", b"c", b"d"]), st.booleans()),
-    st.tuples(st.just("roll")),
-    st.tuples(st.just("tick"), st.integers(1, 80)),
-    st.tuples(st.just("clean")),
-), max_size=40)
+# rounds of: keyed writes (True: a tombstone), a roll or not, time passing, a cleaning or not
+rounds = st.lists(st.tuples(
+    st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c", b"d"]), st.booleans()), max_size=5),
+    st.booleans(), st.sampled_from([0, 40, 120]), st.booleans(),
+), max_size=8)
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops, st.sampled_from([60, 1 << 30]))
+@given(rounds, st.sampled_from([60, 1 << 30]))
+# always tried: a tombstone enters the cleaned part, then outlives delete.retention.ms
+@example([([(b"a", False), (b"a", True), (b"b", False)], True, 40, True),
+          ([(b"b", False)], True, 120, True), ([(b"c", True)], True, 40, True)], 60)
 def test_every_key_keeps_its_last_record_at_its_offset(tmp_path_factory, history, segment_bytes):
     directory = str(tmp_path_factory.mktemp("log") / "t-0")
     clock = ManualClock()
@@ -85,17 +87,16 @@ def test_every_key_keeps_its_last_record_at_its_offset(tmp_path_factory, history
     written: dict[int, tuple] = {}  # offset -> (timestamp, key, value, headers)
     spans: list[tuple[int, int]] = []  # the model's cleaned part: (end, entered)
     present: set[int] = set()
-    for op in history:
-        if op[0] == "write":
-            value = None if op[2] else b"v%d" % len(written)
-            offset = write(log, op[1], value)
-            written[offset] = (clock(), op[1], value, None)
+    for batch, roll, wait, cleans in history:
+        for key, tombstone in batch:
+            value = None if tombstone else b"v%d" % len(written)
+            offset = write(log, key, value)
+            written[offset] = (clock(), key, value, None)
             present.add(offset)
-        elif op[0] == "roll":
+        if roll:
             log.roll()
-        elif op[0] == "tick":
-            clock.advance(op[1])
-        else:
+        clock.advance(wait)
+        if cleans:
             active_base = log.segments()[-1].base_offset
             end = next((o for o in sorted(written) if o < active_base
                         and clock() - written[o][0] < LAG), active_base)
@@ -116,6 +117,26 @@ def test_every_key_keeps_its_last_record_at_its_offset(tmp_path_factory, history
             assert stored(directory) == {o: written[o] for o in present}
             assert not [n for n in os.listdir(directory) if n.endswith(PENDING_SUFFIX)]
     assert stored(directory) == {o: written[o] for o in present}
+    log.close()
+
+
+def test_a_tombstone_goes_once_delete_retention_ms_passed_in_the_cleaned_part(tmp_path):
+    directory = str(tmp_path / "t-0")
+    clock = ManualClock()
+    log = PartitionLog.open(directory, clock=clock, create=True)
+    write(log, b"k", b"v")
+    write(log, b"k", None)
+    write(log, b"other", b"v")
+    log.roll()
+    log = clean(log, directory, clock, CLEANING)
+    assert sorted(stored(directory)) == [1, 2]  # the tombstone removed the key
+    clock.advance(RETENTION - 1)
+    log = clean(log, directory, clock, CLEANING)
+    assert sorted(stored(directory)) == [1, 2]  # a consumer still has time to see it
+    clock.advance(1)
+    log = clean(log, directory, clock, CLEANING)
+    assert sorted(stored(directory)) == [2]
+    assert log.log_end_offset == 3
     log.close()
 
 
