@@ -12,7 +12,8 @@ from eventstore.storage.cleaner import (
 )
 from eventstore.storage.records import LogRecord
 
-writes = st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c"]), st.booleans()), max_size=40)
+writes = st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c", None]), st.booleans()),
+                  max_size=40)
 
 
 @given(writes, st.integers(0, 40), st.integers(0, 200))
@@ -24,7 +25,8 @@ def test_last_record_per_key_kept_at_its_offset(history, end, elapsed):
     plan = plan_cleaning(records, end, cleaned, now_ms=elapsed, delete_retention_ms=100)
     kept = set(plan.kept)
     assert all(offset in kept for offset in range(end, len(records)))
-    last = {record.key: record for record in records[:end]}
+    last = {record.key: record for record in records[:end] if record.key is not None}
+    assert not kept & {record.offset for record in records[:end] if record.key is None}
     for key, record in last.items():
         expected = record.value is not None or elapsed < 100
         assert (record.offset in kept) == expected, key

@@ -3,10 +3,12 @@
 Given the records of a partition's sealed segments, the plan says which offsets survive a
 cleaning: for every key the last record written before the cleanable end, every record at or
 past that end, and tombstones only until they have been in the cleaned part longer than
-``delete.retention.ms``. Offsets are never changed: what is dropped leaves a gap. The
-plan also says which segments are rewritten together (small neighbours merge, as Kafka
-groups them) and which ``batches`` rows stay: those still holding a record, and each
-idempotent producer's last batch, so that its state is rebuilt after a cleaning as before.
+``delete.retention.ms``. A record with no key below the end is dropped, as Kafka's cleaner
+drops it (a compacted topic refuses such records; these predate the policy). Offsets are
+never changed: what is dropped leaves a gap. The plan also says which segments are
+rewritten together (small neighbours merge, as Kafka groups them) and which ``batches``
+rows stay: those still holding a record, and each idempotent producer's last batch, so
+that its state is rebuilt after a cleaning as before.
 """
 
 from __future__ import annotations
@@ -105,9 +107,9 @@ def plan_cleaning(records: Iterable[LogRecord], end: int, cleaned: CleanedPart, 
 
 def _survives(record: LogRecord, end: int, latest: dict[bytes, int], cleaned: CleanedPart,
               now_ms: int, delete_retention_ms: int) -> bool:
-    if record.offset >= end or record.key is None:
+    if record.offset >= end:
         return True
-    if latest[record.key] != record.offset:
+    if record.key is None or latest[record.key] != record.offset:
         return False
     if record.value is None:
         entered = cleaned.entered_ms(record.offset)
