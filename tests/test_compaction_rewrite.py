@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from eventstore.errors import OutOfOrderSequenceNumber
+from eventstore.errors import CorruptLog, OutOfOrderSequenceNumber
 from eventstore.storage.cleaning_swap import MANIFEST, PENDING_SUFFIX, recover_swap, swap_steps
 from eventstore.storage.compaction import (
     STATE_FILE,
@@ -23,6 +23,7 @@ from eventstore.storage.log import PartitionLog
 from eventstore.storage.records import ProducerBatchInfo
 from eventstore.storage.segment import (
     SegmentInfo,
+    file_id,
     open_readonly,
     parse_segment_name,
     read_segment_info,
@@ -281,3 +282,25 @@ def test_a_half_written_pending_file_is_removed_and_the_old_set_stands(pristine)
     assert recover_swap(directory) is False
     assert snapshot(directory) == old
     assert STATE_FILE in old
+
+
+def test_a_damaged_manifest_is_corrupt_log_naming_it(pristine):
+    directory, _ = pristine
+    with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as fh:
+        fh.write("[[\"0000")
+    with pytest.raises(CorruptLog, match=MANIFEST):
+        recover_swap(directory)
+
+
+def test_a_read_in_flight_finishes_on_the_old_file(pristine):
+    directory, now = pristine
+    first = os.path.join(directory, segment_files(directory)[1])
+    reader = open_readonly(first)
+    opened = file_id(first)
+    try:
+        before = reader.execute("SELECT * FROM records").fetchall()
+        clean_segments(directory, *chain(directory), now, CLEANING)
+        assert file_id(first) != opened  # merged away
+        assert reader.execute("SELECT * FROM records").fetchall() == before
+    finally:
+        reader.close()

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eventstore.errors import CorruptLog
 from eventstore.storage.segment import fsync_directory, fsync_file, remove_database_files
 
 MANIFEST = "cleaning.swap"
@@ -65,9 +66,12 @@ def recover_swap(directory: str) -> bool | None:
     manifest = os.path.join(directory, MANIFEST)
     try:
         with open(manifest, encoding="utf-8") as fh:
-            swap = Swap(directory, *(tuple(names) for names in json.load(fh)))
+            old, new = json.load(fh)
     except FileNotFoundError:
         return _roll_back(directory)
+    except ValueError as exc:  # written whole before its rename: only damage does this
+        raise CorruptLog(f"{manifest}: the cleaning's manifest cannot be read ({exc})") from exc
+    swap = Swap(directory, tuple(old), tuple(new))
     for name in swap.new:
         if os.path.exists(pending_path(directory, name)):
             _install(directory, name)
