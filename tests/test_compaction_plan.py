@@ -6,11 +6,14 @@ from hypothesis import strategies as st
 from eventstore.storage.cleaner import (
     BatchRow,
     CleanedPart,
+    cleaning_due,
+    dirty_ratio,
     group_segments,
     kept_batches,
     plan_cleaning,
 )
 from eventstore.storage.records import LogRecord
+from eventstore.storage.segment import SegmentInfo
 
 writes = st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c", None]), st.booleans()),
                   max_size=40)
@@ -76,3 +79,20 @@ def test_groups_are_consecutive_and_within_segment_bytes(sizes, limit):
         assert len(group) == 1 or sum(sizes[i] for i in group) <= limit
     for before, after in zip(groups, groups[1:], strict=False):
         assert sum(sizes[i] for i in before) + sizes[after[0]] > limit
+
+
+def _segment(base: int, end: int, size: int, oldest: int) -> SegmentInfo:
+    return SegmentInfo(f"{base}.db", base, end, 0, size, oldest, oldest, 0, 0, 0)
+
+
+def test_dirty_ratio_and_when_a_cleaning_is_due():
+    sealed = [_segment(0, 10, 300, 0), _segment(10, 20, 100, 50), _segment(20, 30, 100, 90)]
+    assert dirty_ratio(sealed, 0) == 1.0
+    assert dirty_ratio(sealed, 10) == 0.4
+    assert dirty_ratio(sealed, 15) == 0.4  # the segment the cleaned part ends in is dirty
+    assert dirty_ratio([], 0) == 0.0
+    assert not cleaning_due(sealed, 10, now_ms=100, min_dirty_ratio=0.5, max_lag_ms=1000)
+    assert cleaning_due(sealed, 10, now_ms=100, min_dirty_ratio=0.4, max_lag_ms=1000)
+    # max.compaction.lag.ms: the oldest dirty record (at 50) is overdue whatever the ratio
+    assert cleaning_due(sealed, 10, now_ms=1051, min_dirty_ratio=0.5, max_lag_ms=1000)
+    assert not cleaning_due(sealed, 30, now_ms=10**9, min_dirty_ratio=0.0, max_lag_ms=0)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from eventstore.storage.records import LogRecord
+from eventstore.storage.segment import SegmentInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +167,25 @@ def group_segments(sizes: Sequence[int], max_bytes: int) -> list[range]:
     if sizes:
         groups.append(range(start, len(sizes)))
     return groups
+
+
+def dirty_ratio(sealed: Sequence[SegmentInfo], cleaned_through: int) -> float:
+    """Bytes not yet cleaned over all bytes of the sealed segments (the active one is not
+    cleanable, so not counted), as Kafka's cleaner ranks partitions; 0 when empty. A
+    segment the cleaned part ends inside counts as dirty."""
+    total = sum(info.bytes for info in sealed)
+    dirty = sum(info.bytes for info in sealed if info.next_offset > cleaned_through)
+    return dirty / total if total else 0.0
+
+
+def cleaning_due(sealed: Sequence[SegmentInfo], cleaned_through: int, now_ms: int,
+                 min_dirty_ratio: float, max_lag_ms: int) -> bool:
+    """Whether a partition is to be cleaned now: its dirty ratio reached
+    ``min.cleanable.dirty.ratio``, or its oldest dirty record is older than
+    ``max.compaction.lag.ms`` whatever the ratio; never with nothing dirty."""
+    dirty = [info for info in sealed if info.next_offset > cleaned_through and info.bytes]
+    if not dirty:
+        return False
+    oldest = dirty[0].min_timestamp
+    overdue = oldest is not None and now_ms - oldest > max_lag_ms
+    return overdue or dirty_ratio(sealed, cleaned_through) >= min_dirty_ratio
