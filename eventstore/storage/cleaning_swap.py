@@ -12,6 +12,7 @@ the old set stands. Either way no mix of the two is ever left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -71,14 +72,8 @@ def recover_swap(directory: str) -> bool | None:
         return _roll_back(directory)
     except ValueError as exc:  # written whole before its rename: only damage does this
         raise CorruptLog(f"{manifest}: the cleaning's manifest cannot be read ({exc})") from exc
-    swap = Swap(directory, tuple(old), tuple(new))
-    for name in swap.new:
-        if os.path.exists(pending_path(directory, name)):
-            _install(directory, name)
-    for name in swap.old:
-        if name not in swap.new:
-            _delete(directory, name)
-    _delete(directory, MANIFEST)
+    for step in swap_steps(Swap(directory, tuple(old), tuple(new)))[1:]:  # past the commit
+        step()
     _roll_back(directory)  # a pending file no manifest names is not wanted
     return True
 
@@ -105,7 +100,10 @@ def _commit(swap: Swap) -> None:
 
 
 def _install(directory: str, name: str) -> None:
-    os.replace(pending_path(directory, name), os.path.join(directory, name))
+    """The new file under its name; done already (by the swap a crash cut short) when its
+    pending file is gone."""
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(pending_path(directory, name), os.path.join(directory, name))
     fsync_directory(directory)
 
 
