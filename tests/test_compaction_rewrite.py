@@ -74,7 +74,7 @@ rounds = st.lists(st.tuples(
 ), max_size=8)
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rounds, st.sampled_from([60, 1 << 30]))
 # always tried: a tombstone enters the cleaned part, then outlives delete.retention.ms
