@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -28,7 +29,7 @@ from eventstore.storage.segment import (
     parse_segment_name,
     read_segment_info,
 )
-from tests.support import ManualClock
+from tests.support import ManualClock, read_output, wait_until
 
 RETENTION = 100
 LAG = 30
@@ -304,3 +305,49 @@ def test_a_read_in_flight_finishes_on_the_old_file(pristine):
         assert reader.execute("SELECT * FROM records").fetchall() == before
     finally:
         reader.close()
+
+
+CLEANING_LOOP = """
+import os, shutil, sys
+from eventstore.storage.compaction import CleaningSettings, clean_segments
+from eventstore.storage.segment import parse_segment_name, read_segment_info
+pristine, work, now, retention = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for k in range(10**6):
+    folder = os.path.join(work, str(k))
+    shutil.copytree(pristine, folder + ".copying")
+    os.rename(folder + ".copying", folder)
+    print("cleaning", k, flush=True)
+    *sealed, active = sorted(n for n in os.listdir(folder) if parse_segment_name(n) is not None)
+    clean_segments(folder, [read_segment_info(os.path.join(folder, n)) for n in sealed],
+                   parse_segment_name(active), now, CleaningSettings(retention, 0, 60))
+    print("cleaned", k, flush=True)
+"""
+
+
+@pytest.mark.parametrize("moment", ["writing", "swapping"])
+def test_sigkill_in_the_midst_of_cleanings_leaves_the_old_set_or_the_new(tmp_path, pristine,
+                                                                         moment):
+    directory, now = pristine
+    old = snapshot(directory)
+    done = str(shutil.copytree(directory, tmp_path / "done"))
+    clean_segments(done, *chain(done), now, CLEANING)
+    new = snapshot(done)
+    work = tmp_path / "work"
+    work.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLEANING_LOOP, directory, str(work), str(now), str(RETENTION)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_output(child, 3, timeout=60)  # two cleanings done, the third begun
+        if moment == "swapping":  # a manifest is there: killed between commit and its end
+            wait_until(lambda: any((folder / MANIFEST).exists() for folder in work.iterdir()),
+                       30, "a cleaning's manifest")
+    finally:
+        child.kill()
+        child.wait()
+    folders = [path for path in work.iterdir() if not path.name.endswith(".copying")]
+    assert len(folders) >= 2
+    for folder in folders:
+        recover_swap(str(folder))
+        assert snapshot(str(folder)) in (old, new), folder.name
+        PartitionLog.open(str(folder)).close()
