@@ -300,8 +300,9 @@ ROWS = [
 
 
 def report(figures: dict[str, float], heading: str, limit: int) -> None:
-    """The table of figures, each beside its target."""
-    table = Table(title=heading, title_justify="left")
+    """``heading``, then the table of figures, each beside its target."""
+    print(heading)
+    table = Table()
     for column, justify in (("figure", "left"), ("measured", "right"),
                             ("target (10,000 partitions)", "right"), ("", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
