@@ -75,14 +75,28 @@ rounds = st.lists(st.tuples(
 ), max_size=8)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rounds, st.sampled_from([60, 1 << 30]))
 # always tried: a tombstone enters the cleaned part, then outlives delete.retention.ms
 @example([([(b"a", False), (b"a", True), (b"b", False)], True, 40, True),
           ([(b"b", False)], True, 120, True), ([(b"c", True)], True, 40, True)], 60)
 def test_every_key_keeps_its_last_record_at_its_offset(tmp_path_factory, history, segment_bytes):
-    directory = str(tmp_path_factory.mktemp("log") / "t-0")
+    check_history(str(tmp_path_factory.mktemp("log") / "t-0"), history, segment_bytes)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds, st.sampled_from([60, 1 << 30]))
+def test_every_key_keeps_its_last_record_at_its_offset_at_length(tmp_path_factory, history,
+                                                                 segment_bytes):
+    check_history(str(tmp_path_factory.mktemp("log") / "t-0"), history, segment_bytes)
+
+
+def check_history(directory: str, history: list, segment_bytes: int) -> None:
+    """Run ``history`` on a new log in ``directory`` against a model of Kafka's guarantee,
+    checked after each cleaning and at the end."""
     clock = ManualClock()
     cleaning = CleaningSettings(RETENTION, LAG, segment_bytes)
     log = PartitionLog.open(directory, clock=clock, create=True)
