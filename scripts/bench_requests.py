@@ -661,7 +661,9 @@ def print_report(console: Console, found: dict[str, Any]) -> None:
                                 for name, percent in result.client_cpu_percent.items())
             console.print(f"  {label}: produced {result.produced:,} (failed {result.failed}),"
                           f" unread after drain {result.undelivered}; client CPU %: {clients}"
-                          + (f"; CLIENT-BOUND: {', '.join(bound)}" if bound else ""))
+                          + (f"; CLIENT-BOUND: {', '.join(bound)}" if bound else "")
+                          + ("; below 0: duplicates (librdkafka retried timed-out requests)"
+                             if min(result.undelivered.values()) < 0 else ""))
     if "idle" in found:
         table = Table(title=f"4. {IDLE_CONSUMERS} idle consumers")
         for column in ("server", "CPU % of one core", "vs Redis", "target"):
