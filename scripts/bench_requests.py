@@ -299,13 +299,15 @@ def join(client: RawClient, group: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class RequestCosts:
-    """Section 2: the server's cost of each kind of request."""
+    """Section 2: the server's cost of each kind of request, and ``echo``: a bare asyncio
+    server's cost to read one frame and write it back, the floor of any Python server."""
 
     produce: Cost
     fetch: Cost
     heartbeat: Cost
     offset_commit: Cost
     metadata: Cost
+    echo: Cost
 
 
 def request_costs(bootstrap: str, topic: str, count: int, pid: int) -> RequestCosts:
@@ -359,7 +361,61 @@ def request_costs(bootstrap: str, topic: str, count: int, pid: int) -> RequestCo
     producer.close()
     consumer.close()
     costs["fetch"] = costs["fetch"].minus(costs["produce"])
-    return RequestCosts(**costs)
+    return RequestCosts(**costs, echo=echo_cost(count))
+
+
+def echo_server(ports: Any) -> None:
+    """Child: an asyncio server (standard loop, ``asyncio.Protocol``) that writes every
+    size-prefixed frame back as it is; puts its port on ``ports``, then serves forever."""
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport, self.buffer = transport, bytearray()
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while len(self.buffer) >= _SIZE.size:
+                end = _SIZE.size + _SIZE.unpack_from(self.buffer)[0]
+                if len(self.buffer) < end:
+                    break
+                self.transport.write(bytes(self.buffer[:end]))
+                del self.buffer[:end]
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+        ports.put(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def echo_cost(count: int) -> Cost:
+    """``count`` round trips of a Heartbeat request's frame through :func:`echo_server`."""
+    mp = multiprocessing.get_context("spawn")
+    ports = mp.Queue()
+    child = mp.Process(target=echo_server, args=(ports,), daemon=True, name="echo")
+    child.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", ports.get(timeout=JOIN_TIMEOUT_S)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        body = encode_request(HEARTBEAT, 4, 1, "bench", group_id="bench", generation_id=1,
+                              member_id="member", group_instance_id=None)
+        frame = _SIZE.pack(len(body)) + body
+
+        def round_trips(times: int) -> None:
+            for _ in range(times):
+                sock.sendall(frame)
+                if len(reader.read(len(frame))) != len(frame):
+                    raise ConnectionError("the echo server closed the connection")
+
+        round_trips(WARMUP)
+        cost = measure(child.pid, count, lambda: round_trips(count))
+        reader.close()
+        sock.close()
+        return cost
+    finally:
+        child.kill()
+        child.join(30)
 
 
 # 3. two producers, three consumers, each its own process
@@ -636,7 +692,8 @@ def print_report(console: Console, found: dict[str, Any]) -> None:
         for label, cost in (("Produce, one record (raw)", costs.produce),
                             ("Fetch, caught up, one record", costs.fetch),
                             ("Heartbeat", costs.heartbeat), ("OffsetCommit", costs.offset_commit),
-                            ("Metadata, one topic", costs.metadata)):
+                            ("Metadata, one topic", costs.metadata),
+                            ("(floor) bare asyncio echo of a Heartbeat frame", costs.echo)):
             table.add_row(label, f"{cost.per_second:,.0f}" if cost is not costs.fetch else "-",
                           f"{cost.cpu_us:,.0f}", ratio(cost.cpu_us, redis_us))
         console.print(table)

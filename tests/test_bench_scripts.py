@@ -71,5 +71,5 @@ def test_bench_requests_reports_server_cpu_per_request(tmp_path: Path) -> None:
     assert re.search(r"eventstore \(librdkafka consumers\)\s*│\s*\d+\.\d\d", out), out
     found = json.loads(figures.read_text())
     assert found["produce"]["eventstore"]["count"] == 200
-    assert sorted(found["requests"]) == ["fetch", "heartbeat", "metadata", "offset_commit",
-                                         "produce"]
+    assert sorted(found["requests"]) == ["echo", "fetch", "heartbeat", "metadata",
+                                         "offset_commit", "produce"]
