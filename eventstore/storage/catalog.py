@@ -31,7 +31,7 @@ from eventstore.errors import (
     UnknownTopicOrPartition,
 )
 from eventstore.storage.kafka_uuid import ZERO_UUID, from_text, random_uuid, to_text
-from eventstore.storage.schema import check_schema_version, create_schema
+from eventstore.storage.schema import check_schema_version, create_schema, schema_sql
 from eventstore.storage.segment import check_integrity, parse_segment_name, storage_errors
 
 CATALOG_FILE = "catalog.db"
@@ -134,6 +134,16 @@ def _migrate(conn: apsw.Connection) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
 
 
+def _add_missing_tables(conn: apsw.Connection) -> None:
+    """Make the tables of schema/catalog_additions.sql that the catalog lacks.
+
+    Tables added since version 3 (credentials, ACLs, transactions) need no version step:
+    each is made when missing, and a build that predates one ignores it. A reader of a
+    read-only catalog takes a missing one for an empty one."""
+    with conn:
+        conn.execute(schema_sql("catalog_additions"))
+
+
 def _ensure_cluster_id(conn: apsw.Connection) -> None:
     """Give the data directory its cluster id unless it has one: a random id in Kafka's
     text form, made once and kept (a new catalog, or one made before cluster ids)."""
@@ -184,6 +194,7 @@ class Catalog:
                     _migrate(conn)
                 check_schema_version(conn, "catalog", path)
                 if not readonly:
+                    _add_missing_tables(conn)
                     _ensure_cluster_id(conn)
             except BaseException:
                 conn.close()

@@ -1,0 +1,3 @@
+-- Tables of the catalog added after version 3, each CREATE TABLE IF NOT EXISTS: run on
+-- every writable open (eventstore/storage/catalog.py), so an older catalog gains them
+-- without a version step and an older build ignores them.
