@@ -14,6 +14,7 @@ from kio.static.protocol import ResponsePayload
 from eventstore.kafka.codec.protocol import Request
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.fetch_sessions import FetchSession
+from eventstore.security.principal import ANONYMOUS
 
 # A handler's answer: the kio response body, the whole response frame already encoded
 # (Fetch, see codec/fetchresponse.py), or None when the client wants none (acks=0).
@@ -22,7 +23,7 @@ Response = ResponsePayload | bytes | None
 
 class Connection:
     """One client connection as its handlers see it: the context every connection
-    shares, the client's address, and the connection's own fetch session.
+    shares, the client's address and principal, and the connection's own fetch session.
 
     It also keeps the connection's share of the server's response budget
     (eventstore/kafka/response_budget.py): the bytes of its answer built and not yet
@@ -32,6 +33,8 @@ class Connection:
     def __init__(self, ctx: BrokerContext, client_host: str) -> None:
         self.ctx = ctx
         self.client_host = client_host
+        # who the client is, as Kafka's authorizer names it: set by SASL or mutual TLS
+        self.principal = ANONYMOUS
         self.fetches = FetchSession(ctx)
         self._unwritten = 0  # bytes of the answer built and not yet written
         self._ahead_held = 0  # bytes held for the read-ahead started last
