@@ -9,6 +9,11 @@ would say of the chain (a gap, a missing first or newest segment, a segment whos
 cannot be read), in one line naming the file; each problem found is also kept as a warning
 (see DataReader.take_warnings). A partition whose newest segments are gone shows the
 log-end-offset its anchor says it reached: offsets up to there are the log's, unreadable.
+
+Log compaction shows in both: a compacted topic's partitions have their sealed segments'
+cleaned and dirty bytes, the dirty ratio and the last cleaning time (NULL for a topic
+without ``compact`` in ``cleanup.policy``); a segment's ``record_count`` is the records it
+holds and ``gaps`` the offsets of its range a cleaning removed (offsets are never reused).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 import apsw
 
 from eventstore.errors import KafkaStorageError
+from eventstore.sql.cleaning import CleaningFigures, cleaning_figures, compacted
 from eventstore.sql.coerce import EQ, Row, SqlValue
 from eventstore.sql.reader import PartitionState
 from eventstore.sql.snapshot import Snapshot, SnapshotScope
@@ -60,6 +66,7 @@ class Chain:
 
     segments: tuple[tuple[int, SegmentInfo | None], ...]  # (index, metadata; None: unreadable)
     problems: tuple[tuple[str, str], ...]  # (file whose row shows it, one line naming the file)
+    cleaning: CleaningFigures | None = None  # a compacted topic's partition only
 
     @property
     def problem(self) -> str | None:
@@ -91,9 +98,20 @@ def _chain(snapshot: Snapshot, state: PartitionState) -> Chain:
         # the newest segments are gone: the newest one left shows it (else the folder)
         newest = state.path(len(state.bases) - 1) if state.bases else state.directory
         problems.append((newest, state.problem))
+    cleaning = None
+    topic = snapshot.topic(state.topic)
+    if topic is not None and compacted(topic.config):
+        try:
+            cleaned = snapshot.reader.cleaned_part(state)
+        except KafkaStorageError as exc:
+            problems.append((state.directory, exc.args[0]))
+        else:
+            sealed = [info for index, info in segments
+                      if info is not None and not state.is_active(index)]
+            cleaning = cleaning_figures(sealed, cleaned)
     for _, text in problems:
         snapshot.reader.warn(f"partition {state.name}: {text}")
-    return Chain(tuple(segments), tuple(problems))
+    return Chain(tuple(segments), tuple(problems), cleaning)
 
 
 def _partition_states(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[PartitionState]:
@@ -115,9 +133,13 @@ def partition_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
     for state in _partition_states(snapshot, narrowing):
         chain = _chain(snapshot, state)
         infos = [info for _, info in chain.segments if info is not None]
+        cleaning = chain.cleaning
         yield (
             state.topic, state.partition, state.log_start_offset, state.log_end_offset,
             len(chain.segments), sum(info.bytes for info in infos), chain.problem,
+            *((None,) * 4 if cleaning is None else (
+                cleaning.cleaned_bytes, cleaning.dirty_bytes, cleaning.dirty_ratio,
+                cleaning.last_cleaned_ms)),
         )
 
 
@@ -130,13 +152,27 @@ def segment_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
             problem = chain.problem_of(path)
             if info is None:  # its metadata cannot be read: where it starts is all we know
                 yield (state.topic, state.partition, state.bases[index], None, None, None,
-                       None, None, None, None, int(state.is_active(index)), path, problem)
+                       None, None, None, None, int(state.is_active(index)), path, problem,
+                       None)
                 continue
+            held = _held(snapshot, state, chain, index, end)
             yield (
                 state.topic, state.partition, info.base_offset, end - 1,
-                end - info.base_offset, info.bytes, info.min_timestamp, info.max_timestamp,
+                held, info.bytes, info.min_timestamp, info.max_timestamp,
                 info.created_ms, info.sealed_ms, int(info.sealed_ms is None), path, problem,
+                None if held is None else end - info.base_offset - held,
             )
+
+
+def _held(snapshot: Snapshot, state: PartitionState, chain: Chain, index: int,
+          end: int) -> int | None:
+    """Records segment ``index`` holds: its offsets, but counted in a file a cleaning
+    rewrote (one starting inside the cleaned part), which may have gaps; None if it went
+    meanwhile."""
+    base = state.bases[index]
+    if chain.cleaning is None or base >= chain.cleaning.cleaned_through:
+        return end - base
+    return snapshot.reader.held_records(state, index)
 
 
 def group_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
@@ -168,7 +204,8 @@ INFO_TABLES = (
         "partitions",
         "CREATE TABLE partitions (topic TEXT, partition INTEGER, log_start_offset INTEGER,"
         " log_end_offset INTEGER, segment_count INTEGER, bytes INTEGER, problem TEXT,"
-        " PRIMARY KEY (topic, partition)) WITHOUT ROWID",
+        " cleaned_bytes INTEGER, dirty_bytes INTEGER, dirty_ratio REAL,"
+        " last_cleaned_ms INTEGER, PRIMARY KEY (topic, partition)) WITHOUT ROWID",
         0, 1, partition_rows,
     ),
     InfoTableSpec(
@@ -176,7 +213,8 @@ INFO_TABLES = (
         "CREATE TABLE segments (topic TEXT, partition INTEGER, base_offset INTEGER,"
         " last_offset INTEGER, record_count INTEGER, bytes INTEGER, min_timestamp INTEGER,"
         " max_timestamp INTEGER, created_ms INTEGER, sealed_ms INTEGER, active INTEGER,"
-        " path TEXT, problem TEXT, PRIMARY KEY (topic, partition, base_offset)) WITHOUT ROWID",
+        " path TEXT, problem TEXT, gaps INTEGER, PRIMARY KEY (topic, partition, base_offset))"
+        " WITHOUT ROWID",
         0, 1, segment_rows,
     ),
     InfoTableSpec(

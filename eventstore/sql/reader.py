@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import apsw
 
@@ -30,6 +32,8 @@ from eventstore.storage.catalog import (
     TopicInfo,
     partition_dir,
 )
+from eventstore.storage.cleaner import CleanedPart
+from eventstore.storage.compaction import STATE_FILE, read_cleaned_part
 from eventstore.storage.readonly import open_database, reading
 from eventstore.storage.schema import check_schema_version
 from eventstore.storage.segment import SegmentInfo, parse_segment_name, read_info, segment_name
@@ -37,6 +41,8 @@ from eventstore.storage.segment import SegmentInfo, parse_segment_name, read_inf
 # A roll between listing a folder and reading its newest segment makes us list again; after
 # this many tries the (sealed) newest listed segment's end serves as the high watermark.
 _LISTING_TRIES = 3
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,16 @@ class PartitionState:
         return max(bisect.bisect_right(self.bases, offset) - 1, 0)
 
 
+def _file_key(path: str) -> tuple[int, int, int] | None:
+    """What tells one file under ``path`` from another (a cleaning replaces a segment file
+    under its name): its inode, mtime and size; None if there is no file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _empty_partition(topic: str, partition: int, directory: str,
                      problem: str | None = None) -> PartitionState:
     return PartitionState(topic, partition, directory, (), None, 0, 0, problem)
@@ -109,6 +125,8 @@ class DataReader:
         # folder -> base offset -> ((inode, mtime, size), metadata of a sealed segment)
         self._sealed: dict[str, dict[int, tuple[tuple[int, int, int], SegmentInfo]]] = {}
         self._warnings: dict[str, None] = {}  # problems met, in order, each once
+        # folder -> base offset -> ((inode, mtime, size), records a sealed segment holds)
+        self._held: dict[str, dict[int, tuple[tuple[int, int, int], int]]] = {}
 
     # -- warnings --------------------------------------------------------------------------
 
@@ -150,24 +168,54 @@ class DataReader:
         """
         if state.is_active(index):
             return state.active
-        base = state.bases[index]
+        return self._per_file(self._sealed, state, index, self._read_metadata,
+                              lambda info: info.is_sealed)
+
+    def held_records(self, state: PartitionState, index: int) -> int | None:
+        """How many records sealed segment ``index`` of ``state`` holds (fewer than its
+        offsets once a cleaning left gaps); None if it was deleted meanwhile. Counted once
+        per file."""
+        return self._per_file(self._held, state, index, self._count_records)
+
+    def _per_file(self, caches: dict[str, dict[int, tuple[tuple[int, int, int], T]]],
+                  state: PartitionState, index: int, read: Callable[[str], T],
+                  keep: Callable[[T], bool] = lambda _: True) -> T | None:
+        """``read`` of segment ``index``'s file, cached in ``caches`` (when ``keep`` says)
+        while the file stays the same; None if the file is gone."""
         path = state.path(index)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
+        key = _file_key(path)
+        if key is None:
             return None
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        cache = self._sealed.setdefault(state.directory, {})
-        hit = cache.get(base)
+        cache = caches.setdefault(state.directory, {})
+        hit = cache.get(state.bases[index])
         if hit is not None and hit[0] == key:
             return hit[1]
         try:
-            info = self._read_metadata(path)
+            value = read(path)
         except FileNotFoundError:
             return None
-        if info.is_sealed:
-            cache[base] = (key, info)
-        return info
+        if keep(value):
+            cache[state.bases[index]] = (key, value)
+        return value
+
+    def _count_records(self, path: str) -> int:
+        conn = self.open_segment(path)
+        try:
+            with reading(path):
+                (count,) = conn.execute("SELECT count(*) FROM records").fetchone()
+        finally:
+            conn.close()
+        return count
+
+    def cleaned_part(self, state: PartitionState) -> CleanedPart:
+        """The partition's cleaned part as its last cleaning left it (empty if never);
+        KafkaStorageError naming the file if the cleaner's state cannot be read."""
+        try:
+            return read_cleaned_part(state.directory)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            path = os.path.join(state.directory, STATE_FILE)
+            raise KafkaStorageError(f"{path}: the cleaner's state cannot be read ({exc})"
+                                    ) from exc
 
     # -- partitions ------------------------------------------------------------------------
 
@@ -186,9 +234,8 @@ class DataReader:
             return ()
         bases = tuple(sorted(b for b in map(parse_segment_name, names) if b is not None))
         self._listings[directory] = (key, bases)
-        cache = self._sealed.get(directory)
-        if cache:
-            for gone in cache.keys() - set(bases):
+        for cache in (self._sealed.get(directory), self._held.get(directory)):
+            for gone in (cache or {}).keys() - set(bases):
                 del cache[gone]
         return bases
 
