@@ -40,8 +40,9 @@ def test_topics_produce_segments_and_sql(data_dir: str, tmp_path: Path) -> None:
         assert sum(s["bytes"] for s in chain) == partition["bytes"]
 
     table = table_rows(cli("segments", "events", "--partition", "0", *here))
-    assert list(table[0]) == ["PARTITION", "BASE-OFFSET", "LAST-OFFSET", "RECORDS", "BYTES",
-                              "CREATED", "SEALED", "ACTIVE", "FILE"]
+    assert list(table[0]) == ["PARTITION", "BASE-OFFSET", "LAST-OFFSET", "RECORDS", "GAPS",
+                              "BYTES", "CREATED", "SEALED", "ACTIVE", "FILE"]
+    assert {row["GAPS"] for row in table} == {"0"}  # no compaction: no gaps
     assert [row["ACTIVE"] for row in table] == ["no"] * (len(table) - 1) + ["yes"]
     assert all(Path(row["FILE"]).is_file() for row in table)
 

@@ -3,7 +3,9 @@
 Reads the data directory through the read-only SQL engine, so it works while a server
 runs; segments are files, which the Kafka protocol does not show, so there is no
 ``--bootstrap-server`` here. A gap in the chain, missing newest segments or unreadable
-metadata are said on stderr (``warning:``) and in ``problem`` (JSON). ``--records
+metadata are said on stderr (``warning:``) and in ``problem`` (JSON). A compacted topic's
+cleaned segments hold fewer records than offsets: ``GAPS`` counts the offsets a cleaning
+removed (offsets are never reused, so a gap stays). ``--records
 --segment BASE`` dumps one segment's records, streamed, in the SQL command's output formats.
 """
 
@@ -32,6 +34,7 @@ COLUMNS = (
     Column("BASE-OFFSET", "base_offset"),
     Column("LAST-OFFSET", "last_offset"),
     Column("RECORDS", "record_count"),
+    Column("GAPS", "gaps"),
     Column("BYTES", "bytes"),
     Column("CREATED", "created"),
     Column("SEALED", "sealed"),
@@ -45,8 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = add_command(
         commands, "segments", "segment files of a topic's partitions, or one segment's records",
         "List the segment files of TOPIC (every partition, or --partition P): base and last"
-        " offset, record count, bytes, when each was created and sealed, and which one is"
-        " active. With --records --segment BASE, print that segment's records instead."
+        " offset, the records it holds and the gaps log compaction left among its offsets,"
+        " bytes, when each was created and sealed, and which one is active. With --records"
+        " --segment BASE, print that segment's records instead."
         " Works on the data directory, also while a server runs.",
         "  eventstore segments clicks\n"
         "  eventstore segments clicks --partition 0 --json\n"
@@ -71,7 +75,7 @@ def _time(ms: int | None) -> str | None:
 
 def _segments(engine: SqlEngine, topic: str, partition: int | None) -> list[dict]:
     sql = ("SELECT partition, base_offset, last_offset, record_count, bytes, min_timestamp,"
-           " max_timestamp, created_ms, sealed_ms, active, path, problem FROM segments"
+           " max_timestamp, created_ms, sealed_ms, active, path, problem, gaps FROM segments"
            " WHERE topic = ?")
     params: tuple = (topic,)
     if partition is not None:
