@@ -21,6 +21,7 @@ import pytest
 from support import poll_until, wait_until
 
 from actors.consumer.client import Consumer, ConsumerRebalanceListener
+from actors.consumer.config import ConsumerConfig
 from actors.runtime import stop_actor
 from eventstore.client import EventStore
 from eventstore.errors import (
@@ -490,3 +491,50 @@ def test_a_group_members_poll_does_no_per_record_work_that_a_group_less_one_does
         assert calls[name, 1000] == calls[name, 10], f"{name}: work that grows with records"
     extra = calls["member", 1000] - calls["alone", 1000]
     assert sum(extra.values()) <= 5, f"what only a member does in a poll: {extra}"
+
+
+def test_a_members_auto_commit_and_listener_cost_per_poll_not_per_record(store):
+    """With an auto-commit due at every poll and a rebalance listener set, a poll of 1,000
+    records still makes the calls of a poll of 10 (the commit is one per poll, of the
+    positions), and what it committed is where the member stands."""
+    store.create_topic("t", 1)
+    produce(store, "t", 1100)
+    assigned: list[set] = []
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_assigned(self, partitions):
+            assigned.append(partitions)
+
+    member = store.consumer(group_id="g", auto_offset_reset="earliest",
+                            auto_commit_interval_ms=0)
+    member.subscribe(["t"], listener=Listener())
+    tp = TopicPartition("t", 0)
+    try:
+        poll_until(lambda: member.poll(timeout_ms=100, max_records=1), 1, TIMEOUT,
+                   "a first record")
+        calls, position = {}, 1
+        for count in (10, 1000):
+            made, read = calls_made(lambda n=count: member.poll(timeout_ms=1000, max_records=n))
+            assert read == count
+            calls[count] = made
+            # each poll commits, before reading, the position the one before it left
+            assert member.committed(tp) == position
+            position += count
+            assert member.position(tp) == position
+    finally:
+        member.close()
+    assert assigned == [{tp}]
+    assert calls[1000] == calls[10], "auto-commit or the listener did work per record"
+    assert calls[10]["Consumer._commit_quietly"] == 1, "an auto-commit in every counted poll"
+
+
+def test_durations_kafka_takes_at_zero_are_taken_and_counts_are_not():
+    config = ConsumerConfig.from_kwargs(auto_commit_interval_ms=0, retry_backoff_ms=0,
+                                        metadata_max_age_ms=0)
+    assert (config.auto_commit_interval_ms, config.retry_backoff_ms,
+            config.metadata_max_age_ms) == (0, 0, 0)
+    for name in ("max_poll_records", "session_timeout_ms", "max_poll_interval_ms"):
+        with pytest.raises(InvalidConfig, match=f"{name}: must be an integer of at least 1"):
+            ConsumerConfig.from_kwargs(**{name: 0})
+    with pytest.raises(InvalidConfig, match="at least 0"):
+        ConsumerConfig.from_kwargs(auto_commit_interval_ms=-1)

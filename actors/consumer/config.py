@@ -9,6 +9,10 @@ from typing import Any
 from eventstore.errors import InvalidConfig
 from eventstore.groups import assignors
 
+# Durations Kafka's ConsumerConfig takes at 0 (atLeast(0)): an auto-commit in every poll,
+# no backoff, metadata checked in every poll; every other duration and count is at least 1.
+MAY_BE_ZERO = frozenset({"auto_commit_interval_ms", "retry_backoff_ms", "metadata_max_age_ms"})
+
 
 @dataclass(frozen=True)
 class ConsumerConfig:
@@ -39,9 +43,11 @@ class ConsumerConfig:
             if name not in known:
                 raise InvalidConfig(
                     f"unknown consumer setting {name!r} (known: {', '.join(sorted(known))})")
+            least = 0 if name in MAY_BE_ZERO else 1
             if name.endswith(("_ms", "_records")) and (
-                    not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise InvalidConfig(f"{name}: must be a positive integer, got {value!r}")
+                    not isinstance(value, int) or isinstance(value, bool) or value < least):
+                raise InvalidConfig(f"{name}: must be an integer of at least {least},"
+                                    f" got {value!r}")
         strategy = kwargs.get("partition_assignment_strategy", ("range", "roundrobin"))
         if isinstance(strategy, str):
             strategy = (strategy,)
