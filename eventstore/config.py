@@ -47,6 +47,7 @@ class ConfigKey:
     choices: tuple[str, ...] = ()
     settable: bool = True
     list_valued: bool = False
+    sensitive: bool = False  # a secret: never logged, DescribeConfigs gives no value
 
     @property
     def attribute(self) -> str:
@@ -197,6 +198,51 @@ KEYS: dict[str, ConfigKey] = {
                   " records; default: commit only, fsync left to the OS", minimum=1),
         ConfigKey("file.delete.delay.ms", int, 60000, "topic",
                   "accepted for compatibility; segments are deleted at once", minimum=0),
+        ConfigKey("listeners", str, "", "security",
+                  "comma-separated `NAME://HOST:PORT` listeners, e.g."
+                  " `SASL_SSL://0.0.0.0:9093,PLAINTEXT://127.0.0.1:9092` (port 0: any);"
+                  " empty: the one PLAINTEXT listener of `--listen`"),
+        ConfigKey("advertised.listeners", str, "", "security",
+                  "`NAME://HOST:PORT` per listener name told to clients that came in on it"
+                  " (Metadata, FindCoordinator); empty: the bound address"),
+        ConfigKey("listener.security.protocol.map", str,
+                  "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+                  "security", "`NAME:PROTOCOL` pairs: the security protocol of each listener"
+                  " name (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"),
+        ConfigKey("ssl.keystore.location", str, "", "security",
+                  "PEM file holding the server's certificate (chain) and private key"),
+        ConfigKey("ssl.key.password", str, "", "security",
+                  "password of the encrypted private key, if it is encrypted",
+                  sensitive=True),
+        ConfigKey("ssl.certificate.location", str, "", "security",
+                  "PEM certificate (chain) of the server, with `ssl.key.location`, instead"
+                  " of `ssl.keystore.location`"),
+        ConfigKey("ssl.key.location", str, "", "security",
+                  "PEM private key of `ssl.certificate.location`"),
+        ConfigKey("ssl.truststore.location", str, "", "security",
+                  "PEM file of the CA certificates client certificates are checked against"
+                  " (mutual TLS)"),
+        ConfigKey("ssl.client.auth", str, "none", "security",
+                  "`required`: TLS clients must present a certificate the truststore"
+                  " trusts; `requested`: they may; `none`: none is asked for",
+                  choices=("none", "requested", "required")),
+        ConfigKey("ssl.principal.mapping.rules", str, "DEFAULT", "security",
+                  "`RULE:pattern/replacement/[L|U]` and `DEFAULT` rules, first match wins,"
+                  " turning a client certificate's subject into its principal `User:...`"),
+        ConfigKey("sasl.enabled.mechanisms", str, "SCRAM-SHA-256,SCRAM-SHA-512", "security",
+                  "SASL mechanisms SASL listeners accept; PLAIN sends the password itself"
+                  " (checked against the SCRAM credentials), so it is off unless listed",
+                  choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), list_valued=True),
+        ConfigKey("connection.failed.authentication.delay.ms", int, 100, "security",
+                  "a failed login is answered after this delay, doubled for each further"
+                  " failure from the same host in a row (up to 5 s)", minimum=0),
+        ConfigKey("metrics.ssl.enable", bool, False, "security",
+                  "serve `/metrics` and `/healthz` over HTTPS with the listeners' certificate"
+                  " (`ssl.keystore.location` or `ssl.certificate.location`)"),
+        ConfigKey("metrics.basic.auth.users", str, "", "security",
+                  "comma-separated SCRAM users who may read `/metrics` with HTTP basic auth"
+                  " (their passwords checked against the catalog's credentials); empty:"
+                  " no auth"),
     )
 }
 

@@ -253,6 +253,40 @@ class DataDirLocked(KafkaError):
     """Another process holds the data directory; the message names it."""
 
 
+class UnsupportedSaslMechanism(KafkaError):
+    """The client asked for a SASL mechanism the listener does not enable."""
+
+    code = 33
+
+
+class IllegalSaslState(KafkaError):
+    """A SASL request out of order (SaslAuthenticate before SaslHandshake, a second login)."""
+
+    code = 34
+
+
+class SaslAuthenticationFailed(KafkaError):
+    """Wrong password or unknown user: the login is refused, which of the two is not said."""
+
+    code = 58
+
+
+class ResourceNotFound(KafkaError):
+    """The named resource (a SCRAM credential to delete, ...) does not exist."""
+
+    code = 91
+
+
+class DuplicateResource(KafkaError):
+    """One request names the same resource twice (a user's mechanism altered twice)."""
+
+    code = 92
+
+
+class UnacceptableCredential(KafkaError):
+    """A credential the server will not store (an empty user, iterations out of range)."""
+
+
 ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
     cls.code: cls
     for cls in (
@@ -268,6 +302,8 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
         KafkaStorageError, TransactionalIdAuthorizationFailed, UnknownProducerId,
         NonEmptyGroup, GroupIdNotFound,
         MemberIdRequired, InvalidRecord, GroupSubscribedToTopic, UnknownTopicId,
+        UnsupportedSaslMechanism, IllegalSaslState, SaslAuthenticationFailed,
+        ResourceNotFound, DuplicateResource, UnacceptableCredential,
     )
 }
 

@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,12 +28,14 @@ from eventstore.config import ServerConfig
 from eventstore.errors import CorruptLog
 from eventstore.http import HttpEndpoint
 from eventstore.kafka.context import BrokerContext
+from eventstore.kafka.listeners import ListenerContext, check_exposure, listener_contexts
 from eventstore.kafka.server import KafkaListener
 from eventstore.kafka.session import Session
 from eventstore.logs import setup_logging
 from eventstore.open_files import is_too_many_open_files, too_many_open_files
 from eventstore.settings import ServeSettings
 from eventstore.storage.catalog import Catalog
+from eventstore.storage.credentials import CredentialStore
 from eventstore.storage.lock import DataDirLock
 
 log = logging.getLogger("eventstore.service")
@@ -140,19 +143,28 @@ def serve(settings: ServeSettings) -> int:
     config = ServerConfig.from_mapping(settings.config)
     data_dir = os.path.abspath(settings.data_dir)
     with DataDirLock(data_dir, "eventstore serve"):
-        log.info("starting", extra={"fields": {"data_dir": data_dir, **config.to_mapping()}})
+        shown = {name: "[hidden]" if name in config.keys and config.keys[name].sensitive
+                 and value else value for name, value in config.to_mapping().items()}
+        log.info("starting", extra={"fields": {"data_dir": data_dir, **shown}})
         cluster_id = check_catalog(data_dir)
-        system = ActorSystem(data_dir, config).start()
+        credentials = CredentialStore.open(data_dir)
         try:
-            asyncio.run(_run(settings, config, system, cluster_id))
+            listeners = listener_contexts(config.to_mapping(), settings.listen.host,
+                                          settings.listen.port, credentials.credential)
+            system = ActorSystem(data_dir, config).start()
+            try:
+                asyncio.run(_run(settings, config, system, cluster_id, credentials, listeners))
+            finally:
+                system.stop()
         finally:
-            system.stop()
+            credentials.close()
     log.info("stopped", extra={"fields": {"data_dir": data_dir}})
     return 0
 
 
 async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSystem,
-               cluster_id: str) -> None:
+               cluster_id: str, credentials: CredentialStore,
+               listeners: list[tuple[ListenerContext, ssl.SSLContext | None]]) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrors())
@@ -165,26 +177,45 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
         ).start()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")
     ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping(),
-                        system.data_dir, cluster_id=cluster_id)
-    listener = KafkaListener(
-        lambda client_host: Session(ctx, client_host),
-        config.listener_limits(),
-    )
+                        system.data_dir, cluster_id=cluster_id, credentials=credentials)
+    servers: list[KafkaListener] = []
     try:
-        with binding("listen", settings.listen.host, settings.listen.port):
-            host, port = await listener.start(settings.listen.host, settings.listen.port)
-        ctx.host, ctx.port = advertised_host(host, settings.advertised_host), port
+        bound = []
+        for context, tls in listeners:
+            server = KafkaListener(
+                lambda client_host, context=context: Session(ctx, client_host, context),
+                config.listener_limits(),
+            )
+            servers.append(server)
+            listener = context.listener
+            what = f"listener {listener.name}" if config.listeners else "listen"
+            with binding(what, listener.host, listener.port):
+                host, port = await server.start(listener.host, listener.port, tls)
+            if context.advertised == (listener.host, listener.port):  # none configured
+                context.advertised = (advertised_host(host, settings.advertised_host), port)
+            bound.append((context, host, port))
+        # refused once every address is known to bind, so a bind error is named first
+        check_exposure(tuple(context.listener for context, _ in listeners),
+                       settings.allow_plaintext)
+        first = bound[0][0]
+        ctx.host, ctx.port = first.advertised
+        client_auth = config.to_mapping()["ssl.client.auth"]
         metrics_host, metrics_port = http.address
         # the ready line names the bound port (port 0 picks one): printed at any log-level
         ready_level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
         log.log(ready_level, "ready", extra={"fields": {
-            "kafka": f"{host}:{port}", "advertised": f"{ctx.host}:{ctx.port}",
+            "kafka": f"{bound[0][1]}:{bound[0][2]}", "advertised": f"{ctx.host}:{ctx.port}",
+            "listeners": ", ".join(
+                f"{context.listener.name}://{host}:{port} ("
+                + ("authentication required" if context.listener.requires_authentication(
+                    client_auth) else "no authentication") + ")"
+                for context, host, port in bound),
             "metrics": f"http://{metrics_host}:{metrics_port}/metrics",
             "data_dir": system.data_dir, "pid": os.getpid(),
         }})
         await stopping.wait()
         log.info("stopping: no new connections, finishing in-flight requests")
-        await listener.stop(SHUTDOWN_GRACE_S)
+        await asyncio.gather(*(server.stop(SHUTDOWN_GRACE_S) for server in servers))
     finally:
         http.stop()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -20,7 +20,8 @@ DEFAULT_LISTEN = "127.0.0.1:9092"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9308"
 DEFAULT_DATA_DIR = "./data"
 
-_FILE_KEYS = {"data-dir", "listen", "metrics-listen", "advertised-host", "log-level", "config"}
+_FILE_KEYS = {"data-dir", "listen", "metrics-listen", "advertised-host", "log-level", "config",
+              "allow-plaintext"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class ServeSettings:
     advertised_host: str | None = None
     log_level: str = "info"
     config: Mapping[str, Any] = field(default_factory=dict)
+    # serve a PLAINTEXT listener on an address other machines reach (see listeners.py)
+    allow_plaintext: bool = False
 
 
 # The levels `log-level` takes, most verbose first.
@@ -72,6 +75,7 @@ def load_settings(
     metrics_listen: str | None = None,
     assignments: Sequence[str] = (),
     environ: Mapping[str, str] = os.environ,
+    allow_plaintext: bool = False,
 ) -> ServeSettings:
     """Merge defaults, the TOML file, the environment and flags into ServeSettings."""
     file: dict[str, Any] = {}
@@ -97,6 +101,8 @@ def load_settings(
         if key in file and not isinstance(file[key], str):
             raise InvalidConfig(f"--config {config_file}: {key} must be a string,"
                                 f" got {file[key]!r}")
+    if not isinstance(file.get("allow-plaintext", False), bool):
+        raise InvalidConfig(f"--config {config_file}: allow-plaintext must be true or false")
     log_level = file.get("log-level", "info")
     if log_level.lower() not in LOG_LEVELS:
         raise InvalidConfig(f"log-level must be one of {', '.join(LOG_LEVELS)},"
@@ -112,4 +118,5 @@ def load_settings(
         advertised_host=file.get("advertised-host"),
         log_level=log_level.lower(),
         config=config,
+        allow_plaintext=allow_plaintext or file.get("allow-plaintext", False),
     )

@@ -1,3 +1,29 @@
 -- Tables of the catalog added after version 3, each CREATE TABLE IF NOT EXISTS: run on
 -- every writable open (eventstore/storage/catalog.py), so an older catalog gains them
 -- without a version step and an older build ignores them.
+
+-- SCRAM credentials (eventstore/storage/credentials.py): per user and mechanism only the
+-- salt, the iteration count, StoredKey and ServerKey of RFC 5802, never a password.
+CREATE TABLE IF NOT EXISTS scram_credentials (
+    user        TEXT NOT NULL,
+    mechanism   TEXT NOT NULL,
+    salt        BLOB NOT NULL,
+    iterations  INTEGER NOT NULL,
+    stored_key  BLOB NOT NULL,
+    server_key  BLOB NOT NULL,
+    PRIMARY KEY (user, mechanism)
+) WITHOUT ROWID;
+
+-- The transaction coordinator's state, one row per transactional id (KIP-98): what a
+-- restart needs to finish a commit or abort that was under way, and to fence zombies.
+CREATE TABLE IF NOT EXISTS transactions (
+    transactional_id TEXT PRIMARY KEY,
+    producer_id      INTEGER NOT NULL,
+    producer_epoch   INTEGER NOT NULL,
+    timeout_ms       INTEGER NOT NULL,
+    state            TEXT NOT NULL,     -- Empty, Ongoing, PrepareCommit, PrepareAbort, ...
+    partitions       TEXT NOT NULL,     -- JSON [["topic", partition], ...] in the transaction
+    pending_offsets  TEXT NOT NULL,     -- JSON {"group": [["topic", p, offset, metadata], ...]}
+    start_ms         INTEGER NOT NULL,  -- when the transaction began (-1: none open)
+    update_ms        INTEGER NOT NULL
+);

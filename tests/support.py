@@ -30,6 +30,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -435,8 +436,16 @@ class KafkaConnection:
     """
 
     def __init__(self, address: tuple[str, int], timeout: float = 10.0,
-                 watchdog: float = REQUEST_WATCHDOG_S) -> None:
+                 watchdog: float = REQUEST_WATCHDOG_S, tls: ssl.SSLContext | None = None
+                 ) -> None:
+        """``tls``: talk TLS (an SSL or SASL_SSL listener), handshaking here."""
         self.sock = socket.create_connection(address, timeout=timeout)
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=address[0])
+            except BaseException:
+                self.sock.close()
+                raise
         self.timeout = timeout
         self.watchdog = watchdog
         self._correlation_id = 0

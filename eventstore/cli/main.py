@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                        dest="assignments",
                        help="any server key or topic default, e.g. num.partitions=3")
+    serve.add_argument("--allow-plaintext", action="store_true",
+                       help="serve a PLAINTEXT listener (no TLS, no authentication) on an"
+                       " address other than loopback; refused without it")
     for command in (*COMMANDS, verify):
         command.register(commands)
     return parser
@@ -89,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         listen=args.listen,
         metrics_listen=args.metrics_listen,
         assignments=args.assignments,
+        allow_plaintext=args.allow_plaintext,
     )
     try:
         return serve(settings)

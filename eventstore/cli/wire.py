@@ -116,12 +116,13 @@ def _client_error(exc: Exception) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
-def admin_client(address: str) -> Any:
-    """A connected KafkaAdminClient (reachability checked first)."""
+def admin_client(address: str, **settings: Any) -> Any:
+    """A connected KafkaAdminClient (reachability checked first); ``settings`` add to the
+    shared ones (TLS and SASL, see client_security.py)."""
     check_reachable(address)
     _quiet_client_logs()
     with wire_errors(address):
-        return kafka.KafkaAdminClient(**client_config(address))
+        return kafka.KafkaAdminClient(**client_config(address), **settings)
 
 
 def producer(address: str, **settings: Any) -> Any:

@@ -14,6 +14,9 @@ from kio.static.protocol import ResponsePayload
 from eventstore.kafka.codec.protocol import Request
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.fetch_sessions import FetchSession
+from eventstore.kafka.listeners import ListenerContext
+from eventstore.kafka.tls import peer_principal
+from eventstore.security.login import SaslLogin, no_credentials
 from eventstore.security.principal import ANONYMOUS
 
 # A handler's answer: the kio response body, the whole response frame already encoded
@@ -30,15 +33,36 @@ class Connection:
     written, and those its read-ahead may hold.
     """
 
-    def __init__(self, ctx: BrokerContext, client_host: str) -> None:
+    def __init__(self, ctx: BrokerContext, client_host: str,
+                 listener: ListenerContext | None = None) -> None:
         self.ctx = ctx
         self.client_host = client_host
         # who the client is, as Kafka's authorizer names it: set by SASL or mutual TLS
         self.principal = ANONYMOUS
+        # the listener the client came in on (None: the one PLAINTEXT listener of ctx)
+        self.listener = listener
+        self.login = (listener.new_login() if listener
+                      else SaslLogin((), no_credentials, required=False))
         self.fetches = FetchSession(ctx)
         self._unwritten = 0  # bytes of the answer built and not yet written
         self._ahead_held = 0  # bytes held for the read-ahead started last
         self._ahead: tuple[Callable[[], None], int] | None = None  # to start once written
+
+    @property
+    def advertised(self) -> tuple[str, int]:
+        """The (host, port) this client is told to reach the node at: its listener's."""
+        if self.listener is None:
+            return self.ctx.host, self.ctx.port
+        return self.listener.advertised
+
+    def tls_established(self, ssl_object: object) -> None:
+        """The connection came over TLS: a verified client certificate names the principal
+        (mutual TLS; on SASL_SSL the SASL login names it instead)."""
+        if self.listener is None or self.login.required:
+            return
+        principal = peer_principal(ssl_object, self.listener.mapping_rules, self.client_host)
+        if principal is not None:
+            self.principal = principal
 
     def built(self, size: int) -> None:
         """An answer of ``size`` bytes was built: held until it is written."""
@@ -72,6 +96,12 @@ class Connection:
         self._unwritten = self._ahead_held = 0
         self._ahead = None
         self.fetches.close()
+
+
+class CloseConnection(Exception):
+    """Raised by a handler or the session: close the connection without an answer, as
+    Kafka does (a request other than ApiVersions or SASL before a SASL login); the
+    message says why, for the server's log."""
 
 
 Handler = Callable[[Connection, Request], Awaitable[Response]]

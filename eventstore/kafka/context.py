@@ -26,6 +26,7 @@ from eventstore.config import SERVER_KEYS
 from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.refusals import RefusalLog
 from eventstore.kafka.response_budget import ResponseBudget
+from eventstore.storage.credentials import CredentialStore
 
 NODE_ID = 0
 
@@ -51,6 +52,7 @@ class BrokerContext:
     cluster_id: str = ""  # the data directory's, from its catalog: Metadata, DescribeCluster
     recent: RecentBatches = field(default_factory=RecentBatches)  # produced, for fetches
     refusals: RefusalLog = field(default_factory=RefusalLog)  # logged once per client
+    credentials: CredentialStore | None = None  # SCRAM users (None: no catalog, no users)
     _handles: dict[tuple[str, int], PartitionHandle] = field(default_factory=dict)
     asks: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(

@@ -45,9 +45,11 @@ from eventstore.kafka.handlers import (
     produce,
     producer_ids,
     producers,
+    sasl,
     topic_partitions,
     topics,
     transactions,
+    user_scram_credentials,
 )
 
 
@@ -132,6 +134,15 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.DELETE_RECORDS: Api((0, 2), delete_records.handle_delete_records),
     # v0 is the only version
     ApiKey.OFFSET_DELETE: Api((0, 0), offset_delete.handle_offset_delete),
+    # v1 frames the SASL tokens in SaslAuthenticate (v0's unframed tokens are not served)
+    ApiKey.SASL_HANDSHAKE: Api((1, 1), sasl.handle_sasl_handshake),
+    # v1 adds the session lifetime (0: no re-authentication asked), v2 flexible
+    ApiKey.SASL_AUTHENTICATE: Api((0, 2), sasl.handle_sasl_authenticate),
+    # v0 flexible, the only version
+    ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: Api(
+        (0, 0), user_scram_credentials.handle_describe_user_scram_credentials),
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: Api(
+        (0, 0), user_scram_credentials.handle_alter_user_scram_credentials),
 }
 
 # APIS' versions alone, as the codec and ApiVersions take them

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from eventstore.kafka.codec.protocol import (
     decode_request,
     encode_response,
 )
-from eventstore.kafka.connection import Response
+from eventstore.kafka.connection import CloseConnection, Response
 from eventstore.kafka.registry import SUPPORTED_VERSIONS
 
 log = logging.getLogger("eventstore.kafka")
@@ -53,6 +54,9 @@ class Session(Protocol):
         """The last answer was handed to the socket (see eventstore/kafka/response_budget.py)."""
 
     def close(self) -> None: ...
+
+    def tls_established(self, ssl_object: ssl.SSLObject) -> None:
+        """The connection is TLS (the listener has an ssl context): its certificate."""
 
 
 SessionFactory = Callable[[str], Session]
@@ -152,9 +156,11 @@ class KafkaListener:
         self._stopping = False
         self.requests_total = 0
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Listen on host:port (port 0 picks a free one); returns the bound address."""
-        self._server = await asyncio.start_server(self._accept, host, port)
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None
+                    ) -> tuple[str, int]:
+        """Listen on host:port (port 0 picks a free one), over TLS when ``tls`` is given
+        (the handshake happens before a connection is served); returns the bound address."""
+        self._server = await asyncio.start_server(self._accept, host, port, ssl=tls)
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
@@ -194,6 +200,9 @@ class KafkaListener:
         assert task is not None
         self._connections.add(task)
         session = self._sessions(peer[0] if isinstance(peer, tuple) else str(peer))
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            session.tls_established(ssl_object)
         try:
             await self._serve(reader, writer, session, peer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -305,6 +314,9 @@ class KafkaListener:
         self.requests_total += 1
         try:
             body = await session.handle(request)
+        except CloseConnection as exc:
+            log.warning("connection closed: %s; peer=%s", exc, peer)
+            return _CLOSE
         except Exception:
             log.exception("connection closed: %s v%d request failed; peer=%s",
                           api_name(request.api_key), request.api_version, peer)

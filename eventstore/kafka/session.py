@@ -9,8 +9,8 @@ listener closes the connection.
 
 from __future__ import annotations
 
-from eventstore.kafka.codec.protocol import Request
-from eventstore.kafka.connection import Connection, Response
+from eventstore.kafka.codec.protocol import Request, api_name
+from eventstore.kafka.connection import CloseConnection, Connection, Response
 from eventstore.kafka.registry import APIS
 
 
@@ -22,7 +22,13 @@ class Session(Connection):
         the whole response frame already encoded (bytes: Fetch, see fetchresponse.py).
 
         The listener decoded only APIs of the registry, so the lookup cannot miss. An
-        answer encoded here is held in the response budget until :meth:`written`."""
+        answer encoded here is held in the response budget until :meth:`written`.
+
+        Before a SASL login only what the login admits is served (ApiVersions, then SASL);
+        anything else closes the connection, as Kafka closes it."""
+        if not self.login.admits(request.api_key):
+            raise CloseConnection(f"{api_name(request.api_key)} request before SASL"
+                                  f" authentication ({self.login.state.value})")
         response = await APIS[request.api_key].handler(self, request)
         if isinstance(response, bytes):
             self.built(len(response))

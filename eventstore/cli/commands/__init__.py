@@ -9,6 +9,7 @@ from eventstore.cli.commands import (
     segments,
     sql,
     topics,
+    users,
 )
 
-COMMANDS = (topics, produce, consume, delete_records, groups, segments, sql)
+COMMANDS = (topics, produce, consume, delete_records, groups, segments, sql, users)

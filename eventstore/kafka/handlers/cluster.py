@@ -19,7 +19,8 @@ async def handle_describe_cluster(conn: Connection, request: Request) -> Respons
     return make_response(
         request, error_code=0, endpoint_type=1, cluster_id=ctx.cluster_id,
         controller_id=NODE_ID,
-        brokers=[{"broker_id": NODE_ID, "host": ctx.host, "port": ctx.port, "is_fenced": False}],
+        brokers=[{"broker_id": NODE_ID, "host": conn.advertised[0], "port": conn.advertised[1],
+                  "is_fenced": False}],
         cluster_authorized_operations=authorized_operations(
             ResourceType.CLUSTER, request.body.include_cluster_authorized_operations))
 

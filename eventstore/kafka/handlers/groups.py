@@ -79,13 +79,13 @@ def _millis(value: datetime.timedelta) -> int:
 
 
 async def handle_find_coordinator(conn: Connection, request: Request) -> ResponsePayload:
-    ctx = conn.ctx
     body = request.body
     if getattr(body, "key_type", GROUP_KEY) != GROUP_KEY:
         error = transactions_refused(conn, request, body.key)
         return make_response(request, error_code=error.code, error_message=str(error),
                              node_id=-1, host="", port=-1)
-    return make_response(request, error_code=0, node_id=NODE_ID, host=ctx.host, port=ctx.port)
+    host, port = conn.advertised  # the listener the client came in on
+    return make_response(request, error_code=0, node_id=NODE_ID, host=host, port=port)
 
 
 async def handle_join_group(conn: Connection, request: Request) -> ResponsePayload:

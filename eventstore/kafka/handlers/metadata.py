@@ -71,7 +71,7 @@ async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload
                 ctx.broker.topic_partitions(names, allow_create))).items()]
     return make_response(
         request,
-        brokers=[{"node_id": NODE_ID, "host": ctx.host, "port": ctx.port}],
+        brokers=[{"node_id": NODE_ID, "host": conn.advertised[0], "port": conn.advertised[1]}],
         cluster_id=ctx.cluster_id,
         controller_id=NODE_ID,
         topics=topics,
