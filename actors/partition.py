@@ -256,6 +256,7 @@ class Append:
     producer: ProducerBatchInfo | None
     reply: Future[AppendResult]
     sent_bytes: int | None = None
+    transactional: bool = False  # a transactional producer's batch (KIP-98)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +313,7 @@ class PartitionHandle:
         rows: Sequence[AppendRow],
         producer: ProducerBatchInfo | None = None,
         sent_bytes: int | None = None,
+        transactional: bool = False,
     ) -> Future[AppendResult]:
         """Send one batch to the partition actor; the future completes once it is durable.
 
@@ -325,7 +327,8 @@ class PartitionHandle:
         if self.actor is None:
             reply.set_exception(offline_error(self.state))
             return reply
-        tell_with_reply(self.actor.actor_ref, Append(rows, producer, reply, sent_bytes), reply,
+        tell_with_reply(self.actor.actor_ref,
+                        Append(rows, producer, reply, sent_bytes, transactional), reply,
                         self._restarting)
         return reply
 
@@ -391,7 +394,8 @@ class PartitionActor(Actor):
             if message.reply.set_running_or_notify_cancel():
                 try:
                     message.reply.set_result(
-                        self.append(message.rows, message.producer, message.sent_bytes))
+                        self.append(message.rows, message.producer, message.sent_bytes,
+                                    message.transactional))
                 except KafkaError as exc:
                     message.reply.set_exception(exc)
                 else:
@@ -414,9 +418,16 @@ class PartitionActor(Actor):
         rows: Sequence[AppendRow],
         producer: ProducerBatchInfo | None = None,
         sent_bytes: int | None = None,
+        transactional: bool = False,
     ) -> AppendResult:
         """Append one batch durably and publish the new high watermark."""
-        return self._guard(self._append, rows, producer, sent_bytes)
+        return self._guard(self._append, rows, producer, sent_bytes, transactional)
+
+    def write_marker(self, producer_id: int, producer_epoch: int, marker: str) -> bool:
+        """The transaction coordinator's COMMIT or ABORT marker for the producer's open
+        transaction here, written durably and published (the last stable offset moves);
+        False when it had none open."""
+        return self._guard(self._write_marker, producer_id, producer_epoch, marker)
 
     def update_config(self, config: TopicConfig) -> None:
         """Apply a topic's changed config from the next append or timer on."""
@@ -436,9 +447,16 @@ class PartitionActor(Actor):
 
     # -- work -------------------------------------------------------------------------------
 
+    def _write_marker(self, producer_id: int, producer_epoch: int, marker: str) -> bool:
+        if self._log.append_marker(producer_id, producer_epoch, marker) is None:
+            return False
+        self.state.publish(self._log.view())
+        self._schedule_roll()
+        return True
+
     def _append(
         self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None,
-        sent_bytes: int | None,
+        sent_bytes: int | None, transactional: bool = False,
     ) -> AppendResult:
         partition_log = self._log
         if self._files_timer is None:  # the first append in a second: its files checked
@@ -447,10 +465,12 @@ class PartitionActor(Actor):
         before = partition_log.view()
         started = time.perf_counter()
         if partition_log.config.flush_messages == 1:  # waits on the disk
-            result = partition_log.append(rows, producer, sent_bytes, checkpoint=False)
+            result = partition_log.append(rows, producer, sent_bytes, checkpoint=False,
+                                          transactional=transactional)
         else:
             with APPEND_TURN:
-                result = partition_log.append(rows, producer, sent_bytes, checkpoint=False)
+                result = partition_log.append(rows, producer, sent_bytes, checkpoint=False,
+                                              transactional=transactional)
         if result.duplicate:
             return result  # nothing was written: no new view, nothing to count
         stats = self.state.stats

@@ -29,6 +29,7 @@ from actors.exposition import StoreCollector
 from actors.metrics import SNAPSHOT_TIMEOUT_S, MetricsActor, MetricsSnapshot
 from actors.producer.client import Producer
 from actors.runtime import Actor, Scheduler, stop_actor
+from actors.transactions import TransactionCoordinator
 from eventstore.config import ServerConfig
 from eventstore.errors import KafkaError, KafkaStorageError
 from eventstore.groups.consumer_protocol import decode_assignment
@@ -97,6 +98,7 @@ class ActorSystem:
         self.broker: pykka.ActorProxy[Broker] | None = None
         self.coordinator: pykka.ActorProxy[GroupCoordinator] | None = None
         self.metrics: pykka.ActorProxy[MetricsActor] | None = None
+        self.transactions: pykka.ActorProxy[TransactionCoordinator] | None = None
         self.registry = CollectorRegistry()
         self.registry.register(StoreCollector(self._metrics_snapshot))
         self._clients_lock = threading.Lock()
@@ -112,10 +114,13 @@ class ActorSystem:
             self.broker = Broker.start(self.data_dir, config, self.scheduler).proxy()
             self.coordinator = Coordinator.start(self.data_dir, config.coordinator_config(),
                                                  scheduler=self.scheduler).proxy()
+            self.transactions = TransactionCoordinator.start(
+                self.data_dir, config, self.broker, self.scheduler).proxy()
             self.metrics = MetricsActor.start(self.broker, self.coordinator).proxy()
             # pykka logs and swallows an actor's failure to start: make each one answer
             self._check_started("broker", self.broker.list_topics)
             self._check_started("coordinator", self.coordinator.list_groups)
+            self._check_started("transaction coordinator", self.transactions.stats)
         except BaseException:
             self.stop()
             raise
@@ -204,10 +209,10 @@ class ActorSystem:
             producers, consumers = list(self._producers), list(self._consumers)
         _close_all(producers, lambda p: p.close(timeout))
         _close_all(consumers, lambda c: c.close())
-        for actor in (self.metrics, self.coordinator, self.broker):
+        for actor in (self.metrics, self.transactions, self.coordinator, self.broker):
             if actor is not None:
                 stop_actor(actor.actor_ref, timeout)
-        self.metrics = self.coordinator = self.broker = None
+        self.metrics = self.transactions = self.coordinator = self.broker = None
         if self.scheduler is not None:
             self.scheduler.close()
             self.scheduler = None

@@ -162,6 +162,16 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("producer.id.expiration.ms", int, 86400000, "producer-id",
                   "a partition forgets an idempotent producer (its epoch and last five"
                   " batches) this long after its last append", minimum=1),
+        ConfigKey("transaction.max.timeout.ms", int, 900000, "transaction",
+                  "largest transaction.timeout.ms a transactional producer may ask for;"
+                  " more is INVALID_TRANSACTION_TIMEOUT", minimum=1),
+        ConfigKey("transactional.id.expiration.ms", int, 604800000, "transaction",
+                  "the coordinator forgets a transactional id with no transaction open this"
+                  " long after its last transaction ended", minimum=1),
+        ConfigKey("transaction.abort.timed.out.transaction.cleanup.interval.ms", int, 10000,
+                  "transaction",
+                  "how often the coordinator looks for transactions past their timeout"
+                  " and aborts them", minimum=1),
         ConfigKey("segment.bytes", int, 1073741824, "topic",
                   "roll the active segment when the next batch would pass this size",
                   minimum=14),

@@ -191,6 +191,44 @@ class UnknownProducerId(KafkaError):
     code = 59
 
 
+class InvalidTxnState(KafkaError):
+    """A transactional request the transaction's state does not allow (EndTxn with no
+    transaction open, a commit while an abort completes)."""
+
+    code = 48
+
+
+class InvalidProducerIdMapping(KafkaError):
+    """The producer id is not the one the coordinator gave this transactional id."""
+
+    code = 49
+
+
+class InvalidTransactionTimeout(KafkaError):
+    """transaction.timeout.ms is not positive or exceeds transaction.max.timeout.ms."""
+
+    code = 50
+
+
+class ConcurrentTransactions(KafkaError):
+    """The transaction's previous commit or abort is still being completed: retry."""
+
+    code = 51
+    retriable = True
+
+
+class ProducerFenced(KafkaError):
+    """A newer producer with the same transactional.id has taken over (a newer epoch)."""
+
+    code = 90
+
+
+class TransactionalIdNotFound(KafkaError):
+    """DescribeTransactions named a transactional id the coordinator does not know."""
+
+    code = 105
+
+
 class NonEmptyGroup(KafkaError):
     code = 68
 
@@ -286,6 +324,8 @@ class DuplicateResource(KafkaError):
 class UnacceptableCredential(KafkaError):
     """A credential the server will not store (an empty user, iterations out of range)."""
 
+    code = 93
+
 
 ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
     cls.code: cls
@@ -300,6 +340,8 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
         InvalidRequest, FencedLeaderEpoch, UnknownLeaderEpoch,
         PolicyViolation, OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
         KafkaStorageError, TransactionalIdAuthorizationFailed, UnknownProducerId,
+        InvalidTxnState, InvalidProducerIdMapping, InvalidTransactionTimeout,
+        ConcurrentTransactions, ProducerFenced, TransactionalIdNotFound,
         NonEmptyGroup, GroupIdNotFound,
         MemberIdRequired, InvalidRecord, GroupSubscribedToTopic, UnknownTopicId,
         UnsupportedSaslMechanism, IllegalSaslState, SaslAuthenticationFailed,

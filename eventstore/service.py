@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from actors.system import ActorSystem
+from eventstore.compaction_admin import ADMIN_COMPACT_PATH, compaction_route
 from eventstore.config import ServerConfig
 from eventstore.errors import CorruptLog
 from eventstore.http import HttpEndpoint
@@ -174,10 +175,12 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
         http = HttpEndpoint(
             settings.metrics_listen.host, settings.metrics_listen.port, system.registry,
             healthy=lambda: not stopping.is_set(),
+            routes={ADMIN_COMPACT_PATH: compaction_route(system)},
         ).start()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")
     ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping(),
-                        system.data_dir, cluster_id=cluster_id, credentials=credentials)
+                        system.data_dir, cluster_id=cluster_id, credentials=credentials,
+                        transactions=system.transactions)
     servers: list[KafkaListener] = []
     try:
         bound = []

@@ -36,3 +36,15 @@ CREATE TABLE segment (
     first_append_ms  INTEGER,           -- segment.ms counts from here
     sealed_ms        INTEGER            -- NULL while this is the active segment
 );
+
+-- Transactional batches (KIP-98), one row per batch a transactional producer wrote and
+-- per commit or abort marker (a control batch: its one row in records holds Kafka's
+-- control key and value). A segment of a build before transactions lacks the table,
+-- which reads as empty; the active segment gains it when opened.
+CREATE TABLE IF NOT EXISTS txn_batches (
+    base_offset    INTEGER PRIMARY KEY,
+    last_offset    INTEGER NOT NULL,
+    producer_id    INTEGER NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    marker         TEXT CHECK (marker IN ('COMMIT', 'ABORT'))  -- NULL: records of a transaction
+);

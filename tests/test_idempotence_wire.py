@@ -26,7 +26,7 @@ from eventstore.storage.records import LogRecord
 
 TIMEOUT_S = 30
 PRODUCE, INIT_PRODUCER_ID = 0, 22
-NONE, INVALID_REQUEST, TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 0, 42, 53
+NONE, INVALID_REQUEST = 0, 42
 OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
 
 
@@ -82,8 +82,10 @@ def test_init_producer_id_hands_out_ids_never_reused_across_restarts(server):
         error, bumped, epoch = init_producer_id(conn, producer_id=producer_id, producer_epoch=0)
         assert (error, epoch) == (NONE, 0) and bumped not in seen
         seen.add(bumped)
-        assert init_producer_id(conn, transactional_id="payments")[0] == (
-            TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        # a transactional id's producer id comes from the same counter (issue 19)
+        error, transactional, epoch = init_producer_id(conn, transactional_id="payments")
+        assert (error, epoch) == (NONE, 0) and transactional not in seen
+        seen.add(transactional)
         assert init_producer_id(conn, transactional_id="")[0] == INVALID_REQUEST
         assert init_producer_id(conn, producer_id=7, producer_epoch=-1)[0] == INVALID_REQUEST
     server.restart()

@@ -6,16 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 
-import aiokafka.errors
 import apsw
-import kafka
-import kafka.errors
-import pytest
-from aiokafka import AIOKafkaProducer
-from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka import KafkaError as KafkaErrorCode
+from confluent_kafka import Consumer
 from support import (
     OLD_CATALOG_SQL,
     KafkaConnection,
@@ -204,62 +197,6 @@ def test_list_valued_keys_take_append_and_subtract(server) -> None:
         assert code == 40 and "at least one" in message
         code, message = alter(conn, "lists", "retention.ms", append, "1")
         assert code == 40 and "list-valued" in message
-
-
-TRANSACTIONS_FAIL_WITHIN_S = 5.0
-
-
-def test_confluent_init_transactions_fails_at_once(server) -> None:
-    producer = Producer({"bootstrap.servers": server.bootstrap, "transactional.id": "tx"})
-    started = time.monotonic()
-    with pytest.raises(KafkaException) as failed:
-        producer.init_transactions(30)
-    assert time.monotonic() - started < TRANSACTIONS_FAIL_WITHIN_S
-    error = failed.value.args[0]
-    assert not error.retriable(), error
-    assert error.code() == KafkaErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, error
-
-
-def test_kafka_python_init_transactions_fails_at_once(server) -> None:
-    producer = kafka.KafkaProducer(bootstrap_servers=server.bootstrap, transactional_id="tx",
-                                   max_block_ms=30000)
-    try:
-        started = time.monotonic()
-        with pytest.raises(kafka.errors.TransactionalIdAuthorizationFailedError):
-            producer.init_transactions()
-        assert time.monotonic() - started < TRANSACTIONS_FAIL_WITHIN_S
-    finally:
-        producer.close(timeout=5)
-
-
-def test_transactional_requests_are_refused_as_not_authorized(server) -> None:
-    with KafkaConnection(server.address) as conn:
-        create_topic(conn, "txn", 1)
-        found = conn.request(10, 3, key="tx", key_type=1)
-        assert int(found.error_code) == 53 and "transactions" in found.error_message
-        init = conn.request(22, 4, transactional_id="tx", transaction_timeout=60000,
-                            producer_id=-1, producer_epoch=-1)
-        assert int(init.error_code) == 53
-        added = conn.request(24, 3, v3_and_below_transactional_id="tx",
-                             v3_and_below_producer_id=0, v3_and_below_producer_epoch=0,
-                             v3_and_below_topics=[{"name": "txn", "partitions": [0]}])
-        [[answer]] = [t.results_by_partition for t in added.results_by_topic_v3_and_below]
-        assert int(answer.partition_error_code) == 53
-
-
-def test_aiokafka_transactional_producer_fails_at_once(server) -> None:
-    async def start() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=server.bootstrap, transactional_id="tx")
-        try:
-            await asyncio.wait_for(producer.start(), 30)
-        finally:
-            await producer.stop()
-
-    started = time.monotonic()
-    with pytest.raises(aiokafka.errors.TransactionalIdAuthorizationFailed):
-        asyncio.run(start())
-    assert time.monotonic() - started < TRANSACTIONS_FAIL_WITHIN_S
-
 
 
 class _NoSession:

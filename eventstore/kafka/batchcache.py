@@ -78,11 +78,12 @@ class RecentBatches:
                 self._evict_oldest()
 
     def read(self, partition: object, offset: int, max_bytes: int,
-             at_least_one: bool = True) -> CachedRead | None:
+             at_least_one: bool = True, end: int | None = None) -> CachedRead | None:
         """The kept batches from the one holding ``offset`` on, while they follow each
         other and fit ``max_bytes``; None if none holds it. The first batch counts even
         when larger, unless not ``at_least_one`` (then None: a read of the rows from
-        ``offset`` may still fit)."""
+        ``offset`` may still fit). With ``end`` (a read_committed fetch's last stable
+        offset) only batches wholly before it."""
         with self._lock:
             kept = self._partitions.get(partition)
             if kept is None:
@@ -92,12 +93,13 @@ class RecentBatches:
                 return None
             first = kept.bases[at]
             last, data = kept.batches[first]
-            if last < offset or (len(data) > max_bytes and not at_least_one):
+            if last < offset or (len(data) > max_bytes and not at_least_one) or (
+                    end is not None and last >= end):
                 return None
             parts, size = [data], len(data)
             while at + 1 < len(kept.bases) and kept.bases[at + 1] == last + 1:
                 following, data = kept.batches[kept.bases[at + 1]]
-                if size + len(data) > max_bytes:
+                if size + len(data) > max_bytes or (end is not None and following >= end):
                     break
                 parts.append(data)
                 size += len(data)

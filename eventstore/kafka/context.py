@@ -22,6 +22,7 @@ import pykka
 from actors.broker import Broker
 from actors.coordinator import GroupCoordinator
 from actors.partition import PartitionHandle
+from actors.transactions import TransactionCoordinator
 from eventstore.config import SERVER_KEYS
 from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.refusals import RefusalLog
@@ -52,6 +53,7 @@ class BrokerContext:
     cluster_id: str = ""  # the data directory's, from its catalog: Metadata, DescribeCluster
     recent: RecentBatches = field(default_factory=RecentBatches)  # produced, for fetches
     refusals: RefusalLog = field(default_factory=RefusalLog)  # logged once per client
+    transactions: pykka.ActorProxy[TransactionCoordinator] | None = None  # KIP-98
     credentials: CredentialStore | None = None  # SCRAM users (None: no catalog, no users)
     _handles: dict[tuple[str, int], PartitionHandle] = field(default_factory=dict)
     asks: concurrent.futures.ThreadPoolExecutor = field(

@@ -11,10 +11,12 @@ ListOffsets (eventstore/kafka/handlers/) use it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from operator import itemgetter
 
 from actors.partition import PartitionState, offline_error
@@ -25,6 +27,7 @@ from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.topic_ids import topic_names
 from eventstore.storage.log_reader import LogReader, LogView, check_offset
 from eventstore.storage.records import StoredRow
+from eventstore.storage.transaction_index import TxnBatch, aborted_between
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class FetchPartition:
     partition: int
     offset: int
     max_bytes: int
+    read_committed: bool = False  # isolation_level 1: only below the last stable offset
 
 
 @dataclass
@@ -56,6 +60,8 @@ class FetchedPartition:
     record_count: int = 0
     high_watermark: int = -1
     log_start_offset: int = -1
+    last_stable_offset: int = -1
+    aborted: tuple[tuple[int, int], ...] = ()  # (producer id, first offset), read_committed
 
 
 def collect(
@@ -87,32 +93,49 @@ def collect(
             out.error = offline_error(state)
             continue
         out.high_watermark, out.log_start_offset = view.high_watermark, view.log_start_offset
+        stable = view.last_stable_offset if view.transactional else view.high_watermark
+        out.last_stable_offset = stable
+        end = stable if want.read_committed else None
         try:
             check_offset(view, want.offset)
-            if budget <= 0 and filled:
+            if (budget <= 0 and filled) or (end is not None and want.offset >= end):
                 continue
             limit = max(min(want.max_bytes, budget), 1)
-            cached = recent.read(state, want.offset, limit, at_least_one=not filled)
+            cached = recent.read(state, want.offset, limit, at_least_one=not filled, end=end)
             if cached is not None:
                 out.records = cached.records
                 out.record_count = cached.last + 1 - want.offset
+                out.aborted = _aborted(view, want, cached.first, cached.last + 1)
                 budget -= len(out.records)
                 filled = True
                 continue
-            rows = reader.read(view, want.offset, _MAX_RECORDS_PER_READ, limit)
+            stable_view = view if end is None else replace(view, high_watermark=end)
+            rows = reader.read(stable_view, want.offset, _MAX_RECORDS_PER_READ, limit)
+            txns = reader.txn_batches(view, rows[0][0], rows[-1][0] + 1) if rows else []
         except KafkaError as error:  # a storage error is logged by the partition's actor
             out.error = error
             continue
         out.records, out.record_count = _encode_within(rows, view, limit,
-                                                       at_least_one=not filled)
+                                                       at_least_one=not filled, txns=txns)
         if out.record_count:
+            out.aborted = _aborted(view, want, want.offset, rows[out.record_count - 1][0] + 1)
             budget -= len(out.records)
             filled = True
     return results
 
 
+def _aborted(view: LogView, want: FetchPartition, start: int, end: int
+             ) -> tuple[tuple[int, int], ...]:
+    """What a read_committed fetch of [start, end) lists: the aborted transactions with
+    records there, as (producer id, first offset)."""
+    if not want.read_committed or not view.aborted:
+        return ()
+    return tuple((a.producer_id, a.first_offset)
+                 for a in aborted_between(view.aborted, start, end))
+
+
 def _encode_within(rows: list[StoredRow], view: LogView, limit: int, *,
-                   at_least_one: bool) -> tuple[bytes, int]:
+                   at_least_one: bool, txns: Sequence[TxnBatch] = ()) -> tuple[bytes, int]:
     """(batches, record count): a run of ``rows`` from the first whose encoding fits
     ``limit`` (at least one row if ``at_least_one``).
 
@@ -123,29 +146,56 @@ def _encode_within(rows: list[StoredRow], view: LogView, limit: int, *,
     """
     if not rows:
         return b"", 0
-    encoded = _encode(rows, view)
+    encoded = _encode(rows, view, txns)
     if len(encoded) <= limit or (at_least_one and len(rows) == 1):
         return encoded, len(rows)
     share = len(rows) * limit // len(encoded)
     if share:
-        candidate = _encode(rows[:share], view)
+        candidate = _encode(rows[:share], view, txns)
         if len(candidate) <= limit:
             return candidate, share
     low, high = 0, max(share - 1, 0)  # the longest run that fits has low..high rows
     best = b""
     while low < high:
         middle = (low + high + 1) // 2
-        candidate = _encode(rows[:middle], view)
+        candidate = _encode(rows[:middle], view, txns)
         if len(candidate) <= limit:
             low, best = middle, candidate
         else:
             high = middle - 1
     if low == 0 and at_least_one:
-        return _encode(rows[:1], view), 1
+        return _encode(rows[:1], view, txns), 1
     return best, low
 
 
-def _encode(rows: list[StoredRow], view: LogView) -> bytes:
+def _encode(rows: list[StoredRow], view: LogView, txns: Sequence[TxnBatch] = ()) -> bytes:
+    """Rows as record batches: each transactional batch and marker as one of its own,
+    stamped with its producer and the transactional (and control) bits, so that clients
+    skip markers and read_committed ones drop aborted records; the rest as one batch."""
+    if not txns:
+        return _encode_plain(rows, view)
+    bases = [t.base_offset for t in txns]
+    parts = []
+    for txn, run in itertools.groupby(rows, key=lambda row: _containing(txns, bases, row[0])):
+        run = list(run)
+        if txn is None:
+            parts.append(_encode_plain(run, view))
+        else:
+            parts.append(encode_batch(
+                run[0][0], run, producer_id=txn.producer_id,
+                producer_epoch=txn.producer_epoch, timestamp_type=view.timestamp_type,
+                compression_type=view.compression, transactional=True,
+                control=txn.marker is not None))
+    return b"".join(parts)
+
+
+def _containing(txns: Sequence[TxnBatch], bases: list[int], offset: int) -> TxnBatch | None:
+    """The transactional batch holding ``offset``, if one does."""
+    at = bisect.bisect_right(bases, offset) - 1
+    return txns[at] if at >= 0 and txns[at].last_offset >= offset else None
+
+
+def _encode_plain(rows: list[StoredRow], view: LogView) -> bytes:
     """Rows as one record batch, compressed as the topic's compression.type says; under
     LogAppendTime one batch per append time, as a consumer takes each record's timestamp
     from its batch's max timestamp then."""
@@ -172,7 +222,7 @@ def pending_records(states: States, wanted: list[FetchPartition]) -> int:
     return total
 
 
-AheadKey = tuple[tuple[str, int, int, int], ...]
+AheadKey = tuple[tuple[str, int, int, int, bool], ...]
 
 
 class FetchSession:
@@ -285,5 +335,5 @@ class FetchSession:
 
 
 def _ahead_key(wanted: list[FetchPartition], max_bytes: int) -> AheadKey:
-    return (*((w.topic, w.partition, w.offset, w.max_bytes) for w in wanted),
-            ("", -1, -1, max_bytes))
+    return (*((w.topic, w.partition, w.offset, w.max_bytes, w.read_committed) for w in wanted),
+            ("", -1, -1, max_bytes, False))

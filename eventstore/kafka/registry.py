@@ -105,8 +105,18 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.DELETE_TOPICS: Api((1, 6), delete_topics.handle_delete_topics),
     # v2 flexible, v3-4 epoch bumps; v5+ is transactions v2
     ApiKey.INIT_PRODUCER_ID: Api((0, 4), producer_ids.handle_init_producer_id),
-    # v3 flexible; v4 batches transactions (KIP-890). Refused until transactions exist
+    # v2 answers PRODUCER_FENCED, v3 flexible; v4 batches transactions (KIP-890)
     ApiKey.ADD_PARTITIONS_TO_TXN: Api((0, 3), transactions.handle_add_partitions_to_txn),
+    # v2 answers PRODUCER_FENCED, v3 flexible; v4 is KIP-890's
+    ApiKey.ADD_OFFSETS_TO_TXN: Api((0, 3), transactions.handle_add_offsets_to_txn),
+    # v2 answers PRODUCER_FENCED, v3 flexible; v4 returns the epoch (KIP-890)
+    ApiKey.END_TXN: Api((0, 3), transactions.handle_end_txn),
+    # v3 flexible with KIP-447's group generation and member; v4 is KIP-890's
+    ApiKey.TXN_OFFSET_COMMIT: Api((0, 3), transactions.handle_txn_offset_commit),
+    # v0 flexible, the only version
+    ApiKey.DESCRIBE_TRANSACTIONS: Api((0, 0), transactions.handle_describe_transactions),
+    # v1 adds the duration filter; v2 a transactional id pattern
+    ApiKey.LIST_TRANSACTIONS: Api((0, 1), transactions.handle_list_transactions),
     # v1 is kio's first; v4 flexible
     ApiKey.DESCRIBE_CONFIGS: Api((1, 4), configs.handle_describe_configs),
     # v2 flexible
@@ -134,8 +144,8 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.DELETE_RECORDS: Api((0, 2), delete_records.handle_delete_records),
     # v0 is the only version
     ApiKey.OFFSET_DELETE: Api((0, 0), offset_delete.handle_offset_delete),
-    # v1 frames the SASL tokens in SaslAuthenticate (v0's unframed tokens are not served)
-    ApiKey.SASL_HANDSHAKE: Api((1, 1), sasl.handle_sasl_handshake),
+    # v0 is followed by bare SASL tokens, v1 by SaslAuthenticate requests
+    ApiKey.SASL_HANDSHAKE: Api((0, 1), sasl.handle_sasl_handshake),
     # v1 adds the session lifetime (0: no re-authentication asked), v2 flexible
     ApiKey.SASL_AUTHENTICATE: Api((0, 2), sasl.handle_sasl_authenticate),
     # v0 flexible, the only version

@@ -61,6 +61,12 @@ from eventstore.storage.segment import (
     segment_name,
 )
 from eventstore.storage.timestamp_bounds import check_timestamps
+from eventstore.storage.transaction_index import (
+    PartitionTransactions,
+    TxnBatch,
+    control_record,
+    load_transactions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,7 @@ class PartitionLog:
         self._unflushed = 0
         self._reader = LogReader()
         self.stats = LogStats()
+        self.transactions = PartitionTransactions()  # open() rebuilds it from the segments
         self._view = self._make_view()
 
     # -- opening -------------------------------------------------------------------------
@@ -189,11 +196,15 @@ class PartitionLog:
             raise
         opened = cls(directory, config, clock, sealed, active, producers, moved)
         opened._pending_seals.extend(unsealed)
+        opened.transactions = load_transactions([*sealed, active.info])
+        opened._view = opened._make_view()
         return opened
 
     # -- state ---------------------------------------------------------------------------
 
     def _make_view(self) -> LogView:
+        txns = self.transactions
+        txns.forget_before(self._active.info.log_start_offset)
         return LogView(
             tuple(self._sealed) + (self._active.info,),
             self._active.info.log_start_offset,
@@ -202,6 +213,9 @@ class PartitionLog:
             self._damage_view,
             self._on_read_failure,
             self.config.compression_type,
+            txns.last_stable_offset(self._active.info.next_offset),
+            txns.aborted,
+            txns.seen,
         )
 
     def set_read_failure_hook(self, hook: ReadFailureHook | None) -> None:
@@ -285,8 +299,13 @@ class PartitionLog:
         sent_bytes: int | None = None,
         *,
         checkpoint: bool = True,
+        transactional: bool = False,
     ) -> AppendResult:
         """Append one batch durably (all or nothing) and return where it landed.
+
+        A ``transactional`` batch (its producer's) opens or extends that producer's
+        transaction here, which holds the last stable offset back until its marker; one
+        of a fenced epoch raises INVALID_PRODUCER_EPOCH.
 
         ``max.message.bytes`` limits the batch as a Kafka client sent it (``sent_bytes``,
         after compression, as Kafka measures it) when that is known, else its stored size.
@@ -302,6 +321,10 @@ class PartitionLog:
         config = self.config
         now = self._clock()
         check_timestamps(rows, now, config)  # first, as Kafka validates before duplicates
+        if transactional:
+            if producer is None:
+                raise InvalidRecord("a transactional batch must carry its producer id")
+            self.transactions.check_epoch(producer.producer_id, producer.producer_epoch)
         if producer is not None:
             duplicate = self.producers.check(producer, len(rows), now)
             if duplicate is not None:
@@ -312,19 +335,55 @@ class PartitionLog:
         self._finish_roll()
         if self._is_too_old(now):
             self.roll("age")
+        txn = (producer.producer_id, producer.producer_epoch, None) if transactional else None
+        result = self._write(rows, now, sent_bytes, producer, txn)
+        if producer is not None:
+            self.producers.record(producer, result.base_offset, result.last_offset, now)
+        if txn is not None:
+            self.transactions.apply(TxnBatch(result.base_offset, result.last_offset, *txn))
+        return self._appended(rows, result, checkpoint)
+
+    def _write(self, rows: Sequence[AppendRow], now: int, sent_bytes: int | None,
+               producer: ProducerBatchInfo | None, txn: tuple[int, int, str | None] | None
+               ) -> AppendResult:
+        """Write one batch into the active segment, rolling first when it is full."""
+        config = self.config
         kwargs = {
             "log_append_time": config.message_timestamp_type == "LogAppendTime",
             "max_batch_bytes": config.max_message_bytes,
             "sent_bytes": sent_bytes,
             "producer": producer,
+            "txn": txn,
         }
         try:
-            result = self._active.append(rows, now, roll_at_bytes=config.segment_bytes, **kwargs)
+            return self._active.append(rows, now, roll_at_bytes=config.segment_bytes, **kwargs)
         except SegmentFull:
             self.roll("size")
-            result = self._active.append(rows, now, roll_at_bytes=None, **kwargs)
-        if producer is not None:
-            self.producers.record(producer, result.base_offset, result.last_offset, now)
+            return self._active.append(rows, now, roll_at_bytes=None, **kwargs)
+
+    def append_marker(self, producer_id: int, producer_epoch: int, marker: str,
+                      coordinator_epoch: int = 0) -> AppendResult | None:
+        """Write a transaction's COMMIT or ABORT marker (a control batch of one record)
+        and close the producer's transaction here; None, writing nothing, when it has none
+        open (a marker written before a restart is not written twice). A marker of a
+        fenced epoch raises INVALID_PRODUCER_EPOCH."""
+        txns = self.transactions
+        txns.check_epoch(producer_id, producer_epoch)
+        if not txns.has_open(producer_id):
+            return None
+        now = self._clock()
+        self._finish_roll()
+        key, value = control_record(marker, coordinator_epoch)
+        rows = [(now, key, value, None)]
+        txn = (producer_id, producer_epoch, marker)
+        result = self._write(rows, now, None, None, txn)
+        txns.apply(TxnBatch(result.base_offset, result.last_offset, *txn))
+        return self._appended(rows, result, checkpoint=True)
+
+    def _appended(self, rows: Sequence[AppendRow], result: AppendResult, checkpoint: bool
+                  ) -> AppendResult:
+        """After a write: flush when due, publish the view, checkpoint when asked."""
+        config = self.config
         self._unflushed += len(rows)
         if 1 < config.flush_messages <= self._unflushed:
             self.flush()

@@ -27,6 +27,7 @@ from eventstore.storage.segment import (
     open_readonly,
     read_rows,
 )
+from eventstore.storage.transaction_index import AbortedTxn, TxnBatch, read_txn_batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,12 @@ class LogView:
     on_read_failure: ReadFailureHook | None = field(default=None, compare=False)
     # the topic's compression.type: the codec of the batches fetches encode
     compression: str = "producer"
+    # transactions (see transaction_index): the last stable offset (the high watermark
+    # when none is open), the aborted-transaction index, and whether the partition ever
+    # had a transactional batch (only then do reads look for them)
+    last_stable_offset: int = -1
+    aborted: tuple[AbortedTxn, ...] = ()
+    transactional: bool = False
 
     def segment_index(self, offset: int) -> int:
         """Index of the segment holding ``offset``."""
@@ -183,6 +190,22 @@ class LogReader:
             if found is not None and found < view.high_watermark:
                 return max(found, view.log_start_offset)
         return None
+
+    def txn_batches(self, view: LogView, start: int, end: int) -> list[TxnBatch]:
+        """The transactional batches and markers overlapping offsets [start, end), in
+        offset order (none unless the partition has had any: no query then)."""
+        if not view.transactional or start >= end:
+            return []
+        found: list[TxnBatch] = []
+        for segment in view.segments[view.segment_index(start):]:
+            if segment.base_offset >= end:
+                break
+            try:
+                found.extend(read_txn_batches(self._conn(view, segment), segment.path,
+                                              start, end))
+            except KafkaStorageError as error:
+                _raise(self._failed(view, segment, error), error)
+        return found
 
     def forget(self, path: str) -> None:
         """Close the connection to one segment file, if open (the log is about to seal it)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from operator import itemgetter
@@ -25,7 +26,7 @@ from eventstore.storage.records import (
     ProducerBatchInfo,
     StoredRow,
 )
-from eventstore.storage.schema import check_schema_version, create_schema
+from eventstore.storage.schema import check_schema_version, create_schema, schema_sql
 
 SUFFIX = ".db"
 
@@ -40,6 +41,12 @@ _SELECT_ROWS = (
     " WHERE offset >= ? AND offset < ? ORDER BY offset LIMIT ?"
 )
 
+
+# A transactional batch's stamp in ``txn_batches``: (producer id, epoch, marker or None)
+TxnStamp = tuple[int, int, str | None]
+# the table's definition, from schema/segment.sql, for segments made before it
+TXN_TABLE_SQL = re.search(r"CREATE TABLE IF NOT EXISTS txn_batches .*?\);",
+                          schema_sql("segment"), re.S).group(0)
 
 # SQLite's default auto-checkpoint threshold, kept: the WAL stays about 4 MiB.
 WAL_CHECKPOINT_PAGES = 1000
@@ -391,6 +398,9 @@ class ActiveSegment:
         # owner decides when (checkpoint_if_due), so that it can answer the append first
         conn.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
         conn.set_wal_hook(self._count_wal)
+        # a segment made before transactions gains txn_batches with its first such batch
+        self._has_txn_table = bool(conn.execute(
+            "SELECT 1 FROM sqlite_schema WHERE name = 'txn_batches'").fetchall())
 
     def _count_wal(self, _conn: apsw.Connection, _db: str, pages: int) -> int:
         self.wal_pages = pages
@@ -485,8 +495,12 @@ class ActiveSegment:
         sent_bytes: int | None = None,
         roll_at_bytes: int | None,
         producer: ProducerBatchInfo | None = None,
+        txn: TxnStamp | None = None,
     ) -> AppendResult:
         """Append one batch in one transaction.
+
+        ``txn`` (producer id, epoch, marker or None) marks a transactional batch or a
+        commit/abort marker: its ``txn_batches`` row is written in the same transaction.
 
         Raises RecordTooLarge (nothing written) when the batch exceeds ``max_batch_bytes``,
         and SegmentFull (nothing written) when a non-empty segment would pass
@@ -527,6 +541,11 @@ class ActiveSegment:
                 "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (base, last, max_ts, size, now_ms, *stamp),
             )
+            if txn is not None:
+                if not self._has_txn_table:
+                    self._conn.execute(TXN_TABLE_SQL)
+                self._conn.execute("INSERT INTO txn_batches VALUES (?, ?, ?, ?, ?)",
+                                   (base, last, *txn))
             self.info = replace(
                 info,
                 next_offset=last + 1,
@@ -539,6 +558,8 @@ class ActiveSegment:
                 else now_ms,
             )
             self._write_info()
+        if txn is not None:
+            self._has_txn_table = True
         return AppendResult(
             base, last, now_ms if log_append_time else -1, size, info.log_start_offset
         )

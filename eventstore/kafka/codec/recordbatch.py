@@ -285,9 +285,13 @@ def encode_batch(
     base_sequence: int = -1,
     timestamp_type: str = "CreateTime",
     compression_type: str = "uncompressed",
+    transactional: bool = False,
+    control: bool = False,
 ) -> bytes:
     """One v2 batch of ``records`` (absolute offsets >= ``base_offset``), compressed as
-    ``compression_type`` (a topic's compression.type) says.
+    ``compression_type`` (a topic's compression.type) says; ``transactional`` and
+    ``control`` (a commit or abort marker) set those attribute bits, which is how
+    clients know a transaction's records and skip its markers.
 
     ``records`` are LogRecords, or rows as a segment read returns them (headers still
     JSON text): Fetch passes those straight through, as making a LogRecord per record
@@ -307,8 +311,10 @@ def encode_batch(
     except KeyError:
         raise ValueError(f"timestamp_type must be one of {sorted(_TIMESTAMP_TYPES)}") from None
     codec = _CODEC_OF[compression_type]
+    if control:
+        attributes |= _CONTROL
     builder = _aiokafka().DefaultRecordBatchBuilder(
-        2, codec, 0, producer_id, producer_epoch, base_sequence, _UNLIMITED
+        2, codec, int(transactional), producer_id, producer_epoch, base_sequence, _UNLIMITED
     )
     append = builder.append
     no_headers: list = []
@@ -318,6 +324,7 @@ def encode_batch(
     batch = builder.build()
     _BASE_OFFSET.pack_into(batch, 0, base_offset)
     if attributes:
+        attributes |= _TRANSACTIONAL if transactional else 0
         _INT16.pack_into(batch, HEADER_SIZE - _TAIL.size, attributes | codec)
         _CRC.pack_into(batch, _CRC_START - _CRC.size, crc32c(memoryview(batch)[_CRC_START:]))
     return bytes(batch)

@@ -5,6 +5,8 @@ than ``min_bytes`` to return, a fetch waits for a partition to publish a new hig
 watermark, or for ``max_wait``, without holding a thread or spinning. The response is
 written by hand (eventstore/kafka/codec/fetchresponse.py): it is the one a busy server
 sends most often. From v13 topics are named by id, in the request and the answer.
+Under ``isolation_level`` read_committed a fetch returns records below the last stable
+offset only and lists the aborted transactions among them, which clients drop.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from eventstore.kafka.fetch_sessions import (
 # their GIL handoffs), and a consumer keeping up with its producers fetches a few records
 # at a time. A larger read would stall every other connection: it runs on the pool.
 _INLINE_RECORDS = 256
+READ_COMMITTED = 1  # isolation_level: records below the last stable offset only
 _INLINE_BYTES = 1 << 20
 
 
@@ -58,7 +61,8 @@ def _next_wanted(wanted: list[FetchPartition], results: list[FetchedPartition]
                  ) -> list[FetchPartition]:
     """The fetch a consumer sends after reading ``results``: each offset moved past what
     it got."""
-    return [FetchPartition(w.topic, w.partition, w.offset + r.record_count, w.max_bytes)
+    return [FetchPartition(w.topic, w.partition, w.offset + r.record_count, w.max_bytes,
+                           w.read_committed)
             for w, r in zip(wanted, results, strict=True)]
 
 
@@ -72,6 +76,7 @@ async def _requested(session: FetchSession, request: Request
     keys: list[str | uuid.UUID] = []
     states: States = {}
     by_id = request.api_version >= TOPIC_IDS_FROM
+    read_committed = request.body.isolation_level == READ_COMMITTED
     for t in request.body.topics:
         for p in t.partitions:
             if by_id:
@@ -82,7 +87,7 @@ async def _requested(session: FetchSession, request: Request
                 name, state = t.topic, await session.state(t.topic, p.partition)
                 keys.append(name)
             wanted.append(FetchPartition(name, p.partition, p.fetch_offset,
-                                         p.partition_max_bytes))
+                                         p.partition_max_bytes, read_committed))
             states[(name, p.partition)] = state
     return wanted, keys, states
 
@@ -136,6 +141,6 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
             states[(r.topic, r.partition)].stats.add_fetched(r.record_count, len(r.records))
         topics.setdefault(key, []).append(PartitionAnswer(
             r.partition, r.error.code if r.error else 0, r.high_watermark,
-            r.log_start_offset, r.records))
+            r.log_start_offset, r.records, r.last_stable_offset, r.aborted))
     return encode_fetch_response(request.correlation_id, request.api_version,
                                  list(topics.items()))

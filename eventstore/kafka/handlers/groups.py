@@ -22,7 +22,12 @@ from typing import TypeVar
 import pykka
 from kio.static.protocol import ResponsePayload
 
-from eventstore.errors import CoordinatorNotAvailable, InconsistentGroupProtocol, InvalidGroupId
+from eventstore.errors import (
+    CoordinatorNotAvailable,
+    InconsistentGroupProtocol,
+    InvalidGroupId,
+    InvalidRequest,
+)
 from eventstore.groups.messages import (
     JoinGroupRequest,
     JoinGroupResult,
@@ -33,11 +38,11 @@ from eventstore.groups.messages import (
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
-from eventstore.kafka.handlers.transactions import transactions_refused
 from eventstore.security.acl import ResourceType
 from eventstore.security.operations import authorized_operations
 
 GROUP_KEY = 0
+TRANSACTION_KEY = 1  # a transactional id: this node is its transaction coordinator too
 UNKNOWN_SERVER_ERROR = -1
 
 log = logging.getLogger(__name__)
@@ -80,8 +85,10 @@ def _millis(value: datetime.timedelta) -> int:
 
 async def handle_find_coordinator(conn: Connection, request: Request) -> ResponsePayload:
     body = request.body
-    if getattr(body, "key_type", GROUP_KEY) != GROUP_KEY:
-        error = transactions_refused(conn, request, body.key)
+    key_type = getattr(body, "key_type", GROUP_KEY)
+    if key_type not in (GROUP_KEY, TRANSACTION_KEY):
+        error = InvalidRequest(f"FindCoordinator key type {key_type}: 0 (group) or 1"
+                               " (transaction)")
         return make_response(request, error_code=error.code, error_message=str(error),
                              node_id=-1, host="", port=-1)
     host, port = conn.advertised  # the listener the client came in on

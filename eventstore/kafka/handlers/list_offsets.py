@@ -2,10 +2,12 @@
 
 Read like a fetch, from the partition's published view through the connection's own
 LogReader (eventstore/kafka/fetch_sessions.py), never by asking the partition actor.
+Under read_committed the log ends at its last stable offset: LATEST is the LSO.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from kio.static.protocol import ResponsePayload
@@ -14,6 +16,8 @@ from eventstore.errors import KafkaError
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.storage.log_reader import LogReader, LogView
+
+READ_COMMITTED = 1  # isolation_level: LATEST is the last stable offset, as in Kafka
 
 # the special timestamps a ListOffsets query may ask for
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
@@ -47,12 +51,15 @@ async def handle_list_offsets(conn: Connection, request: Request) -> ResponsePay
     ctx, session = conn.ctx, conn.fetches
     await session.settle()  # its reader is about to be used here
     topics = []
+    read_committed = getattr(request.body, "isolation_level", 0) == READ_COMMITTED
     for topic in request.body.topics:
         parts = []
         for p in topic.partitions:
             entry: dict[str, Any] = {"partition_index": p.partition_index, "leader_epoch": -1}
             try:
                 view = await session.live_view(topic.name, p.partition_index)
+                if read_committed and view.transactional:  # nothing past the stable end
+                    view = replace(view, high_watermark=view.last_stable_offset)
                 offset, stamp = await ctx.run(list_offset, view, session.reader, p.timestamp)
                 entry.update(offset=offset, timestamp=stamp)
             except KafkaError as error:

@@ -8,7 +8,9 @@ An idempotent producer's batch carries its producer id, epoch and base sequence 
 partition, which checks them before writing: a retry of a batch already written is
 answered as a success with the original offsets (not written again, as Kafka does);
 OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH and DUPLICATE_SEQUENCE_NUMBER are
-answered per partition like any other error.
+answered per partition like any other error. A transactional producer's batch is
+appended the same way and opens its transaction in the partition (the last stable offset
+stays before it until the coordinator's marker); clients may not send control batches.
 """
 
 from __future__ import annotations
@@ -116,10 +118,14 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
                 f" got {len(batches)}"
             )
         (batch,) = batches
-        if batch.is_transactional or batch.is_control:
-            raise InvalidRecord("transactional record batches are not supported")
+        if batch.is_control:
+            raise InvalidRecord("a producer may not send control batches: the transaction"
+                                " coordinator writes the markers")
         stamp = producer_info(batch)
-        result = await asyncio.wrap_future(handle.append(batch.rows, stamp, batch.size_in_bytes))
+        if batch.is_transactional and stamp is None:
+            raise InvalidRecord("a transactional batch must carry its producer id")
+        result = await asyncio.wrap_future(handle.append(
+            batch.rows, stamp, batch.size_in_bytes, batch.is_transactional))
     except KafkaError as error:
         log.info("produce to %s-%d failed: %s", topic, partition, error)
         return _failed(error)

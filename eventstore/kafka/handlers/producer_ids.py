@@ -6,9 +6,10 @@ reserves them from the catalog's durable counter) with epoch 0. That holds for t
 KIP-360 epoch bump too (v3+ carrying the current id and epoch): Kafka answers it with a
 new id rather than a bumped epoch, and clients take either.
 
-This node has no transaction coordinator, so a transactional producer is refused with
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as FindCoordinator refuses its transactional id
-(see eventstore/kafka/handlers/transactions.py: clients give up at once).
+A transactional producer's request (a ``transactional_id``) goes to the transaction
+coordinator (actors/transactions.py): its producer id is kept across its sessions and
+each InitProducerId bumps the epoch, fencing the producer before; ``transaction.timeout.ms``
+over ``transaction.max.timeout.ms`` is INVALID_TRANSACTION_TIMEOUT.
 An empty ``transactional_id``, or an id without an epoch, is INVALID_REQUEST, as in Kafka.
 
 A catalog that cannot be written (a full disk) is answered UNKNOWN_SERVER_ERROR, not the
@@ -27,11 +28,10 @@ from eventstore.errors import (
     InvalidRequest,
     KafkaError,
     KafkaStorageError,
-    TransactionalIdAuthorizationFailed,
 )
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
-from eventstore.kafka.handlers.transactions import transactions_refused
+from eventstore.kafka.handlers.transactions import error_code
 
 log = logging.getLogger("eventstore.kafka.handlers.producer_ids")
 
@@ -45,8 +45,6 @@ def _refusal(conn: Connection, request: Request) -> KafkaError | None:
     body = request.body
     if body.transactional_id == "":
         return InvalidRequest("transactional_id must be null or a non-empty string")
-    if body.transactional_id is not None:
-        return transactions_refused(conn, request, body.transactional_id)  # logs it once
     producer_id = getattr(body, "producer_id", NO_PRODUCER_ID)
     epoch = getattr(body, "producer_epoch", NO_PRODUCER_EPOCH)
     if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
@@ -57,8 +55,20 @@ def _refusal(conn: Connection, request: Request) -> KafkaError | None:
 
 async def handle_init_producer_id(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
+    body = request.body
     error = _refusal(conn, request)
-    if error is None:
+    if error is None and body.transactional_id is not None:
+        try:
+            producer_id, epoch = await ctx.resolve(ctx.transactions.init_producer_id(
+                body.transactional_id, int(body.transaction_timeout.total_seconds() * 1000),
+                getattr(body, "producer_id", NO_PRODUCER_ID),
+                getattr(body, "producer_epoch", NO_PRODUCER_EPOCH)))
+        except KafkaError as failed:
+            error = failed
+        else:
+            return make_response(request, error_code=0, producer_id=producer_id,
+                                 producer_epoch=epoch)
+    elif error is None:
         try:
             producer_id = await ctx.resolve(ctx.broker.allocate_producer_id())
         except KafkaError as failed:  # the catalog could not be written
@@ -66,8 +76,8 @@ async def handle_init_producer_id(conn: Connection, request: Request) -> Respons
         else:
             return make_response(request, error_code=0, producer_id=producer_id,
                                  producer_epoch=0)
-    if not isinstance(error, TransactionalIdAuthorizationFailed):
-        log.info("InitProducerId refused: %s", error)
-    code = UNKNOWN_SERVER_ERROR if isinstance(error, KafkaStorageError) else error.code
+    log.info("InitProducerId refused: %s", error)
+    code = (UNKNOWN_SERVER_ERROR if isinstance(error, KafkaStorageError)
+            else error_code(request, error))
     return make_response(request, error_code=code, producer_id=NO_PRODUCER_ID,
                          producer_epoch=NO_PRODUCER_EPOCH)
