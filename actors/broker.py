@@ -69,6 +69,7 @@ from eventstore.open_files import (
     too_many_open_files,
 )
 from eventstore.storage.catalog import Catalog, TopicInfo, partition_dir, validate_topic_name
+from eventstore.storage.compaction import is_compacted
 from eventstore.storage.log import PartitionLog
 
 log = logging.getLogger(__name__)
@@ -338,6 +339,16 @@ class Broker(Actor):
     def partitions(self, topic: str) -> tuple[PartitionHandle, ...]:
         """Every partition's handle, offline ones included (their ``actor`` is None)."""
         return tuple(p.handle for p in self._topic(topic).partitions)
+
+    def compacted_partitions(self) -> tuple[tuple[PartitionHandle, TopicConfig, str], ...]:
+        """For the log cleaner: each online partition of a topic whose cleanup.policy has
+        ``compact``, with the topic's config and the partition's folder."""
+        return tuple(
+            (partition.handle, topic.config,
+             partition_dir(self.data_dir, topic.info.name, index))
+            for topic in self._topics.values() if is_compacted(topic.config)
+            for index, partition in enumerate(topic.partitions)
+            if partition.handle.actor is not None)
 
     def topic_partitions(
         self, names: Iterable[str] | None = None, allow_create: bool = False

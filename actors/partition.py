@@ -64,6 +64,12 @@ from eventstore.errors import (
     KafkaStorageError,
     OffsetOutOfRange,
 )
+from eventstore.storage.compaction import (
+    CleanerState,
+    CleaningStatus,
+    PreparedCleaning,
+    status_of,
+)
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.log_reader import Damage, LogView
 from eventstore.storage.producer_state import ProducerEntry
@@ -130,6 +136,7 @@ class PartitionStats:
         self.records_fetched = 0
         self.bytes_fetched = 0
         self.failed_reads = 0
+        self.cleaner = CleanerState()  # cleaner.json as the last cleaning swapped in
         self._fetch_lock = threading.Lock()
 
     def add_fetched(self, records: int, size: int) -> None:
@@ -175,6 +182,13 @@ class PartitionState:
         """The offset the next record will get (-1 while the log is not open)."""
         view = self.view
         return -1 if view is None else view.high_watermark
+
+    def cleaning_status(self) -> CleaningStatus | None:
+        """Log compaction's status of this partition (cleaned and dirty bytes, runs,
+        bytes removed...) from the latest view, with no file read; None while the log
+        is not open."""
+        view = self.view
+        return None if view is None else status_of(view.segments[:-1], self.stats.cleaner)
 
     def wait_for(self, offset: int, timeout: float | None) -> bool:
         """Block until the high watermark passes ``offset`` (a record at ``offset`` exists).
@@ -371,6 +385,7 @@ class PartitionActor(Actor):
     # -- lifecycle --------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        self.state.stats.cleaner = self._log.cleaner_state
         self._log.set_read_failure_hook(self._read_failed)
         self.state.publish(self._log.view())
         self._schedule_roll()
@@ -445,7 +460,26 @@ class PartitionActor(Actor):
         any file goes."""
         return self._guard(self._delete_records, offset)
 
+    def cleanable(self) -> tuple[tuple[SegmentInfo, ...], int, TopicConfig]:
+        """For the log cleaner: the sealed chain a cleaning may rewrite now, the base of
+        the segment after it, and the topic's config (see PartitionLog.cleanable)."""
+        return self._guard(lambda: (*self._log.cleanable(), self._log.config))
+
+    def install_cleaning(self, prepared: PreparedCleaning) -> bool:
+        """Swap in a cleaning the log cleaner prepared off this thread (its files
+        written), and publish the log as it left it; False, with nothing changed, when
+        the chain changed meanwhile (see PartitionLog.install_cleaning). Appends wait only
+        for the swap's renames, never for the cleaning itself."""
+        return self._guard(self._install_cleaning, prepared)
+
     # -- work -------------------------------------------------------------------------------
+
+    def _install_cleaning(self, prepared: PreparedCleaning) -> bool:
+        if not self._log.install_cleaning(prepared):
+            return False
+        self.state.stats.cleaner = self._log.cleaner_state
+        self.state.publish(self._log.view())
+        return True
 
     def _write_marker(self, producer_id: int, producer_epoch: int, marker: str) -> bool:
         if self._log.append_marker(producer_id, producer_epoch, marker) is None:
@@ -542,6 +576,12 @@ class PartitionActor(Actor):
             return OffsetOutOfRange(
                 f"segment {segment_name(segment.base_offset)} was deleted by retention:"
                 f" the log starts at offset {view.log_start_offset}")
+        if view is not None and segment.is_sealed and segment not in view.segments:
+            # a cleaning replaced it after the reader took its view: retriable, the next
+            # read takes the new view and its files
+            return KafkaStorageError(
+                f"segment {segment_name(segment.base_offset)} was replaced by the log"
+                " cleaner during the read: retry")
         self.state.stats.add_failed_read()
         tell_if_alive(self.actor_ref, ReadFailed(segment, error))
         return error

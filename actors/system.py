@@ -23,6 +23,7 @@ import pykka
 from prometheus_client import CollectorRegistry
 
 from actors.broker import Broker
+from actors.cleaner import LogCleaner, start_cleaners
 from actors.consumer.client import Consumer
 from actors.coordinator import GroupCoordinator
 from actors.exposition import StoreCollector
@@ -98,6 +99,9 @@ class ActorSystem:
         self.broker: pykka.ActorProxy[Broker] | None = None
         self.coordinator: pykka.ActorProxy[GroupCoordinator] | None = None
         self.metrics: pykka.ActorProxy[MetricsActor] | None = None
+        # the log cleaner's threads; cleaners[0].clean_now(topic, partition) cleans one now
+        self.cleaners: list[pykka.ActorProxy[LogCleaner]] = []
+        self._cleaners_stopping = threading.Event()
         self.transactions: pykka.ActorProxy[TransactionCoordinator] | None = None
         self.registry = CollectorRegistry()
         self.registry.register(StoreCollector(self._metrics_snapshot))
@@ -112,6 +116,8 @@ class ActorSystem:
         self.scheduler = Scheduler()
         try:
             self.broker = Broker.start(self.data_dir, config, self.scheduler).proxy()
+            self.cleaners = start_cleaners(self.broker, self.scheduler, config, self.data_dir,
+                                           self._cleaners_stopping)
             self.coordinator = Coordinator.start(self.data_dir, config.coordinator_config(),
                                                  scheduler=self.scheduler).proxy()
             self.transactions = TransactionCoordinator.start(
@@ -209,6 +215,10 @@ class ActorSystem:
             producers, consumers = list(self._producers), list(self._consumers)
         _close_all(producers, lambda p: p.close(timeout))
         _close_all(consumers, lambda c: c.close())
+        self._cleaners_stopping.set()  # a cleaning in progress gives up: the old set stands
+        for cleaner in self.cleaners:
+            stop_actor(cleaner.actor_ref, timeout)
+        self.cleaners = []
         for actor in (self.metrics, self.transactions, self.coordinator, self.broker):
             if actor is not None:
                 stop_actor(actor.actor_ref, timeout)

@@ -44,6 +44,7 @@ class ConfigKey:
     scope: str
     doc: str
     minimum: int | None = None  # -1 allows -1 (Kafka's "no limit") and any value from 0
+    maximum: float | None = None  # for a float key (a ratio): the largest value allowed
     choices: tuple[str, ...] = ()
     settable: bool = True
     list_valued: bool = False
@@ -62,6 +63,11 @@ class ConfigKey:
                 value = int(raw.strip())
             except ValueError:
                 raise InvalidConfig(f"{self.name}: expected an integer, got {raw!r}") from None
+        elif isinstance(raw, str) and self.kind is float:
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                raise InvalidConfig(f"{self.name}: expected a number, got {raw!r}") from None
         elif isinstance(raw, str) and self.kind is bool and raw.strip().lower() in (
             "true", "false"
         ):
@@ -80,6 +86,8 @@ class ConfigKey:
                 )
             elif self.minimum is not None and value < self.minimum:
                 raise InvalidConfig(f"{self.name}: must be at least {self.minimum}, got {value}")
+        elif self.kind is float:
+            self._check_number(value)
         elif self.kind is bool:
             if not isinstance(value, bool):
                 raise InvalidConfig(f"{self.name}: expected true or false, got {value!r}")
@@ -91,6 +99,15 @@ class ConfigKey:
             elif self.choices and value not in self.choices:
                 allowed = ", ".join(self.choices)
                 raise InvalidConfig(f"{self.name}: must be one of {allowed}, got {value!r}")
+
+    def _check_number(self, value: Any) -> None:
+        """Refuse a float key's value that is not a number within its bounds."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidConfig(f"{self.name}: expected a number, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidConfig(f"{self.name}: must be at least {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidConfig(f"{self.name}: must be at most {self.maximum}, got {value}")
 
     def items(self, value: str) -> list[str]:
         """The items of a list-valued key's ``value`` (comma-separated), in order."""
@@ -131,6 +148,18 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("log.retention.check.interval.ms", int, 300000, "server",
                   "how often each partition looks for segments retention may delete",
                   minimum=1),
+        ConfigKey("log.cleaner.enable", bool, True, "server",
+                  "run the log cleaner, which compacts topics whose `cleanup.policy` has"
+                  " `compact`"),
+        ConfigKey("log.cleaner.threads", int, 1, "server",
+                  "threads cleaning partitions, each one partition at a time (0: none)",
+                  minimum=0),
+        ConfigKey("log.cleaner.backoff.ms", int, 15000, "server",
+                  "how long the cleaner waits when no partition is due for cleaning",
+                  minimum=0),
+        ConfigKey("log.cleaner.io.max.bytes.per.second", float, 1.7976931348623157e308,
+                  "server", "bytes the cleaner reads and writes per second, all threads"
+                  " together (default: no limit)", minimum=0),
         ConfigKey("group.initial.rebalance.delay.ms", int, 3000, "group",
                   "how long a new group waits for more members before its first rebalance",
                   minimum=0),
@@ -196,8 +225,21 @@ KEYS: dict[str, ConfigKey] = {
                   "CreateTime topics refuse, with INVALID_TIMESTAMP, a batch holding a record"
                   " timestamped more than this long after the server's clock", minimum=0),
         ConfigKey("cleanup.policy", str, "delete", "topic",
-                  "a list; only `delete` is implemented, `compact` is refused with"
-                  " InvalidConfig", choices=("delete",), list_valued=True),
+                  "a list: `delete` (retention by time and size), `compact` (the latest"
+                  " record per key kept), or `compact,delete` (both)",
+                  choices=("delete", "compact"), list_valued=True),
+        ConfigKey("delete.retention.ms", int, 86400000, "topic",
+                  "a compacted topic's tombstone (a null value) is removed this long after"
+                  " the cleaner first reached it", minimum=0),
+        ConfigKey("min.compaction.lag.ms", int, 0, "topic",
+                  "a record stays uncompacted at least this long after its timestamp",
+                  minimum=0),
+        ConfigKey("max.compaction.lag.ms", int, LONG_MAX, "topic",
+                  "a partition whose oldest uncleaned record is older is cleaned whatever"
+                  " its dirty ratio", minimum=1),
+        ConfigKey("min.cleanable.dirty.ratio", float, 0.5, "topic",
+                  "clean a compacted partition once this share of its sealed bytes is not"
+                  " cleaned yet", minimum=0, maximum=1),
         ConfigKey("compression.type", str, "producer", "topic",
                   "`producer` keeps each batch as its producer compressed it; `uncompressed`,"
                   " `gzip`, `snappy`, `lz4` or `zstd`: batches the server encodes for fetches"
@@ -260,6 +302,7 @@ KEYS: dict[str, ConfigKey] = {
 # timeout must lie between the two bounds: crossed bounds would refuse every member)
 ORDERED: tuple[tuple[str, str], ...] = (
     ("group.min.session.timeout.ms", "group.max.session.timeout.ms"),
+    ("min.compaction.lag.ms", "max.compaction.lag.ms"),
 )
 
 

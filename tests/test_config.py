@@ -21,7 +21,7 @@ from eventstore.config import (
 from eventstore.errors import InvalidConfig
 
 SETTINGS = [TopicConfig, ServerConfig, ListenerLimits, CoordinatorConfig]
-WRONG_TYPE: dict[type, Any] = {int: "soon", bool: "maybe", str: 1}
+WRONG_TYPE: dict[type, Any] = {int: "soon", bool: "maybe", str: 1, float: "half"}
 
 
 def refused(key: ConfigKey, what: str) -> Any:

@@ -191,9 +191,11 @@ def test_list_valued_keys_take_append_and_subtract(server) -> None:
     with KafkaConnection(server.address) as conn:
         create_topic(conn, "lists", 1)
         assert alter(conn, "lists", "cleanup.policy", append, "delete") == (0, None)
-        code, message = alter(conn, "lists", "cleanup.policy", append, "compact")
-        assert code == 40 and "compact" in message and "list-valued" not in message
-        code, message = alter(conn, "lists", "cleanup.policy", subtract, "delete")
+        code, message = alter(conn, "lists", "cleanup.policy", append, "compacted")
+        assert code == 40 and "compacted" in message and "list-valued" not in message
+        assert alter(conn, "lists", "cleanup.policy", append, "compact") == (0, None)
+        assert alter(conn, "lists", "cleanup.policy", subtract, "delete") == (0, None)
+        code, message = alter(conn, "lists", "cleanup.policy", subtract, "compact")
         assert code == 40 and "at least one" in message
         code, message = alter(conn, "lists", "retention.ms", append, "1")
         assert code == 40 and "list-valued" in message

@@ -180,7 +180,8 @@ def test_an_unknown_config_key_is_named_with_the_known_ones() -> None:
         ("flush.messages", 0, "at least 1"),
         ("message.timestamp.type", "Whenever", "CreateTime, LogAppendTime"),
         ("message.timestamp.type", 1, "expected a string"),
-        ("cleanup.policy", "compact", "delete"),
+        ("cleanup.policy", "compacted", "delete, compact"),
+        ("min.cleanable.dirty.ratio", 1.5, "at most 1"),
     ],
 )
 def test_a_bad_config_value_names_the_key_and_what_is_allowed(

@@ -4,7 +4,9 @@ A cleaned file is an ordinary sealed segment (the schema segment.py writes, one 
 journal file that ``sqlite3`` and every reader open) covering the same offsets as the
 segments it replaces, from the first one's base to the last one's end; it holds only the
 surviving rows, each at its original offset, so it has gaps. Its ``batches`` rows keep
-their original offset ranges with the bytes and newest timestamp of what is left.
+their original offset ranges with the bytes and newest timestamp of what is left, and the
+``txn_batches`` rows of the batches kept (a transaction's batches and markers) stay as
+they were.
 """
 
 from __future__ import annotations
@@ -34,6 +36,23 @@ class SegmentContents:
     info: SegmentInfo
     rows: tuple[StoredRow, ...]
     batches: tuple[BatchRow, ...]
+    # rows of txn_batches (base, last, producer id, epoch, marker): transactional batches
+    txn_batches: tuple[tuple[int, int, int, int, str | None], ...] = ()
+
+    def transactional(self) -> set[int]:
+        """Offsets of the records in transactional batches and markers, which a cleaning
+        leaves as they are (see compaction.prepare_cleaning)."""
+        found: set[int] = set()
+        ranges = iter(self.txn_batches)  # both in offset order: one pass
+        current = next(ranges, None)
+        for offset, *_ in self.rows:
+            while current is not None and current[1] < offset:
+                current = next(ranges, None)
+            if current is None:
+                break
+            if current[0] <= offset:
+                found.add(offset)
+        return found
 
 
 def read_contents(info: SegmentInfo) -> SegmentContents:
@@ -48,9 +67,14 @@ def read_contents(info: SegmentInfo) -> SegmentContents:
                 "SELECT base_offset, last_offset, max_timestamp, bytes, appended_ms,"
                 " producer_id, producer_epoch, base_sequence FROM batches ORDER BY base_offset"
             ).fetchall()
+            txn = conn.execute(
+                "SELECT base_offset, last_offset, producer_id, producer_epoch, marker"
+                " FROM txn_batches ORDER BY base_offset").fetchall() if conn.execute(
+                "SELECT 1 FROM sqlite_schema WHERE name = 'txn_batches'").fetchall() else []
     finally:
         conn.close()
-    return SegmentContents(info, tuple(rows), tuple(BatchRow(*batch) for batch in batches))
+    return SegmentContents(info, tuple(rows), tuple(BatchRow(*batch) for batch in batches),
+                           tuple(txn))
 
 
 def write_cleaned(group: Sequence[SegmentContents], kept: Container[int],
@@ -63,10 +87,11 @@ def write_cleaned(group: Sequence[SegmentContents], kept: Container[int],
     rows = [row for part in group for row in part.rows if row[0] in kept]
     batches = [batch for part in group for batch in part.batches
                if batch.base_offset in kept_batches]
+    txn = [row for part in group for row in part.txn_batches if row[0] in kept_batches]
     with storage_errors(path):
         remove_database_files(path)
         try:
-            size, min_ts, max_ts = _fill(path, rows, batches, first, last)
+            size, min_ts, max_ts = _fill(path, rows, batches, txn, first, last)
         except BaseException:
             remove_database_files(path)  # a failed write (a full disk...) leaves nothing
             raise
@@ -77,7 +102,8 @@ def write_cleaned(group: Sequence[SegmentContents], kept: Container[int],
 
 
 def _fill(path: str, rows: Sequence[StoredRow], batches: Sequence[BatchRow],
-          first: SegmentInfo, last: SegmentInfo) -> tuple[int, int | None, int | None]:
+          txn: Sequence[tuple[int, int, int, int, str | None]], first: SegmentInfo,
+          last: SegmentInfo) -> tuple[int, int | None, int | None]:
     """Create the segment file at ``path`` with these rows and batches, in one
     transaction; returns its (bytes, min timestamp, max timestamp)."""
     conn = apsw.Connection(path)
@@ -95,6 +121,8 @@ def _fill(path: str, rows: Sequence[StoredRow], batches: Sequence[BatchRow],
                      batch.appended_ms, batch.producer_id, batch.producer_epoch,
                      batch.base_sequence),
                 )
+            if txn:
+                conn.executemany("INSERT INTO txn_batches VALUES (?, ?, ?, ?, ?)", txn)
             size, min_ts, max_ts = conn.execute(
                 f"SELECT coalesce(sum({ROW_BYTES_SQL}), 0), min(timestamp), max(timestamp)"
                 " FROM records").fetchone()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from eventstore.storage.records import LogRecord
 from eventstore.storage.segment import SegmentInfo
@@ -189,3 +190,29 @@ def cleaning_due(sealed: Sequence[SegmentInfo], cleaned_through: int, now_ms: in
     oldest = dirty[0].min_timestamp
     overdue = oldest is not None and now_ms - oldest > max_lag_ms
     return overdue or dirty_ratio(sealed, cleaned_through) >= min_dirty_ratio
+
+
+Key = TypeVar("Key")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate(Generic[Key]):
+    """A compacted partition as the cleaner weighs it: ``key`` names it; its sealed chain,
+    the end of its cleaned part, and its topic's ``min.cleanable.dirty.ratio`` and
+    ``max.compaction.lag.ms``."""
+
+    key: Key
+    sealed: Sequence[SegmentInfo]
+    cleaned_through: int
+    min_dirty_ratio: float
+    max_lag_ms: int
+
+
+def dirtiest_first(candidates: Iterable[Candidate[Key]], now_ms: int) -> list[Key]:
+    """The keys of the candidates due for a cleaning now (see :func:`cleaning_due`),
+    dirtiest first, as Kafka's cleaner picks the log with the highest dirty ratio."""
+    due = [(dirty_ratio(c.sealed, c.cleaned_through), index, c.key)
+           for index, c in enumerate(candidates)
+           if cleaning_due(c.sealed, c.cleaned_through, now_ms, c.min_dirty_ratio, c.max_lag_ms)]
+    due.sort(key=lambda entry: (-entry[0], entry[1]))
+    return [key for _, _, key in due]

@@ -40,6 +40,11 @@ class Swap:
     old: tuple[str, ...]
     new: tuple[str, ...]
 
+    def pending_exist(self) -> bool:
+        """Whether every new file is still there under its pending name (an owner
+        reopening the folder meanwhile would have removed them)."""
+        return all(os.path.exists(pending_path(self.directory, name)) for name in self.new)
+
 
 def swap_steps(swap: Swap) -> list[Callable[[], None]]:
     """The swap as its steps, each one rename or deletion (a crash falls between two):
@@ -58,6 +63,16 @@ def swap_in(swap: Swap) -> None:
     """Replace the old files by the new ones (see the module's protocol)."""
     for step in swap_steps(swap):
         step()
+
+
+def discard_pending(swap: Swap) -> None:
+    """Remove the pending files of a swap that will not be made (the old set stands).
+    Once its manifest is committed they are the new set: they stay, for recover_swap."""
+    if os.path.exists(os.path.join(swap.directory, MANIFEST)):
+        return
+    for name in swap.new:
+        remove_database_files(pending_path(swap.directory, name))
+    fsync_directory(swap.directory)
 
 
 def recover_swap(directory: str) -> bool | None:

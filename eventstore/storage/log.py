@@ -35,6 +35,7 @@ from eventstore.errors import (
     InvalidRecord,
     KafkaStorageError,
     OffsetOutOfRange,
+    PolicyViolation,
 )
 from eventstore.storage.anchor import (
     Anchor,
@@ -42,6 +43,19 @@ from eventstore.storage.anchor import (
     newest_missing,
     read_anchor,
     write_anchor,
+)
+from eventstore.storage.cleaning_swap import discard_pending, recover_swap, swap_in
+from eventstore.storage.compaction import (
+    CleanerState,
+    CleaningResult,
+    CleaningSettings,
+    CleaningStatus,
+    PreparedCleaning,
+    deletes,
+    is_compacted,
+    prepare_cleaning,
+    read_cleaner_state,
+    status_of,
 )
 from eventstore.storage.log_reader import Damage, LogReader, LogView, ReadFailureHook
 from eventstore.storage.producer_state import ProducerStateTable, load_producer_state
@@ -110,6 +124,7 @@ class PartitionLog:
         self._unflushed = 0
         self._reader = LogReader()
         self.stats = LogStats()
+        self.cleaner_state: CleanerState = read_cleaner_state(directory)
         self.transactions = PartitionTransactions()  # open() rebuilds it from the segments
         self._view = self._make_view()
 
@@ -139,6 +154,7 @@ class PartitionLog:
             if not create:
                 raise CorruptLog(f"{directory}: partition directory is missing")
             os.makedirs(directory)
+        recover_swap(directory)  # a cleaning's swap a crash cut short: old set or new
         bases = sorted(
             b for b in map(parse_segment_name, os.listdir(directory)) if b is not None
         )
@@ -321,6 +337,9 @@ class PartitionLog:
         config = self.config
         now = self._clock()
         check_timestamps(rows, now, config)  # first, as Kafka validates before duplicates
+        if is_compacted(config) and any(row[1] is None for row in rows):
+            # as Kafka's LogValidator: the cleaner keeps records by key
+            raise InvalidRecord("a compacted topic cannot accept a record without a key")
         if transactional:
             if producer is None:
                 raise InvalidRecord("a transactional batch must carry its producer id")
@@ -474,6 +493,8 @@ class PartitionLog:
         ``publish`` (the owner showing it to readers) before too, so that a reader that
         finds a file gone can tell retention from damage by the latest view.
         """
+        if not deletes(self.config):
+            return []  # cleanup.policy=compact alone: no retention by time or size
         by_time = self._expired_by_time()
         count = max(by_time, self._expired_by_size())
         if count == 0:
@@ -516,6 +537,11 @@ class PartitionLog:
         readers; the new start is durable (the active segment's metadata row) before any
         file goes, and ``publish`` sees it before too (see apply_retention).
         """
+        if not deletes(self.config):
+            # as Kafka's ReplicaManager: only a log whose cleanup.policy has delete
+            raise PolicyViolation(
+                f"records of partition {os.path.basename(self.directory)} cannot be deleted:"
+                f" its cleanup.policy is {self.config.cleanup_policy}")
         target = self.high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset
         if not 0 <= target <= self.high_watermark:
             raise OffsetOutOfRange(
@@ -566,7 +592,10 @@ class PartitionLog:
         cutoff = self._clock() - retention
         count = 0
         for segment in self._sealed:
-            if segment.max_timestamp is None or segment.max_timestamp >= cutoff:
+            # a segment a cleaning emptied has no timestamp: its seal's time stands in, as
+            # Kafka takes an empty segment's file time
+            newest = segment.sealed_ms if segment.max_timestamp is None else segment.max_timestamp
+            if newest is None or newest >= cutoff:
                 break
             count += 1
         return count
@@ -583,6 +612,68 @@ class PartitionLog:
             excess -= segment.bytes
             count += 1
         return count
+
+    # -- compaction ----------------------------------------------------------------------
+
+    def cleanable(self) -> tuple[tuple[SegmentInfo, ...], int]:
+        """What a cleaning may rewrite now: the sealed chain, oldest first, and the base
+        of the segment after it (everything below it is sealed); a seal a reader holds back
+        ends it, as that file is not final yet."""
+        sealed = []
+        for info in self._sealed:
+            if info.path in self._pending_seals:
+                break
+            sealed.append(info)
+        return tuple(sealed), sealed[-1].next_offset if sealed else 0
+
+    def clean(self, now_ms: int | None = None) -> CleaningResult:
+        """Run one cleaning of this log now, whatever its dirty ratio (``eventstore
+        compact``, offline; a server's cleaner prepares off the owner's thread and hands
+        the result to :meth:`install_cleaning`). PolicyViolation unless the topic's
+        cleanup.policy has compact."""
+        if not is_compacted(self.config):
+            raise PolicyViolation(
+                f"{os.path.basename(self.directory)}: cleanup.policy is"
+                f" {self.config.cleanup_policy}, not compact: nothing to clean")
+        sealed, active_base = self.cleanable()
+        now = self._clock() if now_ms is None else now_ms
+        prepared = prepare_cleaning(self.directory, sealed, active_base, now,
+                                    CleaningSettings.of(self.config))
+        self.install_cleaning(prepared)
+        return prepared.result
+
+    def install_cleaning(self, prepared: PreparedCleaning) -> bool:
+        """Swap a prepared cleaning's files in for the ones it replaces and read the log
+        as it left it; False (its pending files removed, nothing changed) when the chain
+        changed since it was planned (retention or DeleteRecords deleted a segment it
+        read, or its pending files are gone), as the cleaning no longer fits the log.
+
+        Only the log's owner calls this, so no append runs meanwhile; a reader with an
+        older view finishes its read on the old files (open connections keep them)."""
+        count = len(prepared.replaced)
+        fits = (tuple(self._sealed[:count]) == prepared.replaced and all(
+            file_id(info.path) == self._file_ids.get(info.path) for info in prepared.replaced)
+            and prepared.swap.pending_exist())
+        if not fits:
+            discard_pending(prepared.swap)
+            return False
+        swap_in(prepared.swap)
+        new = {info.path for info in prepared.segments}
+        for info in prepared.replaced:
+            self._file_ids.pop(info.path, None)
+            self._reader.forget(info.path)
+            self._damage.pop(info.base_offset, None)
+        self._damage_view = tuple(self._damage[b] for b in sorted(self._damage))
+        for path in new:
+            self._file_ids[path] = file_id(path)
+        self._sealed = [*prepared.segments, *self._sealed[count:]]
+        self.cleaner_state = prepared.state
+        self._view = self._make_view()
+        return True
+
+    def cleaning_status(self) -> CleaningStatus:
+        """This log's cleaning status (see compaction.CleaningStatus), from memory."""
+        return status_of(self._sealed, self.cleaner_state)
 
     # -- reading -------------------------------------------------------------------------
 

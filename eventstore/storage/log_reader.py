@@ -109,16 +109,29 @@ class LogReader:
 
     def __init__(self) -> None:
         self._conns: dict[str, apsw.Connection] = {}
+        # the segment each connection was opened for: a cleaning puts a new file under an
+        # old name, with other metadata, and the old file's connection must not read it
+        self._opened_for: dict[str, SegmentInfo] = {}
 
     def _conn(self, view: LogView, segment: SegmentInfo) -> apsw.Connection:
-        """The connection to read ``segment`` through; CorruptLog if it cannot be read."""
+        """The connection to read ``segment`` through; CorruptLog if it cannot be read.
+
+        A connection opened for an older file of the same name (one a cleaning replaced)
+        is dropped for a new one once a view names the new file."""
         if view.damage and (damage := view.damaged(segment)) is not None:
             raise damage.error()
         conn = self._conns.get(segment.path)
+        if conn is not None and (opened := self._opened_for[segment.path]) is not segment:
+            if opened.is_sealed and segment.is_sealed and opened != segment:
+                self.forget(segment.path)
+                conn = None
+            else:
+                self._opened_for[segment.path] = segment
         if conn is None:
             if not os.path.exists(segment.path):
                 raise CorruptLog(f"{segment.path}: missing: the segment file was deleted")
             conn = self._conns[segment.path] = open_readonly(segment.path)
+            self._opened_for[segment.path] = segment
         return conn
 
     def _failed(self, view: LogView, segment: SegmentInfo, error: KafkaStorageError
@@ -166,6 +179,12 @@ class LogReader:
             rows.extend(chunk)
             if chunk:
                 offset = chunk[-1][0] + 1
+            elif end > offset or (not rows and used == 0):
+                # nothing kept up to ``end``, or in the rest of the segment (no batch left):
+                # a gap a cleaning left; read on past it
+                offset = end if end > offset else segment_end
+                if offset < segment_end:
+                    continue
             # stop unless this segment was read to its end: the byte budget may have cut it
             # short, and moving on to the next segment would then skip records
             if offset < segment_end or (budget is not None and budget <= 0):
@@ -209,6 +228,7 @@ class LogReader:
 
     def forget(self, path: str) -> None:
         """Close the connection to one segment file, if open (the log is about to seal it)."""
+        self._opened_for.pop(path, None)
         conn = self._conns.pop(path, None)
         if conn is not None:
             conn.close()
@@ -217,12 +237,13 @@ class LogReader:
         """Close connections to segments that are no longer part of ``view``."""
         live = {s.path for s in view.segments}
         for path in [p for p in self._conns if p not in live]:
-            self._conns.pop(path).close()
+            self.forget(path)
 
     def close(self) -> None:
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
+        self._opened_for.clear()
 
 
 def _raise(failure: KafkaError, cause: KafkaStorageError) -> NoReturn:

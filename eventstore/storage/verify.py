@@ -37,6 +37,7 @@ from eventstore.storage.catalog import (
     partition_dir,
     partition_folders,
 )
+from eventstore.storage.compaction import STATE_FILE, read_cleaned_part
 from eventstore.storage.readonly import open_database, reading
 from eventstore.storage.recovery import check_chain, split_expired
 from eventstore.storage.schema import check_schema_version
@@ -203,12 +204,17 @@ def _check_partition(directory: str, topic: str, partition: int, report: Report
     if not bases:
         problem(directory, "no segment file: the partition's data is gone")
         return None
+    try:
+        cleaned_through = read_cleaned_part(directory).through
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problem(os.path.join(directory, STATE_FILE), f"the cleaner's state cannot be read ({exc})")
+        return None
     infos: list[SegmentInfo] = []
     sound = True
     for base in bases:
         path = os.path.join(directory, segment_name(base))
         try:
-            info = _check_segment(path)
+            info = _check_segment(path, cleaned_through)
         except FileNotFoundError:
             continue  # retention deleted it while a server runs: not a problem
         except (_Found, KafkaStorageError) as exc:
@@ -217,8 +223,8 @@ def _check_partition(directory: str, topic: str, partition: int, report: Report
             sound = False
             continue
         report.segments += 1
-        report.records += info.record_count
-        infos.append(info)
+        report.records += info.records
+        infos.append(info.info)
     if not sound or not infos:
         return None  # the chain cannot be judged with a segment unread: its problem stands
     *older, newest = infos
@@ -234,44 +240,68 @@ def _check_partition(directory: str, topic: str, partition: int, report: Report
     return newest.next_offset
 
 
-def _check_segment(path: str) -> SegmentInfo:
-    """A segment's metadata, once its file and its rows agree with it; _Found otherwise."""
+@dataclass(frozen=True)
+class _Checked:
+    """A checked segment: its metadata and how many records it holds."""
+
+    info: SegmentInfo
+    records: int
+
+
+def _check_segment(path: str, cleaned_through: int) -> _Checked:
+    """A segment's metadata, once its file and its rows agree with it; _Found otherwise.
+
+    Below ``cleaned_through`` (the end of the part the log cleaner rewrote) records may be
+    missing, as compaction leaves gaps; every offset at or past it must be there."""
     conn = open_database(path)
     try:
         check_integrity(conn, path)
         with reading(path), conn:  # one read transaction: a server may be appending
             info = read_info(conn, path)
-            count, low, high, size, min_ts, max_ts = conn.execute(
+            contiguous_from = min(max(cleaned_through, info.base_offset), info.next_offset)
+            count, low, high, size, min_ts, max_ts, tail = conn.execute(
                 f"SELECT count(*), min(offset), max(offset), sum({ROW_BYTES_SQL}),"
-                " min(timestamp), max(timestamp) FROM records").fetchone()
+                " min(timestamp), max(timestamp), count(*) FILTER (WHERE offset >= ?)"
+                " FROM records", (contiguous_from,)).fetchone()
             batches = conn.execute(
                 "SELECT base_offset, last_offset, bytes FROM batches ORDER BY base_offset"
             ).fetchall()
     finally:
         conn.close()
     described = f"metadata says offsets {info.base_offset}..{info.next_offset - 1}"
-    if count != info.record_count or (count and (low, high) != (info.base_offset,
-                                                              info.next_offset - 1)):
-        raise _Found(f"{described} ({info.record_count} records), the file holds {count}"
-                     + (f" from {low} to {high}" if count else ""))
+    if contiguous_from == info.base_offset:
+        if count != info.record_count or (count and (low, high) != (info.base_offset,
+                                                                  info.next_offset - 1)):
+            raise _Found(f"{described} ({info.record_count} records), the file holds {count}"
+                         + (f" from {low} to {high}" if count else ""))
+    elif (count and (low < info.base_offset or high >= info.next_offset)) or (
+            tail != info.next_offset - contiguous_from):
+        raise _Found(f"{described}, cleaned up to {contiguous_from}: the file holds {count}"
+                     + (f" from {low} to {high}" if count else "")
+                     + f", {tail} of them from {contiguous_from} on")
     if (size or 0) != info.bytes:
         raise _Found(f"metadata says {info.bytes} bytes of records, the records add up to "
                      f"{size or 0}")
     if (min_ts, max_ts) != (info.min_timestamp, info.max_timestamp):
         raise _Found(f"metadata says timestamps {info.min_timestamp}..{info.max_timestamp},"
                      f" the records hold {min_ts}..{max_ts}")
-    _check_batches(batches, info)
-    return info
+    _check_batches(batches, info, contiguous_from)
+    return _Checked(info, count)
 
 
-def _check_batches(batches: list[tuple[int, int, int]], info: SegmentInfo) -> None:
-    """Batches must cover the segment's offsets in order, none twice, none left out."""
+def _check_batches(batches: list[tuple[int, int, int]], info: SegmentInfo,
+                   contiguous_from: int) -> None:
+    """Batches must cover the segment's offsets in order, none twice, none left out; below
+    ``contiguous_from`` (cleaned) a batch the cleaner emptied may be gone, leaving a gap."""
     expected = info.base_offset
     for base, last, _ in batches:
-        if base != expected or last < base:
+        gap_allowed = expected < contiguous_from and expected < base <= contiguous_from
+        if (base != expected and not gap_allowed) or last < base:
             raise _Found(f"batch {base}..{last} does not follow the batch ending at"
                          f" {expected - 1}")
         expected = last + 1
+    if expected < contiguous_from:
+        expected = contiguous_from  # the cleaned part's last batches may all be gone
     if expected != info.next_offset:
         raise _Found(f"batches end at offset {expected - 1}, the records at "
                      f"{info.next_offset - 1}")
