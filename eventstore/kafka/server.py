@@ -58,6 +58,13 @@ class Session(Protocol):
     def tls_established(self, ssl_object: ssl.SSLObject) -> None:
         """The connection is TLS (the listener has an ssl context): its certificate."""
 
+    @property
+    def expects_raw_token(self) -> bool:
+        """The next frame is a bare SASL token, not a request (after SaslHandshake v0)."""
+
+    async def raw_token(self, token: bytes) -> bytes:
+        """The bare answer to a bare SASL token; raises CloseConnection on a failed login."""
+
 
 SessionFactory = Callable[[str], Session]
 
@@ -299,6 +306,13 @@ class KafkaListener:
     async def _respond(
         self, frame: bytes, session: Session, peer: object
     ) -> bytes | object | None:
+        if session.expects_raw_token:  # SASL after a SaslHandshake v0: no Kafka header
+            try:
+                answer = await session.raw_token(frame)
+            except CloseConnection as exc:
+                log.warning("connection closed: %s; peer=%s", exc, peer)
+                return _CLOSE
+            return struct.pack(">i", len(answer)) + answer
         try:
             request = decode_request(frame, SUPPORTED_VERSIONS)
         except UnsupportedApiVersion as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from eventstore.kafka.codec.protocol import Request, api_name
 from eventstore.kafka.connection import CloseConnection, Connection, Response
+from eventstore.kafka.handlers.sasl import authenticate_unframed
 from eventstore.kafka.registry import APIS
 
 
@@ -33,3 +34,12 @@ class Session(Connection):
         if isinstance(response, bytes):
             self.built(len(response))
         return response
+
+    @property
+    def expects_raw_token(self) -> bool:
+        """The next frame is a bare SASL token (after a SaslHandshake v0)."""
+        return self.login.expects_raw_token
+
+    async def raw_token(self, token: bytes) -> bytes:
+        """The bare answer to a bare SASL token; CloseConnection when the login fails."""
+        return await authenticate_unframed(self, token)

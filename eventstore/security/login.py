@@ -64,6 +64,8 @@ class SaslLogin:
         self.state = LoginState.AWAIT_HANDSHAKE if required else LoginState.AUTHENTICATED
         self.mechanism: str | None = None
         self.user: str | None = None
+        self.framed = True  # SaslHandshake v1: tokens in SaslAuthenticate; v0: bare frames
+        self.reason = ""  # why the login failed, for the server's log (never the client)
         self._scram: ScramServerExchange | None = None
 
     def admits(self, api_key: int) -> bool:
@@ -77,9 +79,17 @@ class SaslLogin:
             return api_key == SASL_AUTHENTICATE
         return False
 
-    def handshake(self, mechanism: str) -> None:
-        """SaslHandshake: choose ``mechanism``. UnsupportedSaslMechanism (the login fails)
-        for one not enabled; IllegalSaslState out of order."""
+    @property
+    def expects_raw_token(self) -> bool:
+        """Whether the next frame is a bare SASL token (after a SaslHandshake v0), not a
+        Kafka request."""
+        return not self.framed and self.state in (LoginState.AWAIT_AUTHENTICATE,
+                                                  LoginState.EXCHANGING)
+
+    def handshake(self, mechanism: str, framed: bool = True) -> None:
+        """SaslHandshake: choose ``mechanism``; ``framed`` (v1) when the tokens come in
+        SaslAuthenticate requests. UnsupportedSaslMechanism (the login fails) for one not
+        enabled; IllegalSaslState out of order."""
         if self.state is not LoginState.AWAIT_HANDSHAKE:
             raise IllegalSaslState("SaslHandshake is not expected now"
                                    if self.required else "this listener does not use SASL")
@@ -88,6 +98,7 @@ class SaslLogin:
             raise UnsupportedSaslMechanism(
                 f"mechanism {mechanism!r} is not enabled; enabled: {', '.join(self.mechanisms)}")
         self.mechanism = mechanism
+        self.framed = framed
         self.state = LoginState.AWAIT_AUTHENTICATE
 
     def authenticate(self, token: bytes) -> bytes:
@@ -137,8 +148,9 @@ class SaslLogin:
             self._scram = ScramServerExchange(mechanism, lambda user: self._lookup(user, mechanism))
         try:
             answer = self._scram.respond(token)
-        except ScramError:
+        except ScramError as error:
             self.user = self._scram.username
+            self.reason = str(error)
             raise self._failed() from None
         self.user = self._scram.username
         self.state = (LoginState.AUTHENTICATED if self._scram.state is ExchangeState.COMPLETE

@@ -126,6 +126,7 @@ class ScramServerExchange:
         self._client_first_bare = ""
         self._server_first = ""
         self._nonce = ""
+        self._nonces: tuple[str, ...] = ()
 
     def _fail(self, reason: str) -> ScramError:
         self.state = ExchangeState.FAILED
@@ -157,6 +158,9 @@ class ScramServerExchange:
         self._credential = self._lookup(self.username)
         self._client_first_bare = bare
         self._nonce = client_nonce + self._server_nonce
+        # librdkafka before 1.9 echoes its own nonce before the combined one; Kafka's
+        # brokers accepted that (the proof, over the message as sent, still decides)
+        self._nonces = (self._nonce, client_nonce + self._nonce)
         credential = self._credential or make_credential(self.mechanism, secrets.token_hex(16))
         salt = base64.b64encode(credential.salt).decode()
         self._server_first = f"r={self._nonce},s={salt},i={credential.iterations}"
@@ -172,7 +176,7 @@ class ScramServerExchange:
             proof = base64.b64decode(proof_field, validate=True)
         except (ValueError, ScramError) as error:
             raise self._fail(f"malformed SCRAM client-final message: {error}") from error
-        if attributes.get("r") != self._nonce:
+        if attributes.get("r") not in self._nonces:
             raise self._fail("SCRAM nonce does not match")
         credential = self._credential
         if credential is None or credential.mechanism != self.mechanism:
