@@ -7,7 +7,7 @@ scrape never touches the Kafka listener's event loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -28,11 +28,17 @@ class HttpEndpoint:
     """Serves ``/metrics`` and ``/healthz`` until :meth:`stop`."""
 
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, healthy: Callable[[], bool]
+        self, host: str, port: int, registry: CollectorRegistry, healthy: Callable[[], bool],
+        routes: Mapping[str, Callable[[dict, Callable], Iterable[bytes]]] | None = None,
     ) -> None:
+        """``routes``: more paths and the WSGI application answering each (admin POSTs)."""
         metrics = make_wsgi_app(registry)
+        more = dict(routes or {})
 
         def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+            route = more.get(environ.get("PATH_INFO", ""))
+            if route is not None:
+                return route(environ, start_response)
             if environ.get("PATH_INFO") == "/healthz":
                 ok = healthy()
                 start_response("200 OK" if ok else "503 Service Unavailable",

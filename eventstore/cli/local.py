@@ -36,15 +36,15 @@ def open_engine(data_dir: str, *, files_only: bool = False) -> SqlEngine:
     return SqlEngine(data_dir)
 
 
-def open_store(data_dir: str) -> EventStore:
+def open_store(data_dir: str, server_option: str = "--bootstrap-server") -> EventStore:
     """The embedded store on ``data_dir``, holding its lock; CliError (exit 3) naming the
-    process that holds the lock instead."""
+    process that holds the lock instead, and ``server_option``, the way through it."""
     from eventstore.client import EventStore
 
     try:
         return EventStore.open(data_dir, STORE_CONFIG)
     except DataDirLocked as exc:
-        raise CliError(f"{exc.args[0]}: stop it or use --bootstrap-server to go through the"
+        raise CliError(f"{exc.args[0]}: stop it or use {server_option} to go through the"
                        " server", EXIT_UNAVAILABLE) from None
 
 

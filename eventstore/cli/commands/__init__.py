@@ -2,6 +2,7 @@
 which adds its parser (and its ``run`` function) to the command line."""
 
 from eventstore.cli.commands import (
+    compact,
     consume,
     delete_records,
     groups,
@@ -12,4 +13,5 @@ from eventstore.cli.commands import (
     users,
 )
 
-COMMANDS = (topics, produce, consume, delete_records, groups, segments, sql, users)
+COMMANDS = (topics, produce, consume, delete_records, groups, segments, sql, users,
+            compact)
