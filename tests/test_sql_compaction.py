@@ -79,20 +79,21 @@ def test_segments_count_held_records_and_gaps(store: str) -> None:
 def test_partitions_show_cleaned_and_dirty_bytes(store: str) -> None:
     directory = partition_dir(store, "table", 0)
     with SqlEngine(store) as engine:
-        query = ("SELECT cleaned_bytes, dirty_bytes, dirty_ratio, last_cleaned_ms"
-                 " FROM partitions WHERE topic = ?")
-        _, [(cleaned, dirty, ratio, last)] = engine.query(query, ("table",))
+        query = ("SELECT cleaned_bytes, dirty_bytes, dirty_ratio, last_cleaned_ms,"
+                 " cleaner_runs, cleaner_bytes_removed FROM partitions WHERE topic = ?")
+        _, [(cleaned, dirty, ratio, last, runs, removed)] = engine.query(query, ("table",))
         _, [(sealed_bytes,)] = engine.query(
             "SELECT sum(bytes) FROM segments WHERE topic = 'table' AND active = 0")
-        assert (cleaned, dirty, ratio, last) == (sealed_bytes, 0, 0.0, T0 + 10)
+        assert (cleaned, dirty, ratio, last, runs) == (sealed_bytes, 0, 0.0, T0 + 10, 1)
+        assert removed == 3 * 24  # three records of 4 bytes + 20 each
         # a topic without compact in cleanup.policy has no cleaning figures
-        assert engine.query(query, ("plain",))[1] == [(None, None, None, None)]
+        assert engine.query(query, ("plain",))[1] == [(None,) * 6]
         # new writes rolled into a sealed segment are dirty until the next cleaning
         log = PartitionLog.open(directory, clock=ManualClock(T0 + 20))
         log.append([(None, b"a", b"again", None)])
         log.roll()
         log.close()
-        _, [(cleaned_now, dirty, ratio, _)] = engine.query(query, ("table",))
+        _, [(cleaned_now, dirty, ratio, *_)] = engine.query(query, ("table",))
         _, [(newest,)] = engine.query(
             "SELECT bytes FROM segments WHERE topic = 'table' AND base_offset = 6")
         assert (cleaned_now, dirty) == (cleaned, newest)

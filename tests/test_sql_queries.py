@@ -243,7 +243,7 @@ def test_info_tables_describe_the_chain(engine: SqlEngine, store: str) -> None:
         ("empty", 2, "{}"), ("events", 3, '{"segment.bytes": 300}'), ("other", 1, "{}"),
     ]
     _, parts = engine.query("SELECT * FROM partitions WHERE topic = 'empty'")
-    nothing_cleaned = (None, None, None, None)  # not a compacted topic
+    nothing_cleaned = (None,) * 6  # not a compacted topic
     assert parts == [("empty", 0, 0, 0, 0, 0, None, *nothing_cleaned),
                      ("empty", 1, 0, 0, 1, 0, None, *nothing_cleaned)]
     _, segments = engine.query(

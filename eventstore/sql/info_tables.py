@@ -11,8 +11,10 @@ cannot be read), in one line naming the file; each problem found is also kept as
 log-end-offset its anchor says it reached: offsets up to there are the log's, unreadable.
 
 Log compaction shows in both: a compacted topic's partitions have their sealed segments'
-cleaned and dirty bytes, the dirty ratio and the last cleaning time (NULL for a topic
-without ``compact`` in ``cleanup.policy``); a segment's ``record_count`` is the records it
+cleaned and dirty bytes (the active segment is never cleaned, so not counted; a segment
+the cleaned part ends inside is dirty), the dirty ratio, the last cleaning time, and the
+cleanings' count and bytes removed so far, as the partition's folder holds them (NULL for
+a topic without ``compact`` in ``cleanup.policy``); a segment's ``record_count`` is the records it
 holds and ``gaps`` the offsets of its range a cleaning removed (offsets are never reused).
 """
 
@@ -24,11 +26,12 @@ from dataclasses import dataclass
 
 import apsw
 
+from eventstore.config import TopicConfig
 from eventstore.errors import KafkaStorageError
-from eventstore.sql.cleaning import CleaningFigures, cleaning_figures, compacted
 from eventstore.sql.coerce import EQ, Row, SqlValue
 from eventstore.sql.reader import PartitionState
 from eventstore.sql.snapshot import Snapshot, SnapshotScope
+from eventstore.storage.compaction import CleaningStatus, is_compacted, status_of
 from eventstore.storage.recovery import chain_problems
 from eventstore.storage.segment import SegmentInfo
 
@@ -66,7 +69,7 @@ class Chain:
 
     segments: tuple[tuple[int, SegmentInfo | None], ...]  # (index, metadata; None: unreadable)
     problems: tuple[tuple[str, str], ...]  # (file whose row shows it, one line naming the file)
-    cleaning: CleaningFigures | None = None  # a compacted topic's partition only
+    cleaning: CleaningStatus | None = None  # a compacted topic's partition only
 
     @property
     def problem(self) -> str | None:
@@ -100,15 +103,15 @@ def _chain(snapshot: Snapshot, state: PartitionState) -> Chain:
         problems.append((newest, state.problem))
     cleaning = None
     topic = snapshot.topic(state.topic)
-    if topic is not None and compacted(topic.config):
+    if topic is not None and is_compacted(TopicConfig.from_mapping(topic.config)):
         try:
-            cleaned = snapshot.reader.cleaned_part(state)
+            cleaner = snapshot.reader.cleaner_state(state)
         except KafkaStorageError as exc:
             problems.append((state.directory, exc.args[0]))
         else:
             sealed = [info for index, info in segments
                       if info is not None and not state.is_active(index)]
-            cleaning = cleaning_figures(sealed, cleaned)
+            cleaning = status_of(sealed, cleaner)
     for _, text in problems:
         snapshot.reader.warn(f"partition {state.name}: {text}")
     return Chain(tuple(segments), tuple(problems), cleaning)
@@ -137,9 +140,9 @@ def partition_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
         yield (
             state.topic, state.partition, state.log_start_offset, state.log_end_offset,
             len(chain.segments), sum(info.bytes for info in infos), chain.problem,
-            *((None,) * 4 if cleaning is None else (
+            *((None,) * 6 if cleaning is None else (
                 cleaning.cleaned_bytes, cleaning.dirty_bytes, cleaning.dirty_ratio,
-                cleaning.last_cleaned_ms)),
+                cleaning.last_cleaned_ms, cleaning.runs, cleaning.bytes_removed)),
         )
 
 
@@ -205,7 +208,8 @@ INFO_TABLES = (
         "CREATE TABLE partitions (topic TEXT, partition INTEGER, log_start_offset INTEGER,"
         " log_end_offset INTEGER, segment_count INTEGER, bytes INTEGER, problem TEXT,"
         " cleaned_bytes INTEGER, dirty_bytes INTEGER, dirty_ratio REAL,"
-        " last_cleaned_ms INTEGER, PRIMARY KEY (topic, partition)) WITHOUT ROWID",
+        " last_cleaned_ms INTEGER, cleaner_runs INTEGER, cleaner_bytes_removed INTEGER,"
+        " PRIMARY KEY (topic, partition)) WITHOUT ROWID",
         0, 1, partition_rows,
     ),
     InfoTableSpec(

@@ -32,8 +32,7 @@ from eventstore.storage.catalog import (
     TopicInfo,
     partition_dir,
 )
-from eventstore.storage.cleaner import CleanedPart
-from eventstore.storage.compaction import STATE_FILE, read_cleaned_part
+from eventstore.storage.compaction import STATE_FILE, CleanerState, read_cleaner_state
 from eventstore.storage.readonly import open_database, reading
 from eventstore.storage.schema import check_schema_version
 from eventstore.storage.segment import SegmentInfo, parse_segment_name, read_info, segment_name
@@ -207,11 +206,11 @@ class DataReader:
             conn.close()
         return count
 
-    def cleaned_part(self, state: PartitionState) -> CleanedPart:
-        """The partition's cleaned part as its last cleaning left it (empty if never);
-        KafkaStorageError naming the file if the cleaner's state cannot be read."""
+    def cleaner_state(self, state: PartitionState) -> CleanerState:
+        """The partition's cleaner's state as its last cleaning left it (nothing cleaned
+        if never); KafkaStorageError naming the file if it cannot be read."""
         try:
-            return read_cleaned_part(state.directory)
+            return read_cleaner_state(state.directory)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             path = os.path.join(state.directory, STATE_FILE)
             raise KafkaStorageError(f"{path}: the cleaner's state cannot be read ({exc})"
