@@ -91,6 +91,13 @@ METRICS: tuple[MetricSpec, ...] = (
                " (segment.ms)"),
     MetricSpec("eventstore_segments_deleted_total", "counter", (TOPIC,),
                "Sealed segments deleted by retention (retention.ms, retention.bytes)"),
+    MetricSpec("eventstore_log_cleaner_runs_total", "counter", (TOPIC,),
+               "Cleanings (log compaction) swapped into the topic's partitions"),
+    MetricSpec("eventstore_log_cleaner_bytes_removed_total", "counter", (TOPIC,),
+               "Bytes of records that cleanings removed from the topic's sealed segments"),
+    MetricSpec("eventstore_partition_dirty_ratio", "gauge", (TOPIC, PARTITION),
+               "Share of a compacted partition's sealed segment bytes not cleaned yet (what"
+               " min.cleanable.dirty.ratio is compared with); only for cleanup.policy compact"),
     MetricSpec("eventstore_partition_restarts_total", "counter", (TOPIC,),
                "Partition actors restarted from disk after a failure"),
     MetricSpec("eventstore_partitions_offline", "gauge", (TOPIC,),
@@ -160,12 +167,16 @@ def _topic_samples(topic: str, partitions: list[PartitionFigures]) -> Iterator[S
         yield "eventstore_partition_segments", labels, p.segments
         yield "eventstore_partition_bytes", labels, p.bytes
         yield "eventstore_partition_mailbox_depth", labels, p.mailbox_depth
+        if p.dirty_ratio is not None:
+            yield "eventstore_partition_dirty_ratio", labels, p.dirty_ratio
     for name, field in (("eventstore_records_appended_total", "records_appended"),
                         ("eventstore_bytes_appended_total", "bytes_appended"),
                         ("eventstore_records_fetched_total", "records_fetched"),
                         ("eventstore_bytes_fetched_total", "bytes_fetched"),
                         ("eventstore_failed_reads_total", "failed_reads"),
                         ("eventstore_segments_deleted_total", "segments_deleted"),
+                        ("eventstore_log_cleaner_runs_total", "cleaner_runs"),
+                        ("eventstore_log_cleaner_bytes_removed_total", "cleaner_bytes_removed"),
                         ("eventstore_partition_restarts_total", "restarts"),
                         ("eventstore_partitions_offline", "offline")):
         yield name, [topic], sum(getattr(p, field) for p in partitions)

@@ -8,6 +8,9 @@ message, so a scrape never waits behind an append and never slows one down. Ever
 question it asks is bounded by one deadline, so a scrape takes bounded time; the actor
 serializes scrapes, so several scrapers at once cost the broker no more than one each.
 
+A compacted topic's partition also has its dirty ratio, from its view and the cleaner's
+state the partition published with the last cleaning it swapped in.
+
 The snapshot is plain frozen data; turning it into Prometheus metric families is
 :mod:`actors.exposition`'s job.
 """
@@ -59,6 +62,9 @@ class PartitionFigures:
     rolls: Mapping[str, int]
     segments_deleted: int
     restarts: int
+    cleaner_runs: int = 0
+    cleaner_bytes_removed: int = 0
+    dirty_ratio: float | None = None  # a compacted topic's partition only
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +102,19 @@ class MetricsActor(Actor):
         deadline = _Deadline(self._timeout_s)
         # ask both actors at once; each answers on its own thread
         topics = self._broker.list_topics()
+        compacted_partitions = self._broker.compacted_partitions()
         coordinator_stats = self._coordinator.stats()
         handles = [self._broker.partitions(info.name) for info in deadline.get(topics)]
+        compacted = {handle.topic_partition
+                     for handle, _, _ in deadline.get(compacted_partitions)}
         stats = deadline.get(coordinator_stats)
         offsets = {group_id: self._coordinator.fetch_offsets(group_id, None)
                    for group_id in stats.members_per_group}
         partitions = []
         for future in handles:
             try:
-                partitions.extend(_figures(handle) for handle in deadline.get(future))
+                partitions.extend(_figures(handle, handle.topic_partition in compacted)
+                                  for handle in deadline.get(future))
             except KafkaError:  # deleted since it was listed
                 continue
         groups = tuple(
@@ -135,12 +145,14 @@ class _Deadline:
         return future.get(timeout=max(self._end - time.monotonic(), 0.0))
 
 
-def _figures(handle: PartitionHandle) -> PartitionFigures:
-    """Read one partition's published view and counters (no message to its actor)."""
+def _figures(handle: PartitionHandle, compacted: bool) -> PartitionFigures:
+    """Read one partition's published view and counters (no message to its actor), and
+    of a ``compacted`` topic's partition its dirty ratio."""
     state = handle.state
     view = state.view
     stats = state.stats
     histogram = stats.append_latency
+    cleaning = state.cleaning_status()
     actor = handle.actor
     return PartitionFigures(
         topic=state.topic,
@@ -162,4 +174,7 @@ def _figures(handle: PartitionHandle) -> PartitionFigures:
         rolls=dict(stats.rolls),
         segments_deleted=stats.segments_deleted,
         restarts=stats.restarts,
+        cleaner_runs=stats.cleaner.runs,
+        cleaner_bytes_removed=stats.cleaner.bytes_removed,
+        dirty_ratio=None if cleaning is None or not compacted else cleaning.dirty_ratio,
     )

@@ -128,6 +128,19 @@ OVERVIEW_PANELS: tuple[Panel, ...] = (
                   "{{topic}} rolled ({{reason}})"),
            Target(increase("eventstore_segments_deleted_total", TOPIC, "topic"),
                   "{{topic}} deleted"))),
+    Panel("Dirty ratio (compacted partitions)",
+          "Share of each compacted partition's sealed segment bytes not cleaned yet; the"
+          " log cleaner takes a partition once it reaches min.cleanable.dirty.ratio (0.5 by"
+          " default), the dirtiest first. Only topics with compact in cleanup.policy.",
+          (Target(f"eventstore_partition_dirty_ratio{{{TOPIC}}}", "{{topic}}/{{partition}}"),),
+          unit="percentunit"),
+    Panel("Log cleaner",
+          "Cleanings (log compaction) swapped in, and the bytes of records they removed,"
+          " by topic.",
+          (Target(increase("eventstore_log_cleaner_runs_total", TOPIC, "topic"),
+                  "{{topic}} cleanings"),
+           Target(increase("eventstore_log_cleaner_bytes_removed_total", TOPIC, "topic"),
+                  "{{topic}} bytes removed"))),
     Panel("Append latency",
           "Time a partition actor takes to append one batch durably: median and 99th"
           " percentile, by topic.",

@@ -237,6 +237,9 @@ class _Stuck(Actor):
     def list_topics(self) -> list:
         return []
 
+    def compacted_partitions(self) -> tuple:
+        return ()
+
     def stats(self) -> None:
         self._release.wait(TIMEOUT)
 

@@ -28,9 +28,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from support import ServerProcess, eventstore_command, wait_until
 
+from eventstore.sql import SqlEngine
+
 PROMETHEUS = "/usr/bin/prometheus"
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"
 TOPIC, GROUP = "orders", "billing"
+COMPACTED = "prices"  # cleanup.policy=compact: the dirty ratio panel shows its partitions
 PRODUCED = {0: 10, 1: 12}
 COMMITTED = {0: 4, 1: 7}
 TIMEOUT_S = 30
@@ -129,10 +132,16 @@ def workload(server: ServerProcess) -> Iterator[dict[int, int]]:
     config = {"bootstrap.servers": server.bootstrap}
     admin = AdminClient(config)  # referenced until the topic exists: its futures need it
     admin.create_topics([NewTopic(TOPIC, len(PRODUCED))])[TOPIC].result(TIMEOUT_S)
+    compacted = NewTopic(COMPACTED, 1, config={"cleanup.policy": "compact",
+                                                "segment.bytes": "100"})
+    admin.create_topics([compacted])[COMPACTED].result(TIMEOUT_S)
     producer = Producer(config)
     for partition, count in PRODUCED.items():
         for i in range(count):
             producer.produce(TOPIC, b"record %d" % i, partition=partition)
+    for i in range(10):  # one record per request: each fills a segment, which rolls
+        producer.produce(COMPACTED, b"%d" % i, key=b"item %d" % (i % 3))
+        assert producer.flush(TIMEOUT_S) == 0
     assert producer.flush(TIMEOUT_S) == 0
     consumer = Consumer({**config, "group.id": GROUP, "auto.offset.reset": "earliest",
                          "enable.auto.commit": False})
@@ -175,7 +184,9 @@ def test_every_dashboard_query_returns_data_and_lag_matches_the_store(
             assert variables[variable["name"]] in offered, (variable["name"], offered)
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
-                expr = fill(target["expr"], variables)
+                compaction = "dirty_ratio" in target["expr"]  # compacted topics only
+                expr = fill(target["expr"],
+                            {**variables, "topic": COMPACTED} if compaction else variables)
                 if panel["title"] == "Time to drain":
                     assert_idle_group_has_no_time_to_drain(prometheus, expr, variables)
                     continue
@@ -251,3 +262,38 @@ def test_a_reset_offsets_shows_no_phantom_consumption(
     (highest,) = prometheus.query(f"max_over_time(({panel})[1m:1s])")
     assert float(highest["value"][1]) <= 0, "the panel showed consumption that never happened"
     assert_idle_group_has_no_time_to_drain(prometheus, drain, variables)
+
+
+def test_a_cleaning_shows_in_prometheus(server: ServerProcess, prometheus: Prometheus) -> None:
+    """A compacted topic's dirty ratio is 1 until a cleaning (`eventstore compact` through
+    the server's HTTP endpoint); then the cleaner's counters count it and the ratio is 0."""
+    topic = "inventory"
+    config = {"bootstrap.servers": server.bootstrap}
+    admin = AdminClient(config)
+    new = NewTopic(topic, 1, config={"cleanup.policy": "compact", "segment.bytes": "100"})
+    admin.create_topics([new])[topic].result(TIMEOUT_S)
+    producer = Producer(config)
+    for i in range(9):  # one record per request: each fills a segment, which rolls
+        producer.produce(topic, b"count %d" % i, key=b"item %d" % (i % 3))
+        assert producer.flush(TIMEOUT_S) == 0
+    selector = f'{{topic="{topic}"}}'
+    wait_until(lambda: prometheus.query(f"eventstore_partition_dirty_ratio{selector} > 0"),
+               TIMEOUT_S, "Prometheus to see the partition dirty")
+    http = server.metrics_url.split("//", 1)[1].split("/", 1)[0]
+    done = subprocess.run([*eventstore_command(), "compact", topic, "--server-http", http,
+                           "--json"], capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: prometheus.query(f"eventstore_partition_dirty_ratio{selector} == 0"),
+               TIMEOUT_S, "Prometheus to see the partition cleaned")
+    # what the partition's folder says its cleanings removed (the automatic cleaner may
+    # have run first, then the command's cleaning found less)
+    with SqlEngine(server.data_dir) as engine:
+        _, [(runs, removed)] = engine.query(
+            "SELECT cleaner_runs, cleaner_bytes_removed FROM partitions WHERE topic = ?",
+            (topic,))
+    (cleaned,) = json.loads(done.stdout)
+    assert runs >= 1 and removed > 0 and removed >= cleaned["bytes_removed"]
+    wait_until(lambda: prometheus.query(
+        f"eventstore_log_cleaner_runs_total{selector} == {runs}"
+        f" and eventstore_log_cleaner_bytes_removed_total{selector} == {removed}"),
+        TIMEOUT_S, f"Prometheus to count {runs} cleanings removing {removed} bytes")
