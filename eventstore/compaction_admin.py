@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from eventstore.storage.compaction import is_compacted
 if TYPE_CHECKING:  # the CLI imports this module for its path: no actors loaded for that
     from actors.system import ActorSystem
 
+log = logging.getLogger(__name__)
+
 ADMIN_COMPACT_PATH = "/admin/compact"
 # a cleaning is refused when the partition's chain changed while it ran (a roll,
 # retention): it is asked again this many times before the refusal is the answer
@@ -42,7 +45,8 @@ def compact_now(system: ActorSystem, topic: str, partition: int | None) -> list[
     """Clean ``topic``'s partitions (or just ``partition``) now, one after the other;
     each one's result as ``eventstore compact`` prints it. The Kafka error of the first
     refusal (unknown topic or partition, a topic that is not compacted) ends it."""
-    assert system.broker is not None and system.cleaners, "the actor system is running"
+    if system.broker is None or not system.cleaners:
+        raise KafkaStorageError("the store is not running (starting or stopping): try again")
     described = system.broker.describe_topic(topic).get()
     config = TopicConfig.from_mapping(described.config)
     if not is_compacted(config):
@@ -84,8 +88,13 @@ def compaction_route(system: ActorSystem) -> Callable[[dict, StartResponse], Ite
             done = compact_now(system, topic, partition)
         except UnknownTopicOrPartition as exc:
             return _answer(start_response, "404 Not Found", _refusal(exc))
-        except KafkaError as exc:
-            return _answer(start_response, "400 Bad Request", _refusal(exc))
+        except KafkaError as exc:  # a retriable one (storage, a changing chain): try later
+            status = "503 Service Unavailable" if exc.retriable else "400 Bad Request"
+            return _answer(start_response, status, _refusal(exc))
+        except Exception as exc:  # the store stopping under it, a bug: answered all the same
+            log.exception("compaction request failed")
+            return _answer(start_response, "500 Internal Server Error", _refusal(
+                KafkaError(f"the compaction failed on the server: {exc!r} (see its log)")))
         return _answer(start_response, "200 OK", {"topic": topic, "partitions": done})
 
     return app

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from support import ServerProcess
 from test_cli_support import assert_error, assert_ok, cli, table_rows
 
+from actors.system import ActorSystem
 from eventstore.compaction_admin import compaction_route
+from eventstore.config import ServerConfig
 
 SMALL = "segment.bytes=120"  # a few records per segment: the writes roll into sealed ones
 
@@ -108,10 +110,11 @@ def test_compact_through_a_running_server(serve: Callable[..., ServerProcess],
     assert_error(cli("compact", "table", *http), 3, "cannot reach the server's HTTP endpoint")
 
 
-def call(environ: dict) -> tuple[str, dict]:
-    """The admin route's answer to one request, before it reaches the store."""
+def call(environ: dict, system: ActorSystem | None = None) -> tuple[str, dict]:
+    """The admin route's answer to one request (refusals before it reaches the store)."""
     answered: list[str] = []
-    body = compaction_route(None)(environ, lambda status, headers: answered.append(status))
+    route = compaction_route(system)  # type: ignore[arg-type]
+    body = route(environ, lambda status, headers: answered.append(status))
     return answered[0], json.loads(b"".join(body))
 
 
@@ -127,3 +130,10 @@ def test_the_admin_route_answers_only_a_post_from_the_servers_host() -> None:
         status, body = call({"REQUEST_METHOD": "POST", "REMOTE_ADDR": "::1",
                              "QUERY_STRING": query})
         assert status.startswith("400") and body["error_code"] == 42, query
+
+
+def test_the_admin_route_says_when_the_store_is_not_running(data_dir: str) -> None:
+    not_started = ActorSystem(data_dir, ServerConfig())
+    status, body = call({"REQUEST_METHOD": "POST", "REMOTE_ADDR": "127.0.0.1",
+                         "QUERY_STRING": "topic=t"}, not_started)
+    assert status.startswith("503") and body["error"] == "KafkaStorageError"
