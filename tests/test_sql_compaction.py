@@ -12,7 +12,7 @@ from support import T0, ManualClock
 from test_sql_data import create_topic
 
 from eventstore.sql import SqlEngine
-from eventstore.storage.catalog import partition_dir
+from eventstore.storage.catalog import Catalog, partition_dir
 from eventstore.storage.compaction import STATE_FILE, CleaningSettings, clean_segments
 from eventstore.storage.log import PartitionLog
 
@@ -109,3 +109,15 @@ def test_a_damaged_cleaner_state_is_a_problem_naming_the_file(store: str) -> Non
             "SELECT problem, dirty_bytes FROM partitions WHERE topic = 'table'")
         assert path in problem and dirty is None
         assert any(path in warning for warning in engine.warnings())
+
+
+def test_a_cleaned_partition_keeps_its_figures_after_the_policy_changed(store: str) -> None:
+    catalog = Catalog.open(store)
+    try:
+        catalog.set_topic_config("table", {"cleanup.policy": "delete"})
+    finally:
+        catalog.close()
+    with SqlEngine(store) as engine:
+        _, [(runs, last)] = engine.query("SELECT cleaner_runs, last_cleaned_ms FROM partitions"
+                                         " WHERE topic = 'table'")
+        assert (runs, last) == (1, T0 + 10)

@@ -14,13 +14,15 @@ Log compaction shows in both: a compacted topic's partitions have their sealed s
 cleaned and dirty bytes (the active segment is never cleaned, so not counted; a segment
 the cleaned part ends inside is dirty), the dirty ratio, the last cleaning time, and the
 cleanings' count and bytes removed so far, as the partition's folder holds them (NULL for
-a topic without ``compact`` in ``cleanup.policy``); a segment's ``record_count`` is the records it
+a partition never cleaned of a topic without ``compact`` in its ``cleanup.policy``
+overrides); a segment's ``record_count`` is the records it
 holds and ``gaps`` the offsets of its range a cleaning removed (offsets are never reused).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -31,7 +33,7 @@ from eventstore.errors import KafkaStorageError
 from eventstore.sql.coerce import EQ, Row, SqlValue
 from eventstore.sql.reader import PartitionState
 from eventstore.sql.snapshot import Snapshot, SnapshotScope
-from eventstore.storage.compaction import CleaningStatus, is_compacted, status_of
+from eventstore.storage.compaction import STATE_FILE, CleaningStatus, is_compacted, status_of
 from eventstore.storage.recovery import chain_problems
 from eventstore.storage.segment import SegmentInfo
 
@@ -103,7 +105,11 @@ def _chain(snapshot: Snapshot, state: PartitionState) -> Chain:
         problems.append((newest, state.problem))
     cleaning = None
     topic = snapshot.topic(state.topic)
-    if topic is not None and is_compacted(TopicConfig.from_mapping(topic.config)):
+    # a server-wide cleanup.policy is not in the catalog: a folder the cleaner has
+    # cleaned shows its figures whatever the topic's overrides say now
+    cleaned_before = os.path.exists(os.path.join(state.directory, STATE_FILE))
+    if topic is not None and (cleaned_before
+                              or is_compacted(TopicConfig.from_mapping(topic.config))):
         try:
             cleaner = snapshot.reader.cleaner_state(state)
         except KafkaStorageError as exc:
