@@ -11,7 +11,7 @@ from typing import Any
 
 from kio.static.protocol import ResponsePayload
 
-from eventstore.config import TOPIC_KEYS, validate_topic_config
+from eventstore.config import KEYS, TOPIC_KEYS, validate_topic_config
 from eventstore.errors import InvalidConfig, InvalidRequest, KafkaError
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
@@ -27,6 +27,10 @@ SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 # what a resource's config entries and the topic's (effective config, overrides) make of
 # its changes
 ChangesFor = Callable[[Any, Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
+
+
+def _sensitive(name: str) -> bool:
+    return name in KEYS and KEYS[name].sensitive
 
 
 async def handle_describe_configs(conn: Connection, request: Request) -> ResponsePayload:
@@ -47,11 +51,12 @@ async def handle_describe_configs(conn: Connection, request: Request) -> Respons
             entry["configs"] = [
                 {
                     "name": name,
-                    "value": None if value is None else str(value).lower()
+                    # a secret (ssl.key.password) is never told, as Kafka tells none
+                    "value": None if value is None or _sensitive(name) else str(value).lower()
                     if isinstance(value, bool) else str(value),
                     "read_only": name not in TOPIC_KEYS,
                     "config_source": DYNAMIC_TOPIC_CONFIG if name in overrides else DEFAULT_CONFIG,
-                    "is_sensitive": False,
+                    "is_sensitive": _sensitive(name),
                 }
                 for name, value in sorted(effective.items())
                 if keys is None or name in keys
