@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
-from kafka.protocol import admin, consumer, metadata, producer
+from kafka.protocol import admin, consumer, metadata, producer, sasl
 from kafka.protocol.api_message import ApiMessage
 from kafka.protocol.parser import KafkaProtocol
 from kio.index import load_request_schema
@@ -244,7 +244,7 @@ def test_random_entities_of_every_kio_request_schema_end_where_kio_ends(
 
 
 KAFKA_PYTHON_REQUESTS = {
-    cls.API_KEY: cls for module in (admin, consumer, metadata, producer)
+    cls.API_KEY: cls for module in (admin, consumer, metadata, producer, sasl)
     for cls in vars(module).values()
     if isinstance(cls, type) and issubclass(cls, ApiMessage) and cls is not ApiMessage
     and cls.is_request() and cls.API_KEY in SUPPORTED_VERSIONS
