@@ -75,6 +75,14 @@ def test_offsets_not_kept_and_gaps_are_misses() -> None:
     assert cache.read(Partition(), 10, 1 << 20) is None
 
 
+def test_batches_in_a_compacted_partitions_cleaned_part_are_misses() -> None:
+    cache, partition = RecentBatches(), Partition()
+    for base in (0, 5, 10):
+        cache.add(partition, base, base + 4, batch(base, 5))
+    assert cache.read(partition, 3, 1 << 20, since=5) is None  # the cleaner rewrote it
+    assert cache.read(partition, 5, 1 << 20, since=5).last == 14
+
+
 def test_the_oldest_batches_go_first_beyond_max_bytes() -> None:
     size = len(batch(0, 5))
     cache, partition = RecentBatches(max_bytes=2 * size), Partition()

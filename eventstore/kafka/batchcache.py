@@ -78,12 +78,15 @@ class RecentBatches:
                 self._evict_oldest()
 
     def read(self, partition: object, offset: int, max_bytes: int,
-             at_least_one: bool = True, end: int | None = None) -> CachedRead | None:
+             at_least_one: bool = True, end: int | None = None, since: int = 0
+             ) -> CachedRead | None:
         """The kept batches from the one holding ``offset`` on, while they follow each
         other and fit ``max_bytes``; None if none holds it. The first batch counts even
         when larger, unless not ``at_least_one`` (then None: a read of the rows from
         ``offset`` may still fit). With ``end`` (a read_committed fetch's last stable
-        offset) only batches wholly before it."""
+        offset) only batches wholly before it. None when the first batch starts before
+        ``since``: a compacted partition's cleaned part, which the log cleaner may have
+        rewritten, is read from its files."""
         with self._lock:
             kept = self._partitions.get(partition)
             if kept is None:
@@ -93,7 +96,8 @@ class RecentBatches:
                 return None
             first = kept.bases[at]
             last, data = kept.batches[first]
-            if last < offset or (len(data) > max_bytes and not at_least_one) or (
+            if last < offset or first < since or (
+                    len(data) > max_bytes and not at_least_one) or (
                     end is not None and last >= end):
                 return None
             parts, size = [data], len(data)

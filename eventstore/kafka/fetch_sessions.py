@@ -101,7 +101,8 @@ def collect(
             if (budget <= 0 and filled) or (end is not None and want.offset >= end):
                 continue
             limit = max(min(want.max_bytes, budget), 1)
-            cached = recent.read(state, want.offset, limit, at_least_one=not filled, end=end)
+            cached = recent.read(state, want.offset, limit, at_least_one=not filled, end=end,
+                                 since=state.stats.cleaner.cleaned.through)
             if cached is not None:
                 out.records = cached.records
                 out.record_count = cached.last + 1 - want.offset
