@@ -33,6 +33,8 @@ import pykka
 from pykka import messages
 from pykka._envelope import Envelope
 
+from actors.replies import ReplyFuture
+
 log = logging.getLogger(__name__)
 
 # Actor threads, by actor URN, until stop_actor joins them.
@@ -65,16 +67,18 @@ def _refuse(envelope: Envelope, actor: str) -> None:
             envelope.reply_to.set_exception(exc_info=(pykka.ActorDeadError, error, None))
 
 
-class Mailbox(queue.Queue):
+class Mailbox:
     """An actor's inbox that closes when the actor stops: what was left in it, and what
     is put in later, is refused (see :func:`_refuse`) instead of dropped.
 
-    ``current`` is the envelope the actor took last, so that a failure while handling its
-    message can refuse it too.
+    It is the queue pykka's actor loop reads, on a :class:`queue.SimpleQueue`: a put
+    wakes the actor without the Python-level condition of :class:`queue.Queue`, a good
+    part of what a small request cost. ``current`` is the envelope the actor took last,
+    so that a failure while handling its message can refuse it too.
     """
 
     def __init__(self, actor: str) -> None:
-        super().__init__()
+        self._queue: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
         self._actor = actor
         self._gate = threading.Lock()  # put against close: nothing lands after the drain
         self._closed = False
@@ -83,13 +87,19 @@ class Mailbox(queue.Queue):
     def put(self, item: Envelope, block: bool = True, timeout: float | None = None) -> None:
         with self._gate:
             if not self._closed:
-                super().put(item, block, timeout)  # unbounded: never blocks under the gate
+                self._queue.put(item)  # unbounded: never blocks under the gate
                 return
         _refuse(item, self._actor)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Envelope:
-        self.current = envelope = super().get(block, timeout)
+        self.current = envelope = self._queue.get(block, timeout)
         return envelope
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+    def empty(self) -> bool:
+        return self._queue.empty()
 
     def close(self) -> None:
         """Refuse every envelope left, and every one put from now on."""
@@ -98,7 +108,7 @@ class Mailbox(queue.Queue):
             left = []
             with contextlib.suppress(queue.Empty):
                 while True:
-                    left.append(super().get_nowait())
+                    left.append(self._queue.get_nowait())
         for envelope in left:
             _refuse(envelope, self._actor)
 
@@ -112,6 +122,11 @@ class Actor(pykka.ThreadingActor):
     """
 
     use_daemon_thread = True
+
+    @staticmethod
+    def _create_future() -> ReplyFuture[Any]:
+        # pykka's hook for an ask's future: one an event loop can await without a thread
+        return ReplyFuture()
 
     def _create_actor_inbox(self) -> Mailbox:  # type: ignore[override]
         # pykka's hook, called once the actor has its URN (its name, in refusals)

@@ -22,6 +22,7 @@ import pykka
 from actors.broker import Broker
 from actors.coordinator import GroupCoordinator
 from actors.partition import PartitionHandle
+from actors.replies import awaited
 from actors.transactions import TransactionCoordinator
 from eventstore.config import SERVER_KEYS
 from eventstore.kafka.batchcache import RecentBatches
@@ -81,8 +82,10 @@ class BrokerContext:
 
     async def resolve(self, future: pykka.Future[T]) -> T:
         """The value of an actor's reply, awaited without blocking the event loop or
-        taking a thread from the blocking work's pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.asks, future.get)
+        taking a thread from the blocking work's pool: woken by the reply itself (see
+        actors/replies.py), or by a thread of ``asks`` waiting on it."""
+        return await awaited(future, lambda: asyncio.get_running_loop().run_in_executor(
+            self.asks, future.get))
 
     async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run blocking work (reading segment rows) off the event loop."""

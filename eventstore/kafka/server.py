@@ -40,6 +40,7 @@ from eventstore.kafka.codec.protocol import (
     encode_response,
 )
 from eventstore.kafka.connection import CloseConnection, Response
+from eventstore.kafka.idle_watch import IdleWatch
 from eventstore.kafka.registry import SUPPORTED_VERSIONS
 
 log = logging.getLogger("eventstore.kafka")
@@ -231,51 +232,50 @@ class KafkaListener:
         session: Session,
         peer: object,
     ) -> None:
-        idle_s = self._limits.connections_max_idle_ms / 1000
         task = asyncio.current_task()
         assert task is not None
-        while not self._stopping:
-            self._idle.add(task)  # until a whole request is read: stop() may cancel it
-            try:
-                frame = await self._read_frame(reader, idle_s, peer)
-            finally:
-                self._idle.discard(task)
-            if frame is None:
-                return
-            try:
-                response = await self._respond(frame, session, peer)
-                if response is _CLOSE:
-                    return
-                if response is not None:
-                    writer.write(response)
-                    if not await self._drained(writer, idle_s, peer):
-                        return
-                session.written()
-            finally:
-                self.budget.answered(len(frame))
-
-    async def _drained(self, writer: asyncio.StreamWriter, idle_s: float, peer: object
-                       ) -> bool:
-        """Wait until the answer is handed to the socket; False (close the connection) for
-        a client that reads none of it for connections.max.idle.ms."""
+        watch = IdleWatch(task, self._limits.connections_max_idle_ms / 1000, peer)
         try:
-            await asyncio.wait_for(writer.drain(), idle_s)
-        except TimeoutError:
-            log.info("connection closed: the client read no answer past"
-                     " connections.max.idle.ms; peer=%s", peer)
-            return False
-        return True
+            while not self._stopping:
+                self._idle.add(task)  # until a whole request is read: stop() may cancel it
+                try:
+                    frame = await self._read_frame(reader, watch, peer)
+                finally:
+                    self._idle.discard(task)
+                if frame is None:
+                    return
+                try:
+                    response = await self._respond(frame, session, peer)
+                    if response is _CLOSE:
+                        return
+                    if response is not None:
+                        writer.write(response)
+                        await self._drained(writer, watch)
+                    session.written()
+                finally:
+                    self.budget.answered(len(frame))
+        finally:
+            watch.close()
+
+    @staticmethod
+    async def _drained(writer: asyncio.StreamWriter, watch: IdleWatch) -> None:
+        """Wait until the answer is handed to the socket (the watch closes the connection
+        of a client that reads none of it for connections.max.idle.ms)."""
+        if not writer.transport.get_write_buffer_size():
+            return  # all of it went to the socket at once, as small answers do
+        watch.waiting("the client read no answer")
+        await writer.drain()
+        watch.served()
 
     async def _read_frame(
-        self, reader: asyncio.StreamReader, idle_s: float, peer: object
+        self, reader: asyncio.StreamReader, watch: IdleWatch, peer: object
     ) -> bytes | None:
         """The next request frame, its bytes taken from the budget (the caller gives them
         back with ``answered``); None when the connection must close."""
         try:
-            header = await asyncio.wait_for(reader.readexactly(4), idle_s)
-        except TimeoutError:
-            log.info("connection closed: idle past connections.max.idle.ms; peer=%s", peer)
-            return None
+            watch.waiting("idle")
+            header = await reader.readexactly(4)
+            watch.served()
         except asyncio.IncompleteReadError:
             return None
         (size,) = struct.unpack(">i", header)
@@ -290,11 +290,10 @@ class KafkaListener:
                 step = min(_CHUNK, size - taken)
                 await self.budget.take(request, step)
                 taken += step
-                chunks.append(await asyncio.wait_for(reader.readexactly(step), idle_s))
+                watch.waiting("stalled mid-request")
+                chunks.append(await reader.readexactly(step))
+                watch.served()
             whole = True
-        except TimeoutError:
-            log.info("connection closed: stalled mid-request past connections.max.idle.ms;"
-                     " peer=%s", peer)
         except asyncio.IncompleteReadError:
             pass
         finally:

@@ -1,0 +1,92 @@
+"""Actor replies an event loop can await without a thread blocked on each one.
+
+pykka's ThreadingFuture can only be waited for by blocking a thread on ``get``. The Kafka
+listener awaited every actor reply that way, on a pool thread: a heartbeat cost two thread
+wake-ups (the pool's and the actor's) besides the event loop's own, most of a small
+request's CPU. A :class:`ReplyFuture` also calls back whoever registered with
+:meth:`~ReplyFuture.add_done_callback` when its value is set, on the setting (actor)
+thread, so an event loop is woken once, by ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pykka
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ReplyFuture(pykka.ThreadingFuture[T]):
+    """A ThreadingFuture that tells callbacks when its value or error is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[ReplyFuture[T]], None]] = []
+
+    def add_done_callback(self, callback: Callable[[ReplyFuture[T]], None]) -> bool:
+        """Call ``callback(self)`` once the result is set (at once if it is). False when
+        the future cannot call back: its value comes from a get hook (``map``,
+        ``join``), which runs only inside ``get``."""
+        with self._condition:
+            if self._get_hook is not None:
+                return False
+            if self._result is None:
+                self._callbacks.append(callback)
+                return True
+        _call(callback, self)
+        return True
+
+    def set(self, value: Any | None = None) -> None:
+        super().set(value)
+        self._done()
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        super().set_exception(exc_info)  # None: pykka reads sys.exc_info(), same thread
+        self._done()
+
+    def _done(self) -> None:
+        with self._condition:
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _call(callback, self)
+
+
+def _call(callback: Callable[[ReplyFuture[Any]], None], future: ReplyFuture[Any]) -> None:
+    try:
+        callback(future)
+    except Exception:  # a waiter's bug must not fail the actor that answered
+        log.exception("a reply callback failed")
+
+
+async def awaited(future: pykka.Future[T], fallback: Callable[[], asyncio.Future[T]]) -> T:
+    """The value of an actor's reply, awaited on the running event loop: woken by the
+    reply itself when ``future`` is a :class:`ReplyFuture`, else through ``fallback()``
+    (a wait on a thread)."""
+    if not isinstance(future, ReplyFuture):
+        return await fallback()
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def wake(done: ReplyFuture[T]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(_settle, done, waiter)
+
+    if not future.add_done_callback(wake):
+        return await fallback()
+    return await waiter
+
+
+def _settle(done: ReplyFuture[T], waiter: asyncio.Future[T]) -> None:
+    if waiter.done():  # the awaiting request was cancelled
+        return
+    try:
+        waiter.set_result(done.get(timeout=0))
+    except Exception as error:  # whatever the actor raised, handed on
+        waiter.set_exception(error)
