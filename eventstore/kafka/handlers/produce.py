@@ -67,7 +67,10 @@ async def handle_produce(conn: Connection, request: Request) -> ResponsePayload 
             for t in body.topic_data
             for p in t.partition_data
         }
-        outcomes = await asyncio.gather(*jobs.values())
+        if len(jobs) == 1:  # the usual request: no task to gather one append
+            outcomes = [await next(iter(jobs.values()))]
+        else:
+            outcomes = await asyncio.gather(*jobs.values())
         results = dict(zip(jobs, outcomes, strict=True))
     if body.acks == 0:
         return None
