@@ -100,9 +100,12 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
     deadline = time.monotonic() + body.max_wait.total_seconds()
     woken = asyncio.Event()
     loop = asyncio.get_running_loop()
+    told = [False]  # a wake-up is on its way: appends until it lands add none
 
     def wake() -> None:
-        loop.call_soon_threadsafe(woken.set)
+        if not told[0]:
+            told[0] = True
+            loop.call_soon_threadsafe(woken.set)
 
     results = await session.take_read_ahead(states, wanted, max_bytes)
     conn.read_ahead_taken()
@@ -114,6 +117,7 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
     try:
         while results is None:
             woken.clear()
+            told[0] = False
             if _inline(states, wanted, max_bytes):
                 results = collect(states, session.reader, ctx.recent, wanted, max_bytes)
             else:
@@ -125,7 +129,8 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
                 break
             results = None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await woken.wait()
     finally:
         for state in listening:
             state.remove_listener(wake)
