@@ -30,6 +30,7 @@ from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 
 from eventstore.errors import InvalidRequest, UnsupportedVersion
 from eventstore.kafka.codec.apikeys import ApiKey
+from eventstore.kafka.codec.fastwrite import encode_body
 from eventstore.kafka.codec.framecheck import check_frame
 
 # api_key -> (lowest, highest) version served: what ApiVersions advertises
@@ -37,6 +38,7 @@ ApiVersionRanges = Mapping[int, tuple[int, int]]
 
 _PREFIX = struct.Struct(">hhi")  # api_key, api_version, correlation_id: every header
 _SIZE = struct.Struct(">i")
+_SIZE_AND_ID = struct.Struct(">ii")  # a response frame's size, then its correlation id
 
 
 def api_name(api_key: int) -> str:
@@ -155,9 +157,28 @@ def encode_response(request: Request | UnsupportedApiVersion, body: ResponsePayl
             f"{type(body).__name__} v{body.__version__} cannot answer "
             f"{api_name(request.api_key)} v{request.api_version}"
         )
+    header_type = body.__header_schema__
+    header_tail = _header_tail(header_type)
+    if header_tail is not None:
+        try:
+            payload = encode_body(body)
+        except Exception:  # noqa: BLE001 - kio's writer below raises kio's error
+            payload = None
+        if payload is not None:
+            return _SIZE_AND_ID.pack(4 + len(header_tail) + len(payload),
+                                     request.correlation_id) + header_tail + payload
     write_body = entity_writer(type(body))
-    return encode_frame(request.correlation_id, body.__header_schema__,
+    return encode_frame(request.correlation_id, header_type,
                         lambda buffer: write_body(buffer, body))
+
+
+@cache
+def _header_tail(header_type: type) -> bytes | None:
+    """What a response header of ``header_type`` holds after its correlation id (no
+    tagged field, in a flexible one), None for a header holding anything else."""
+    if [field.name for field in fields(header_type)] != ["correlation_id"]:
+        return None
+    return b"\x00" if header_type.__flexible__ else b""
 
 
 def encode_frame(correlation_id: int, header_type: type, write_body: Callable[[io.BytesIO], None]
