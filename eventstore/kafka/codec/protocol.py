@@ -11,18 +11,14 @@ callers pass the table (eventstore/kafka/registry.py holds it).
 
 from __future__ import annotations
 
-import datetime
 import io
 import struct
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, fields, is_dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from functools import cache
-from types import NoneType, UnionType
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar
 
 from kio.index import load_request_schema, load_response_schema
-from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
@@ -30,6 +26,7 @@ from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 
 from eventstore.errors import InvalidRequest, UnsupportedVersion
 from eventstore.kafka.codec.apikeys import ApiKey
+from eventstore.kafka.codec.fastbuild import NESTED, entity_builder, field_specs
 from eventstore.kafka.codec.fastwrite import encode_body
 from eventstore.kafka.codec.framecheck import check_frame
 
@@ -251,19 +248,14 @@ def build(entity_type: type[E], /, **values: Any) -> E:
     - timestamps (``log_append_time``): int milliseconds since the epoch, -1 for None;
     - nested entities: a mapping (built recursively) or an entity; arrays: any iterable.
     """
-    kwargs = {}
-    given = 0
-    for spec in _field_specs(entity_type):
-        if spec.name in values:
-            kwargs[spec.name] = spec.convert(values[spec.name])
-            given += 1
-        elif not spec.has_default:
-            kwargs[spec.name] = spec.zero()
-    if given < len(values):
-        for name in values.keys() - kwargs.keys():
-            if not _in_some_version(entity_type, name):
-                raise UnknownField(entity_type, name)
-    return entity_type(**kwargs)
+    return entity_builder(entity_type, _check_names)(values)  # generated once per class
+
+
+def _check_names(entity_type: type[Entity], names: Iterable[str]) -> None:
+    """Raises UnknownField for the first of ``names`` no version of the entity has."""
+    for name in names:
+        if not _in_some_version(entity_type, name):
+            raise UnknownField(entity_type, name)
 
 
 class UnknownField(TypeError):
@@ -328,8 +320,8 @@ def _path_to(root: type, target: type) -> tuple[str, ...] | None:
     """The field names leading from entity ``root`` down to entity ``target``."""
     if root is target:
         return ()
-    for spec in _field_specs(root):
-        if spec.kind in _NESTED:
+    for spec in field_specs(root):
+        if spec.kind in NESTED:
             below = _path_to(spec.inner, target)
             if below is not None:
                 return (spec.name, *below)
@@ -340,97 +332,8 @@ def _entity_at(root: type, path: tuple[str, ...]) -> type | None:
     """The entity class at ``path`` below ``root``, None where a field of it is missing."""
     entity = root
     for name in path:
-        spec = next((s for s in _field_specs(entity) if s.name == name), None)
-        if spec is None or spec.kind not in _NESTED:
+        spec = next((s for s in field_specs(entity) if s.name == name), None)
+        if spec is None or spec.kind not in NESTED:
             return None
         entity = spec.inner
     return entity
-
-
-@dataclass(frozen=True, slots=True)
-class _FieldSpec:
-    """How :func:`build` converts and fills one field of a kio entity."""
-
-    name: str
-    kind: str  # entity, entities, array, error, duration, timestamp, uuid or plain
-    kafka_type: str | None
-    inner: Any  # the entity class for entity/entities
-    nullable: bool
-    has_default: bool
-
-    def convert(self, value: Any) -> Any:
-        kind = self.kind
-        if value is None and self.nullable:
-            return None
-        if kind == "error":
-            return ErrorCode(getattr(value, "code", value))  # KafkaError or its class
-        if kind == "duration":
-            return datetime.timedelta(milliseconds=value) if isinstance(value, int) else value
-        if kind == "timestamp":
-            if not isinstance(value, int):
-                return value
-            return None if value < 0 and self.nullable else _EPOCH + datetime.timedelta(
-                milliseconds=value
-            )
-        if kind == "entity":
-            return build(self.inner, **value) if isinstance(value, Mapping) else value
-        if kind == "entities":
-            return tuple(build(self.inner, **v) if isinstance(v, Mapping) else v for v in value)
-        if kind == "array":
-            return tuple(value)
-        return value
-
-    def zero(self) -> Any:
-        if self.kind in ("entities", "array"):
-            return ()
-        if self.kafka_type == "records":
-            return b""
-        if self.nullable:
-            return None
-        if self.kind == "entity":
-            return build(self.inner)
-        return _ZEROS[self.kind if self.kind != "plain" else self.kafka_type]
-
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_ZEROS: dict[str | None, Any] = {
-    "error": ErrorCode.none,
-    "duration": datetime.timedelta(0),
-    "timestamp": _EPOCH,
-    "uuid": uuid.UUID(int=0),
-    "bool": False,
-    "string": "",
-    "bytes": b"",
-    "float64": 0.0,
-    **{t: 0 for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
-}
-_KINDS = {
-    "error_code": "error",
-    "timedelta_i32": "duration",
-    "timedelta_i64": "duration",
-    "datetime_i64": "timestamp",
-    "uuid": "uuid",
-}
-_NESTED = ("entity", "entities")  # the kinds of field that hold entities
-
-
-@cache
-def _field_specs(entity_type: type) -> tuple[_FieldSpec, ...]:
-    specs = []
-    for field in fields(entity_type):
-        field_type, nullable = field.type, False
-        if get_origin(field_type) in (UnionType, Union):
-            nullable = NoneType in get_args(field_type)
-            field_type = next(arg for arg in get_args(field_type) if arg is not NoneType)
-        kafka_type = field.metadata.get("kafka_type")
-        inner = None
-        if get_origin(field_type) is tuple:
-            inner = get_args(field_type)[0]
-            kind = "entities" if is_dataclass(inner) else "array"
-        elif is_dataclass(field_type):
-            kind, inner = "entity", field_type
-        else:
-            kind = _KINDS.get(kafka_type, "plain")
-        has_default = field.default is not MISSING or field.default_factory is not MISSING
-        specs.append(_FieldSpec(field.name, kind, kafka_type, inner, nullable, has_default))
-    return tuple(specs)
