@@ -20,6 +20,8 @@ from typing import Any, Union, get_args, get_origin
 
 from kio.schema.errors import ErrorCode
 
+from eventstore.kafka.codec.codegen import Generator
+
 Builder = Callable[[Mapping[str, Any]], Any]
 """The entity of its class from a mapping of field names to plain values."""
 CheckNames = Callable[[type, Iterable[str]], None]
@@ -115,75 +117,36 @@ def _is_mapping(value: Any) -> bool:
     return value.__class__ is dict or isinstance(value, Mapping)
 
 
-def construction(entity_type: type, values: list[str], constant: Callable[[Any], str],
-                 indent: str) -> list[str]:
-    """Lines returning an entity of ``entity_type`` from the expressions ``values`` (one
-    a field, in order). kio's classes are frozen dataclasses with slots and no
-    ``__post_init__``: their slots are set directly, which is what their ``__init__``
-    does through a slower ``object.__setattr__`` per field. Any other class is called."""
-    names = [field.name for field in fields(entity_type)]
-    cls = constant(entity_type)
-    slots = getattr(entity_type, "__slots__", ())
-    if hasattr(entity_type, "__post_init__") or sorted(slots) != sorted(names):
-        arguments = ", ".join(f"{name}={value}" for name, value in zip(names, values,
-                                                                     strict=True))
-        return [f"{indent}return {cls}({arguments})"]
-    lines = [f"{indent}o = _new({cls})"]
-    for name, value in zip(names, values, strict=True):
-        lines.append(f"{indent}{constant(entity_type.__dict__[name].__set__)}(o, {value})")
-    return [*lines, f"{indent}return o"]
-
-
 @cache
 def entity_builder(entity_type: type, check_names: CheckNames) -> Builder:
     """The generated builder of ``entity_type``; ``check_names`` is called with the names
     of given values that no field of the class (or of a nested one) takes."""
-    return _Generator(check_names).builder(entity_type)
+    return _Generator(check_names).compiled(entity_type)
 
 
-class _Generator:
-    """Source of one function per entity class, compiled together."""
+class _Generator(Generator):
+    """A builder function ``(values) -> entity`` per entity class."""
+
+    prefix = "_build_"
 
     def __init__(self, check_names: CheckNames) -> None:
-        self.namespace: dict[str, Any] = {
+        super().__init__({
             "_M": object(), "_EMPTY": {}, "_check": check_names, "_error": _error,
             "_duration": _duration, "_timestamp": _timestamp, "_is_mapping": _is_mapping,
-            "_new": object.__new__,
-        }
-        self.names: dict[type, str] = {}
-        self.sources: list[str] = []
+        })
 
-    def builder(self, entity_type: type) -> Builder:
-        name = self.function(entity_type)
-        exec("\n\n".join(self.sources), self.namespace)  # noqa: S102 - our own source
-        return self.namespace[name]
-
-    def constant(self, value: Any) -> str:
-        name = f"_c{len(self.namespace)}"
-        self.namespace[name] = value
-        return name
-
-    def function(self, entity_type: type) -> str:
-        name = self.names.get(entity_type)
-        if name is not None:
-            return name
-        name = self.names[entity_type] = f"_build_{len(self.names)}"
+    def source(self, entity_type: type) -> str:
         lines = ["    get = values.get", "    n = 0"]
-        arguments = []
-        for index, (spec, field) in enumerate(zip(field_specs(entity_type),
-                                                  fields(entity_type), strict=True)):
-            local = f"f{index}"
+        specs = field_specs(entity_type)
+        for index, (spec, field) in enumerate(zip(specs, fields(entity_type), strict=True)):
             lines += [f"    v = get({spec.name!r}, _M)", "    if v is _M:",
-                      f"        {local} = {self.missing(spec, field)}", "    else:",
-                      "        n += 1", f"        {local} = {self.convert(spec)}"]
-            arguments.append(local)
-        known = self.constant(frozenset(spec.name for spec in field_specs(entity_type)))
-        cls = self.constant(entity_type)
-        lines += ["    if n < len(values):", f"        _check({cls}, values.keys() - {known})"]
-        lines += construction(entity_type, [f"f{i}" for i in range(len(arguments))],
-                              self.constant, "    ")
-        self.sources.append(f"def {name}(values):\n" + "\n".join(lines))
-        return name
+                      f"        f{index} = {self.missing(spec, field)}", "    else:",
+                      "        n += 1", f"        f{index} = {self.convert(spec)}"]
+        known = self.constant(frozenset(spec.name for spec in specs))
+        lines += ["    if n < len(values):",
+                  f"        _check({self.constant(entity_type)}, values.keys() - {known})"]
+        lines += self.construction(entity_type, [f"f{i}" for i in range(len(specs))], "    ")
+        return "(values):\n" + "\n".join([*lines, "    return o"])
 
     def missing(self, spec: FieldSpec, field: Any) -> str:
         """The expression of a field not given: its default, else its zero."""

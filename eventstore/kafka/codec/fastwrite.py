@@ -40,6 +40,8 @@ from kio.serial._serialize import get_field_writer
 from kio.static.constants import uuid_zero
 from kio.static.protocol import Entity
 
+from eventstore.kafka.codec.codegen import Generator
+
 Parts = list[bytes]
 BodyWriter = Callable[[Callable[[bytes], None], Entity], None]
 """Appends the bytes of an entity, in order, with the ``append`` it is given."""
@@ -115,39 +117,23 @@ def body_writer(entity_type: type[Entity]) -> BodyWriter | None:
     """The generated writer of ``entity_type`` (nested entities get their own), or None
     when a field has a type kio has no writer for."""
     try:
-        return _Generator().writer(entity_type)
+        return _Generator().compiled(entity_type)
     except (NotImplementedError, ValueError, TypeError):
         return None
 
 
-class _Generator:
-    """Source of one function per entity class, compiled together."""
+class _Generator(Generator):
+    """A writer function ``(append, entity)`` per entity class."""
+
+    prefix = "_write_"
 
     def __init__(self) -> None:
-        self.namespace: dict[str, Any] = {
-            "_uvarint": _uvarint, "_uuid_bytes": _uuid_bytes, "_SMALL": _SMALL,
-            "_tagged": _tagged, "_nullable_datetime_ms": _nullable_datetime_ms,
-            "_pack": struct.pack,
-        }
-        self.names: dict[type, str] = {}
-        self.sources: list[str] = []
+        super().__init__({
+            "_uvarint": _uvarint, "_uuid_bytes": _uuid_bytes, "_tagged": _tagged,
+            "_nullable_datetime_ms": _nullable_datetime_ms, "_pack": struct.pack,
+        })
 
-    def writer(self, entity_type: type[Entity]) -> BodyWriter:
-        name = self.function(entity_type)
-        exec("\n\n".join(self.sources), self.namespace)  # noqa: S102 - our own source
-        return self.namespace[name]
-
-    def constant(self, value: Any) -> str:
-        name = f"_c{len(self.namespace)}"
-        self.namespace[name] = value
-        return name
-
-    def function(self, entity_type: type[Entity]) -> str:
-        """The name of ``entity_type``'s function, its source generated once."""
-        name = self.names.get(entity_type)
-        if name is not None:
-            return name
-        name = self.names[entity_type] = f"_write_{len(self.names)}"
+    def source(self, entity_type: type[Entity]) -> str:
         flexible = entity_type.__flexible__
         lines: list[str] = []
         pending: list[tuple[str, str]] = []  # fixed fields not yet packed
@@ -178,9 +164,7 @@ class _Generator:
                 lines.append(f"    ap(_tagged({self.constant(tagged)}, e))")
             else:
                 lines.append("    ap(b'\\x00')")
-        body = "\n".join(lines) or "    pass"
-        self.sources.append(f"def {name}(ap, e):\n{body}")
-        return name
+        return "(ap, e):\n" + ("\n".join(lines) or "    pass")
 
     def fixed(self, field: Field[Any]) -> tuple[str, str] | None:
         """(format character, value expression) of a fixed-size, non-array field."""

@@ -80,8 +80,10 @@ def frame_size_problem(size: int, limit: int) -> str | None:
     return f"invalid request size {size} ({why})"
 
 
-class _Malformed(Exception):
-    """What is wrong in a frame; :func:`check_frame` adds which request it was."""
+class Malformed(Exception):
+    """What is wrong in a frame; :func:`check_frame` adds which request it was (so does
+    eventstore/kafka/codec/fastread.py, whose one-pass readers refuse what this refuses,
+    with the same words)."""
 
 
 def check_frame(body_type: type[RequestPayload], frame: bytes) -> int:
@@ -95,19 +97,28 @@ def check_frame(body_type: type[RequestPayload], frame: bytes) -> int:
     """
     try:
         end = _request_walk(body_type)(frame, 0)
-    except _Malformed as problem:
-        raise InvalidRequest(f"malformed {_name(body_type)}: {problem}") from None
+    except Malformed as problem:
+        raise refusal(body_type, str(problem)) from None
     except (IndexError, struct.error):
         end = len(frame) + 1  # a read past the end
     if end > len(frame):
-        raise InvalidRequest(
-            f"malformed {_name(body_type)}: the frame ends inside the request "
-            f"({len(frame)} bytes)")
+        raise refusal(body_type, frame_ends(frame))
     return end
 
 
-def _name(body_type: type[RequestPayload]) -> str:
-    return f"{body_type.__name__} v{body_type.__version__}"
+def refusal(body_type: type[RequestPayload], problem: str) -> InvalidRequest:
+    """The error for a request of ``body_type`` refused for ``problem``."""
+    return InvalidRequest(f"malformed {body_type.__name__} v{body_type.__version__}: {problem}")
+
+
+def frame_ends(frame: bytes) -> str:
+    return f"the frame ends inside the request ({len(frame)} bytes)"
+
+
+def least_size(entity_type: type[Entity]) -> int:
+    """The fewest bytes a (not nullable) struct of ``entity_type`` takes on the wire,
+    which bounds the element count of an array of them as Kafka bounds it."""
+    return _entity_walk(entity_type, False)[1]
 
 
 @cache
@@ -221,7 +232,7 @@ def _as_step(walk: Walk) -> Step:
     return skip_fixed
 
 
-def _uvarint(frame: bytes, pos: int) -> tuple[int, int]:
+def read_uvarint(frame: bytes, pos: int) -> tuple[int, int]:
     """The unsigned varint at ``pos`` and the position after it, read as kio reads one:
     7 bits a byte, least significant first, at most 5 bytes (overlong forms allowed)."""
     byte = frame[pos]
@@ -234,7 +245,7 @@ def _uvarint(frame: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, index + 1
         shift += 7
-    raise _Malformed(f"the varint at byte {pos} runs past 5 bytes")
+    raise Malformed(f"the varint at byte {pos} runs past 5 bytes")
 
 
 def _compact_length_step(path: str, nullable: bool) -> Step:
@@ -245,14 +256,14 @@ def _compact_length_step(path: str, nullable: bool) -> Step:
         if length < 0x80:  # inlined: nearly every length fits in one byte
             pos += 1
         else:
-            length, pos = _uvarint(frame, pos)
+            length, pos = read_uvarint(frame, pos)
         if not length:
             if nullable:
                 return pos
-            raise _Malformed(f"{path} is null, which it may not be")
+            raise Malformed(f"{path} is null, which it may not be")
         end = pos + length - 1
         if end > len(frame):
-            raise _Malformed(_too_long(path, f"{length - 1} bytes", frame, pos))
+            raise Malformed(too_long(path, f"{length - 1} bytes", frame, pos))
         return end
 
     return walk_compact
@@ -268,10 +279,10 @@ def _legacy_length_step(path: str, width: int, nullable: bool) -> Step:
         if length < 0:
             if length == -1 and nullable:
                 return pos
-            raise _Malformed(_null_or_negative(path, length))
+            raise Malformed(null_or_negative(path, length))
         end = pos + length
         if end > len(frame):
-            raise _Malformed(_too_long(path, f"{length} bytes", frame, pos))
+            raise Malformed(too_long(path, f"{length} bytes", frame, pos))
         return end
 
     return walk_legacy
@@ -289,7 +300,7 @@ def _array_step(path: str, flexible: bool, nullable: bool, item: Step | None,
             if count < 0x80:  # inlined, as in walk_compact
                 pos += 1
             else:
-                count, pos = _uvarint(frame, pos)
+                count, pos = read_uvarint(frame, pos)
             count -= 1
         else:
             (count,) = _INT32(frame, pos)
@@ -297,9 +308,9 @@ def _array_step(path: str, flexible: bool, nullable: bool, item: Step | None,
         if count < 0:
             if count == -1 and nullable:
                 return pos
-            raise _Malformed(_null_or_negative(path, count))
+            raise Malformed(null_or_negative(path, count))
         if count * least > len(frame) - pos:
-            raise _Malformed(_too_long(path, f"{count} elements of {least}+ bytes", frame, pos))
+            raise Malformed(too_long(path, f"{count} elements of {least}+ bytes", frame, pos))
         if item is None:
             return pos + count * item_size
         for _ in range(count):
@@ -315,24 +326,24 @@ def _tagged_fields_step(entity_name: str, tagged: dict[int, Step]) -> Step:
     the size (Kafka does the same for the tags it knows), and refuses unknown tags."""
 
     def walk_tagged_fields(frame: bytes, pos: int) -> int:
-        count, pos = _uvarint(frame, pos)
+        count, pos = read_uvarint(frame, pos)
         for _ in range(count):  # each pass reads at least two bytes, or fails
-            tag, pos = _uvarint(frame, pos)
-            _, pos = _uvarint(frame, pos)
+            tag, pos = read_uvarint(frame, pos)
+            _, pos = read_uvarint(frame, pos)
             step = tagged.get(tag)
             if step is None:
-                raise _Malformed(f"{entity_name} has no tagged field {tag}")
+                raise Malformed(f"{entity_name} has no tagged field {tag}")
             pos = step(frame, pos)
         return pos
 
     return walk_tagged_fields
 
 
-def _too_long(path: str, claim: str, frame: bytes, pos: int) -> str:
+def too_long(path: str, claim: str, frame: bytes, pos: int) -> str:
     return f"{path} claims {claim} but only {max(len(frame) - pos, 0)} bytes remain"
 
 
-def _null_or_negative(path: str, length: int) -> str:
+def null_or_negative(path: str, length: int) -> str:
     if length == -1:
         return f"{path} is null, which it may not be"
     return f"{path} has a negative length {length}"
