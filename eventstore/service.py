@@ -20,20 +20,23 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from actors.system import ActorSystem
+from eventstore.basic_auth import BasicAuth, BasicAuthGuard, parse_users
 from eventstore.compaction_admin import ADMIN_COMPACT_PATH, compaction_route
 from eventstore.config import ServerConfig
-from eventstore.errors import CorruptLog
+from eventstore.errors import CorruptLog, InvalidConfig
 from eventstore.http import HttpEndpoint
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.listeners import ListenerContext, check_exposure, listener_contexts
 from eventstore.kafka.server import KafkaListener
 from eventstore.kafka.session import Session
+from eventstore.kafka.tls import server_context
 from eventstore.logs import setup_logging
 from eventstore.open_files import is_too_many_open_files, too_many_open_files
+from eventstore.security.login import FailureDelay
 from eventstore.settings import ServeSettings
 from eventstore.storage.catalog import Catalog
 from eventstore.storage.credentials import CredentialStore
@@ -134,6 +137,31 @@ def writable(data_dir: str) -> Iterator[None]:
                            f" ({exc.filename or data_dir})") from None
 
 
+MetricsSecurity = tuple[ssl.SSLContext | None, BasicAuthGuard | None]
+
+
+def metrics_security(config: Mapping[str, Any], credentials: CredentialStore
+                     ) -> MetricsSecurity:
+    """The metrics endpoint's TLS context (``metrics.ssl.enable``: the listeners'
+    certificate; no client certificate asked for, a login is basic auth's job) and its
+    guard (``metrics.basic.auth.users``), each None when off. InvalidConfig at start-up
+    for a certificate missing or unreadable."""
+    tls = None
+    if config["metrics.ssl.enable"]:
+        try:
+            tls = server_context({**config, "ssl.client.auth": "none"})
+        except InvalidConfig as error:
+            raise InvalidConfig(f"metrics.ssl.enable: {error}") from None
+    users = parse_users(str(config["metrics.basic.auth.users"]))
+    if not users:
+        return tls, None
+    if tls is None:
+        log.warning("metrics.basic.auth.users without metrics.ssl.enable: the passwords"
+                    " cross the network in the clear")
+    delay = FailureDelay(int(config["connection.failed.authentication.delay.ms"]))
+    return tls, BasicAuthGuard(BasicAuth(users, credentials.credential), delay)
+
+
 def serve(settings: ServeSettings) -> int:
     """Run until SIGTERM or SIGINT; returns the process exit code."""
     setup_logging(settings.log_level)
@@ -152,9 +180,11 @@ def serve(settings: ServeSettings) -> int:
         try:
             listeners = listener_contexts(config.to_mapping(), settings.listen.host,
                                           settings.listen.port, credentials.credential)
+            metrics = metrics_security(config.to_mapping(), credentials)
             system = ActorSystem(data_dir, config).start()
             try:
-                asyncio.run(_run(settings, config, system, cluster_id, credentials, listeners))
+                asyncio.run(_run(settings, config, system, cluster_id, credentials, listeners,
+                                 metrics))
             finally:
                 system.stop()
         finally:
@@ -165,7 +195,8 @@ def serve(settings: ServeSettings) -> int:
 
 async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSystem,
                cluster_id: str, credentials: CredentialStore,
-               listeners: list[tuple[ListenerContext, ssl.SSLContext | None]]) -> None:
+               listeners: list[tuple[ListenerContext, ssl.SSLContext | None]],
+               metrics: MetricsSecurity) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrors())
@@ -176,6 +207,7 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
             settings.metrics_listen.host, settings.metrics_listen.port, system.registry,
             healthy=lambda: not stopping.is_set(),
             routes={ADMIN_COMPACT_PATH: compaction_route(system)},
+            tls=metrics[0], guard=metrics[1],
         ).start()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")
     ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping(),
@@ -213,7 +245,8 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
                 + ("authentication required" if context.listener.requires_authentication(
                     client_auth) else "no authentication") + ")"
                 for context, host, port in bound),
-            "metrics": f"http://{metrics_host}:{metrics_port}/metrics",
+            "metrics": f"{http.scheme}://{metrics_host}:{metrics_port}/metrics",
+            "metrics_auth": "basic" if metrics[1] is not None else "none",
             "data_dir": system.data_dir, "pid": os.getpid(),
         }})
         await stopping.wait()
