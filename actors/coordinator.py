@@ -20,11 +20,19 @@ import pykka
 from actors.runtime import Scheduler, Timer, tell_if_alive
 from eventstore.clock import Clock, wall_clock_ms
 from eventstore.config import CoordinatorConfig
+from eventstore.groups.consumer_coordinator import (
+    ConsumerGroupCoordinator,
+    ConsumerGroupDescription,
+    HeartbeatAnswer,
+    HeartbeatCall,
+)
 from eventstore.groups.coordinator import ClassicGroupCoordinator
 from eventstore.groups.messages import (
     CoordinatorStats,
     GroupDescription,
     JoinGroupRequest,
+    JoinGroupResult,
+    MemberDescription,
     MemberIdentity,
     SyncGroupRequest,
 )
@@ -35,6 +43,14 @@ from eventstore.topic_partition import TopicPartition
 @dataclass(frozen=True)
 class _Tick:
     """Timer: the coordinator's earliest deadline may have come."""
+
+
+@dataclass(frozen=True)
+class _ConsumerTick:
+    """Timer: a ``consumer`` group member's session may have ended."""
+
+
+INCONSISTENT_GROUP_PROTOCOL = 23
 
 
 class GroupCoordinator(pykka.ThreadingActor):
@@ -62,6 +78,8 @@ class GroupCoordinator(pykka.ThreadingActor):
         self._catalog: Catalog | None = None
         self._groups: ClassicGroupCoordinator | None = None
         self._timer: Timer | None = None
+        self._consumers = ConsumerGroupCoordinator(self._config, clock)  # KIP-848 groups
+        self._consumer_timer: Timer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -83,9 +101,10 @@ class GroupCoordinator(pykka.ThreadingActor):
 
     def _shutdown(self) -> None:
         """Drop the timer, answer parked requests NOT_COORDINATOR, close the catalog."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._consumer_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._consumer_timer = None
         if self._groups is not None:
             self._groups.abandon()
         if self._catalog is not None:
@@ -95,6 +114,8 @@ class GroupCoordinator(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> None:
         if isinstance(message, _Tick):
             self._groups.run_timers()
+        elif isinstance(message, _ConsumerTick):
+            self._consumer_wake_at(self._consumers.run_timers())
         else:
             super().on_receive(message)
 
@@ -106,10 +127,47 @@ class GroupCoordinator(pykka.ThreadingActor):
         delay_s = max(deadline_ms - self._clock(), 0) / 1000
         self._timer = self._scheduler.call_later(delay_s, lambda: tell_if_alive(ref, _Tick()))
 
+    def _consumer_wake_at(self, deadline_ms: int | None) -> None:
+        """The consumer groups' one timer, at their earliest session deadline."""
+        if self._consumer_timer is not None:
+            self._consumer_timer.cancel()
+            self._consumer_timer = None
+        if deadline_ms is not None:
+            ref = self.actor_ref
+            delay_s = max(deadline_ms - self._clock(), 0) / 1000
+            self._consumer_timer = self._scheduler.call_later(
+                delay_s, lambda: tell_if_alive(ref, _ConsumerTick()))
+
+    def _classic_has_members(self, group_id: str) -> bool:
+        return bool(self._groups.describe_group(group_id).members)
+
+    # -- KIP-848 consumer groups ---------------------------------------------------------
+
+    def consumer_heartbeat(self, call: HeartbeatCall, topics: Mapping[str, int]
+                           ) -> HeartbeatAnswer:
+        """ConsumerGroupHeartbeat; a classic group of that id with members refuses it."""
+        if self._classic_has_members(call.group_id):
+            return HeartbeatAnswer(
+                INCONSISTENT_GROUP_PROTOCOL, call.member_id, call.member_epoch,
+                self._config.group_consumer_heartbeat_interval_ms,
+                f"Group {call.group_id} is a classic group with members.")
+        answer = self._consumers.heartbeat(call, topics)
+        self._consumer_wake_at(self._consumers.run_timers())
+        return answer
+
+    def consumer_describe(self, group_id: str) -> ConsumerGroupDescription | None:
+        """ConsumerGroupDescribe: the group, None if no consumer group has that id."""
+        return self._consumers.describe(group_id)
+
     # -- the coordinator's API, forwarded --------------------------------------------------
 
     def join_group(self, request: JoinGroupRequest, reply: Future) -> None:
-        """JoinGroup: completes ``reply`` with a JoinGroupResult, now or after the rebalance."""
+        """JoinGroup: completes ``reply`` with a JoinGroupResult, now or after the rebalance
+        (INCONSISTENT_GROUP_PROTOCOL for a ``consumer`` group with members)."""
+        if self._consumers.has_members(request.group_id):
+            reply.set_result(JoinGroupResult(INCONSISTENT_GROUP_PROTOCOL,
+                                             member_id=request.member_id))
+            return
         self._groups.join_group(request, reply)
 
     def sync_group(self, request: SyncGroupRequest, reply: Future) -> None:
@@ -133,7 +191,13 @@ class GroupCoordinator(pykka.ThreadingActor):
         offsets: Mapping[TopicPartition, tuple[int, str | None] | tuple[int, str | None, int]],
         group_instance_id: str | None = None,
     ) -> dict[TopicPartition, int]:
-        """OffsetCommit of (offset, metadata[, leader epoch]): an error code per partition."""
+        """OffsetCommit of (offset, metadata[, leader epoch]): an error code per partition;
+        to a ``consumer`` group ``generation_id`` is the member epoch."""
+        checked = self._consumers.check_commit(group_id, member_id, generation_id)
+        if checked is not None:
+            if checked:
+                return dict.fromkeys(offsets, checked)
+            generation_id, member_id = -1, ""  # checked here: stored as a standalone commit
         return self._groups.commit_offsets(group_id, generation_id, member_id, offsets,
                                            group_instance_id)
 
@@ -154,11 +218,21 @@ class GroupCoordinator(pykka.ThreadingActor):
 
     def list_groups(self) -> list[tuple[str, str, str]]:
         """ListGroups: (group id, protocol type, state) of every group, by id."""
-        return self._groups.list_groups()
+        consumers = {g: ("consumer", self._consumers.describe(g).state)
+                     for g in self._consumers.group_ids()}
+        classic = [g for g in self._groups.list_groups() if g[0] not in consumers]
+        return sorted(classic + [(g, *rest) for g, rest in consumers.items()])
 
     def describe_group(self, group_id: str) -> GroupDescription:
-        """DescribeGroups: state and members (an unknown group is Dead)."""
-        return self._groups.describe_group(group_id)
+        """DescribeGroups: state and members (an unknown group is Dead); a ``consumer``
+        group with its protocol type ``consumer`` and no member metadata."""
+        consumer = self._consumers.describe(group_id)
+        if consumer is None:
+            return self._groups.describe_group(group_id)
+        members = tuple(MemberDescription(m.member_id, m.instance_id, m.client_id,
+                                          m.client_host, b"", b"") for m in consumer.members)
+        return GroupDescription(group_id, consumer.state, "consumer", consumer.assignor,
+                                members)
 
     def delete_group(self, group_id: str) -> int:
         """DeleteGroups: an error code (NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND)."""

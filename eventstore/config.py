@@ -167,6 +167,25 @@ KEYS: dict[str, ConfigKey] = {
                   "smallest `session.timeout.ms` a group member may ask for", minimum=0),
         ConfigKey("group.max.session.timeout.ms", int, 1800000, "group",
                   "largest `session.timeout.ms` a group member may ask for", minimum=0),
+        ConfigKey("group.consumer.heartbeat.interval.ms", int, 5000, "group",
+                  "how often members of `consumer` groups (KIP-848) heartbeat", minimum=1),
+        ConfigKey("group.consumer.min.heartbeat.interval.ms", int, 5000, "group",
+                  "smallest `group.consumer.heartbeat.interval.ms`", minimum=1),
+        ConfigKey("group.consumer.max.heartbeat.interval.ms", int, 15000, "group",
+                  "largest `group.consumer.heartbeat.interval.ms`", minimum=1),
+        ConfigKey("group.consumer.session.timeout.ms", int, 45000, "group",
+                  "a `consumer` group member silent this long is removed", minimum=1),
+        ConfigKey("group.consumer.min.session.timeout.ms", int, 45000, "group",
+                  "smallest `group.consumer.session.timeout.ms`", minimum=1),
+        ConfigKey("group.consumer.max.session.timeout.ms", int, 60000, "group",
+                  "largest `group.consumer.session.timeout.ms`", minimum=1),
+        ConfigKey("group.consumer.max.size", int, 2147483647, "group",
+                  "most members of one `consumer` group; more are GROUP_MAX_SIZE_REACHED",
+                  minimum=1),
+        ConfigKey("group.consumer.assignors", str, "uniform,range", "group",
+                  "server-side assignors of `consumer` groups, the first the default (a"
+                  " client picks another with `group.remote.assignor`)",
+                  choices=("uniform", "range"), list_valued=True),
         ConfigKey("offsets.retention.minutes", int, 10080, "group",
                   "committed offsets of an empty group are deleted after this long",
                   minimum=1),
@@ -303,6 +322,10 @@ KEYS: dict[str, ConfigKey] = {
 ORDERED: tuple[tuple[str, str], ...] = (
     ("group.min.session.timeout.ms", "group.max.session.timeout.ms"),
     ("min.compaction.lag.ms", "max.compaction.lag.ms"),
+    ("group.consumer.min.heartbeat.interval.ms", "group.consumer.heartbeat.interval.ms"),
+    ("group.consumer.heartbeat.interval.ms", "group.consumer.max.heartbeat.interval.ms"),
+    ("group.consumer.min.session.timeout.ms", "group.consumer.session.timeout.ms"),
+    ("group.consumer.session.timeout.ms", "group.consumer.max.session.timeout.ms"),
 )
 
 

@@ -279,12 +279,18 @@ def kafka_python_frame(request: Any) -> bytes:
     return bytes(client.send_bytes()[4:])
 
 
+# KIP-848's APIs, which kafka-python does not speak (kio's frames above cover them)
+NOT_IN_KAFKA_PYTHON = {68, 69}
+
+
 def test_kafka_python_knows_every_supported_api() -> None:
-    assert set(KAFKA_PYTHON_REQUESTS) == set(SUPPORTED_VERSIONS)
+    assert set(KAFKA_PYTHON_REQUESTS) == set(SUPPORTED_VERSIONS) - NOT_IN_KAFKA_PYTHON
 
 
 @pytest.mark.parametrize(("api_key", "version"), VERSIONS)
 def test_kafka_python_frames_pass_and_end_where_kio_ends(api_key: int, version: int) -> None:
+    if api_key in NOT_IN_KAFKA_PYTHON:
+        pytest.skip("kafka-python has no class for this API")
     request_type = KAFKA_PYTHON_REQUESTS[api_key][version]
     body_type = load_request_schema(api_key, version)
     for request in (request_type(),

@@ -33,6 +33,7 @@ from eventstore.kafka.connection import Connection, Handler
 from eventstore.kafka.handlers import (
     cluster,
     configs,
+    consumer_groups,
     delete_records,
     delete_topics,
     fetch,
@@ -144,6 +145,12 @@ APIS: Mapping[ApiKey, Api] = {
     ApiKey.DELETE_RECORDS: Api((0, 2), delete_records.handle_delete_records),
     # v0 is the only version
     ApiKey.OFFSET_DELETE: Api((0, 0), offset_delete.handle_offset_delete),
+    # KIP-848; v1 adds subscribed_topic_regex (librdkafka 2.10+ asks v1)
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: Api(
+        (0, 1), consumer_groups.handle_consumer_group_heartbeat),
+    # v1 only adds member types (reported at their v0 meaning)
+    ApiKey.CONSUMER_GROUP_DESCRIBE: Api(
+        (0, 1), consumer_groups.handle_consumer_group_describe),
     # v0 is followed by bare SASL tokens, v1 by SaslAuthenticate requests
     ApiKey.SASL_HANDSHAKE: Api((0, 1), sasl.handle_sasl_handshake),
     # v1 adds the session lifetime (0: no re-authentication asked), v2 flexible

@@ -1,0 +1,354 @@
+"""KIP-848's group coordinator: every ``consumer`` group of the node, driven by
+ConsumerGroupHeartbeat, as plain code with an injected clock.
+
+A heartbeat is checked as Kafka's GroupMetadataManager checks it (an unknown member is
+UNKNOWN_MEMBER_ID, an epoch the member is not at FENCED_MEMBER_EPOCH, an instance id held
+by a live member UNRELEASED_INSTANCE_ID), then handed to the group's
+:class:`~eventstore.groups.consumer_group.ConsumerGroup`, which bumps the group epoch,
+recomputes the target assignment and moves the member one reconciliation step.
+Subscriptions are topic names and a regex (``subscribed_topic_regex``), resolved against
+the topics the caller passes with every call, so a topic created later that matches is
+assigned at the next heartbeat of any member. A static member (``instance_id``) leaving
+with epoch -2 keeps its partitions for the session timeout and gets them back when it
+rejoins under a new member id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from eventstore.clock import Clock
+from eventstore.config import CoordinatorConfig
+from eventstore.groups.consumer_group import ConsumerGroup
+from eventstore.groups.reconciliation import MemberState
+from eventstore.groups.server_assignors import TopicPartition
+
+# Kafka's error codes for the consumer protocol
+UNKNOWN_MEMBER_ID = 25
+INVALID_REQUEST = 42
+GROUP_MAX_SIZE_REACHED = 81
+FENCED_MEMBER_EPOCH = 110
+UNRELEASED_INSTANCE_ID = 111
+UNSUPPORTED_ASSIGNOR = 112
+STALE_MEMBER_EPOCH = 113
+INVALID_REGULAR_EXPRESSION = 130
+
+LEAVE_EPOCH = -1
+STATIC_LEAVE_EPOCH = -2
+
+
+@dataclass(frozen=True)
+class HeartbeatCall:
+    """One ConsumerGroupHeartbeat, its null fields None ("unchanged since the last")."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+    instance_id: str | None = None
+    rack_id: str | None = None
+    topic_names: tuple[str, ...] | None = None
+    topic_regex: str | None = None
+    assignor: str | None = None
+    owned: frozenset[TopicPartition] | None = None
+    client_id: str = ""
+    client_host: str = ""
+
+
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    """The answer: ``assignment`` is None when the member's assignment did not change
+    since it was last sent (Kafka sends it only then)."""
+
+    error_code: int
+    member_id: str
+    member_epoch: int
+    heartbeat_interval_ms: int
+    error_message: str | None = None
+    assignment: frozenset[TopicPartition] | None = None
+
+
+@dataclass(frozen=True)
+class MemberDescription:
+    """One member as ConsumerGroupDescribe, DescribeGroups, the CLI and SQL show it."""
+
+    member_id: str
+    instance_id: str | None
+    rack_id: str | None
+    member_epoch: int
+    client_id: str
+    client_host: str
+    topic_names: tuple[str, ...]
+    topic_regex: str | None
+    assigned: frozenset[TopicPartition]
+    target: frozenset[TopicPartition]
+
+
+@dataclass(frozen=True)
+class ConsumerGroupDescription:
+    """A ``consumer`` group: its state (Kafka's names), epochs, assignor and members."""
+
+    group_id: str
+    state: str
+    group_epoch: int
+    assignment_epoch: int
+    assignor: str
+    members: tuple[MemberDescription, ...]
+
+
+@dataclass
+class _MemberInfo:
+    """What the coordinator keeps of a member beside its ConsumerGroup entry."""
+
+    instance_id: str | None
+    rack_id: str | None
+    client_id: str
+    client_host: str
+    topic_names: tuple[str, ...] = ()
+    topic_regex: str | None = None
+    previous_epoch: int = -1
+    sent: frozenset[TopicPartition] | None = None
+    left_static: bool = False
+
+
+@dataclass
+class _Group:
+    state: ConsumerGroup
+    info: dict[str, _MemberInfo] = field(default_factory=dict)
+    instances: dict[str, str] = field(default_factory=dict)  # instance id -> member id
+
+
+class ConsumerGroupCoordinator:
+    """Every ``consumer`` group; each call sees them as the previous one left them."""
+
+    def __init__(self, config: CoordinatorConfig, clock: Clock) -> None:
+        self._config = config
+        self._clock = clock
+        self._assignors = tuple(config.group_consumer_assignors.split(","))
+        self._groups: dict[str, _Group] = {}
+
+    # -- queries -----------------------------------------------------------------------
+
+    def has_members(self, group_id: str) -> bool:
+        """Whether ``group_id`` is a consumer group with members (classic joins refused)."""
+        group = self._groups.get(group_id)
+        return group is not None and bool(group.state.members)
+
+    def check_commit(self, group_id: str, member_id: str, member_epoch: int) -> int | None:
+        """OffsetCommit's check against a consumer group: None if it is not one (the
+        classic coordinator decides), else 0 or Kafka's error code."""
+        group = self._groups.get(group_id)
+        if group is None or not group.state.members:
+            return None
+        member = group.state.members.get(member_id)
+        if member is None:
+            return UNKNOWN_MEMBER_ID
+        if member_epoch != member.assignment.epoch:
+            return STALE_MEMBER_EPOCH
+        return 0
+
+    def group_ids(self) -> list[str]:
+        """Every consumer group's id, sorted."""
+        return sorted(self._groups)
+
+    def describe(self, group_id: str) -> ConsumerGroupDescription | None:
+        """The group, or None if there is no consumer group of that id."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return None
+        state = group.state
+        members = tuple(
+            MemberDescription(
+                member_id, info.instance_id, info.rack_id, member.assignment.epoch,
+                info.client_id, info.client_host, info.topic_names, info.topic_regex,
+                member.assignment.assigned, state.target.get(member_id, frozenset()))
+            for member_id, member in sorted(state.members.items())
+            for info in (group.info[member_id],)
+        )
+        return ConsumerGroupDescription(group_id, _state_name(state), state.group_epoch,
+                                        state.target_epoch, state.assignor, members)
+
+    # -- the heartbeat -------------------------------------------------------------------
+
+    def heartbeat(self, call: HeartbeatCall, topics: Mapping[str, int]) -> HeartbeatAnswer:
+        """One ConsumerGroupHeartbeat against the cluster's ``topics`` (name to count)."""
+        interval = self._config.group_consumer_heartbeat_interval_ms
+        refused = self._refusal(call)
+        if refused is not None:
+            return HeartbeatAnswer(refused[0], call.member_id, call.member_epoch, interval,
+                                   refused[1])
+        group = self._group(call.group_id)
+        if call.member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
+            self._leave(group, call)
+            return HeartbeatAnswer(0, call.member_id, call.member_epoch, interval)
+        if call.member_epoch == 0:
+            code = self._join(group, call, topics)
+            if code:
+                return HeartbeatAnswer(code, call.member_id, call.member_epoch, interval)
+        else:
+            code = self._check_epoch(group, call)
+            if code:
+                return HeartbeatAnswer(code, call.member_id, call.member_epoch, interval)
+        info = group.info[call.member_id]
+        _subscribe(info, call)
+        if call.assignor is not None:
+            group.state.assignor = call.assignor
+        self._resubscribe(group, topics)
+        member = group.state.members[call.member_id]
+        before = member.assignment.epoch
+        assignment = group.state.heartbeat(call.member_id, None, call.owned)
+        if assignment.epoch != before:
+            info.previous_epoch = before
+        sent = None
+        if info.sent != assignment.assigned or call.member_epoch == 0:
+            sent = info.sent = assignment.assigned
+        return HeartbeatAnswer(0, call.member_id, assignment.epoch, interval, assignment=sent)
+
+    def run_timers(self, topics: Mapping[str, int] | None = None) -> int | None:
+        """Remove members past their session; the next deadline (None: no member)."""
+        for group in self._groups.values():
+            for member_id in group.state.expire_sessions():
+                self._forget(group, member_id)
+            if topics is not None:
+                self._resubscribe(group, topics)
+        deadlines = [m.deadline_ms for g in self._groups.values()
+                     for m in g.state.members.values()]
+        return min(deadlines) if deadlines else None
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _refusal(self, call: HeartbeatCall) -> tuple[int, str] | None:
+        if not call.group_id:
+            return INVALID_REQUEST, "GroupId can't be empty."
+        if not call.member_id:
+            return INVALID_REQUEST, "MemberId can't be empty."
+        if call.assignor is not None and call.assignor not in self._assignors:
+            return UNSUPPORTED_ASSIGNOR, f"ServerAssignor {call.assignor} is not supported."
+        if call.topic_regex:
+            try:
+                re.compile(call.topic_regex)
+            except re.error as exc:
+                return INVALID_REGULAR_EXPRESSION, f"SubscribedTopicRegex: {exc}"
+        if call.member_epoch == 0 and call.topic_names is None and call.topic_regex is None:
+            return INVALID_REQUEST, ("SubscribedTopicNames or SubscribedTopicRegex must be set"
+                                     " in first request.")
+        return None
+
+    def _group(self, group_id: str) -> _Group:
+        group = self._groups.get(group_id)
+        if group is None:
+            state = ConsumerGroup(group_id, self._clock,
+                                  self._config.group_consumer_session_timeout_ms,
+                                  self._assignors[0])
+            group = self._groups[group_id] = _Group(state)
+        return group
+
+    def _join(self, group: _Group, call: HeartbeatCall, topics: Mapping[str, int]) -> int:
+        if call.instance_id is not None:
+            holder = group.instances.get(call.instance_id)
+            if holder is not None and holder != call.member_id:
+                if not group.info[holder].left_static:
+                    return UNRELEASED_INSTANCE_ID
+                self._rename(group, holder, call.member_id)
+                group.info[call.member_id].left_static = False
+                return 0
+        if call.member_id in group.state.members:  # a known member joining again
+            self._remove(group, call.member_id)
+        if len(group.state.members) >= self._config.group_consumer_max_size:
+            return GROUP_MAX_SIZE_REACHED
+        info = group.info[call.member_id] = _MemberInfo(call.instance_id, call.rack_id,
+                                                        call.client_id, call.client_host)
+        _subscribe(info, call)
+        if call.instance_id is not None:
+            group.instances[call.instance_id] = call.member_id
+        wanted = _wanted(info, topics)
+        group.state.set_topics(_subscribed(group, topics) | {t: topics[t] for t in wanted})
+        group.state.heartbeat(call.member_id, wanted)
+        return 0
+
+    def _check_epoch(self, group: _Group, call: HeartbeatCall) -> int:
+        member = group.state.members.get(call.member_id)
+        if member is None or group.info[call.member_id].left_static:
+            return UNKNOWN_MEMBER_ID
+        epoch = member.assignment.epoch
+        if call.member_epoch == epoch:
+            return 0
+        info = group.info[call.member_id]
+        lost_answer = (call.member_epoch == info.previous_epoch and call.owned is not None
+                       and call.owned <= member.assignment.assigned)
+        return 0 if lost_answer else FENCED_MEMBER_EPOCH
+
+    def _leave(self, group: _Group, call: HeartbeatCall) -> None:
+        info = group.info.get(call.member_id)
+        if info is None:
+            return
+        if call.member_epoch == STATIC_LEAVE_EPOCH and info.instance_id is not None:
+            info.left_static = True  # keeps its partitions until its session ends
+        else:
+            self._remove(group, call.member_id)
+
+    def _remove(self, group: _Group, member_id: str) -> None:
+        group.state.leave(member_id)
+        self._forget(group, member_id)
+
+    def _forget(self, group: _Group, member_id: str) -> None:
+        info = group.info.pop(member_id, None)
+        if info is not None and group.instances.get(info.instance_id) == member_id:
+            del group.instances[info.instance_id]
+
+    def _rename(self, group: _Group, old: str, new: str) -> None:
+        """A static member back under a new member id: same partitions, same epoch."""
+        state = group.state
+        member = state.members.pop(old)
+        member.member_id = new
+        state.members[new] = member
+        if old in state.target:
+            state.target[new] = state.target.pop(old)
+        group.info[new] = group.info.pop(old)
+        group.instances[group.info[new].instance_id] = new
+
+    def _resubscribe(self, group: _Group, topics: Mapping[str, int]) -> None:
+        """Each member's topics: its names plus the existing topics its regex matches;
+        the group's topic metadata: the subscribed topics' partition counts."""
+        for member_id, member in group.state.members.items():
+            wanted = _wanted(group.info[member_id], topics)
+            if wanted != member.topics:
+                member.topics = wanted
+                group.state.group_epoch += 1
+        group.state.set_topics(_subscribed(group, topics))
+
+
+def _subscribe(info: _MemberInfo, call: HeartbeatCall) -> None:
+    """The subscription fields a heartbeat carried (None: unchanged)."""
+    if call.topic_names is not None:
+        info.topic_names = tuple(call.topic_names)
+    if call.topic_regex is not None:
+        info.topic_regex = call.topic_regex or None
+
+
+def _wanted(info: _MemberInfo, topics: Mapping[str, int]) -> frozenset[str]:
+    """A member's topics: its names, and the existing topics its regex matches whole."""
+    wanted = set(info.topic_names)
+    if info.topic_regex:
+        pattern = re.compile(info.topic_regex)
+        wanted |= {t for t in topics if pattern.fullmatch(t)}
+    return frozenset(wanted)
+
+
+def _subscribed(group: _Group, topics: Mapping[str, int]) -> dict[str, int]:
+    """Partition counts of the existing topics some member subscribes to."""
+    wanted = {t for m in group.state.members.values() for t in m.topics}
+    return {t: n for t, n in topics.items() if t in wanted}
+
+
+def _state_name(group: ConsumerGroup) -> str:
+    """Kafka's ConsumerGroupState names."""
+    if not group.members:
+        return "Empty"
+    if group.target_epoch != group.group_epoch:
+        return "Assigning"
+    if all(m.assignment.epoch == group.target_epoch
+           and m.assignment.state is MemberState.STABLE for m in group.members.values()):
+        return "Stable"
+    return "Reconciling"
