@@ -2,6 +2,11 @@
 
 Usage: python scripts/fuzz_listener.py [--seconds N] [--seed S]
 
+tests/test_reliability_hostile.py runs it against a PLAINTEXT listener and against a
+SASL_SSL one (:func:`fuzz` with ``address`` and ``tls``), where no frame ever logs in: every
+connection is unauthenticated, so only ApiVersions and SASL requests may be answered
+(``answered_api_keys`` says which were).
+
 Hypothesis draws each frame: either random bytes, or a valid request of one of many APIs
 and versions (built with kio's schemas, flexible versions included) mutated a few times:
 bytes flipped, integers overwritten with boundary values (0, -1, the largest and the
@@ -25,8 +30,10 @@ fuzzes parsing and serving.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import random
+import ssl
 import sys
 import tempfile
 import time
@@ -48,6 +55,7 @@ from eventstore.storage.records import LogRecord  # noqa: E402
 TOPIC = "fuzz"
 GROUP = "fuzz-group"
 ANSWER_WAIT_S = 0.1  # how long one frame waits for an answer before its connection is dropped
+CONNECT_TIMEOUT_S = 10.0  # a TCP connect and a TLS handshake, on a busy machine
 CHECK_EVERY_S = 1.0
 CHECK_TIMEOUT_S = 10.0  # a fresh client must be served within this, or the server hangs
 BATCH = encode_batch(0, [LogRecord(i, 1_700_000_000_000, b"key", b"value" * 10)
@@ -100,6 +108,10 @@ SEEDS: list[tuple[int, int, dict[str, Any]]] = [
     (22, 4, {"transaction_timeout": 1000, "producer_id": -1, "producer_epoch": -1}),
     (32, 4, {"resources": [{"resource_type": 2, "resource_name": TOPIC,
                             "configuration_keys": None}]}),
+    (17, 1, {"mechanism": "SCRAM-SHA-512"}),
+    (17, 0, {"mechanism": "PLAIN"}),
+    (36, 2, {"auth_bytes": b"n,,n=fuzz,r=fyko+d2lbbFgONRv9qkxdawL"}),
+    (36, 0, {"auth_bytes": b"\0fuzz\0password"}),
 ]
 
 
@@ -157,6 +169,8 @@ class FuzzStats:
     seed: int
     frames: int = 0
     answered: int = 0
+    # how many answered frames had each API key (the frame's first two bytes)
+    answered_api_keys: collections.Counter[int] = field(default_factory=collections.Counter)
     closed: int = 0  # the server closed the connection (a bad frame, as it should)
     silent: int = 0  # no answer within ANSWER_WAIT_S: the connection was dropped
     misframed: int = 0  # size prefix not the frame's length: dropped at once
@@ -176,9 +190,15 @@ class _TimeUp(Exception):
 class Fuzzer:
     """Sends frames to one server and keeps checking that it still serves."""
 
-    def __init__(self, server: ServerProcess, stats: FuzzStats) -> None:
+    def __init__(self, server: ServerProcess, stats: FuzzStats,
+                 address: tuple[str, int] | None = None, tls: ssl.SSLContext | None = None
+                 ) -> None:
+        """Frames go to ``address`` (the server's first listener when None), over TLS with
+        ``tls``; the checks always use the first listener."""
         self.server = server
         self.stats = stats
+        self.address = address or server.address
+        self.tls = tls
         self._conn: KafkaConnection | None = None
         self._next_check = 0.0
 
@@ -192,7 +212,8 @@ class Fuzzer:
         stats.frames += 1
         stats.last_frames = [*stats.last_frames[-2:], payload.hex()]
         if self._conn is None:
-            self._conn = KafkaConnection(self.server.address, timeout=ANSWER_WAIT_S)
+            self._conn = KafkaConnection(self.address, timeout=CONNECT_TIMEOUT_S, tls=self.tls)
+            self._conn.sock.settimeout(ANSWER_WAIT_S)
         try:
             self._conn.send_frame(payload, size)
             if size != len(payload):
@@ -200,6 +221,7 @@ class Fuzzer:
                 self._drop()
             elif self._conn.sock.recv(4):
                 stats.answered += 1  # the rest of the answer is of no interest:
+                stats.answered_api_keys[int.from_bytes(payload[:2], "big", signed=True)] += 1
                 self._drop()  # a new connection starts clean
             else:
                 stats.closed += 1
@@ -230,16 +252,19 @@ class Fuzzer:
         self.stats.checks += 1
 
 
-def fuzz(server: ServerProcess, seconds: float, seed: int) -> FuzzStats:
-    """Fuzz ``server`` for ``seconds``, checking that it serves all along; ``failure`` in
-    the result says how it failed, if it did."""
+def fuzz(server: ServerProcess, seconds: float, seed: int,
+         address: tuple[str, int] | None = None, tls: ssl.SSLContext | None = None
+         ) -> FuzzStats:
+    """Fuzz ``server`` for ``seconds`` (on ``address`` over ``tls``: see :class:`Fuzzer`),
+    checking that it serves all along; ``failure`` in the result says how it failed, if
+    it did."""
     stats = FuzzStats(seed)
     with KafkaConnection(server.address) as conn:
         create_topic(conn, TOPIC, 1)
         seeds = seed_frames(conn)
     serves(server, TOPIC, 0, timeout=CHECK_TIMEOUT_S)  # warms up
     stats.rss_before_kib = rss_kib(server.pid)
-    fuzzer = Fuzzer(server, stats)
+    fuzzer = Fuzzer(server, stats, address, tls)
     deadline = time.monotonic() + seconds
 
     @hypothesis_seed(seed)

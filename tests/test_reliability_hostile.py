@@ -2,7 +2,9 @@
 
 - Fuzzing (scripts/fuzz_listener.py, here for 15 s): random frames and mutated valid
   requests of every API a client uses; the server must not crash or hang (a fresh client
-  is served every second and at the end) and its memory must stay bounded.
+  is served every second and at the end) and its memory must stay bounded. The same
+  against a SASL_SSL listener (10 s): every connection there is unauthenticated, so only
+  ApiVersions and SASL requests are ever answered, and nothing is written.
 - Frames over ``socket.request.max.bytes``, a connection that sends half a frame and
   stalls, one that never sends anything, and more connections than ``max.connections``,
   while another client keeps producing and fetching through all of it.
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 import struct
 import subprocess
 import sys
@@ -23,6 +26,7 @@ from collections.abc import Iterator
 
 import pytest
 from reliability import load_script, serves
+from secure import make_pki
 from support import KafkaConnection, ServerProcess, create_topic, fetch, produce, wait_until
 
 from eventstore.errors import InvalidRequest
@@ -30,6 +34,10 @@ from eventstore.kafka.codec.protocol import decode_request
 from eventstore.kafka.registry import SUPPORTED_VERSIONS
 
 FUZZ_SECONDS = 15.0
+SASL_FUZZ_SECONDS = 10.0  # a TLS handshake a frame: fewer frames a second
+# what a connection that has not logged in may be answered: ApiVersions, SaslHandshake and
+# SaslAuthenticate (eventstore/security/login.py)
+BEFORE_LOGIN = {18, 17, 36}
 RSS_GROWTH_BOUND_MIB = 100  # generous: a fuzz run grows the server by ~10 MiB
 # A JoinGroup v9 whose protocols array claims about 2^35 entries (varint ffffffff6e).
 JOIN_GROUP_HUGE_ARRAY = bytes.fromhex(
@@ -53,6 +61,35 @@ def test_fuzzed_frames_never_crash_or_hang_the_server(serve) -> None:
     assert stats.answered and stats.closed, "both answers and refusals must have been seen"
     growth_mib = (stats.rss_after_kib - stats.rss_before_kib) / 1024
     assert growth_mib < RSS_GROWTH_BOUND_MIB, stats
+
+
+def test_fuzzed_frames_on_a_sasl_ssl_listener_get_nothing_but_a_login(serve, tmp_path) -> None:
+    """No frame logs in (there is no user), so a frame of any other API closes its
+    connection: nothing is written, no topic made, no offset committed."""
+    fuzzer = load_script("fuzz_listener")
+    pki = make_pki(tmp_path / "pki")
+    server = serve(settings={
+        "listeners": "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
+        "ssl.certificate.location": pki.server_cert, "ssl.key.location": pki.server_key,
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        "connection.failed.authentication.delay.ms": 0})
+    port = int(server.ready["listeners"].split("SASL_SSL://127.0.0.1:")[1].split(" ")[0])
+    seed = random.randrange(1 << 32)
+    stats = fuzzer.fuzz(server, SASL_FUZZ_SECONDS, seed, ("127.0.0.1", port),
+                        ssl.create_default_context(cafile=pki.ca))
+    assert stats.failure is None, f"{stats}\n{server.log_tail()}"
+    print(stats)
+    assert stats.frames > 100 and stats.checks >= SASL_FUZZ_SECONDS / 2, stats
+    assert stats.closed and set(stats.answered_api_keys) & BEFORE_LOGIN, stats
+    assert set(stats.answered_api_keys) <= BEFORE_LOGIN, stats.answered_api_keys
+    with KafkaConnection(server.address) as conn:  # the PLAINTEXT listener the checks use
+        topics = conn.request(3, 12, topics=None, allow_auto_topic_creation=False,
+                              include_topic_authorized_operations=False).topics
+        assert [t.name for t in topics] == [fuzzer.TOPIC]
+        # the warm-up and each check wrote one record: nothing else was
+        assert fetch(conn, fuzzer.TOPIC, 0, 0).high_watermark == stats.checks + 1
+        committed = conn.request(9, 6, group_id=fuzzer.GROUP, topics=None)
+        assert all(p.committed_offset == -1 for t in committed.topics for p in t.partitions)
 
 
 def test_a_huge_compact_array_length_does_not_kill_the_decoder() -> None:
