@@ -1,0 +1,212 @@
+"""KIP-848 with confluent-kafka (librdkafka 2.16, ``group.protocol=consumer``) against a
+real ``eventstore serve``: three consumers joining a 12-partition topic one after the other
+while a producer writes never own a partition two at a time (checked from their
+assign/revoke callbacks, served from one thread in order) and together read every record;
+a member killed without leaving loses its partitions after the session timeout, one that
+closes loses them at once; a regex subscription picks up a topic created afterwards; a
+classic consumer cannot join a ``consumer`` group (INCONSISTENT_GROUP_PROTOCOL)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from support import ServerProcess, wait_until
+
+SESSION_MS = 3000
+FAST = {"group.consumer.heartbeat.interval.ms": 200,
+        "group.consumer.min.heartbeat.interval.ms": 100,
+        "group.consumer.session.timeout.ms": SESSION_MS,
+        "group.consumer.min.session.timeout.ms": 1000,
+        "group.initial.rebalance.delay.ms": 0}
+TIMEOUT_S = 30
+
+
+class Member:
+    """A ``consumer``-protocol consumer and what it saw, its callbacks logged in ``log``."""
+
+    def __init__(self, server: ServerProcess, name: str, group: str, log: list,
+                 topics: list[str]) -> None:
+        self.name = name
+        self.owned: set[tuple[str, int]] = set()
+        self.records: list[tuple[str, int, int]] = []
+        self.errors: list[KafkaError] = []
+        self.log = log
+        self.consumer = Consumer({
+            "bootstrap.servers": server.bootstrap, "group.id": group,
+            "group.protocol": "consumer", "auto.offset.reset": "earliest",
+            "enable.auto.commit": True, "auto.commit.interval.ms": 200,
+            "error_cb": self.errors.append, "topic.metadata.refresh.interval.ms": 500,
+        })
+        self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked,
+                                on_lost=self._revoked)
+
+    def _assigned(self, _consumer, partitions) -> None:
+        tps = {(p.topic, p.partition) for p in partitions}
+        self.log.append((time.monotonic(), self.name, "assign", tps))
+        self.owned |= tps
+
+    def _revoked(self, _consumer, partitions) -> None:
+        tps = {(p.topic, p.partition) for p in partitions}
+        self.log.append((time.monotonic(), self.name, "revoke", tps))
+        self.owned -= tps
+
+    def poll(self) -> None:
+        message = self.consumer.poll(0.02)
+        if message is None:
+            return
+        if message.error() is not None:
+            self.errors.append(message.error())
+        else:
+            self.records.append((message.topic(), message.partition(), message.offset()))
+
+
+def poll_until(members: Iterable[Member], condition, what: str) -> None:
+    members = list(members)
+    wait_until(lambda: [m.poll() for m in members] and condition(), TIMEOUT_S, what)
+
+
+def check_exclusive(log: list) -> None:
+    """Replaying the callbacks in order, no partition is ever held by two members."""
+    owner: dict[tuple[str, int], str] = {}
+    for _, name, kind, tps in sorted(log, key=lambda e: e[0]):
+        for tp in tps:
+            if kind == "assign":
+                assert tp not in owner, f"{tp} given to {name} while {owner.get(tp)} owns it"
+                owner[tp] = name
+            else:
+                assert owner.pop(tp, None) == name
+
+
+def create(server: ServerProcess, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(TIMEOUT_S)
+
+
+def test_three_members_join_while_producing_each_partition_one_owner(serve) -> None:
+    server = serve(settings=FAST)
+    create(server, "events", 12)
+    producer = Producer({"bootstrap.servers": server.bootstrap, "linger.ms": 5})
+    log: list = []
+    members: list[Member] = []
+    produced = 0
+
+    def produce(n: int = 20) -> None:
+        nonlocal produced
+        for _ in range(n):
+            producer.produce("events", str(produced).encode(), partition=produced % 12)
+            produced += 1
+        producer.poll(0)
+
+    try:
+        for name in ("a", "b", "c"):
+            members.append(Member(server, name, "g", log, ["events"]))
+            produce()
+            poll_until(members, lambda: (produce(2) or True) and sorted(
+                len(m.owned) for m in members) == [12 // len(members)] * len(members),
+                f"{len(members)} members with 12 partitions balanced")
+        produce()
+        producer.flush(TIMEOUT_S)
+        poll_until(members, lambda: len({r for m in members for r in m.records}) == produced,
+                   "every record read")
+        check_exclusive(log)
+        read = [r for m in members for r in m.records]
+        assert len({(t, p, o) for t, p, o in read}) == produced
+        revoked = {tp for _, _, kind, tps in log if kind == "revoke" for tp in tps}
+        for tp in {(t, p) for t, p, _ in read} - revoked:  # read twice only after a move
+            offsets = [o for t, p, o in read if (t, p) == tp]
+            assert len(offsets) == len(set(offsets))
+        assert not [e for m in members for e in m.errors if e.code() != KafkaError._TRANSPORT]
+    finally:
+        for m in members:
+            m.consumer.close()
+
+
+KILLED_MEMBER = """
+import sys
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "g2",
+              "group.protocol": "consumer"})
+assigned = []
+c.subscribe(["moves"], on_assign=lambda _, ps: assigned.extend(ps))
+while not assigned:
+    c.poll(0.05)
+print("assigned", flush=True)
+while True:
+    c.poll(0.05)
+"""
+
+
+def test_a_killed_member_loses_its_partitions_after_the_session_a_closed_one_at_once(
+        serve) -> None:
+    server = serve(settings=FAST)
+    create(server, "moves", 4)
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_MEMBER, server.bootstrap],
+                              stdout=subprocess.PIPE, text=True)
+    log: list = []
+    members: list[Member] = []
+    try:
+        assert killed.stdout.readline().strip() == "assigned"
+        members = [Member(server, "a", "g2", log, ["moves"]),
+                   Member(server, "b", "g2", log, ["moves"])]
+        poll_until(members, lambda: sum(len(m.owned) for m in members) == 2,
+                   "the two new members share what the killed one gave up")
+        killed.kill()
+        killed.wait()
+        killed_at = time.monotonic()
+        poll_until(members, lambda: sum(len(m.owned) for m in members) == 4,
+                   "the killed member's partitions moved")
+        assert time.monotonic() - killed_at >= SESSION_MS / 1000 * 0.8
+        members[1].consumer.close()
+        closed_at = time.monotonic()
+        poll_until(members[:1], lambda: len(members[0].owned) == 4,
+                   "the closed member's partitions moved")
+        assert time.monotonic() - closed_at < SESSION_MS / 1000
+        members = members[:1]
+        check_exclusive([e for e in log if e[1] == "a"])
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+            killed.wait()
+        for m in members:
+            m.consumer.close()
+
+
+def test_a_regex_subscription_picks_up_a_topic_created_later(serve) -> None:
+    server = serve(settings=FAST)
+    create(server, "logs-1", 2)
+    member = Member(server, "a", "g3", [], ["^logs-.*"])
+    try:
+        poll_until([member], lambda: member.owned == {("logs-1", 0), ("logs-1", 1)},
+                   "the existing topic assigned")
+        create(server, "logs-2", 1)
+        poll_until([member], lambda: ("logs-2", 0) in member.owned,
+                   "the new topic assigned without the member asking")
+    finally:
+        member.consumer.close()
+
+
+def test_a_classic_consumer_cannot_join_a_consumer_group(serve) -> None:
+    server = serve(settings=FAST)
+    create(server, "mixed", 2)
+    member = Member(server, "a", "g4", [], ["mixed"])
+    classic = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "g4"})
+    try:
+        poll_until([member], lambda: len(member.owned) == 2, "the consumer member assigned")
+        classic.subscribe(["mixed"])
+        wait_until(lambda: (member.poll() or True) and _inconsistent(classic), TIMEOUT_S,
+                   "the classic consumer refused INCONSISTENT_GROUP_PROTOCOL")
+        assert not classic.assignment() and len(member.owned) == 2
+    finally:
+        classic.close()
+        member.consumer.close()
+
+
+def _inconsistent(classic: Consumer) -> bool:
+    message = classic.poll(0.05)
+    return (message is not None and message.error() is not None
+            and message.error().code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL)
