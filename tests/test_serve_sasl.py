@@ -208,6 +208,8 @@ def test_a_mechanism_not_enabled_is_unsupported_sasl_mechanism(server):
     error = confluent_refusal(bootstrap(server, "SASL_PLAINTEXT"), settings)
     assert error.code() in (confluent_kafka.KafkaError._AUTHENTICATION,
                             confluent_kafka.KafkaError._UNSUPPORTED_FEATURE), error
+    assert end_offset(server, "refused") == -1
+    forgive(server)  # others log in and are served
 
 
 @pytest.mark.parametrize("api_key", [ApiKey.METADATA, ApiKey.PRODUCE, ApiKey.CREATE_TOPICS])

@@ -27,7 +27,15 @@ from secure import (
     listener_ports,
     make_pki,
 )
-from support import KafkaConnection, ServerProcess, eventstore_command, wait_until
+from support import (
+    PRODUCE_VERSION,
+    KafkaConnection,
+    ServerProcess,
+    eventstore_command,
+    produce_fields,
+    record_batch,
+    wait_until,
+)
 
 from eventstore.kafka.codec.apikeys import ApiKey
 
@@ -135,15 +143,26 @@ def test_mutual_tls_names_the_client_by_its_certificate(mtls, pki):
     assert fields["principal"] == "User:alice"  # the rule: the CN, lower case
 
 
-def tls_handshake(server: ServerProcess, pki: Pki, cert: str | None, key: str | None) -> None:
-    """One TLS handshake and ApiVersions on the SSL listener with the given client
-    certificate (none when None); raises what fails (ssl.SSLError, ConnectionError)."""
+def connected(server: ServerProcess, pki: Pki, cert: str | None, key: str | None
+              ) -> KafkaConnection:
+    """A connection to the SSL listener with the given client certificate (none when
+    None), served one ApiVersions; raises what fails (ssl.SSLError, ConnectionError)."""
     context = ssl.create_default_context(cafile=pki.ca)
     if cert is not None:
         context.load_cert_chain(cert, key)
-    with KafkaConnection(("127.0.0.1", listener_ports(server)["SSL"]), tls=context) as conn:
+    conn = KafkaConnection(("127.0.0.1", listener_ports(server)["SSL"]), tls=context)
+    try:
         conn.request(ApiKey.API_VERSIONS, 3, client_software_name="t",
                      client_software_version="1")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def tls_handshake(server: ServerProcess, pki: Pki, cert: str | None, key: str | None) -> None:
+    """One TLS handshake and ApiVersions on the SSL listener, as :func:`connected`."""
+    connected(server, pki, cert, key).close()
 
 
 @pytest.mark.parametrize("which", ["expired", "untrusted", "none"])
@@ -151,6 +170,7 @@ def test_a_bad_client_certificate_is_refused_and_writes_nothing(mtls, pki, which
     cert, key = {"expired": (pki.expired_cert, pki.expired_key),
                  "untrusted": (pki.untrusted_cert, pki.untrusted_key),
                  "none": (None, None)}[which]
+    bystander = connected(mtls, pki, pki.client_cert, pki.client_key)  # logged in before
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         tls_handshake(mtls, pki, cert, key)
     settings = {"security.protocol": "ssl", "ssl.ca.location": pki.ca}
@@ -161,15 +181,26 @@ def test_a_bad_client_certificate_is_refused_and_writes_nothing(mtls, pki, which
                             confluent_kafka.KafkaError._TRANSPORT,
                             confluent_kafka.KafkaError._ALL_BROKERS_DOWN), error
     assert end_offset(mtls, "refused") == -1  # never even created
-    tls_handshake(mtls, pki, pki.client_cert, pki.client_key)  # others are served
+    with bystander:  # served throughout, and new clients too
+        assert bystander.request(ApiKey.METADATA, 9, topics=[]).brokers
+    tls_handshake(mtls, pki, pki.client_cert, pki.client_key)
     assert not [line for line in mtls.lines if "Traceback" in line]
 
 
-def test_a_plaintext_client_on_the_tls_port_is_refused(server, pki):
+@pytest.mark.parametrize("request_kind", ["ApiVersions", "Produce"])
+def test_a_plaintext_client_on_the_tls_port_is_refused(server, pki, request_kind):
+    bystander = connected(server, pki, None, None)
     with KafkaConnection(("127.0.0.1", listener_ports(server)["SSL"])) as conn:
-        conn.send_frame(b"\x00\x12\x00\x03" + b"\x00" * 20)
+        if request_kind == "Produce":
+            conn.send_frame(conn.encode(ApiKey.PRODUCE, PRODUCE_VERSION, **produce_fields(
+                "plain-on-tls", 0, record_batch(b"never written")))[1])
+        else:
+            conn.send_frame(b"\x00\x12\x00\x03" + b"\x00" * 20)
         assert conn.closed_by_server(timeout=20)
-    # the server keeps serving TLS and plaintext clients
+    assert end_offset(server, "plain-on-tls") == -1
+    # the server kept serving TLS and plaintext clients
+    with bystander:
+        assert bystander.request(ApiKey.METADATA, 9, topics=[]).brokers
     tls_handshake(server, pki, None, None)
     with KafkaConnection(plaintext(server)) as conn:
         assert conn.request(ApiKey.METADATA, 9, topics=[]).brokers
