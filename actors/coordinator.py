@@ -26,6 +26,12 @@ from eventstore.groups.consumer_coordinator import (
     HeartbeatAnswer,
     HeartbeatCall,
 )
+from eventstore.groups.consumer_protocol import (
+    Assignment,
+    Subscription,
+    encode_assignment,
+    encode_subscription,
+)
 from eventstore.groups.coordinator import ClassicGroupCoordinator
 from eventstore.groups.messages import (
     CoordinatorStats,
@@ -225,12 +231,16 @@ class GroupCoordinator(pykka.ThreadingActor):
 
     def describe_group(self, group_id: str) -> GroupDescription:
         """DescribeGroups: state and members (an unknown group is Dead); a ``consumer``
-        group with its protocol type ``consumer`` and no member metadata."""
+        group with its protocol type ``consumer``, each member's subscribed names and
+        assigned partitions in the consumer protocol's bytes, as Kafka 4.0 describes one."""
         consumer = self._consumers.describe(group_id)
         if consumer is None:
             return self._groups.describe_group(group_id)
-        members = tuple(MemberDescription(m.member_id, m.instance_id, m.client_id,
-                                          m.client_host, b"", b"") for m in consumer.members)
+        members = tuple(MemberDescription(
+            m.member_id, m.instance_id, m.client_id, m.client_host,
+            encode_subscription(Subscription(m.topic_names)),
+            encode_assignment(Assignment(tuple(TopicPartition(*tp) for tp in sorted(m.assigned)))))
+            for m in consumer.members)
         return GroupDescription(group_id, consumer.state, "consumer", consumer.assignor,
                                 members)
 
@@ -239,5 +249,10 @@ class GroupCoordinator(pykka.ThreadingActor):
         return self._groups.delete_group(group_id)
 
     def stats(self) -> CoordinatorStats:
-        """Rebalances started so far, and members of every group."""
-        return self._groups.stats()
+        """Rebalances started so far, members of every group (``consumer`` groups too),
+        and the consumer groups' epochs."""
+        classic = self._groups.stats()
+        consumers = [self._consumers.describe(g) for g in self._consumers.group_ids()]
+        members = {**classic.members_per_group, **{d.group_id: len(d.members) for d in consumers}}
+        return CoordinatorStats(classic.rebalances_total, members,
+                                {d.group_id: d.group_epoch for d in consumers})

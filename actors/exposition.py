@@ -68,6 +68,9 @@ METRICS: tuple[MetricSpec, ...] = (
                "Lag of the group summed over the topic's partitions that have a commit"),
     MetricSpec("kafka_consumergroup_members", "gauge", (GROUP,),
                "Members of the consumer group"),
+    MetricSpec("eventstore_group_epoch", "gauge", (GROUP,),
+               "Group epoch of a `consumer` (KIP-848) group: bumped by every change of"
+               " members, subscriptions or subscribed topics"),
     # -- eventstore's own -----------------------------------------------------------------
     MetricSpec("eventstore_records_appended_total", "counter", (TOPIC,),
                "Records appended durably to the topic"),
@@ -198,6 +201,8 @@ def _group_samples(group: GroupFigures, by_topic: dict[str, list[PartitionFigure
     below 0, as ``describe_group`` reports it). The lag sum adds the known lags.
     """
     yield "kafka_consumergroup_members", [group.group_id], group.members
+    if group.epoch is not None:
+        yield "eventstore_group_epoch", [group.group_id], group.epoch
     consumed = sorted({tp.topic for tp, offset in group.committed.items()
                        if offset >= 0 and tp.topic in by_topic})
     for topic in consumed:

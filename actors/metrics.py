@@ -74,6 +74,7 @@ class GroupFigures:
     group_id: str
     members: int
     committed: Mapping[TopicPartition, int]
+    epoch: int | None = None  # a ``consumer`` (KIP-848) group's group epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ class MetricsActor(Actor):
             GroupFigures(group_id, members, {
                 TopicPartition(*tp): offset
                 for tp, (offset, _) in deadline.get(offsets[group_id]).items()
-            })
+            }, stats.group_epochs.get(group_id))
             for group_id, members in stats.members_per_group.items()
         )
         return MetricsSnapshot(

@@ -13,9 +13,10 @@ import sys
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from support import ServerProcess, wait_until
+from test_cli_support import cli, table_rows
 
 SESSION_MS = 3000
 FAST = {"group.consumer.heartbeat.interval.ms": 200,
@@ -210,3 +211,28 @@ def _inconsistent(classic: Consumer) -> bool:
     message = classic.poll(0.05)
     return (message is not None and message.error() is not None
             and message.error().code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL)
+
+
+def test_cli_metrics_and_admin_show_a_consumer_group_with_its_epoch(serve) -> None:
+    server = serve(settings=FAST)
+    create(server, "shown", 4)
+    members = [Member(server, name, "g5", [], ["shown"]) for name in ("a", "b")]
+    try:
+        poll_until(members, lambda: sorted(len(m.owned) for m in members) == [2, 2],
+                   "two members with two partitions each")
+        admin = AdminClient({"bootstrap.servers": server.bootstrap})
+        described = admin.describe_consumer_groups(["g5"])["g5"].result(TIMEOUT_S)
+        assert described.state == ConsumerGroupState.STABLE
+        assert sorted(len(m.assignment.topic_partitions) for m in described.members) == [2, 2]
+        shown = table_rows(cli("groups", "describe", "g5", "--members",
+                               "--bootstrap-server", server.bootstrap))
+        assert sorted(r["#PARTITIONS"] for r in shown) == ["2", "2"]
+        listed = table_rows(cli("groups", "list", "--bootstrap-server", server.bootstrap))
+        assert any("g5" in row.values() for row in listed)
+        _, body = server.http_get(server.metrics_url)
+        text = body
+        assert 'kafka_consumergroup_members{consumergroup="g5"} 2.0' in text
+        assert 'eventstore_group_epoch{consumergroup="g5"}' in text
+    finally:
+        for m in members:
+            m.consumer.close()

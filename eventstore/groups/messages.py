@@ -5,7 +5,7 @@ and the coordinator."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -115,7 +115,9 @@ class GroupDescription:
 
 @dataclass(frozen=True)
 class CoordinatorStats:
-    """Figures for the metrics actor: rebalances started so far, and members per group."""
+    """Figures for the metrics actor: rebalances started so far, members per group, and
+    the group epoch of each ``consumer`` (KIP-848) group."""
 
     rebalances_total: int
     members_per_group: Mapping[str, int]
+    group_epochs: Mapping[str, int] = field(default_factory=dict)
