@@ -304,6 +304,19 @@ KEYS: dict[str, ConfigKey] = {
                   "SASL mechanisms SASL listeners accept; PLAIN sends the password itself"
                   " (checked against the SCRAM credentials), so it is off unless listed",
                   choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), list_valued=True),
+        ConfigKey("authorizer.class.name", str, "", "security",
+                  "empty: no authorization; `acl` or Kafka's class names"
+                  " (`org.apache.kafka.metadata.authorizer.StandardAuthorizer`,"
+                  " `kafka.security.authorizer.AclAuthorizer`): every request is checked"
+                  " against the ACLs of the catalog",
+                  choices=("", "acl", "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                           "kafka.security.authorizer.AclAuthorizer")),
+        ConfigKey("super.users", str, "", "security",
+                  "semicolon-separated principals (`User:admin;User:ops`) the authorizer"
+                  " lets do everything"),
+        ConfigKey("allow.everyone.if.no.acl.found", bool, False, "security",
+                  "with an authorizer: a resource no ACL matches is open to everyone"
+                  " (false: denied, as in Kafka)"),
         ConfigKey("connection.failed.authentication.delay.ms", int, 100, "security",
                   "a failed login is answered after this delay, doubled for each further"
                   " failure from the same host in a row (up to 5 s)", minimum=0),

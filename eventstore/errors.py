@@ -183,6 +183,30 @@ class UnsupportedSchemaVersion(CorruptLog):
     """A segment or catalog file was written by a newer (or unknown) eventstore."""
 
 
+class TopicAuthorizationFailed(KafkaError):
+    """The principal may not do this to the topic (the authorizer's decision)."""
+
+    code = 29
+
+
+class GroupAuthorizationFailed(KafkaError):
+    """The principal may not do this to the group."""
+
+    code = 30
+
+
+class ClusterAuthorizationFailed(KafkaError):
+    """The principal may not do this to the cluster."""
+
+    code = 31
+
+
+class SecurityDisabled(KafkaError):
+    """An ACL request to a server with no authorizer configured."""
+
+    code = 54
+
+
 class TransactionalIdAuthorizationFailed(KafkaError):
     code = 53
 
@@ -340,6 +364,8 @@ ERRORS_BY_CODE: dict[int, type[KafkaError]] = {
         InvalidRequest, FencedLeaderEpoch, UnknownLeaderEpoch,
         PolicyViolation, OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch,
         KafkaStorageError, TransactionalIdAuthorizationFailed, UnknownProducerId,
+        TopicAuthorizationFailed, GroupAuthorizationFailed, ClusterAuthorizationFailed,
+        SecurityDisabled,
         InvalidTxnState, InvalidProducerIdMapping, InvalidTransactionTimeout,
         ConcurrentTransactions, ProducerFenced, TransactionalIdNotFound,
         NonEmptyGroup, GroupIdNotFound,

@@ -29,6 +29,7 @@ from eventstore.compaction_admin import ADMIN_COMPACT_PATH, compaction_route
 from eventstore.config import ServerConfig
 from eventstore.errors import CorruptLog, InvalidConfig
 from eventstore.http import HttpEndpoint
+from eventstore.kafka.authorization import acl_authority
 from eventstore.kafka.context import BrokerContext
 from eventstore.kafka.listeners import ListenerContext, check_exposure, listener_contexts
 from eventstore.kafka.server import KafkaListener
@@ -212,7 +213,8 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kafka-io")
     ctx = BrokerContext(system.broker, system.coordinator, "", 0, pool, config.to_mapping(),
                         system.data_dir, cluster_id=cluster_id, credentials=credentials,
-                        transactions=system.transactions)
+                        transactions=system.transactions,
+                        acls=acl_authority(config.to_mapping(), system.data_dir))
     servers: list[KafkaListener] = []
     try:
         bound = []
@@ -255,5 +257,7 @@ async def _run(settings: ServeSettings, config: ServerConfig, system: ActorSyste
     finally:
         http.stop()
         pool.shutdown(wait=True, cancel_futures=True)
+        if ctx.acls is not None:
+            ctx.acls.close()
         # threads still waiting on an actor's reply are released when the actors stop
         ctx.asks.shutdown(wait=False, cancel_futures=True)

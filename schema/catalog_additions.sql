@@ -27,3 +27,17 @@ CREATE TABLE IF NOT EXISTS transactions (
     start_ms         INTEGER NOT NULL,  -- when the transaction began (-1: none open)
     update_ms        INTEGER NOT NULL
 );
+
+-- ACL bindings (eventstore/storage/acls.py): one row per binding, the codes of Kafka's
+-- ResourceType, PatternType, AclOperation and AclPermissionType (eventstore/security/acl.py).
+CREATE TABLE IF NOT EXISTS acls (
+    resource_type INTEGER NOT NULL,
+    resource_name TEXT NOT NULL,
+    pattern_type  INTEGER NOT NULL,
+    principal     TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    operation     INTEGER NOT NULL,
+    permission    INTEGER NOT NULL,
+    PRIMARY KEY (resource_type, resource_name, pattern_type, principal, host, operation,
+                 permission)
+) WITHOUT ROWID;

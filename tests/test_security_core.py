@@ -231,3 +231,17 @@ def test_invalid_bindings_are_refused():
         acl("t", Operation.ANY)
     with pytest.raises(ValueError):
         acl("t", Operation.READ, principal="alice")
+
+
+def test_authorize_any_finds_a_write_on_some_topic_a_same_pattern_deny_undoes():
+    """IDEMPOTENT_WRITE's fallback (KIP-679): WRITE allowed on some topic."""
+    writer = Authorizer(frozenset({acl("orders", Operation.WRITE)}))
+    assert writer.authorize_any("User:alice", "h", Operation.WRITE, ResourceType.TOPIC)
+    assert not writer.authorize_any("User:bob", "h", Operation.WRITE, ResourceType.TOPIC)
+    assert not writer.authorize_any("User:alice", "h", Operation.WRITE, ResourceType.GROUP)
+    undone = writer.with_acls({acl("orders", Operation.WRITE, Permission.DENY)})
+    assert not undone.authorize_any("User:alice", "h", Operation.WRITE, ResourceType.TOPIC)
+    everywhere = writer.with_acls({acl("*", Operation.ALL, Permission.DENY)})
+    assert not everywhere.authorize_any("User:alice", "h", Operation.WRITE, ResourceType.TOPIC)
+    reader = Authorizer(frozenset({acl("orders", Operation.READ)}))
+    assert not reader.authorize_any("User:alice", "h", Operation.WRITE, ResourceType.TOPIC)

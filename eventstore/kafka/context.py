@@ -15,7 +15,7 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 import pykka
 
@@ -29,6 +29,9 @@ from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.refusals import RefusalLog
 from eventstore.kafka.response_budget import ResponseBudget
 from eventstore.storage.credentials import CredentialStore
+
+if TYPE_CHECKING:
+    from eventstore.kafka.authorization import AclAuthority
 
 NODE_ID = 0
 
@@ -56,6 +59,7 @@ class BrokerContext:
     refusals: RefusalLog = field(default_factory=RefusalLog)  # logged once per client
     transactions: pykka.ActorProxy[TransactionCoordinator] | None = None  # KIP-98
     credentials: CredentialStore | None = None  # SCRAM users (None: no catalog, no users)
+    acls: AclAuthority | None = None  # the ACLs decided with (None: no authorizer)
     _handles: dict[tuple[str, int], PartitionHandle] = field(default_factory=dict)
     asks: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(

@@ -31,6 +31,7 @@ from eventstore.kafka.codec.protocol import (
 )
 from eventstore.kafka.connection import Connection, Handler
 from eventstore.kafka.handlers import (
+    acls,
     cluster,
     configs,
     consumer_groups,
@@ -160,6 +161,10 @@ APIS: Mapping[ApiKey, Api] = {
         (0, 0), user_scram_credentials.handle_describe_user_scram_credentials),
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: Api(
         (0, 0), user_scram_credentials.handle_alter_user_scram_credentials),
+    # v1 is kio's first (adds PREFIXED patterns); v2 flexible, v3 same layout
+    ApiKey.DESCRIBE_ACLS: Api((1, 3), acls.handle_describe_acls),
+    ApiKey.CREATE_ACLS: Api((1, 3), acls.handle_create_acls),
+    ApiKey.DELETE_ACLS: Api((1, 3), acls.handle_delete_acls),
 }
 
 # APIS' versions alone, as the codec and ApiVersions take them

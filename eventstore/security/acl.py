@@ -228,6 +228,34 @@ class Authorizer:
             for binding in applicable
         )
 
+    def authorize_any(self, principal: str, host: str, operation: Operation,
+                      resource_type: ResourceType) -> bool:
+        """Whether some resource of the type lets the principal do ``operation``: an
+        ALLOW binding for it that no DENY of the same pattern (or a ``*`` one) undoes,
+        as Kafka's authorizeByResourceType decides IDEMPOTENT_WRITE from topic WRITEs."""
+        if principal in self.super_users:
+            return True
+        allowed_by = _IMPLIED.get(operation, frozenset({operation})) | {Operation.ALL}
+        applicable = [
+            binding for binding in self.acls
+            if binding.pattern.resource_type is resource_type
+            and binding.principal in (principal, WILDCARD_PRINCIPAL)
+            and binding.host in (host, WILDCARD)
+        ]
+        denied = {
+            binding.pattern for binding in applicable
+            if binding.permission is Permission.DENY
+            and binding.operation in (operation, Operation.ALL)
+        }
+        if any(pattern.name == WILDCARD and pattern.pattern_type is PatternType.LITERAL
+               for pattern in denied):
+            return False
+        return any(
+            binding.permission is Permission.ALLOW and binding.operation in allowed_by
+            and binding.pattern not in denied
+            for binding in applicable
+        )
+
 
 def _order(binding: AclBinding) -> tuple:
     pattern = binding.pattern

@@ -9,16 +9,12 @@ directory offline. A read-only catalog made before the table existed holds no us
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import apsw
-
 from eventstore.errors import ResourceNotFound, UnacceptableCredential
 from eventstore.security.scram import MAX_ITERATIONS, MECHANISMS, MIN_ITERATIONS, ScramCredential
-from eventstore.storage.catalog import CATALOG_FILE, Catalog
+from eventstore.storage.catalog_table import CatalogTable
 from eventstore.storage.segment import storage_errors
 
 _COLUMNS = "mechanism, salt, iterations, stored_key, server_key"
@@ -48,55 +44,9 @@ def check_credential(user: str, credential: ScramCredential) -> None:
         raise UnacceptableCredential("the salt is empty")
 
 
-class CredentialStore:
-    """The ``scram_credentials`` table of one data directory's catalog.
-
-    Its own SQLite connection to ``catalog.db`` (WAL: readers never wait on the broker's
-    writes; a write waits up to the busy timeout for the catalog's writer), used by one
-    thread at a time (logins run on a pool of threads)."""
-
-    def __init__(self, conn: apsw.Connection | None, path: str) -> None:
-        self._conn = conn  # None: a read-only catalog that does not exist
-        self.path = path
-        self._lock = threading.Lock()
-
-    @classmethod
-    def open(cls, data_dir: str, *, readonly: bool = False) -> CredentialStore:
-        """The store of ``data_dir``; writable opens make the catalog (and the table) when
-        missing, as Catalog.open does."""
-        path = os.path.join(data_dir, CATALOG_FILE)
-        if readonly:
-            if not os.path.exists(path):
-                return cls(None, path)
-            with storage_errors(path):
-                conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
-        else:
-            Catalog.open(data_dir).close()  # made, migrated, its added tables created
-            with storage_errors(path):
-                conn = apsw.Connection(path)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        return cls(conn, path)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-
-    def __enter__(self) -> CredentialStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
-        if self._conn is None:
-            return []
-        try:
-            with self._lock, storage_errors(self.path):
-                return self._conn.execute(sql, args).fetchall()
-        except apsw.SQLError as exc:
-            if "no such table" in str(exc):
-                return []  # a read-only catalog older than the table: no users
-            raise
+class CredentialStore(CatalogTable):
+    """The ``scram_credentials`` table of one data directory's catalog (logins read it
+    from a pool of threads, one at a time)."""
 
     def credential(self, user: str, mechanism: str) -> ScramCredential | None:
         """The stored credential of ``user`` for ``mechanism``, or None."""
@@ -132,9 +82,7 @@ class CredentialStore:
         of it, or (UnacceptableCredential, ResourceNotFound) none of it."""
         for credential in upserts:
             check_credential(user, credential)
-        if self._conn is None:
-            raise ResourceNotFound(f"{self.path}: no catalog")
-        conn = self._conn
+        conn = self._writable()
         with self._lock, storage_errors(self.path), conn:
             for mechanism in deletions:
                 conn.execute("DELETE FROM scram_credentials WHERE user = ? AND mechanism = ?",

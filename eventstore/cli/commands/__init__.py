@@ -2,6 +2,7 @@
 which adds its parser (and its ``run`` function) to the command line."""
 
 from eventstore.cli.commands import (
+    acls,
     compact,
     consume,
     delete_records,
@@ -14,4 +15,4 @@ from eventstore.cli.commands import (
 )
 
 COMMANDS = (topics, produce, consume, delete_records, groups, segments, sql, users,
-            compact)
+            acls, compact)

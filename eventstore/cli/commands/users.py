@@ -17,11 +17,17 @@ import getpass
 import sys
 from collections.abc import Sequence
 
-from eventstore.cli.base import EXIT_OK, EXIT_USAGE, CliError, Target, add_command, add_target
+from eventstore.cli.admin_command import (
+    LockedStore,
+    WireAdmin,
+    add_admin_action,
+    admin_target,
+)
+from eventstore.cli.base import EXIT_OK, EXIT_USAGE, CliError, add_command
 from eventstore.cli.output import Column, print_line, print_rows
 from eventstore.errors import ResourceNotFound
 from eventstore.security.scram import MAX_ITERATIONS, MECHANISMS, MIN_ITERATIONS, make_credential
-from eventstore.storage.credentials import UserCredential
+from eventstore.storage.credentials import CredentialStore, UserCredential
 
 COLUMNS = (Column("USER", "user"), Column("MECHANISM", "mechanism"),
            Column("ITERATIONS", "iterations"))
@@ -58,13 +64,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _action(actions: argparse._SubParsersAction, name: str, summary: str
             ) -> argparse.ArgumentParser:
-    parser = actions.add_parser(name, help=summary, description=summary)
-    parser.set_defaults(run=_run, prog=parser.prog)
-    add_target(parser)
-    parser.add_argument("--command-config", metavar="FILE",
-                        help="client properties (security.protocol, sasl.mechanism,"
-                        " sasl.username, sasl.password, ssl.ca.location, ...)")
-    return parser
+    return add_admin_action(actions, name, summary, _run)
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -80,9 +80,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    target = Target.of(args)
-    if args.command_config and not target.bootstrap_server:
-        raise CliError("--command-config goes with --bootstrap-server", EXIT_USAGE)
+    target = admin_target(args)
     users: LocalUsers | WireUsers
     if target.bootstrap_server:
         users = WireUsers(target.bootstrap_server, args.command_config)
@@ -108,52 +106,32 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class LocalUsers:
+class LocalUsers(LockedStore[CredentialStore]):
     """The credentials of a data directory, its lock held (no server runs on it)."""
 
     def __init__(self, data_dir: str) -> None:
-        from eventstore.storage.credentials import CredentialStore
-        from eventstore.storage.lock import DataDirLock
-
-        self._lock = DataDirLock(data_dir, "eventstore users")
-        self._lock.__enter__()
-        try:
-            self._store = CredentialStore.open(data_dir)
-        except BaseException:
-            self._lock.__exit__(None, None, None)
-            raise
+        super().__init__(data_dir, "eventstore users", CredentialStore.open)
 
     def list(self) -> list[UserCredential]:
-        return self._store.users()
+        return self.store.users()
 
     def add(self, user: str, password: str, mechanisms: Sequence[str], iterations: int) -> None:
-        self._store.alter(user, [make_credential(mechanism, password, iterations)
-                                 for mechanism in mechanisms], [])
+        self.store.alter(user, [make_credential(mechanism, password, iterations)
+                                for mechanism in mechanisms], [])
 
     def remove(self, user: str, mechanisms: Sequence[str] | None) -> list[str]:
-        held = [credential.mechanism for credential in self._store.credentials(user)]
+        held = [credential.mechanism for credential in self.store.credentials(user)]
         removing = list(mechanisms or held)
         if not held or not set(removing) <= set(held):
             missing = sorted(set(removing) - set(held)) or sorted(MECHANISMS)
             raise ResourceNotFound(f"user {user!r} has no {' or '.join(missing)} credential")
-        self._store.alter(user, [], removing)
+        self.store.alter(user, [], removing)
         return removing
 
-    def close(self) -> None:
-        self._store.close()
-        self._lock.__exit__(None, None, None)
 
-
-class WireUsers:
+class WireUsers(WireAdmin):
     """A server's credentials, through AlterUserScramCredentials and
     DescribeUserScramCredentials (kafka-python's admin client)."""
-
-    def __init__(self, address: str, command_config: str | None) -> None:
-        from eventstore.cli.client_security import kafka_python_security
-        from eventstore.cli.wire import admin_client
-
-        self._address = address
-        self._admin = admin_client(address, **kafka_python_security(command_config))
 
     def list(self) -> list[UserCredential]:
         from eventstore.cli.wire import wire_errors
@@ -195,6 +173,3 @@ class WireUsers:
             results = self._admin.alter_user_scram_credentials(alterations)
         if results.get(user):
             raise CliError(results[user])
-
-    def close(self) -> None:
-        self._admin.close()

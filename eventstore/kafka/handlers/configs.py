@@ -13,9 +13,10 @@ from kio.static.protocol import ResponsePayload
 
 from eventstore.config import KEYS, TOPIC_KEYS, validate_topic_config
 from eventstore.errors import InvalidConfig, InvalidRequest, KafkaError
+from eventstore.kafka.authorization import authorize
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
-from eventstore.kafka.context import BrokerContext
+from eventstore.security.acl import Operation, ResourceType
 
 TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
@@ -33,6 +34,15 @@ def _sensitive(name: str) -> bool:
     return name in KEYS and KEYS[name].sensitive
 
 
+def _authorize(conn: Connection, operation: Operation, resource: Any) -> None:
+    """Raise Kafka's error unless the principal may do ``operation`` on the configs of
+    the topic (TOPIC_AUTHORIZATION_FAILED) or of the broker (the cluster's)."""
+    if resource.resource_type == TOPIC_RESOURCE:
+        authorize(conn, operation, ResourceType.TOPIC, resource.resource_name)
+    elif resource.resource_type == BROKER_RESOURCE:
+        authorize(conn, operation, ResourceType.CLUSTER)
+
+
 async def handle_describe_configs(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
     results = []
@@ -40,6 +50,7 @@ async def handle_describe_configs(conn: Connection, request: Request) -> Respons
         entry: dict[str, Any] = {"resource_type": resource.resource_type,
                                  "resource_name": resource.resource_name}
         try:
+            _authorize(conn, Operation.DESCRIBE_CONFIGS, resource)
             if resource.resource_type == TOPIC_RESOURCE:
                 described = await ctx.resolve(ctx.broker.describe_topic(resource.resource_name))
                 effective, overrides = described.config, described.overrides
@@ -69,16 +80,18 @@ async def handle_describe_configs(conn: Connection, request: Request) -> Respons
 
 
 async def _alter_topic_configs(
-    ctx: BrokerContext, request: Request, changes_for: ChangesFor
+    conn: Connection, request: Request, changes_for: ChangesFor
 ) -> ResponsePayload:
     """Apply per-resource config changes; ``changes_for(resource, config, overrides)``
     builds them."""
+    ctx = conn.ctx
     body = request.body
     results = []
     for resource in body.resources:
         entry: dict[str, Any] = {"resource_type": resource.resource_type,
                                  "resource_name": resource.resource_name}
         try:
+            _authorize(conn, Operation.ALTER_CONFIGS, resource)
             if resource.resource_type != TOPIC_RESOURCE:
                 raise InvalidRequest(
                     "only topic configs can be altered; server keys are set at start-up"
@@ -132,9 +145,9 @@ def _incremental(resource: Any, config: Mapping[str, Any], overrides: Mapping[st
 
 
 async def handle_alter_configs(conn: Connection, request: Request) -> ResponsePayload:
-    return await _alter_topic_configs(conn.ctx, request, _replace_all)
+    return await _alter_topic_configs(conn, request, _replace_all)
 
 
 async def handle_incremental_alter_configs(conn: Connection, request: Request
                                            ) -> ResponsePayload:
-    return await _alter_topic_configs(conn.ctx, request, _incremental)
+    return await _alter_topic_configs(conn, request, _incremental)

@@ -17,8 +17,10 @@ import pykka
 from kio.static.protocol import ResponsePayload
 
 from eventstore.errors import KafkaError, KafkaStorageError
+from eventstore.kafka.authorization import authorize
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.security.acl import Operation, ResourceType
 
 INVALID_LOW_WATERMARK = -1  # Kafka's DeleteRecordsResponse.INVALID_LOW_WATERMARK
 
@@ -42,6 +44,7 @@ async def handle_delete_records(conn: Connection, request: Request) -> ResponseP
         for p in topic.partitions:
             entry: dict[str, Any] = {"partition_index": p.partition_index}
             try:
+                authorize(conn, Operation.DELETE, ResourceType.TOPIC, topic.name)
                 low = await _delete_partition(conn, topic.name, p.partition_index,
                                              p.offset)
                 entry.update(low_watermark=low, error_code=0)

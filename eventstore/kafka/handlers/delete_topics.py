@@ -16,9 +16,11 @@ from typing import Any
 from kio.static.protocol import ResponsePayload
 
 from eventstore.errors import InvalidRequest, KafkaError, UnknownTopicId
+from eventstore.kafka.authorization import authorize
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.topic_ids import is_topic_id, topic_names
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.storage.kafka_uuid import ZERO_UUID
 
 # one entry of the request: (name, id), either None when not given
@@ -67,6 +69,7 @@ async def handle_delete_topics(conn: Connection, request: Request) -> ResponsePa
                 topic_id = ids_of[name]
                 raise InvalidRequest(
                     "The provided topic name maps to an ID that was already supplied.")
+            authorize(conn, Operation.DELETE, ResourceType.TOPIC, name)
             await ctx.resolve(ctx.broker.delete_topic(name))
             results.append(_answer(name, topic_id or ids_of.get(name)))
         except KafkaError as error:

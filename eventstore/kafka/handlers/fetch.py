@@ -17,6 +17,7 @@ import time
 import uuid
 
 from eventstore.errors import KafkaError
+from eventstore.kafka.authorization import topic_refusals
 from eventstore.kafka.codec.fetchresponse import (
     TOPIC_IDS_FROM,
     PartitionAnswer,
@@ -32,6 +33,7 @@ from eventstore.kafka.fetch_sessions import (
     collect,
     pending_records,
 )
+from eventstore.security.acl import Operation
 
 # Reads of up to this many records, and of at most this many bytes, run on the event
 # loop: handing a small read to a thread costs more than the read (two thread hops and
@@ -96,6 +98,8 @@ async def handle_fetch(conn: Connection, request: Request) -> bytes:
     ctx, session = conn.ctx, conn.fetches
     body = request.body
     wanted, keys, states = await _requested(session, request)
+    refused = topic_refusals(conn, Operation.READ, {name for name, _ in states if name})
+    states.update({key: refused[key[0]] for key in states if key[0] in refused})
     max_bytes = min(body.max_bytes, ctx.server_config["fetch.max.bytes"])
     deadline = time.monotonic() + body.max_wait.total_seconds()
     woken = asyncio.Event()

@@ -27,6 +27,7 @@ from eventstore.errors import (
     InconsistentGroupProtocol,
     InvalidGroupId,
     InvalidRequest,
+    KafkaError,
 )
 from eventstore.groups.messages import (
     JoinGroupRequest,
@@ -35,10 +36,11 @@ from eventstore.groups.messages import (
     SyncGroupRequest,
     SyncGroupResult,
 )
+from eventstore.kafka.authorization import allowed, cluster_allowed, refusal, topic_refusals
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
-from eventstore.security.acl import ResourceType
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.security.operations import authorized_operations
 
 GROUP_KEY = 0
@@ -79,6 +81,14 @@ def _note_inconsistent(conn: Connection, request: Request, code: int,
             {"group": group, **fields})
 
 
+def _group_refused(conn: Connection, request: Request, operation: Operation = Operation.READ,
+                   **values: object) -> ResponsePayload | None:
+    """GROUP_AUTHORIZATION_FAILED for the whole request, when the authorizer refuses
+    ``operation`` on its group (None: allowed)."""
+    error = refusal(conn, operation, ResourceType.GROUP, request.body.group_id)
+    return None if error is None else make_response(request, error_code=error, **values)
+
+
 def _millis(value: datetime.timedelta) -> int:
     return int(value.total_seconds() * 1000)
 
@@ -91,11 +101,17 @@ async def handle_find_coordinator(conn: Connection, request: Request) -> Respons
                                " (transaction)")
         return make_response(request, error_code=error.code, error_message=str(error),
                              node_id=-1, host="", port=-1)
+    resource_type = ResourceType.GROUP if key_type == GROUP_KEY else ResourceType.TRANSACTIONAL_ID
+    if error := refusal(conn, Operation.DESCRIBE, resource_type, body.key):
+        return make_response(request, error_code=error.code, error_message=str(error),
+                             node_id=-1, host="", port=-1)
     host, port = conn.advertised  # the listener the client came in on
     return make_response(request, error_code=0, node_id=NODE_ID, host=host, port=port)
 
 
 async def handle_join_group(conn: Connection, request: Request) -> ResponsePayload:
+    if refused := _group_refused(conn, request, generation_id=-1, member_id=""):
+        return refused
     ctx = conn.ctx
     body = request.body
     session_ms = _millis(body.session_timeout)
@@ -136,6 +152,8 @@ async def handle_join_group(conn: Connection, request: Request) -> ResponsePaylo
 
 
 async def handle_sync_group(conn: Connection, request: Request) -> ResponsePayload:
+    if refused := _group_refused(conn, request):
+        return refused
     ctx = conn.ctx
     body = request.body
     sync = SyncGroupRequest(
@@ -164,6 +182,8 @@ async def handle_sync_group(conn: Connection, request: Request) -> ResponsePaylo
 
 
 async def handle_heartbeat(conn: Connection, request: Request) -> ResponsePayload:
+    if refused := _group_refused(conn, request):
+        return refused
     ctx = conn.ctx
     body = request.body
     code = await ctx.resolve(ctx.coordinator.heartbeat(
@@ -178,6 +198,8 @@ async def handle_leave_group(conn: Connection, request: Request) -> ResponsePayl
     body = request.body
     if not body.group_id:  # the whole request's error, as Kafka's GroupCoordinatorService
         return make_response(request, error_code=InvalidGroupId.code, members=[])
+    if refused := _group_refused(conn, request):
+        return refused
     members = getattr(body, "members", None)
     if members is None:  # LeaveGroup v0-2: one member
         code = await ctx.resolve(ctx.coordinator.leave_group(body.group_id, [body.member_id]))
@@ -194,16 +216,22 @@ async def handle_leave_group(conn: Connection, request: Request) -> ResponsePayl
 async def handle_offset_commit(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
     body = request.body
+    refused: dict[str, KafkaError] = topic_refusals(conn, Operation.READ,
+                                                    (t.name for t in body.topics))
+    if error := refusal(conn, Operation.READ, ResourceType.GROUP, body.group_id):
+        refused = dict.fromkeys((t.name for t in body.topics), error)
     offsets = {
         (t.name, p.partition_index): (p.committed_offset, p.committed_metadata,
                                       getattr(p, "committed_leader_epoch", -1))  # v6+
-        for t in body.topics
+        for t in body.topics if t.name not in refused
         for p in t.partitions
     }
     codes = await ctx.resolve(ctx.coordinator.commit_offsets(
         body.group_id, body.generation_id_or_member_epoch, body.member_id, offsets,
         getattr(body, "group_instance_id", None),  # OffsetCommit v7+
-    ))
+    )) if offsets else {}
+    codes.update({(t.name, p.partition_index): refused[t.name].code for t in body.topics
+                  if t.name in refused for p in t.partitions})
     topics: dict[str, list[dict]] = {}
     for (topic, partition), code in codes.items():
         topics.setdefault(topic, []).append({"partition_index": partition, "error_code": code})
@@ -213,6 +241,8 @@ async def handle_offset_commit(conn: Connection, request: Request) -> ResponsePa
 
 
 async def handle_offset_fetch(conn: Connection, request: Request) -> ResponsePayload:
+    if refused := _group_refused(conn, request, Operation.DESCRIBE):
+        return refused
     ctx = conn.ctx
     body = request.body
     wanted = None
@@ -220,8 +250,15 @@ async def handle_offset_fetch(conn: Connection, request: Request) -> ResponsePay
         wanted = [(t.name, p) for t in body.topics for p in t.partition_indexes]
     offsets = await ctx.resolve(ctx.coordinator.fetch_offsets(body.group_id, wanted))
     epochs = await ctx.resolve(ctx.coordinator.leader_epochs(body.group_id))
+    hidden = topic_refusals(conn, Operation.DESCRIBE, {topic for topic, _ in offsets})
     topics: dict[str, list[dict]] = {}
     for (topic, partition), (offset, metadata) in offsets.items():
+        if topic in hidden:  # Kafka answers TOPIC_AUTHORIZATION_FAILED, or leaves it out
+            if wanted is not None:
+                topics.setdefault(topic, []).append({
+                    "partition_index": partition, "committed_offset": -1,
+                    "error_code": hidden[topic]})
+            continue
         topics.setdefault(topic, []).append({
             "partition_index": partition,
             "committed_offset": offset,
@@ -246,7 +283,9 @@ async def handle_list_groups(conn: Connection, request: Request) -> ResponsePayl
         groups=[
             {"group_id": g, "protocol_type": ptype, "group_state": state}
             for g, ptype, state in groups
-            if not states or state in states
+            if (not states or state in states) and (
+                cluster_allowed(conn, Operation.DESCRIBE)
+                or allowed(conn, Operation.DESCRIBE, ResourceType.GROUP, g))
         ],
     )
 
@@ -257,6 +296,9 @@ async def handle_describe_groups(conn: Connection, request: Request) -> Response
     operations = authorized_operations(  # v3+; every group operation, with no authorizer
         ResourceType.GROUP, getattr(request.body, "include_authorized_operations", False))
     for group_id in request.body.groups:
+        if error := refusal(conn, Operation.DESCRIBE, ResourceType.GROUP, group_id):
+            described.append({"error_code": error, "group_id": group_id})
+            continue
         d = await ctx.resolve(ctx.coordinator.describe_group(group_id))
         described.append({
             "error_code": 0,
@@ -284,6 +326,9 @@ async def handle_delete_groups(conn: Connection, request: Request) -> ResponsePa
     ctx = conn.ctx
     results = []
     for group_id in request.body.groups_names:
+        if error := refusal(conn, Operation.DELETE, ResourceType.GROUP, group_id):
+            results.append({"group_id": group_id, "error_code": error})
+            continue
         code = await ctx.resolve(ctx.coordinator.delete_group(group_id))
         results.append({"group_id": group_id, "error_code": code})
     return make_response(request, results=results)

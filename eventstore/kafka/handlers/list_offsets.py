@@ -13,8 +13,10 @@ from typing import Any
 from kio.static.protocol import ResponsePayload
 
 from eventstore.errors import KafkaError
+from eventstore.kafka.authorization import authorize
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.storage.log_reader import LogReader, LogView
 
 READ_COMMITTED = 1  # isolation_level: LATEST is the last stable offset, as in Kafka
@@ -57,6 +59,7 @@ async def handle_list_offsets(conn: Connection, request: Request) -> ResponsePay
         for p in topic.partitions:
             entry: dict[str, Any] = {"partition_index": p.partition_index, "leader_epoch": -1}
             try:
+                authorize(conn, Operation.DESCRIBE, ResourceType.TOPIC, topic.name)
                 view = await session.live_view(topic.name, p.partition_index)
                 if read_committed and view.transactional:  # nothing past the stable end
                     view = replace(view, high_watermark=view.last_stable_offset)

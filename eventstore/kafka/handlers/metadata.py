@@ -20,12 +20,19 @@ from typing import Any
 from kio.static.protocol import ResponsePayload
 
 from actors.partition import PartitionHandle, offline_error
-from eventstore.errors import InvalidRequest, KafkaError, UnknownTopicId
+from eventstore.errors import (
+    InvalidRequest,
+    KafkaError,
+    TopicAuthorizationFailed,
+    UnknownTopicId,
+    UnknownTopicOrPartition,
+)
+from eventstore.kafka.authorization import authorize, cluster_allowed, topic_refusals
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
 from eventstore.kafka.topic_ids import is_topic_id, topic_names
-from eventstore.security.acl import ResourceType
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.security.operations import authorized_operations
 from eventstore.storage.catalog import TopicInfo
 
@@ -62,13 +69,12 @@ async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload
     if requested is not None and any(
             t.name is None or is_topic_id(getattr(t, "topic_id", None)) for t in requested):
         topics = await _by_id(conn, request, operations)
-    else:  # one broker call, however many topics: it holds one thread while it waits
+    else:
         names = None if requested is None else [t.name for t in requested]
         topics = [
             {"error_code": found.code, "name": name, "partitions": []}
             if isinstance(found, KafkaError) else _topic_entry(*found, operations)
-            for name, found in (await ctx.resolve(
-                ctx.broker.topic_partitions(names, allow_create))).items()]
+            for name, found in (await _by_name(conn, names, allow_create)).items()]
     return make_response(
         request,
         brokers=[{"node_id": NODE_ID, "host": conn.advertised[0], "port": conn.advertised[1]}],
@@ -78,6 +84,33 @@ async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload
         cluster_authorized_operations=authorized_operations(
             ResourceType.CLUSTER, getattr(body, "include_cluster_authorized_operations", False)),
     )
+
+
+async def _by_name(conn: Connection, names: list[str] | None, allow_create: bool
+                   ) -> dict[str, Any]:
+    """Each topic's partitions or error, as the authorizer lets the principal see them:
+    all topics means those it may DESCRIBE; a named topic it may not describe is
+    TOPIC_AUTHORIZATION_FAILED, and one missing is created only with CREATE on the
+    cluster or the topic (TOPIC_AUTHORIZATION_FAILED otherwise), as Kafka does. One
+    broker call per kind of topic: it holds one thread while it waits."""
+    ctx = conn.ctx
+    if names is None:
+        found = await ctx.resolve(ctx.broker.topic_partitions(None, allow_create))
+        hidden = topic_refusals(conn, Operation.DESCRIBE, found)
+        return {name: value for name, value in found.items() if name not in hidden}
+    refused: dict[str, Any] = topic_refusals(conn, Operation.DESCRIBE, names)
+    shown = [name for name in names if name not in refused]
+    uncreatable = set()
+    if allow_create and not cluster_allowed(conn, Operation.CREATE):
+        uncreatable = set(topic_refusals(conn, Operation.CREATE, shown))
+    creatable = [name for name in shown if name not in uncreatable]
+    for group, create in ((creatable, allow_create), (list(uncreatable), False)):
+        if group:
+            refused.update(await ctx.resolve(ctx.broker.topic_partitions(group, create)))
+    for name in uncreatable:
+        if isinstance(refused[name], UnknownTopicOrPartition):
+            refused[name] = TopicAuthorizationFailed(f"{conn.principal} may not create {name}")
+    return {name: refused[name] for name in names}
 
 
 async def _by_id(conn: Connection, request: Request, operations: int) -> list[dict[str, Any]]:
@@ -103,6 +136,7 @@ async def _by_id(conn: Connection, request: Request, operations: int) -> list[di
             info = await ctx.resolve(ctx.broker.ensure_topic(name, False))
             if info.topic_id != topic_id:  # deleted and created again meanwhile
                 raise UnknownTopicId(f"no topic has id {topic_id}")
+            authorize(conn, Operation.DESCRIBE, ResourceType.TOPIC, name)
             handles = await ctx.resolve(ctx.broker.partitions(name))
             topics.append(_topic_entry(info, handles, operations))
         except KafkaError as error:

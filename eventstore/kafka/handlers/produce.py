@@ -25,10 +25,12 @@ from eventstore.errors import (
     InvalidRequiredAcks,
     KafkaError,
 )
+from eventstore.kafka.authorization import refusal, topic_refusals
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.codec.recordbatch import DecodedBatch, decode_batches
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import BrokerContext
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.storage.log_reader import LogView
 from eventstore.storage.records import ProducerBatchInfo
 
@@ -62,8 +64,13 @@ async def handle_produce(conn: Connection, request: Request) -> ResponsePayload 
         # decoded on the loop only when the request's records are small all together
         inline = sum(len(p.records or b"") for t in body.topic_data
                      for p in t.partition_data) <= _INLINE_DECODE_BYTES
+        refused = topic_refusals(conn, Operation.WRITE, (t.name for t in body.topic_data))
+        if body.transactional_id is not None and (error := refusal(
+                conn, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id)):
+            refused = dict.fromkeys((t.name for t in body.topic_data), error)
         jobs = {
-            (t.name, p.index): _append(ctx, t.name, p.index, p.records, inline)
+            (t.name, p.index): _refused(refused[t.name]) if t.name in refused
+            else _append(ctx, t.name, p.index, p.records, inline)
             for t in body.topic_data
             for p in t.partition_data
         }
@@ -81,6 +88,11 @@ async def handle_produce(conn: Connection, request: Request) -> ResponsePayload 
         request,
         responses=[{"name": t, "partition_responses": parts} for t, parts in topics.items()],
     )
+
+
+async def _refused(error: KafkaError) -> dict:
+    """A partition the authorizer refused: answered with its error, nothing appended."""
+    return _failed(error)
 
 
 def _failed(error: KafkaError) -> dict:

@@ -29,9 +29,11 @@ from eventstore.errors import (
     KafkaError,
     KafkaStorageError,
 )
+from eventstore.kafka.authorization import idempotent_refusal, refusal
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.handlers.transactions import error_code
+from eventstore.security.acl import Operation, ResourceType
 
 log = logging.getLogger("eventstore.kafka.handlers.producer_ids")
 
@@ -50,7 +52,10 @@ def _refusal(conn: Connection, request: Request) -> KafkaError | None:
     if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
         return InvalidRequest(
             f"producer id {producer_id} and epoch {epoch}: give both or neither")
-    return None
+    if body.transactional_id is not None:
+        return refusal(conn, Operation.WRITE, ResourceType.TRANSACTIONAL_ID,
+                       body.transactional_id)
+    return idempotent_refusal(conn)
 
 
 async def handle_init_producer_id(conn: Connection, request: Request) -> ResponsePayload:

@@ -23,10 +23,12 @@ from eventstore.errors import (
     InvalidRequest,
     KafkaError,
 )
+from eventstore.kafka.authorization import authorize, authorize_create
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
 from eventstore.kafka.topic_ids import topic_id
+from eventstore.security.acl import Operation, ResourceType
 
 _TOPIC_ID_FROM = 7  # CreateTopics answers with the new topic's id
 
@@ -82,6 +84,7 @@ async def handle_create_topics(conn: Connection, request: Request) -> ResponsePa
     for topic in body.topics:
         entry: dict[str, Any] = {"name": topic.name}
         try:
+            authorize_create(conn, topic.name)
             if topic.replication_factor not in (-1, 1):
                 raise InvalidReplicationFactor(
                     f"replication factor {topic.replication_factor}: this node is the only"
@@ -139,6 +142,7 @@ async def handle_create_partitions(conn: Connection, request: Request) -> Respon
     results = []
     for topic in body.topics:
         try:
+            authorize(conn, Operation.ALTER, ResourceType.TOPIC, topic.name)
             if topic.assignments is not None:
                 await _check_added_assignments(conn, topic.name, topic.count,
                                                [a.broker_ids for a in topic.assignments])

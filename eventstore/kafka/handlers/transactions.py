@@ -13,16 +13,18 @@ answers them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from kio.static.protocol import ResponsePayload
 
 from eventstore.clock import wall_clock_ms
 from eventstore.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+from eventstore.kafka.authorization import authorize, refusal
 from eventstore.kafka.codec.apikeys import ApiKey
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.security.acl import Operation, ResourceType
 
 OPERATION_NOT_ATTEMPTED = 55
 NO_ERROR = 0
@@ -43,9 +45,15 @@ def error_code(request: Request, error: KafkaError) -> int:
     return error.code
 
 
-async def _code(conn: Connection, request: Request, call: Awaitable[T]) -> int:
+async def _code(conn: Connection, request: Request, call: Callable[[], Awaitable[T]],
+                *resources: tuple[Operation, ResourceType, str]) -> int:
+    """The error code of ``call``, or of the first of ``resources`` (operation, type,
+    name) the authorizer refuses, in which case nothing is called."""
+    for operation, resource_type, name in resources:
+        if error := refusal(conn, operation, resource_type, name):
+            return error.code
     try:
-        await call
+        await call()
     except KafkaError as error:
         return error_code(request, error)
     return NO_ERROR
@@ -60,15 +68,17 @@ async def handle_add_partitions_to_txn(conn: Connection, request: Request) -> Re
     codes: dict[tuple[str, int], int] = {}
     for topic, partition in wanted:
         try:
+            authorize(conn, Operation.WRITE, ResourceType.TOPIC, topic)
             await ctx.partition(topic, partition)
         except KafkaError as error:
             codes[(topic, partition)] = error.code
     if codes:
         codes = {tp: codes.get(tp, OPERATION_NOT_ATTEMPTED) for tp in wanted}
     else:
-        code = await _code(conn, request, ctx.resolve(ctx.transactions.add_partitions(
+        code = await _code(conn, request, lambda: ctx.resolve(ctx.transactions.add_partitions(
             body.v3_and_below_transactional_id, body.v3_and_below_producer_id,
-            body.v3_and_below_producer_epoch, wanted)))
+            body.v3_and_below_producer_epoch, wanted)),
+            (Operation.WRITE, ResourceType.TRANSACTIONAL_ID, body.v3_and_below_transactional_id))
         codes = dict.fromkeys(wanted, code)
     topics: dict[str, list[dict]] = {}
     for (topic, partition), code in codes.items():
@@ -81,8 +91,10 @@ async def handle_add_partitions_to_txn(conn: Connection, request: Request) -> Re
 async def handle_add_offsets_to_txn(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
     body = request.body
-    code = await _code(conn, request, ctx.resolve(ctx.transactions.add_offsets(
-        body.transactional_id, body.producer_id, body.producer_epoch, body.group_id)))
+    code = await _code(conn, request, lambda: ctx.resolve(ctx.transactions.add_offsets(
+        body.transactional_id, body.producer_id, body.producer_epoch, body.group_id)),
+        (Operation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id),
+        (Operation.READ, ResourceType.GROUP, body.group_id))
     return make_response(request, error_code=code)
 
 
@@ -92,9 +104,12 @@ async def handle_txn_offset_commit(conn: Connection, request: Request) -> Respon
     body = request.body
     offsets = [(t.name, p.partition_index, p.committed_offset, p.committed_metadata or "")
                for t in body.topics for p in t.partitions]
-    code = await _code(conn, request, ctx.resolve(ctx.transactions.txn_offset_commit(
+    code = await _code(conn, request, lambda: ctx.resolve(ctx.transactions.txn_offset_commit(
         body.transactional_id, body.producer_id, body.producer_epoch, body.group_id,
-        offsets)))
+        offsets)),
+        (Operation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id),
+        (Operation.READ, ResourceType.GROUP, body.group_id),
+        *((Operation.READ, ResourceType.TOPIC, t.name) for t in body.topics))
     return make_response(request, topics=[
         {"name": t.name, "partitions": [{"partition_index": p.partition_index,
                                          "error_code": code} for p in t.partitions]}
@@ -105,8 +120,9 @@ async def handle_end_txn(conn: Connection, request: Request) -> ResponsePayload:
     """EndTxn: answered once the markers are written and committed offsets visible."""
     ctx = conn.ctx
     body = request.body
-    code = await _code(conn, request, ctx.resolve(ctx.transactions.end_txn(
-        body.transactional_id, body.producer_id, body.producer_epoch, body.committed)))
+    code = await _code(conn, request, lambda: ctx.resolve(ctx.transactions.end_txn(
+        body.transactional_id, body.producer_id, body.producer_epoch, body.committed)),
+        (Operation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id))
     return make_response(request, error_code=code)
 
 
@@ -115,6 +131,7 @@ async def handle_describe_transactions(conn: Connection, request: Request) -> Re
     states = []
     for transactional_id in request.body.transactional_ids:
         try:
+            authorize(conn, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, transactional_id)
             meta = await ctx.resolve(ctx.transactions.describe(transactional_id))
         except KafkaError as error:
             states.append({"error_code": error.code, "transactional_id": transactional_id,

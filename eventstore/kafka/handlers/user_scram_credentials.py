@@ -24,8 +24,10 @@ from eventstore.errors import (
     UnacceptableCredential,
     UnsupportedSaslMechanism,
 )
+from eventstore.kafka.authorization import authorize
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.security.scram import ScramCredential, credential_from_salted
 from eventstore.storage.credentials import CredentialStore, check_credential
 
@@ -40,7 +42,10 @@ def _mechanism(number: int) -> str:
     return MECHANISM_TYPES[number]
 
 
-def _store(conn: Connection) -> CredentialStore:
+def _store(conn: Connection, operation: Operation) -> CredentialStore:
+    """The server's credentials, if the principal may ``operation`` (ALTER or DESCRIBE)
+    on the cluster (CLUSTER_AUTHORIZATION_FAILED otherwise, as in Kafka)."""
+    authorize(conn, operation, ResourceType.CLUSTER)
     if conn.ctx.credentials is None:
         raise ResourceNotFound("this server keeps no credentials")
     return conn.ctx.credentials
@@ -81,7 +86,7 @@ async def handle_alter_user_scram_credentials(conn: Connection, request: Request
             if not user:
                 raise UnacceptableCredential("the user name is empty")
             changes = [(_mechanism(number), upsertion) for number, upsertion in entries]
-            await conn.ctx.run(_alter_user, _store(conn), user, changes)
+            await conn.ctx.run(_alter_user, _store(conn, Operation.ALTER), user, changes)
         except KafkaError as failed:
             error = failed
         results.append({"user": user, "error_code": error.code if error else 0,
@@ -93,7 +98,7 @@ async def handle_describe_user_scram_credentials(conn: Connection, request: Requ
                                                  ) -> ResponsePayload:
     names = [user.name for user in request.body.users or ()]
     try:
-        store = _store(conn)
+        store = _store(conn, Operation.DESCRIBE)
     except KafkaError as error:
         return make_response(request, error_code=error.code, error_message=str(error),
                              results=[])
