@@ -107,6 +107,13 @@ def test_steady_passes_over_the_kafka_protocol(tmp_path: Path) -> None:
     assert report["target"] == "kafka"
     assert report["bootstrap_server"].startswith("127.0.0.1:")
     check_against_store(report, data_dir)
+    # every client ran in its own process, and the report says what each one cost
+    cpu = report["cpu_percent"]
+    members = sum(group["members"]["start"] for group in groups(report).values())
+    clients = [name for name in cpu if name not in ("server", "runner")]
+    assert len(clients) == report["produced"]["producers"] + members
+    assert cpu["server"] > 0 and all(cpu[name] > 0 for name in clients)
+    assert "CPU (% of one core): server" in report_text(report)
 
 
 def test_retention_loses_records_to_retention_over_the_kafka_protocol(tmp_path: Path) -> None:

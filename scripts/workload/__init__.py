@@ -9,6 +9,7 @@ acknowledged record was read by every group, in per-partition order.
 The modules, bottom up: ``scenario`` (the TOML format), ``process`` (child processes that
 print a ready line), ``clients`` (one producer/consumer shape over both targets),
 ``ledger`` (what was acknowledged and read, and the checks), ``workers`` (producer and
-group-member threads), ``runner`` (one run, start to finish), ``live`` and ``report``
+group-member threads), ``remote`` (the same workers in processes of their own, over the
+wire), ``runner`` (one run, start to finish), ``live`` and ``report``
 (what the user sees).
 """

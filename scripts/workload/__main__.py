@@ -81,6 +81,7 @@ def open_target(args: argparse.Namespace, scenario: Scenario, out_dir: Path
                 stack.callback(server.stop)
                 target = WireTarget(address)
                 about["bootstrap_server"] = address
+                about["server_pid"] = server.pid
         stack.callback(target.close)
         yield target, about
 
@@ -107,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     with open_target(args, scenario, out_dir) as (target, about):
         title = f"{scenario.name} on {target.name}"
+        server_pid = about.pop("server_pid", None)
         if args.quiet:
-            result = Runner(scenario, target, args.tick, quiet).run()
+            result = Runner(scenario, target, args.tick, quiet, server_pid).run()
         else:
             with LiveView(title, scenario.duration_s) as view:
-                result = Runner(scenario, target, args.tick, view.show).run()
+                result = Runner(scenario, target, args.tick, view.show, server_pid).run()
         report = build(result, {**meta, **about})
     paths = write(report, out_dir)
     print(text_table(report), end="")

@@ -151,6 +151,7 @@ def build(result: RunResult, meta: dict[str, Any]) -> dict[str, Any]:
              "acknowledged": ledger.acks[t, p].count}
             for (t, p), o in sorted(result.store.items())
         ],
+        "cpu_percent": result.cpu,
         "verification": {"passed": result.passed, "failures": result.failures},
         "errors": result.errors(),
         "clean": result.clean,
@@ -164,6 +165,25 @@ def build(result: RunResult, meta: dict[str, Any]) -> dict[str, Any]:
 
 def _fmt(value: Any, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+CLIENT_BOUND_PERCENT = 90.0  # a process this busy limits the run, not the others
+
+
+def cpu_lines(cpu: dict[str, float]) -> list[str]:
+    """Who used how much CPU during the run (% of one core), and who, if anyone, was the
+    bottleneck: the server, or a client process near a whole core."""
+    if not cpu:
+        return []
+    parts = [f"{name} {value:.0f} %" for name, value in sorted(
+        cpu.items(), key=lambda item: (item[0] != "server", -item[1]))]
+    lines = ["  CPU (% of one core): " + ", ".join(parts)]
+    bound = [name for name, value in cpu.items() if value >= CLIENT_BOUND_PERCENT]
+    if bound:
+        lines.append(f"  near a whole core: {', '.join(sorted(bound))}: "
+                     + ("the server limits this run" if bound == ["server"]
+                        else "these, not only the server, may limit this run"))
+    return lines
 
 
 def text_table(report: dict[str, Any]) -> str:
@@ -193,6 +213,7 @@ def text_table(report: dict[str, Any]) -> str:
             _fmt(check["duplicates"]), _fmt(check["lost_to_retention"]),
             str(sum(group["errors"].values()))))
     lines += _columns([header, *rows])
+    lines += cpu_lines(report.get("cpu_percent", {}))
     lines += store_lines(report["store"])
     lines += [f"  FAILED: {failure}" for failure in report["verification"]["failures"]]
     lines += [f"  ERROR: {who}: {error} (x{count})"

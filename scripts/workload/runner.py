@@ -13,18 +13,21 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .clients import TP, PartitionOffsets, Target
+from .clients import TP, PartitionOffsets, Target, WireTarget
 from .ledger import GroupVerdict, Ledger
+from .remote import RemoteMember, RemoteProducer
 from .scenario import GroupSpec, Scenario
 from .workers import Member, ProducerWorker
 
 JOIN_TIMEOUT_S = 60.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT_S = 60.0
 
 
@@ -88,6 +91,7 @@ class RunResult:
     changes_not_reached: list[tuple[float, str, int]]
     store: dict[TP, PartitionOffsets]
     failures: list[str]
+    cpu: dict[str, float] = field(default_factory=dict)  # % of one core, by process
 
     def produce_errors(self) -> Counter[str]:
         return sum((p.errors for p in self.producers), Counter())
@@ -109,13 +113,24 @@ class RunResult:
         return self.passed and not self.errors()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (from /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 class Runner:
     """Runs ``scenario`` on ``target``; ``show(sample, runner)`` is called every tick."""
 
     def __init__(self, scenario: Scenario, target: Target, tick_s: float,
-                 show: Callable[[Sample, Runner], None]) -> None:
+                 show: Callable[[Sample, Runner], None], server_pid: int | None = None,
+                 ) -> None:
         self.scenario = scenario
         self.target = target
+        # over the wire every client runs in its own process (see remote.py)
+        self.bootstrap = target.bootstrap if isinstance(target, WireTarget) else None
+        self.server_pid = server_pid
         self.tick_s = tick_s
         self.show = show
         self.changed = threading.Condition()
@@ -138,7 +153,10 @@ class Runner:
         self.ledger = Ledger(bases, {name: g.partitions for name, g in self.groups.items()})
 
     def _add_member(self, group: GroupRun) -> None:
-        member = Member(group.spec, len(group.members), self.target, self.changed)
+        number = len(group.members)
+        member = (Member(group.spec, number, self.target, self.changed)
+                  if self.bootstrap is None
+                  else RemoteMember(group.spec, number, self.bootstrap, self.changed))
         group.members.append(member)
         member.start()
 
@@ -168,7 +186,9 @@ class Runner:
         self._setup()
         try:
             self._join_groups()
+            cpu_before = self._cpu_seconds()
             producing_done_at, applied, pending = self._produce_and_drain()
+            cpu = self._cpu_percent(cpu_before, time.monotonic() - self.t0)
         finally:
             for producer in self.producers:
                 producer.halt.set()
@@ -177,7 +197,24 @@ class Runner:
         store = self.target.log_offsets(self.scenario.topics)
         return RunResult(self.scenario, self.target.name, self.t0, producing_done_at, ended_at,
                          self.samples, self.ledger, self.producers, self.groups, applied,
-                         pending, store, self._verify(store))
+                         pending, store, self._verify(store), cpu)
+
+    def _cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of this process, of the server (when it is known) and of
+        each client process (as it last reported)."""
+        found = {"runner": time.process_time()}
+        if self.server_pid is not None:
+            found["server"] = process_cpu_seconds(self.server_pid)
+        workers = [*self.producers, *(m for g in self.groups.values() for m in g.members)]
+        found |= {w.name: w.cpu_s for w in workers if getattr(w, "cpu_s", None) is not None}
+        return found
+
+    def _cpu_percent(self, before: dict[str, float], wall_s: float) -> dict[str, float]:
+        """% of one core from t0 to the drain of the server, of this process (with its
+        clients, when they run here) and of each client process."""
+        after = self._cpu_seconds()
+        return {name: round((seconds - before.get(name, 0.0)) / wall_s * 100, 1)
+                for name, seconds in after.items()}
 
     def _produce_and_drain(self) -> tuple[float, list[tuple[float, str, int]],
                                           list[tuple[float, str, int]]]:
@@ -191,8 +228,11 @@ class Runner:
         for spec in scenario.producers:
             for _ in range(spec.count):
                 number += 1
-                self.producers.append(ProducerWorker(number, spec, self.target, t0,
-                                                     scenario.duration_s, scenario.records))
+                self.producers.append(
+                    ProducerWorker(number, spec, self.target, t0, scenario.duration_s,
+                                   scenario.records) if self.bootstrap is None
+                    else RemoteProducer(number, spec, self.bootstrap, t0, scenario.duration_s,
+                                        scenario.records))
         for producer in self.producers:
             producer.start()
         producing_done_at = None
