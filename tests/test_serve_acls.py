@@ -232,10 +232,10 @@ def eventstore_acls(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_acls_cli_offline_on_a_data_directory(tmp_path):
     data = ["--data-dir", str(tmp_path / "data")]
-    eventstore_acls("add", "--principal", "User:alice", "--operation", "read",
+    eventstore_acls("add", "--allow-principal", "User:alice", "--operation", "read",
                     "--operation", "WRITE", "--topic", "orders", *data)
-    eventstore_acls("add", "--principal", "User:bob", "--operation", "ALL", "--group",
-                    "app-", "--prefixed", "--deny", *data)
+    eventstore_acls("add", "--deny-principal", "User:bob", "--operation", "ALL", "--group",
+                    "app-", "--resource-pattern-type", "prefixed", *data)
     listed = json.loads(eventstore_acls("list", "--json", *data).stdout)
     assert {(row["principal"], row["permission"], row["operation"], row["resource_type"],
              row["pattern_type"], row["name"]) for row in listed} == {
@@ -243,7 +243,7 @@ def test_acls_cli_offline_on_a_data_directory(tmp_path):
         ("User:alice", "ALLOW", "WRITE", "TOPIC", "LITERAL", "orders"),
         ("User:bob", "DENY", "ALL", "GROUP", "PREFIXED", "app-")}
     assert "Removed 1 ACL(s)." in eventstore_acls(
-        "remove", "--principal", "User:alice", "--operation", "WRITE", *data).stdout
+        "remove", "--allow-principal", "User:alice", "--operation", "WRITE", *data).stdout
     with AclStore.open(data[1], readonly=True) as store:
         assert {(b.principal, b.operation) for b in store.bindings()} == {
             ("User:alice", acl.Operation.READ), ("User:bob", acl.Operation.ALL)}
@@ -254,14 +254,15 @@ def test_acls_cli_through_the_server_as_a_super_user(server, tmp_path):
     config.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
                       f"sasl.username=admin\nsasl.password={PASSWORDS['admin']}\n")
     wire = ["--bootstrap-server", server.bootstrap, "--command-config", str(config)]
-    eventstore_acls("add", "--principal", "User:writer", "--operation", "WRITE",
-                    "--topic", "pre-", "--prefixed", *wire)
+    eventstore_acls("add", "--allow-principal", "User:writer", "--operation", "WRITE",
+                    "--topic", "pre-", "--resource-pattern-type", "prefixed", *wire)
     listed = json.loads(eventstore_acls("list", "--json", "--principal", "User:writer",
                                         *wire).stdout)
     assert [(row["operation"], row["pattern_type"], row["name"]) for row in listed] == [
         ("WRITE", "PREFIXED", "pre-")]
     assert isinstance(delivery(server, "writer", "pre-open"), confluent_kafka.Message)
     assert "Removed 1 ACL(s)." in eventstore_acls(
-        "remove", "--principal", "User:writer", "--topic", "pre-", "--prefixed", *wire).stdout
+        "remove", "--allow-principal", "User:writer", "--topic", "pre-",
+        "--resource-pattern-type", "prefixed", *wire).stdout
     refused = delivery(server, "writer", "pre-open")
     assert refused.code() == confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED

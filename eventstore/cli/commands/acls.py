@@ -1,11 +1,11 @@
-"""`eventstore acls add|remove|list`: the authorizer's ACLs, as ``kafka-acls`` manages them.
+"""`eventstore acls add|remove|list`: the authorizer's ACLs, with ``kafka-acls``' options.
 
 On ``--data-dir`` the catalog's ``acls`` table is written directly (the directory's lock
 taken, so not while a server runs on it); through ``--bootstrap-server`` the command
 sends CreateAcls / DescribeAcls / DeleteAcls with kafka-python, its TLS and SASL
 settings from ``--command-config`` (log in as a user with ALTER on the cluster, a super
 user say). One resource per command: ``--topic``, ``--group``, ``--transactional-id`` or
-``--cluster``, LITERAL or ``--prefixed``.
+``--cluster``, its name literal or (``--resource-pattern-type prefixed``) a prefix.
 """
 
 from __future__ import annotations
@@ -38,23 +38,24 @@ def register(commands: argparse._SubParsersAction) -> None:
         "Manage the ACLs the server's authorizer decides with: who (User:name) may or may"
         " not do which operations on a topic, group, transactional id or the cluster. A"
         " DENY wins over any ALLOW; super.users bypass ACLs.",
-        "  eventstore acls add --principal User:alice --operation READ --topic orders"
+        "  eventstore acls add --allow-principal User:alice --operation READ --topic orders"
         " --data-dir data\n"
-        "  eventstore acls add --principal User:alice --operation READ --group app-"
-        " --prefixed --bootstrap-server 127.0.0.1:9093 --command-config admin.properties\n"
+        "  eventstore acls add --allow-principal User:alice --operation READ --group app-"
+        " --resource-pattern-type prefixed --bootstrap-server 127.0.0.1:9093"
+        " --command-config admin.properties\n"
         "  eventstore acls list --topic orders --data-dir data\n"
-        "  eventstore acls remove --principal User:alice --data-dir data\n",
+        "  eventstore acls remove --allow-principal User:alice --data-dir data\n",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = add_admin_action(actions, "add", "add ACLs (one per operation)", _run)
+    add = add_admin_action(actions, "add", "add ACLs (one per principal and operation)", _run)
     _binding_options(add, required=True)
-    add.add_argument("--deny", action="store_true", help="a DENY (default: ALLOW)")
+    _principals(add)
     remove = add_admin_action(actions, "remove", "remove the ACLs the options select", _run)
     _binding_options(remove, required=False)
-    _permission_filter(remove)
+    _principals(remove)
     listing = add_admin_action(actions, "list", "list the ACLs the options select", _run)
     _binding_options(listing, required=False)
-    _permission_filter(listing)
+    listing.add_argument("--principal", metavar="User:NAME", help="only this principal's")
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
@@ -64,19 +65,28 @@ def _binding_options(parser: argparse.ArgumentParser, *, required: bool) -> None
     resource.add_argument("--group", metavar="NAME")
     resource.add_argument("--transactional-id", metavar="NAME")
     resource.add_argument("--cluster", action="store_true")
-    parser.add_argument("--prefixed", action="store_true",
-                        help="the name is a prefix (default: a literal name, or `*`)")
-    parser.add_argument("--principal", required=required, metavar="User:NAME")
+    parser.add_argument("--resource-pattern-type", choices=("literal", "prefixed"),
+                        type=str.lower,
+                        help="prefixed: the name is a prefix (default: a literal name, or `*`)")
     parser.add_argument("--host", default="*" if required else None,
                         help="the client's address (default: `*`, any)")
     parser.add_argument("--operation", action="append", type=str.upper, choices=OPERATIONS,
                         required=required, help="repeatable")
 
 
-def _permission_filter(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--allow", action="store_true", help="only ALLOW ACLs")
-    which.add_argument("--deny", action="store_true", help="only DENY ACLs")
+def _principals(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-principal", action="append", default=[],
+                        metavar="User:NAME", help="repeatable: ALLOW ACLs of this principal")
+    parser.add_argument("--deny-principal", action="append", default=[],
+                        metavar="User:NAME", help="repeatable: DENY ACLs of this principal")
+
+
+def _who(args: argparse.Namespace) -> list[tuple[str | None, acl.Permission]]:
+    """The (principal, permission) pairs the options name."""
+    if hasattr(args, "principal"):  # list
+        return [(args.principal, acl.Permission.ANY)]
+    return ([(principal, acl.Permission.ALLOW) for principal in args.allow_principal]
+            + [(principal, acl.Permission.DENY) for principal in args.deny_principal])
 
 
 def _resource(args: argparse.Namespace) -> tuple[acl.ResourceType, str | None]:
@@ -91,7 +101,7 @@ def _resource(args: argparse.Namespace) -> tuple[acl.ResourceType, str | None]:
 
 
 def _pattern_type(args: argparse.Namespace, name: str | None) -> acl.PatternType:
-    if args.prefixed:
+    if args.resource_pattern_type == "prefixed":
         return acl.PatternType.PREFIXED
     return acl.PatternType.LITERAL if name is not None else acl.PatternType.ANY
 
@@ -101,23 +111,24 @@ def bindings_of(args: argparse.Namespace) -> list[acl.AclBinding]:
     resource_type, name = _resource(args)
     assert name is not None  # a resource is required
     pattern = acl.ResourcePattern(resource_type, name, _pattern_type(args, name))
-    permission = acl.Permission.DENY if args.deny else acl.Permission.ALLOW
+    who = _who(args)
+    if not who:
+        raise CliError("name a principal: --allow-principal or --deny-principal", EXIT_USAGE)
     try:
-        return [acl.AclBinding(pattern, args.principal, args.host, acl.Operation[op],
-                               permission) for op in dict.fromkeys(args.operation)]
+        return [acl.AclBinding(pattern, principal, args.host, acl.Operation[op], permission)
+                for principal, permission in who for op in dict.fromkeys(args.operation)]
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def filters_of(args: argparse.Namespace) -> list[acl.AclFilter]:
-    """The filters ``acls remove`` and ``acls list`` name: one per operation (any
-    operation when none is given)."""
+    """The filters ``acls remove`` and ``acls list`` name: one per principal and
+    operation (any principal, any operation when none is given)."""
     resource_type, name = _resource(args)
-    permission = (acl.Permission.ALLOW if args.allow else acl.Permission.DENY if args.deny
-                  else acl.Permission.ANY)
     operations = [acl.Operation[op] for op in dict.fromkeys(args.operation or ())]
-    return [acl.AclFilter(resource_type, name, _pattern_type(args, name), args.principal,
+    return [acl.AclFilter(resource_type, name, _pattern_type(args, name), principal,
                           args.host, operation, permission)
+            for principal, permission in _who(args) or [(None, acl.Permission.ANY)]
             for operation in operations or [acl.Operation.ANY]]
 
 
