@@ -53,7 +53,7 @@ Step = Callable[[bytes, int], int]
 # array of such values.
 Walk = tuple[Step | None, int]
 
-_FIXED_SIZES = {
+FIXED_SIZES = {
     "bool": 1, "int8": 1, "uint8": 1,
     "int16": 2, "uint16": 2, "error_code": 2,
     "int32": 4, "uint32": 4, "timedelta_i32": 4,
@@ -191,7 +191,7 @@ def _field_walk(entity_type: type[Entity], field: Field[Any], is_header: bool,
         # in header v2, so that any broker can read it before knowing the API version.
         return _legacy_length_step(path, 2, True), 2
     kind = classify_field(field)
-    nullable = _is_nullable(field.type)
+    nullable = is_nullable(field.type)
     if isinstance(kind, EntityField):
         return _entity_walk(kind.type_, nullable)
     if isinstance(kind, EntityTupleField):
@@ -206,7 +206,7 @@ def _field_walk(entity_type: type[Entity], field: Field[Any], is_header: bool,
     return _array_step(path, flexible, nullable, *item), 1 if flexible else 4
 
 
-def _is_nullable(field_type: object) -> bool:
+def is_nullable(field_type: object) -> bool:
     """Whether a field's type is ``X | None``: for an array, the array itself (an array
     of nullable elements, ``tuple[X | None, ...]``, is not nullable)."""
     return get_origin(field_type) in (UnionType, Union) and NoneType in get_args(field_type)
@@ -214,7 +214,7 @@ def _is_nullable(field_type: object) -> bool:
 
 def _primitive_walk(path: str, kafka_type: str, flexible: bool, nullable: bool) -> Walk:
     if kafka_type not in _LENGTH_PREFIXED:
-        return None, _FIXED_SIZES[kafka_type]
+        return None, FIXED_SIZES[kafka_type]
     if flexible:
         return _compact_length_step(path, nullable), 1
     width = 2 if kafka_type == "string" else 4

@@ -27,8 +27,8 @@ from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 from eventstore.errors import InvalidRequest, UnsupportedVersion
 from eventstore.kafka.codec.apikeys import ApiKey
 from eventstore.kafka.codec.fastbuild import NESTED, entity_builder, field_specs
+from eventstore.kafka.codec.fastcheck import check_request
 from eventstore.kafka.codec.fastwrite import encode_body
-from eventstore.kafka.codec.framecheck import check_frame
 
 # api_key -> (lowest, highest) version served: what ApiVersions advertises
 ApiVersionRanges = Mapping[int, tuple[int, int]]
@@ -91,9 +91,10 @@ def decode_request(frame: bytes, supported: ApiVersionRanges) -> Request:
     after the request's end are ignored, as Kafka ignores them: librdkafka 2.x sends three
     stray bytes after an all-topics Metadata v12 request.
 
-    The frame is checked (:func:`~eventstore.kafka.codec.framecheck.check_frame`) before kio
-    reads it: kio believes array lengths and null arrays, and a single hostile length
-    would make it abort the process.
+    The frame is checked (:func:`~eventstore.kafka.codec.fastcheck.check_request`, which
+    is :func:`~eventstore.kafka.codec.framecheck.check_frame` generated as straight code)
+    before kio reads it: kio believes array lengths and null arrays, and a single hostile
+    length would make it abort the process.
     """
     if not isinstance(frame, bytes):
         frame = bytes(frame)  # kio reads only immutable buffers
@@ -104,7 +105,7 @@ def decode_request(frame: bytes, supported: ApiVersionRanges) -> Request:
     if versions is None or not versions[0] <= api_version <= versions[1]:
         raise UnsupportedApiVersion(api_key, api_version, correlation_id, versions)
     body_type, read_header, read_body = _request_readers(api_key, api_version)
-    check_frame(body_type, frame)
+    check_request(body_type, frame)
     try:
         header, header_size = read_header(frame, 0)
         body, _ = read_body(frame, header_size)
