@@ -266,3 +266,20 @@ def test_acls_cli_through_the_server_as_a_super_user(server, tmp_path):
         "--resource-pattern-type", "prefixed", *wire).stdout
     refused = delivery(server, "writer", "pre-open")
     assert refused.code() == confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_admin_apis_need_their_operations(server):
+    """CreateTopics needs CREATE, DeleteTopics DELETE, DescribeConfigs DESCRIBE_CONFIGS
+    (the reader has none of them), answered per topic with TOPIC_AUTHORIZATION_FAILED."""
+    admin = AdminClient({"bootstrap.servers": server.bootstrap, **plain("reader")})
+    failed = confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED
+    for futures in (admin.create_topics([NewTopic("readers-own", 1)]),
+                    admin.delete_topics(["allowed"]),
+                    admin.describe_configs([confluent_kafka.admin.ConfigResource(
+                        confluent_kafka.admin.ResourceType.TOPIC, "allowed")])):
+        with pytest.raises(confluent_kafka.KafkaException) as refused:
+            for future in futures.values():
+                future.result(30)
+        assert refused.value.args[0].code() == failed
+    assert "allowed" in AdminClient({"bootstrap.servers": server.bootstrap,
+                                     **plain("admin")}).list_topics(timeout=30).topics

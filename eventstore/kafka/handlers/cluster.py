@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from kio.static.protocol import ResponsePayload
 
+from eventstore.kafka.authorization import refusal
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
-from eventstore.security.acl import ResourceType
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.security.operations import authorized_operations
 
 
@@ -28,4 +29,5 @@ async def handle_describe_cluster(conn: Connection, request: Request) -> Respons
 async def handle_list_partition_reassignments(
         conn: Connection, request: Request) -> ResponsePayload:
     """A single node moves no replicas: there is never an ongoing reassignment."""
-    return make_response(request, error_code=0, topics=[])
+    error = refusal(conn, Operation.DESCRIBE, ResourceType.CLUSTER)
+    return make_response(request, error_code=error or 0, topics=[])

@@ -24,8 +24,10 @@ from typing import Any
 from kio.static.protocol import ResponsePayload
 
 from eventstore.errors import FencedLeaderEpoch, KafkaError, UnknownLeaderEpoch
+from eventstore.kafka.authorization import authorize
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.security.acl import Operation, ResourceType
 
 LEADER_EPOCH = 0  # the only leader epoch of every partition (Metadata's leader_epoch)
 UNDEFINED = -1  # Kafka's UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET and NO_PARTITION_LEADER_EPOCH
@@ -63,6 +65,7 @@ async def handle_offset_for_leader_epoch(
         for wanted in topic.partitions:
             entry: dict[str, Any] = {"partition": wanted.partition}
             try:
+                authorize(conn, Operation.DESCRIBE, ResourceType.TOPIC, topic.topic)
                 view = await session.live_view(topic.topic, wanted.partition)
                 check_current_leader_epoch(wanted.current_leader_epoch)
                 epoch, end_offset = end_offset_for_epoch(

@@ -6,13 +6,17 @@ import shutil
 
 from kio.static.protocol import ResponsePayload
 
+from eventstore.kafka.authorization import refusal
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.security.acl import Operation, ResourceType
 
 
 async def handle_describe_log_dirs(conn: Connection, request: Request) -> ResponsePayload:
     """Every partition asked for (all when the request names none) with its size in
     bytes, and the directory's disk space."""
+    if error := refusal(conn, Operation.DESCRIBE, ResourceType.CLUSTER):
+        return make_response(request, error_code=error, results=[])
     ctx = conn.ctx
     wanted = request.body.topics
     filters = None if wanted is None else {t.topic: set(t.partitions) for t in wanted}

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from kio.static.protocol import ResponsePayload
 
+from eventstore.kafka.authorization import refusal, topic_refusals
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.security.acl import Operation, ResourceType
 
 
 async def handle_offset_delete(conn: Connection, request: Request) -> ResponsePayload:
     body = request.body
-    partitions = [(t.name, p.partition_index) for t in body.topics for p in t.partitions]
+    if error := refusal(conn, Operation.DELETE, ResourceType.GROUP, body.group_id):
+        return make_response(request, error_code=error, topics=[])
+    refused = topic_refusals(conn, Operation.READ, (t.name for t in body.topics))
+    partitions = [(t.name, p.partition_index) for t in body.topics if t.name not in refused
+                  for p in t.partitions]
     error, results = await conn.ctx.resolve(
         conn.ctx.coordinator.delete_offsets(body.group_id, partitions))
+    results.update({(t.name, p.partition_index): refused[t.name].code for t in body.topics
+                    if t.name in refused for p in t.partitions})
     if error:
         return make_response(request, error_code=error, topics=[])
     topics = [

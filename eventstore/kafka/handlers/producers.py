@@ -23,8 +23,10 @@ from kio.static.protocol import ResponsePayload
 
 from actors.partition import offline_error
 from eventstore.errors import KafkaError
+from eventstore.kafka.authorization import authorize
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.storage.producer_state import ProducerEntry
 
 NO_COORDINATOR_EPOCH = -1  # Kafka's RecordBatch.NO_PARTITION_LEADER_EPOCH: not transactional
@@ -44,6 +46,7 @@ async def _partition(conn: Connection, topic: str, partition: int) -> dict[str, 
     ctx = conn.ctx
     entry: dict[str, Any] = {"partition_index": partition}
     try:
+        authorize(conn, Operation.READ, ResourceType.TOPIC, topic)
         handle = await ctx.partition(topic, partition)
         if handle.actor is None:
             raise offline_error(handle.state)

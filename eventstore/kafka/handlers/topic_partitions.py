@@ -30,10 +30,11 @@ from kio.static.protocol import ResponsePayload
 
 from actors.partition import PartitionHandle
 from eventstore.errors import InvalidRequest, KafkaError, UnknownTopicOrPartition
+from eventstore.kafka.authorization import refusal
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
-from eventstore.security.acl import ResourceType
+from eventstore.security.acl import Operation, ResourceType
 from eventstore.security.operations import authorized_operations
 from eventstore.storage.catalog import TopicInfo, validate_topic_name
 from eventstore.storage.kafka_uuid import ZERO_UUID
@@ -115,6 +116,10 @@ async def handle_describe_topic_partitions(
         if remaining == 0:
             next_cursor = {"topic_name": name, "partition_index": 0}
             break
+        if error := refusal(conn, Operation.DESCRIBE, ResourceType.TOPIC, name):
+            if not every_topic:  # all topics: only those the principal may describe
+                topics.append(_topic_error(name, error))
+            continue
         info = infos.get(name)
         handles: Sequence[PartitionHandle] = ()
         if info is not None:

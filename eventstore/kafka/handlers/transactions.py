@@ -20,7 +20,7 @@ from kio.static.protocol import ResponsePayload
 
 from eventstore.clock import wall_clock_ms
 from eventstore.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
-from eventstore.kafka.authorization import authorize, refusal
+from eventstore.kafka.authorization import allowed, authorize, refusal
 from eventstore.kafka.codec.apikeys import ApiKey
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
@@ -161,6 +161,8 @@ async def handle_list_transactions(conn: Connection, request: Request) -> Respon
     unknown = [s for s in body.state_filters if s not in known]
     listed = await ctx.resolve(ctx.transactions.list_transactions(
         [s for s in body.state_filters if s in known], body.producer_id_filters))
+    listed = [m for m in listed if allowed(
+        conn, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, m.transactional_id)]
     duration = getattr(body, "duration_filter", -1)
     if duration >= 0:
         now = wall_clock_ms()
