@@ -283,3 +283,13 @@ def test_admin_apis_need_their_operations(server):
         assert refused.value.args[0].code() == failed
     assert "allowed" in AdminClient({"bootstrap.servers": server.bootstrap,
                                      **plain("admin")}).list_topics(timeout=30).topics
+
+
+def test_authorized_operations_are_the_principals(server):
+    """KIP-430: a topic's authorized operations (confluent-kafka's describe_topics) are
+    those the principal's ACLs allow, READ implying DESCRIBE."""
+    admin = AdminClient({"bootstrap.servers": server.bootstrap, **plain("reader")})
+    described = admin.describe_topics(
+        confluent_kafka.TopicCollection(["allowed"]),
+        include_authorized_operations=True)["allowed"].result(30)
+    assert set(described.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE}

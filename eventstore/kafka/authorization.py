@@ -29,6 +29,7 @@ from eventstore.security.acl import (
     ResourceType,
 )
 from eventstore.security.authorizer import authorizer_enabled, authorizer_from_config
+from eventstore.security.operations import authorized_operations
 from eventstore.storage.acls import AclStore
 
 
@@ -103,6 +104,16 @@ def refusal(conn: Connection, operation: Operation, resource_type: ResourceType,
         f"{resource_type.name.lower()} {name!r}")
     return _REFUSALS[resource_type](
         f"{conn.principal} is not authorized to {operation.name} {what}")
+
+
+def operations_of(conn: Connection, resource_type: ResourceType, name: str,
+                  requested: bool) -> int:
+    """The authorized operations (KIP-430) the principal has on the resource, as
+    Metadata, DescribeGroups and DescribeCluster answer them when asked."""
+    if conn.ctx.acls is None:
+        return authorized_operations(resource_type, requested)
+    return authorized_operations(resource_type, requested,
+                                 lambda operation: allowed(conn, operation, resource_type, name))
 
 
 def authorize(conn: Connection, operation: Operation, resource_type: ResourceType,

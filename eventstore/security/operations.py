@@ -9,7 +9,7 @@ configured, every supported one. Bit ``n`` of the set stands for the operation o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from eventstore.security.acl import Operation, ResourceType
 
@@ -39,9 +39,12 @@ def operations_bits(operations: frozenset[Operation]) -> int:
     return bits
 
 
-def authorized_operations(resource_type: ResourceType, requested: bool) -> int:
-    """What to answer for a resource of ``resource_type``: with no authorizer, every
-    operation the type supports; NOT_REQUESTED if the client did not ask."""
+def authorized_operations(resource_type: ResourceType, requested: bool,
+                          allows: Callable[[Operation], bool] | None = None) -> int:
+    """What to answer for a resource of ``resource_type``: the operations the type
+    supports that ``allows`` (the authorizer's decision on the resource) lets through,
+    every one with no authorizer; NOT_REQUESTED if the client did not ask."""
     if not requested:
         return NOT_REQUESTED
-    return operations_bits(SUPPORTED_OPERATIONS[resource_type])
+    supported = SUPPORTED_OPERATIONS[resource_type]
+    return operations_bits(supported if allows is None else frozenset(filter(allows, supported)))

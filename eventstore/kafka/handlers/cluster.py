@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from kio.static.protocol import ResponsePayload
 
-from eventstore.kafka.authorization import refusal
+from eventstore.kafka.authorization import operations_of, refusal
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
-from eventstore.security.acl import Operation, ResourceType
-from eventstore.security.operations import authorized_operations
+from eventstore.security.acl import CLUSTER_NAME, Operation, ResourceType
 
 
 async def handle_describe_cluster(conn: Connection, request: Request) -> ResponsePayload:
@@ -22,8 +21,9 @@ async def handle_describe_cluster(conn: Connection, request: Request) -> Respons
         controller_id=NODE_ID,
         brokers=[{"broker_id": NODE_ID, "host": conn.advertised[0], "port": conn.advertised[1],
                   "is_fenced": False}],
-        cluster_authorized_operations=authorized_operations(
-            ResourceType.CLUSTER, request.body.include_cluster_authorized_operations))
+        cluster_authorized_operations=operations_of(
+            conn, ResourceType.CLUSTER, CLUSTER_NAME,
+            request.body.include_cluster_authorized_operations))
 
 
 async def handle_list_partition_reassignments(

@@ -36,12 +36,17 @@ from eventstore.groups.messages import (
     SyncGroupRequest,
     SyncGroupResult,
 )
-from eventstore.kafka.authorization import allowed, cluster_allowed, refusal, topic_refusals
+from eventstore.kafka.authorization import (
+    allowed,
+    cluster_allowed,
+    operations_of,
+    refusal,
+    topic_refusals,
+)
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
 from eventstore.security.acl import Operation, ResourceType
-from eventstore.security.operations import authorized_operations
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1  # a transactional id: this node is its transaction coordinator too
@@ -293,8 +298,7 @@ async def handle_list_groups(conn: Connection, request: Request) -> ResponsePayl
 async def handle_describe_groups(conn: Connection, request: Request) -> ResponsePayload:
     ctx = conn.ctx
     described = []
-    operations = authorized_operations(  # v3+; every group operation, with no authorizer
-        ResourceType.GROUP, getattr(request.body, "include_authorized_operations", False))
+    include = getattr(request.body, "include_authorized_operations", False)  # v3+
     for group_id in request.body.groups:
         if error := refusal(conn, Operation.DESCRIBE, ResourceType.GROUP, group_id):
             described.append({"error_code": error, "group_id": group_id})
@@ -317,7 +321,7 @@ async def handle_describe_groups(conn: Connection, request: Request) -> Response
                 }
                 for m in d.members
             ],
-            "authorized_operations": operations,
+            "authorized_operations": operations_of(conn, ResourceType.GROUP, group_id, include),
         })
     return make_response(request, groups=described)
 

@@ -27,13 +27,17 @@ from eventstore.errors import (
     UnknownTopicId,
     UnknownTopicOrPartition,
 )
-from eventstore.kafka.authorization import authorize, cluster_allowed, topic_refusals
+from eventstore.kafka.authorization import (
+    authorize,
+    cluster_allowed,
+    operations_of,
+    topic_refusals,
+)
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
 from eventstore.kafka.topic_ids import is_topic_id, topic_names
-from eventstore.security.acl import Operation, ResourceType
-from eventstore.security.operations import authorized_operations
+from eventstore.security.acl import CLUSTER_NAME, Operation, ResourceType
 from eventstore.storage.catalog import TopicInfo
 
 _IDS_FROM = 12  # the first version that may name topics by id
@@ -64,16 +68,16 @@ async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload
     if requested is not None and len(requested) == 0 and request.api_version == 0:
         requested = None  # Metadata v0: an empty list means every topic
     allow_create = getattr(body, "allow_auto_topic_creation", True)
-    operations = authorized_operations(
-        ResourceType.TOPIC, getattr(body, "include_topic_authorized_operations", False))
+    include = getattr(body, "include_topic_authorized_operations", False)
     if requested is not None and any(
             t.name is None or is_topic_id(getattr(t, "topic_id", None)) for t in requested):
-        topics = await _by_id(conn, request, operations)
+        topics = await _by_id(conn, request, include)
     else:
         names = None if requested is None else [t.name for t in requested]
         topics = [
             {"error_code": found.code, "name": name, "partitions": []}
-            if isinstance(found, KafkaError) else _topic_entry(*found, operations)
+            if isinstance(found, KafkaError)
+            else _topic_entry(*found, operations_of(conn, ResourceType.TOPIC, name, include))
             for name, found in (await _by_name(conn, names, allow_create)).items()]
     return make_response(
         request,
@@ -81,8 +85,9 @@ async def handle_metadata(conn: Connection, request: Request) -> ResponsePayload
         cluster_id=ctx.cluster_id,
         controller_id=NODE_ID,
         topics=topics,
-        cluster_authorized_operations=authorized_operations(
-            ResourceType.CLUSTER, getattr(body, "include_cluster_authorized_operations", False)),
+        cluster_authorized_operations=operations_of(
+            conn, ResourceType.CLUSTER, CLUSTER_NAME,
+            getattr(body, "include_cluster_authorized_operations", False)),
     )
 
 
@@ -113,7 +118,7 @@ async def _by_name(conn: Connection, names: list[str] | None, allow_create: bool
     return {name: refused[name] for name in names}
 
 
-async def _by_id(conn: Connection, request: Request, operations: int) -> list[dict[str, Any]]:
+async def _by_id(conn: Connection, request: Request, include: bool) -> list[dict[str, Any]]:
     """The topics of a request that names some by id (or by a null name): from v12 each
     id's topic or UNKNOWN_TOPIC_ID, the names given beside ids ignored, as Kafka does;
     before v12 (and for a null name without an id) every topic is INVALID_REQUEST."""
@@ -138,7 +143,8 @@ async def _by_id(conn: Connection, request: Request, operations: int) -> list[di
                 raise UnknownTopicId(f"no topic has id {topic_id}")
             authorize(conn, Operation.DESCRIBE, ResourceType.TOPIC, name)
             handles = await ctx.resolve(ctx.broker.partitions(name))
-            topics.append(_topic_entry(info, handles, operations))
+            topics.append(_topic_entry(
+                info, handles, operations_of(conn, ResourceType.TOPIC, name, include)))
         except KafkaError as error:
             topics.append({"error_code": error.code, "name": None, "topic_id": topic_id,
                            "partitions": []})

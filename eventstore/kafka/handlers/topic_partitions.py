@@ -30,12 +30,11 @@ from kio.static.protocol import ResponsePayload
 
 from actors.partition import PartitionHandle
 from eventstore.errors import InvalidRequest, KafkaError, UnknownTopicOrPartition
-from eventstore.kafka.authorization import refusal
+from eventstore.kafka.authorization import operations_of, refusal
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
 from eventstore.kafka.context import NODE_ID
 from eventstore.security.acl import Operation, ResourceType
-from eventstore.security.operations import authorized_operations
 from eventstore.storage.catalog import TopicInfo, validate_topic_name
 from eventstore.storage.kafka_uuid import ZERO_UUID
 
@@ -137,7 +136,7 @@ async def handle_describe_topic_partitions(
             "error_code": 0, "name": name, "topic_id": info.topic_id, "is_internal": False,
             "partitions": [partition_entry(index, handles[index])
                            for index in range(first, last)],
-            "topic_authorized_operations": authorized_operations(ResourceType.TOPIC, True),
+            "topic_authorized_operations": operations_of(conn, ResourceType.TOPIC, name, True),
         })
         if last < len(handles):
             next_cursor = {"topic_name": name, "partition_index": last}
