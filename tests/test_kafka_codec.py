@@ -355,7 +355,7 @@ def test_supported_apis_are_the_ones_we_serve_and_kio_knows():
              15: 0, 16: 0, 18: 0, 19: None, 20: None, 22: 0, 24: 0, 32: None, 33: 0, 35: None,
              37: 0, 42: 0, 44: 0, 46: None, 60: None, 23: None, 61: None, 75: None,
              21: None, 47: None, 17: None, 36: None, 50: None, 51: None,
-             25: 0, 26: 0, 28: 0, 65: None, 66: None,
+             25: 0, 26: 0, 28: 0, 29: None, 30: None, 31: None, 65: None, 66: None,
              68: None, 69: None}
     assert set(SUPPORTED_VERSIONS) == set(names)
     for api_key, (low, high) in SUPPORTED_VERSIONS.items():
