@@ -94,10 +94,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield server
 
 
-def first_message(server: ServerProcess, user: str, topic: str, group: str) -> Any:
+def first_message(server: ServerProcess, user: str, topic: str, group: str,
+                  protocol: str = "classic") -> Any:
     """The first message (or error) a confluent-kafka group member polls."""
     consumer = confluent_kafka.Consumer({"bootstrap.servers": server.bootstrap,
                                          **plain(user), "group.id": group,
+                                         "group.protocol": protocol,
                                          "auto.offset.reset": "earliest"})
     try:
         consumer.subscribe([topic])
@@ -133,8 +135,12 @@ def test_a_reader_reads_its_topic_only_and_sees_only_it_in_metadata(server):
                .list_topics(timeout=30).topics) >= set(TOPICS)
 
 
-def test_a_group_without_read_is_refused(server):
-    message = first_message(server, "reader", "allowed", "not-mine")
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_a_group_without_read_is_refused(server, protocol):
+    """Classic groups (JoinGroup) and KIP-848 ones (ConsumerGroupHeartbeat) alike."""
+    message = first_message(server, "reader", "allowed", f"rg-{protocol}", protocol)
+    assert message.error() is None and message.value() == b"allowed-value"
+    message = first_message(server, "reader", "allowed", f"not-mine-{protocol}", protocol)
     assert message.error().code() == confluent_kafka.KafkaError.GROUP_AUTHORIZATION_FAILED
 
 

@@ -15,10 +15,10 @@ from kio.static.protocol import ResponsePayload
 
 from eventstore.groups.consumer_coordinator import HeartbeatCall
 from eventstore.groups.server_assignors import TopicPartition
+from eventstore.kafka.authorization import allowed, operations_of, refusal, topic_refusals
 from eventstore.kafka.codec.protocol import Request, make_response
 from eventstore.kafka.connection import Connection
-from eventstore.security.acl import ResourceType
-from eventstore.security.operations import authorized_operations
+from eventstore.security.acl import Operation, ResourceType
 
 GROUP_ID_NOT_FOUND = 69
 
@@ -34,7 +34,16 @@ async def handle_consumer_group_heartbeat(conn: Connection, request: Request
                                           ) -> ResponsePayload:
     ctx = conn.ctx
     body = request.body
-    infos = await ctx.resolve(ctx.broker.list_topics())
+    refused = refusal(conn, Operation.READ, ResourceType.GROUP, body.group_id)
+    if refused is None:
+        topics = topic_refusals(conn, Operation.DESCRIBE, body.subscribed_topic_names or ())
+        refused = next(iter(topics.values()), None)
+    if refused is not None:  # GROUP_ (or TOPIC_) AUTHORIZATION_FAILED, as Kafka answers
+        return make_response(request, error_code=refused, error_message=str(refused),
+                             member_id=body.member_id, member_epoch=body.member_epoch)
+    # a regex subscription matches only the topics the principal may describe
+    infos = [info for info in await ctx.resolve(ctx.broker.list_topics())
+             if allowed(conn, Operation.DESCRIBE, ResourceType.TOPIC, info.name)]
     names = {info.topic_id: info.name for info in infos}
     ids = {info.name: info.topic_id for info in infos}
     owned = None
@@ -77,7 +86,6 @@ async def handle_consumer_group_describe(conn: Connection, request: Request
     ctx = conn.ctx
     body = request.body
     ids = {info.name: info.topic_id for info in await ctx.resolve(ctx.broker.list_topics())}
-    operations = authorized_operations(ResourceType.GROUP, body.include_authorized_operations)
 
     def assignment(partitions: Iterable[TopicPartition]) -> dict:
         return {"topic_partitions": [
@@ -86,6 +94,13 @@ async def handle_consumer_group_describe(conn: Connection, request: Request
 
     groups = []
     for group_id in body.group_ids:
+        operations = operations_of(conn, ResourceType.GROUP, group_id,
+                                   body.include_authorized_operations)
+        if error := refusal(conn, Operation.DESCRIBE, ResourceType.GROUP, group_id):
+            groups.append({"error_code": error, "group_id": group_id,
+                           "error_message": str(error), "group_state": "Dead",
+                           "members": [], "authorized_operations": operations})
+            continue
         d = await ctx.resolve(ctx.coordinator.consumer_describe(group_id))
         if d is None:
             groups.append({"error_code": GROUP_ID_NOT_FOUND, "group_id": group_id,
