@@ -7,6 +7,7 @@ from eventstore.cli.commands import (
     consume,
     delete_records,
     groups,
+    mirror,
     produce,
     segments,
     sql,
@@ -15,4 +16,4 @@ from eventstore.cli.commands import (
 )
 
 COMMANDS = (topics, produce, consume, delete_records, groups, segments, sql, users,
-            acls, compact)
+            acls, compact, mirror)
