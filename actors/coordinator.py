@@ -57,6 +57,7 @@ class _ConsumerTick:
 
 
 INCONSISTENT_GROUP_PROTOCOL = 23
+GROUP_ID_NOT_FOUND = 69
 
 
 class GroupCoordinator(pykka.ThreadingActor):
@@ -196,14 +197,21 @@ class GroupCoordinator(pykka.ThreadingActor):
         member_id: str,
         offsets: Mapping[TopicPartition, tuple[int, str | None] | tuple[int, str | None, int]],
         group_instance_id: str | None = None,
+        api_version: int = 8,
     ) -> dict[TopicPartition, int]:
         """OffsetCommit of (offset, metadata[, leader epoch]): an error code per partition;
-        to a ``consumer`` group ``generation_id`` is the member epoch."""
-        checked = self._consumers.check_commit(group_id, member_id, generation_id)
+        to a ``consumer`` group ``generation_id`` is the member epoch. From v9 a group no
+        coordinator knows refuses a commit of an epoch >= 0 with GROUP_ID_NOT_FOUND (below
+        v9 the classic coordinator's ILLEGAL_GENERATION), as Kafka's OffsetMetadataManager."""
+        checked = self._consumers.check_commit(group_id, member_id, generation_id, api_version)
         if checked is not None:
             if checked:
                 return dict.fromkeys(offsets, checked)
             generation_id, member_id = -1, ""  # checked here: stored as a standalone commit
+        elif (api_version >= 9 and generation_id >= 0
+              and group_id not in self._consumers.group_ids()
+              and self._groups.describe_group(group_id).state == "Dead"):
+            return dict.fromkeys(offsets, GROUP_ID_NOT_FOUND)
         return self._groups.commit_offsets(group_id, generation_id, member_id, offsets,
                                            group_instance_id)
 
@@ -212,6 +220,11 @@ class GroupCoordinator(pykka.ThreadingActor):
     ) -> dict[TopicPartition, tuple[int, str]]:
         """OffsetFetch: (offset, metadata) per partition, (-1, '') where none is committed."""
         return self._groups.fetch_offsets(group_id, partitions)
+
+    def check_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> int:
+        """OffsetFetch v9's member check against a ``consumer`` group: 0 or the group's
+        error (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH)."""
+        return self._consumers.check_fetch(group_id, member_id, member_epoch)
 
     def delete_offsets(self, group_id: str, partitions: Iterable[TopicPartition]
                        ) -> tuple[int, dict[TopicPartition, int]]:

@@ -27,6 +27,7 @@ from eventstore.groups.server_assignors import TopicPartition
 
 # Kafka's error codes for the consumer protocol
 UNKNOWN_MEMBER_ID = 25
+UNSUPPORTED_VERSION = 35
 INVALID_REQUEST = 42
 GROUP_MAX_SIZE_REACHED = 81
 FENCED_MEMBER_EPOCH = 110
@@ -135,18 +136,35 @@ class ConsumerGroupCoordinator:
         group = self._groups.get(group_id)
         return group is not None and bool(group.state.members)
 
-    def check_commit(self, group_id: str, member_id: str, member_epoch: int) -> int | None:
-        """OffsetCommit's check against a consumer group: None if it is not one (the
-        classic coordinator decides), else 0 or Kafka's error code."""
+    def check_commit(self, group_id: str, member_id: str, member_epoch: int,
+                     api_version: int = 9) -> int | None:
+        """OffsetCommit's check against a consumer group, as Kafka's
+        ConsumerGroup.validateOffsetCommit: None if the classic coordinator decides (no
+        consumer group of that id, or a commit of epoch -1 to one with no members, which
+        is stored as a standalone commit), else 0 or the error code: UNKNOWN_MEMBER_ID,
+        UNSUPPORTED_VERSION below OffsetCommit v9, STALE_MEMBER_EPOCH for any other epoch
+        than the member's."""
         group = self._groups.get(group_id)
-        if group is None or not group.state.members:
+        if group is None or (member_epoch < 0 and not group.state.members):
             return None
         member = group.state.members.get(member_id)
         if member is None:
             return UNKNOWN_MEMBER_ID
-        if member_epoch != member.assignment.epoch:
-            return STALE_MEMBER_EPOCH
-        return 0
+        if api_version < 9:
+            return UNSUPPORTED_VERSION
+        return STALE_MEMBER_EPOCH if member_epoch != member.assignment.epoch else 0
+
+    def check_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> int:
+        """OffsetFetch's check (v9 carries the member), as ConsumerGroup.validateOffsetFetch:
+        0 without a member id and epoch, or when ``group_id`` is no consumer group; else
+        UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH as for a commit."""
+        group = self._groups.get(group_id)
+        if group is None or (member_id is None and member_epoch < 0):
+            return 0
+        member = group.state.members.get(member_id or "")
+        if member is None:
+            return UNKNOWN_MEMBER_ID
+        return STALE_MEMBER_EPOCH if member_epoch != member.assignment.epoch else 0
 
     def group_ids(self) -> list[str]:
         """Every consumer group's id, sorted."""

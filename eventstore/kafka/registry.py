@@ -81,10 +81,12 @@ APIS: Mapping[ApiKey, Api] = {
     # v8 authorized operations, v9 flexible, v10 topic ids, v12 asks by id; v13 only adds
     # a top-level error
     ApiKey.METADATA: Api((0, 12), metadata.handle_metadata),
-    # v2 is kio's first; v8 flexible; v9 is KIP-848, v10 topic ids
-    ApiKey.OFFSET_COMMIT: Api((2, 8), groups.handle_offset_commit),
-    # v6 flexible, v7 require_stable; v8 batches groups
-    ApiKey.OFFSET_FETCH: Api((1, 7), groups.handle_offset_fetch),
+    # v2 is kio's first; v8 flexible; v9 checks KIP-848 member epochs (librdkafka 2.16
+    # asks v9), v10 names topics by id
+    ApiKey.OFFSET_COMMIT: Api((2, 9), groups.handle_offset_commit),
+    # v6 flexible, v7 require_stable; v8 batches groups, v9 adds the KIP-848 member
+    # (librdkafka 2.16 asks v9); v10 names topics by id
+    ApiKey.OFFSET_FETCH: Api((1, 9), groups.handle_offset_fetch),
     # v3 flexible; v4 batches coordinator keys
     ApiKey.FIND_COORDINATOR: Api((0, 3), groups.handle_find_coordinator),
     # v5 static members, v6 flexible, v7-9 add optional fields

@@ -234,6 +234,7 @@ async def handle_offset_commit(conn: Connection, request: Request) -> ResponsePa
     codes = await ctx.resolve(ctx.coordinator.commit_offsets(
         body.group_id, body.generation_id_or_member_epoch, body.member_id, offsets,
         getattr(body, "group_instance_id", None),  # OffsetCommit v7+
+        request.api_version,
     )) if offsets else {}
     codes.update({(t.name, p.partition_index): refused[t.name].code for t in body.topics
                   if t.name in refused for p in t.partitions})
@@ -246,15 +247,36 @@ async def handle_offset_commit(conn: Connection, request: Request) -> ResponsePa
 
 
 async def handle_offset_fetch(conn: Connection, request: Request) -> ResponsePayload:
-    if refused := _group_refused(conn, request, Operation.DESCRIBE):
-        return refused
-    ctx = conn.ctx
     body = request.body
+    if request.api_version < 8:  # one group, its errors the whole response's
+        error, topics = await _fetch_group(conn, body.group_id, body.topics, None, -1)
+        return make_response(request, error_code=error, topics=topics if not error else [])
+    groups = []
+    for group in body.groups:  # v8 batches groups, v9 adds the member (KIP-848)
+        error, topics = await _fetch_group(conn, group.group_id, group.topics,
+                                           getattr(group, "member_id", None),
+                                           getattr(group, "member_epoch", -1))
+        groups.append({"group_id": group.group_id, "error_code": error,
+                       "topics": topics if not error else []})
+    return make_response(request, groups=groups)
+
+
+async def _fetch_group(conn: Connection, group_id: str, asked: tuple | None,
+                       member_id: str | None, member_epoch: int) -> tuple[int, list[dict]]:
+    """One group's OffsetFetch: its error code (GROUP_AUTHORIZATION_FAILED, or the
+    consumer group's member check) and its topics' committed offsets."""
+    if error := refusal(conn, Operation.DESCRIBE, ResourceType.GROUP, group_id):
+        return error.code, []
+    ctx = conn.ctx
+    member_given = member_id is not None or member_epoch >= 0
+    if member_given and (code := await ctx.resolve(
+            ctx.coordinator.check_fetch(group_id, member_id, member_epoch))):
+        return code, []
     wanted = None
-    if body.topics is not None:
-        wanted = [(t.name, p) for t in body.topics for p in t.partition_indexes]
-    offsets = await ctx.resolve(ctx.coordinator.fetch_offsets(body.group_id, wanted))
-    epochs = await ctx.resolve(ctx.coordinator.leader_epochs(body.group_id))
+    if asked is not None:
+        wanted = [(t.name, p) for t in asked for p in t.partition_indexes]
+    offsets = await ctx.resolve(ctx.coordinator.fetch_offsets(group_id, wanted))
+    epochs = await ctx.resolve(ctx.coordinator.leader_epochs(group_id))
     hidden = topic_refusals(conn, Operation.DESCRIBE, {topic for topic, _ in offsets})
     topics: dict[str, list[dict]] = {}
     for (topic, partition), (offset, metadata) in offsets.items():
@@ -271,11 +293,7 @@ async def handle_offset_fetch(conn: Connection, request: Request) -> ResponsePay
             "metadata": metadata if metadata is not None else "",
             "error_code": 0,
         })
-    return make_response(
-        request,
-        error_code=0,
-        topics=[{"name": t, "partitions": parts} for t, parts in topics.items()],
-    )
+    return 0, [{"name": t, "partitions": parts} for t, parts in topics.items()]
 
 
 async def handle_list_groups(conn: Connection, request: Request) -> ResponsePayload:

@@ -1,0 +1,136 @@
+"""OffsetCommit v9 and OffsetFetch v8-v9 against ``consumer`` groups (KIP-848), with raw
+kio-encoded requests (tests/support.py's KafkaConnection) to a real ``eventstore serve``,
+checked as Kafka 4.0 checks them in apache/kafka's ``group-coordinator/``:
+
+- ``OffsetMetadataManager.validateOffsetCommit``: a group no coordinator knows takes a
+  commit of epoch -1 and refuses any other with GROUP_ID_NOT_FOUND from v9
+  (ILLEGAL_GENERATION below);
+- ``modern/consumer/ConsumerGroup.validateOffsetCommit``: epoch -1 commits only while the
+  group has no members; else an unknown member is UNKNOWN_MEMBER_ID, a member of the
+  consumer protocol committing below v9 UNSUPPORTED_VERSION, and any epoch but the
+  member's STALE_MEMBER_EPOCH (FENCED_MEMBER_EPOCH is the heartbeat's answer only);
+- ``ConsumerGroup.validateOffsetFetch``: no member id and epoch -1 fetch freely; else
+  UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH, as the group's error (OffsetFetch v8+).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import KafkaConnection, ServerProcess, create_topic
+
+NONE = 0
+ILLEGAL_GENERATION = 22
+UNKNOWN_MEMBER_ID = 25
+UNSUPPORTED_VERSION = 35
+GROUP_ID_NOT_FOUND = 69
+FENCED_MEMBER_EPOCH = 110
+STALE_MEMBER_EPOCH = 113
+
+TOPIC = "kip848-offsets"
+
+
+@pytest.fixture
+def conn(server: ServerProcess) -> Iterator[KafkaConnection]:
+    """A connection to a fresh server (conftest's) that has TOPIC."""
+    with KafkaConnection(server.address) as connection:
+        create_topic(connection, TOPIC, 2)
+        yield connection
+
+
+def new_group() -> str:
+    return f"g-{uuid.uuid4().hex[:12]}"
+
+
+def heartbeat(conn: KafkaConnection, group: str, member: str, epoch: int,
+              owned: list | None = None, rebalance_timeout_ms: int = 60_000) -> Any:
+    """ConsumerGroupHeartbeat v1, subscribing to TOPIC when joining (epoch 0)."""
+    joining = epoch == 0
+    return conn.request(
+        68, 1, group_id=group, member_id=member, member_epoch=epoch, instance_id=None,
+        rack_id=None, rebalance_timeout=rebalance_timeout_ms if joining else -1,
+        subscribed_topic_names=[TOPIC] if joining else None, subscribed_topic_regex=None,
+        server_assignor=None, topic_partitions=[] if joining else owned)
+
+
+def joined(conn: KafkaConnection, group: str) -> tuple[str, int]:
+    """A new member of ``group``: (member id, its epoch once it owns its partitions)."""
+    member = uuid.uuid4().hex
+    answer = heartbeat(conn, group, member, 0)
+    assert answer.error_code == NONE, answer
+    return member, answer.member_epoch
+
+
+def commit(conn: KafkaConnection, group: str, epoch: int, member: str,
+           version: int = 9) -> int:
+    """OffsetCommit of offset 1 of TOPIC's partition 0: that partition's error code."""
+    response = conn.request(8, version, group_id=group, generation_id_or_member_epoch=epoch,
+                            member_id=member, group_instance_id=None, topics=[
+                                {"name": TOPIC, "partitions": [{
+                                    "partition_index": 0, "committed_offset": 1,
+                                    "committed_leader_epoch": -1, "committed_metadata": ""}]}])
+    [[partition]] = [t.partitions for t in response.topics]
+    return int(partition.error_code)
+
+
+def fetch(conn: KafkaConnection, groups: list[tuple[str, str | None, int]],
+          version: int = 9) -> list[Any]:
+    """OffsetFetch v8+ of TOPIC's partition 0 for each (group, member id, epoch)."""
+    fields = [{"group_id": g, "topics": [{"name": TOPIC, "partition_indexes": [0]}],
+               **({"member_id": m, "member_epoch": e} if version >= 9 else {})}
+              for g, m, e in groups]
+    return list(conn.request(9, version, groups=fields, require_stable=False).groups)
+
+
+def test_offset_commit_checks_the_member_epoch(conn: KafkaConnection) -> None:
+    assert commit(conn, new_group(), 1, "nobody") == GROUP_ID_NOT_FOUND
+    assert commit(conn, new_group(), 1, "nobody", version=8) == ILLEGAL_GENERATION
+    assert commit(conn, new_group(), -1, "") == NONE
+
+    group = new_group()
+    member, epoch = joined(conn, group)
+    assert commit(conn, group, epoch, member) == NONE
+    assert commit(conn, group, epoch - 1, member) == STALE_MEMBER_EPOCH
+    assert commit(conn, group, epoch + 1, member) == STALE_MEMBER_EPOCH
+    assert commit(conn, group, epoch, "nobody") == UNKNOWN_MEMBER_ID
+    assert commit(conn, group, -1, "") == UNKNOWN_MEMBER_ID  # the group has a member
+    assert commit(conn, group, epoch, member, version=8) == UNSUPPORTED_VERSION
+
+    # a second member bumps the group epoch; the first keeps its epoch until it reconciles
+    other, _ = joined(conn, group)
+    assert commit(conn, group, epoch, member) == NONE
+    assert commit(conn, group, epoch, other) == STALE_MEMBER_EPOCH  # not the other's epoch
+
+    left = heartbeat(conn, group, member, -1)
+    assert left.error_code == NONE
+    assert commit(conn, group, epoch, member) == UNKNOWN_MEMBER_ID
+
+
+def test_a_wrong_epoch_is_stale_in_commits_and_fenced_in_heartbeats(
+        conn: KafkaConnection) -> None:
+    group = new_group()
+    member, epoch = joined(conn, group)
+    assert commit(conn, group, epoch + 1, member) == STALE_MEMBER_EPOCH
+    assert heartbeat(conn, group, member, epoch + 1, []).error_code == FENCED_MEMBER_EPOCH
+
+
+def test_offset_fetch_checks_the_member_epoch_per_group(conn: KafkaConnection) -> None:
+    group = new_group()
+    member, epoch = joined(conn, group)
+    assert commit(conn, group, epoch, member) == NONE
+    unknown = new_group()
+    answers = fetch(conn, [(group, member, epoch), (group, None, -1), (group, member, epoch - 1),
+                           (group, "nobody", epoch), (unknown, None, -1)])
+    assert [(a.group_id, int(a.error_code)) for a in answers] == [
+        (group, NONE), (group, NONE), (group, STALE_MEMBER_EPOCH), (group, UNKNOWN_MEMBER_ID),
+        (unknown, NONE)]
+    offsets = [[p.committed_offset for t in a.topics for p in t.partitions] for a in answers]
+    assert offsets == [[1], [1], [], [], [-1]]
+
+    # v8 batches groups without the member: every group fetches freely
+    answers = fetch(conn, [(group, None, -1), (unknown, None, -1)], version=8)
+    assert [[p.committed_offset for t in a.topics for p in t.partitions]
+            for a in answers] == [[1], [-1]]
