@@ -58,9 +58,9 @@ def test_session_timeout_removes_member_leave_is_immediate() -> None:
     group.heartbeat("b", T)
     clock.advance(44_999)
     group.heartbeat("b")
-    assert group.expire_sessions() == []
+    assert group.expire_members() == []
     clock.advance(1)
-    assert group.expire_sessions() == ["a"]
+    assert group.expire_members() == ["a"]
     assert len(group.heartbeat("b").assigned) == 4
     group.leave("b")
     assert group.members == {}

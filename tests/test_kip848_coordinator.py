@@ -1,7 +1,8 @@
 """KIP-848's coordinator as plain code with a manual clock: ConsumerGroupHeartbeat's checks
 (UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH, UNRELEASED_INSTANCE_ID, UNSUPPORTED_ASSIGNOR,
 GROUP_MAX_SIZE_REACHED), regex subscriptions picking up new topics, static members coming
-back under a new member id, sessions, and OffsetCommit's member-epoch check."""
+back under a new member id, sessions, rebalance timeouts (a member slow to revoke is
+fenced), and OffsetCommit's member-epoch check."""
 
 from __future__ import annotations
 
@@ -131,3 +132,37 @@ def test_leaving_frees_the_partitions_at_once() -> None:
     b = beat(coord, "b", b.member_epoch)
     assert b.assignment == {("t", p) for p in range(4)}
     assert coord.describe("g").state == "Stable"
+
+
+def test_a_member_that_does_not_revoke_within_its_rebalance_timeout_is_fenced() -> None:
+    """Kafka's rebalance timer: a member asked to give partitions up that keeps
+    heartbeating with them past its rebalance timeout is removed (its next heartbeat is
+    UNKNOWN_MEMBER_ID) and the member waiting for them gets them; one that revokes in
+    time stays."""
+    coord, clock = coordinator(group_consumer_session_timeout_ms=45_000)
+    a = beat(coord, "a", 0, topic_names=("t",), rebalance_timeout_ms=10_000)
+    everything = a.assignment
+    b = beat(coord, "b", 0, topic_names=("t",))
+    asked = beat(coord, "a", a.member_epoch, owned=everything)
+    assert len(asked.assignment) == 2  # a is asked to revoke two
+    assert coord.run_timers() == clock() + 10_000  # its revocation deadline, before its session
+    clock.advance(9_000)
+    assert beat(coord, "a", a.member_epoch, owned=everything).error_code == 0  # still waiting
+    assert beat(coord, "b", b.member_epoch).assignment is None
+    clock.advance(1_000)
+    coord.run_timers()
+    assert [m.member_id for m in coord.describe("g").members] == ["b"]
+    assert beat(coord, "a", a.member_epoch, owned=everything).error_code == UNKNOWN_MEMBER_ID
+    b = beat(coord, "b", b.member_epoch)
+    assert b.assignment == everything
+
+    # the same step acknowledged within the timeout: nobody is fenced
+    coord, clock = coordinator()
+    a = beat(coord, "a", 0, topic_names=("t",), rebalance_timeout_ms=10_000)
+    beat(coord, "b", 0, topic_names=("t",))
+    asked = beat(coord, "a", a.member_epoch, owned=a.assignment)
+    clock.advance(9_000)
+    beat(coord, "a", a.member_epoch, owned=asked.assignment)
+    clock.advance(5_000)
+    coord.run_timers()
+    assert sorted(m.member_id for m in coord.describe("g").members) == ["a", "b"]

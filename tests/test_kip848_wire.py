@@ -1,6 +1,8 @@
-"""OffsetCommit v9 and OffsetFetch v8-v9 against ``consumer`` groups (KIP-848), with raw
-kio-encoded requests (tests/support.py's KafkaConnection) to a real ``eventstore serve``,
-checked as Kafka 4.0 checks them in apache/kafka's ``group-coordinator/``:
+"""KIP-848 by hand: raw kio-encoded requests (tests/support.py's KafkaConnection) to a real
+``eventstore serve``, checked as Kafka 4.0 decides them in apache/kafka's
+``group-coordinator/``.
+
+OffsetCommit v9 and OffsetFetch v8-v9 against ``consumer`` groups:
 
 - ``OffsetMetadataManager.validateOffsetCommit``: a group no coordinator knows takes a
   commit of epoch -1 and refuses any other with GROUP_ID_NOT_FOUND from v9
@@ -11,16 +13,22 @@ checked as Kafka 4.0 checks them in apache/kafka's ``group-coordinator/``:
   member's STALE_MEMBER_EPOCH (FENCED_MEMBER_EPOCH is the heartbeat's answer only);
 - ``ConsumerGroup.validateOffsetFetch``: no member id and epoch -1 fetch freely; else
   UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH, as the group's error (OffsetFetch v8+).
+
+The rebalance timeout (``GroupMetadataManager.scheduleConsumerGroupRebalanceTimeout``): a
+member asked to revoke partitions that keeps heartbeating with them is fenced once its
+rebalance timeout passes (its next heartbeat is UNKNOWN_MEMBER_ID), and the member
+waiting for them gets them.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import KafkaConnection, ServerProcess, create_topic
+from support import KafkaConnection, ServerProcess, create_topic, wait_until
 
 NONE = 0
 ILLEGAL_GENERATION = 22
@@ -31,6 +39,7 @@ FENCED_MEMBER_EPOCH = 110
 STALE_MEMBER_EPOCH = 113
 
 TOPIC = "kip848-offsets"
+REBALANCE_TIMEOUT_MS = 2000
 
 
 @pytest.fixture
@@ -134,3 +143,33 @@ def test_offset_fetch_checks_the_member_epoch_per_group(conn: KafkaConnection) -
     answers = fetch(conn, [(group, None, -1), (unknown, None, -1)], version=8)
     assert [[p.committed_offset for t in a.topics for p in t.partitions]
             for a in answers] == [[1], [-1]]
+
+
+def owned(answer) -> list[dict]:
+    return [{"topic_id": t.topic_id, "partitions": list(t.partitions)}
+            for t in answer.assignment.topic_partitions]
+
+
+def test_a_member_slow_to_revoke_is_fenced_after_its_rebalance_timeout(
+        conn: KafkaConnection) -> None:
+    group = new_group()
+    a_id, b_id = uuid.uuid4().hex, uuid.uuid4().hex
+    a = heartbeat(conn, group, a_id, 0, rebalance_timeout_ms=REBALANCE_TIMEOUT_MS)
+    everything = owned(a)
+    assert sum(len(t["partitions"]) for t in everything) == 2, TOPIC
+    b = heartbeat(conn, group, b_id, 0)
+    assert (b.error_code, owned(b)) == (NONE, [])
+    asked = heartbeat(conn, group, a_id, a.member_epoch, everything)
+    assert asked.error_code == NONE and asked.assignment is not None  # give one up
+    asked_at = time.monotonic()
+
+    def b_has_everything() -> bool:
+        # a never acknowledges: it keeps reporting both partitions
+        heartbeat(conn, group, a_id, a.member_epoch, everything)
+        answer = heartbeat(conn, group, b_id, b.member_epoch, [])
+        return answer.assignment is not None and owned(answer) == everything
+
+    wait_until(b_has_everything, 15, "b given a's partitions once a is fenced")
+    assert time.monotonic() - asked_at >= REBALANCE_TIMEOUT_MS / 1000 * 0.8
+    assert heartbeat(conn, group, a_id, a.member_epoch, everything).error_code \
+        == UNKNOWN_MEMBER_ID

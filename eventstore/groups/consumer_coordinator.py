@@ -53,6 +53,7 @@ class HeartbeatCall:
     topic_regex: str | None = None
     assignor: str | None = None
     owned: frozenset[TopicPartition] | None = None
+    rebalance_timeout_ms: int | None = None
     client_id: str = ""
     client_host: str = ""
 
@@ -215,7 +216,8 @@ class ConsumerGroupCoordinator:
         self._resubscribe(group, topics)
         member = group.state.members[call.member_id]
         before = member.assignment.epoch
-        assignment = group.state.heartbeat(call.member_id, None, call.owned)
+        assignment = group.state.heartbeat(call.member_id, None, call.owned,
+                                           call.rebalance_timeout_ms)
         if assignment.epoch != before:
             info.previous_epoch = before
         sent = None
@@ -224,13 +226,14 @@ class ConsumerGroupCoordinator:
         return HeartbeatAnswer(0, call.member_id, assignment.epoch, interval, assignment=sent)
 
     def run_timers(self, topics: Mapping[str, int] | None = None) -> int | None:
-        """Remove members past their session; the next deadline (None: no member)."""
+        """Remove members past their session or their rebalance timeout (Kafka fences
+        both); the next deadline (None: no member)."""
         for group in self._groups.values():
-            for member_id in group.state.expire_sessions():
+            for member_id in group.state.expire_members():
                 self._forget(group, member_id)
             if topics is not None:
                 self._resubscribe(group, topics)
-        deadlines = [m.deadline_ms for g in self._groups.values()
+        deadlines = [m.next_deadline() for g in self._groups.values()
                      for m in g.state.members.values()]
         return min(deadlines) if deadlines else None
 

@@ -9,6 +9,7 @@ subscription pick up a topic created later.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 
 from kio.static.protocol import ResponsePayload
@@ -28,6 +29,12 @@ def _by_topic(partitions: Iterable[TopicPartition]) -> dict[str, list[int]]:
     for topic, partition in sorted(partitions):
         topics.setdefault(topic, []).append(partition)
     return topics
+
+
+def _millis_or_none(value: datetime.timedelta) -> int | None:
+    """A heartbeat's duration in ms; None for -1 ("unchanged since the last")."""
+    millis = int(value / datetime.timedelta(milliseconds=1))
+    return None if millis < 0 else millis
 
 
 async def handle_consumer_group_heartbeat(conn: Connection, request: Request
@@ -60,6 +67,7 @@ async def handle_consumer_group_heartbeat(conn: Connection, request: Request
         topic_regex=getattr(body, "subscribed_topic_regex", None),  # v1+
         assignor=body.server_assignor,
         owned=owned,
+        rebalance_timeout_ms=_millis_or_none(body.rebalance_timeout),
         client_id=request.client_id or "",
         client_host=conn.client_host,
     )
