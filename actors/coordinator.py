@@ -5,11 +5,14 @@ sees the groups as the previous one left them), the catalog it keeps committed o
 and its wake-ups: when the logic asks to be woken at a clock time, the actor keeps one
 timer on the system's :class:`~actors.runtime.Scheduler`, which sends the actor a message
 then. Parked JoinGroup and SyncGroup replies are futures the logic completes from this
-thread, so neither the caller nor the actor blocks.
+thread, so neither the caller nor the actor blocks. The ``consumer`` (KIP-848) groups are
+written to the catalog's ``consumer_group_state`` after every change and read back at start,
+so members keep their epochs and partitions across a restart.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ import pykka
 from actors.runtime import Scheduler, Timer, tell_if_alive
 from eventstore.clock import Clock, wall_clock_ms
 from eventstore.config import CoordinatorConfig
+from eventstore.errors import KafkaStorageError
 from eventstore.groups.consumer_coordinator import (
     ConsumerGroupCoordinator,
     ConsumerGroupDescription,
@@ -32,6 +36,7 @@ from eventstore.groups.consumer_protocol import (
     encode_assignment,
     encode_subscription,
 )
+from eventstore.groups.consumer_store import ConsumerGroupStore
 from eventstore.groups.coordinator import ClassicGroupCoordinator
 from eventstore.groups.messages import (
     CoordinatorStats,
@@ -55,6 +60,8 @@ class _Tick:
 class _ConsumerTick:
     """Timer: a ``consumer`` group member's session may have ended."""
 
+
+log = logging.getLogger(__name__)
 
 INCONSISTENT_GROUP_PROTOCOL = 23
 GROUP_ID_NOT_FOUND = 69
@@ -87,6 +94,7 @@ class GroupCoordinator(pykka.ThreadingActor):
         self._timer: Timer | None = None
         self._consumers = ConsumerGroupCoordinator(self._config, clock)  # KIP-848 groups
         self._consumer_timer: Timer | None = None
+        self._consumer_store: ConsumerGroupStore | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -96,6 +104,10 @@ class GroupCoordinator(pykka.ThreadingActor):
         try:
             self._groups = ClassicGroupCoordinator(self._catalog, self._config, self._clock,
                                                    self._wake_at)
+            self._consumer_store = ConsumerGroupStore.open(self._data_dir)
+            for group_id, document in self._consumer_store.load().items():
+                self._consumers.restore(group_id, document)
+            self._consumer_wake_at(self._consumers.run_timers())
         except BaseException:
             self._shutdown()
             raise
@@ -114,6 +126,9 @@ class GroupCoordinator(pykka.ThreadingActor):
         self._timer = self._consumer_timer = None
         if self._groups is not None:
             self._groups.abandon()
+        if self._consumer_store is not None:
+            self._consumer_store.close()
+            self._consumer_store = None
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
@@ -123,6 +138,7 @@ class GroupCoordinator(pykka.ThreadingActor):
             self._groups.run_timers()
         elif isinstance(message, _ConsumerTick):
             self._consumer_wake_at(self._consumers.run_timers())
+            self._save_consumer_groups()
         else:
             super().on_receive(message)
 
@@ -145,6 +161,14 @@ class GroupCoordinator(pykka.ThreadingActor):
             self._consumer_timer = self._scheduler.call_later(
                 delay_s, lambda: tell_if_alive(ref, _ConsumerTick()))
 
+    def _save_consumer_groups(self) -> None:
+        """Write the consumer groups changed since the last write; a failed write is
+        logged and the groups go on from memory (a restart then finds the last written)."""
+        try:
+            self._consumer_store.write(self._consumers.take_changes())
+        except KafkaStorageError:
+            log.exception("writing the consumer groups' state to the catalog failed")
+
     def _classic_has_members(self, group_id: str) -> bool:
         return bool(self._groups.describe_group(group_id).members)
 
@@ -160,6 +184,7 @@ class GroupCoordinator(pykka.ThreadingActor):
                 f"Group {call.group_id} is a classic group with members.")
         answer = self._consumers.heartbeat(call, topics)
         self._consumer_wake_at(self._consumers.run_timers())
+        self._save_consumer_groups()
         return answer
 
     def consumer_describe(self, group_id: str) -> ConsumerGroupDescription | None:

@@ -41,3 +41,14 @@ CREATE TABLE IF NOT EXISTS acls (
     PRIMARY KEY (resource_type, resource_name, pattern_type, principal, host, operation,
                  permission)
 ) WITHOUT ROWID;
+
+-- KIP-848 consumer groups (eventstore/groups/consumer_store.py): what Kafka keeps of one in
+-- __consumer_offsets (group epoch, target assignment and its epoch, each member's
+-- subscription, member epoch and current assignment), one JSON document per group,
+-- written by the group coordinator at every change, read back when the server starts.
+CREATE TABLE IF NOT EXISTS consumer_group_state (
+    group_id         TEXT PRIMARY KEY,
+    group_epoch      INTEGER NOT NULL,
+    assignment_epoch INTEGER NOT NULL,
+    state            TEXT NOT NULL
+) WITHOUT ROWID;

@@ -166,3 +166,34 @@ def test_a_member_that_does_not_revoke_within_its_rebalance_timeout_is_fenced() 
     clock.advance(5_000)
     coord.run_timers()
     assert sorted(m.member_id for m in coord.describe("g").members) == ["a", "b"]
+
+
+def test_a_group_taken_and_restored_goes_on_where_it_was() -> None:
+    """take_changes gives each changed group's document (only when it changed); a new
+    coordinator restoring them takes the members' heartbeats at their epochs, without
+    sending their assignments again, mid-revocation included, and its sessions start
+    again from the restore."""
+    coord, clock = coordinator()
+    a = beat(coord, "a", 0, topic_names=("t",), rebalance_timeout_ms=10_000)
+    b = beat(coord, "b", 0, topic_names=("t",), instance_id="static-b")
+    asked = beat(coord, "a", a.member_epoch, owned=a.assignment)  # a must give two up
+    taken = coord.take_changes()
+    assert list(taken) == ["g"] and taken["g"]["group_epoch"] == coord.describe("g").group_epoch
+    assert beat(coord, "b", b.member_epoch).error_code == 0
+    assert coord.take_changes() == {}  # a heartbeat that changed nothing writes nothing
+
+    clock.advance(40_000)
+    restored = ConsumerGroupCoordinator(CONFIG, clock)
+    restored.restore("g", taken["g"])
+    assert restored.describe("g") == coord.describe("g")
+    assert restored.take_changes() == {}
+    assert restored.run_timers() == clock() + 10_000  # a's revocation, from now
+    again = restored.heartbeat(HeartbeatCall("g", "a", a.member_epoch, owned=asked.assignment),
+                               TOPICS)
+    assert (again.error_code, again.member_epoch) == (0, restored.describe("g").assignment_epoch)
+    b = restored.heartbeat(HeartbeatCall("g", "b", b.member_epoch), TOPICS)
+    assert b.error_code == 0 and len(b.assignment) == 2
+    assert restored.heartbeat(HeartbeatCall("g", "c", 0, instance_id="static-b",
+                                            topic_names=("t",)), TOPICS).error_code \
+        == UNRELEASED_INSTANCE_ID  # the static member's instance id is still held
+    assert list(restored.take_changes()) == ["g"]

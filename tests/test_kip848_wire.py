@@ -173,3 +173,42 @@ def test_a_member_slow_to_revoke_is_fenced_after_its_rebalance_timeout(
     assert time.monotonic() - asked_at >= REBALANCE_TIMEOUT_MS / 1000 * 0.8
     assert heartbeat(conn, group, a_id, a.member_epoch, everything).error_code \
         == UNKNOWN_MEMBER_ID
+
+
+def describe(conn: KafkaConnection, group: str) -> Any:
+    """ConsumerGroupDescribe v1 of one group."""
+    (described,) = conn.request(69, 1, group_ids=[group],
+                                include_authorized_operations=False).groups
+    return described
+
+
+def test_a_group_survives_a_restart_with_its_epochs_and_partitions(
+        server: ServerProcess, conn: KafkaConnection) -> None:
+    """What Kafka reads back from __consumer_offsets: after a restart the members'
+    heartbeats at their epochs are answered NONE with no new assignment (nothing to
+    revoke, nothing to rejoin), the group and assignment epochs are the same, and a
+    commit at the member's epoch is taken."""
+    group = new_group()
+    a_id, b_id = uuid.uuid4().hex, uuid.uuid4().hex
+    a = heartbeat(conn, group, a_id, 0)
+    b = heartbeat(conn, group, b_id, 0)
+    asked = heartbeat(conn, group, a_id, a.member_epoch, owned(a))  # give one up
+    a = heartbeat(conn, group, a_id, a.member_epoch, owned(asked))  # done: at the new epoch
+    b = heartbeat(conn, group, b_id, b.member_epoch, [])
+    held = {a_id: owned(asked), b_id: owned(b)}
+    assert [len(p) for tps in held.values() for p in (tps[0]["partitions"],)] == [1, 1]
+    before = describe(conn, group)
+    assert before.group_state == "Stable"
+
+    server.restart()
+    with KafkaConnection(server.address) as again:
+        after = describe(again, group)
+        assert (after.group_epoch, after.assignment_epoch, after.group_state) == (
+            before.group_epoch, before.assignment_epoch, "Stable")
+        assert [(m.member_id, m.member_epoch, m.assignment) for m in after.members] == [
+            (m.member_id, m.member_epoch, m.assignment) for m in before.members]
+        for member, answer in ((a_id, a), (b_id, b)):
+            beat = heartbeat(again, group, member, answer.member_epoch, held[member])
+            assert (beat.error_code, beat.member_epoch, beat.assignment) == (
+                NONE, answer.member_epoch, None)
+        assert commit(again, group, a.member_epoch, a_id) == NONE

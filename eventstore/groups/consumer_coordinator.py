@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from eventstore.clock import Clock
 from eventstore.config import CoordinatorConfig
-from eventstore.groups.consumer_group import ConsumerGroup
-from eventstore.groups.reconciliation import MemberState
+from eventstore.groups.consumer_group import ConsumerGroup, ConsumerGroupMember
+from eventstore.groups.reconciliation import MemberAssignment, MemberState
 from eventstore.groups.server_assignors import TopicPartition
 
 # Kafka's error codes for the consumer protocol
@@ -129,6 +129,8 @@ class ConsumerGroupCoordinator:
         self._clock = clock
         self._assignors = tuple(config.group_consumer_assignors.split(","))
         self._groups: dict[str, _Group] = {}
+        self._touched: set[str] = set()  # groups changed since take_changes
+        self._taken: dict[str, dict] = {}  # each group's document as last taken
 
     # -- queries -----------------------------------------------------------------------
 
@@ -198,6 +200,7 @@ class ConsumerGroupCoordinator:
             return HeartbeatAnswer(refused[0], call.member_id, call.member_epoch, interval,
                                    refused[1])
         group = self._group(call.group_id)
+        self._touched.add(call.group_id)
         if call.member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
             self._leave(group, call)
             return HeartbeatAnswer(0, call.member_id, call.member_epoch, interval)
@@ -228,14 +231,59 @@ class ConsumerGroupCoordinator:
     def run_timers(self, topics: Mapping[str, int] | None = None) -> int | None:
         """Remove members past their session or their rebalance timeout (Kafka fences
         both); the next deadline (None: no member)."""
-        for group in self._groups.values():
+        for group_id, group in self._groups.items():
+            epoch = group.state.group_epoch
             for member_id in group.state.expire_members():
                 self._forget(group, member_id)
             if topics is not None:
                 self._resubscribe(group, topics)
+            if group.state.group_epoch != epoch:
+                self._touched.add(group_id)
         deadlines = [m.next_deadline() for g in self._groups.values()
                      for m in g.state.members.values()]
         return min(deadlines) if deadlines else None
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def take_changes(self) -> dict[str, dict]:
+        """The groups whose state changed since the last call, each as a JSON-able
+        document (what Kafka writes to __consumer_offsets: the group epoch, the target
+        assignment and its epoch, every member's subscription, epoch and assignment);
+        session deadlines are not kept, as Kafka keeps none."""
+        changed = {}
+        for group_id in sorted(self._touched):
+            document = _document(self._groups[group_id])
+            if document != self._taken.get(group_id):
+                self._taken[group_id] = changed[group_id] = document
+        self._touched.clear()
+        return changed
+
+    def restore(self, group_id: str, document: Mapping) -> None:
+        """A group as :meth:`take_changes` gave it (at start-up): its members keep their
+        epochs and partitions; their sessions, and the rebalance timeout of a member with
+        partitions to revoke, start again now, as when Kafka loads a group."""
+        now = self._clock()
+        state = ConsumerGroup(group_id, self._clock,
+                              self._config.group_consumer_session_timeout_ms,
+                              document["assignor"], document["group_epoch"],
+                              document["assignment_epoch"], dict(document["topics"]))
+        group = _Group(state)
+        for member_id, m in document["members"].items():
+            assignment = MemberAssignment(m["epoch"], MemberState(m["state"]),
+                                          _partitions(m["assigned"]), _partitions(m["pending"]))
+            unrevoked = assignment.state is MemberState.UNREVOKED_PARTITIONS
+            state.members[member_id] = ConsumerGroupMember(
+                member_id, frozenset(m["topics"]), now + state.session_timeout_ms, assignment,
+                m["rebalance_timeout_ms"], now + m["rebalance_timeout_ms"] if unrevoked else None)
+            state.target[member_id] = _partitions(m["target"])
+            group.info[member_id] = _MemberInfo(
+                m["instance_id"], m["rack_id"], m["client_id"], m["client_host"],
+                tuple(m["topic_names"]), m["topic_regex"], m["previous_epoch"],
+                assignment.assigned, m["left_static"])
+            if m["instance_id"] is not None:
+                group.instances[m["instance_id"]] = member_id
+        self._groups[group_id] = group
+        self._taken[group_id] = _document(group)
 
     # -- steps -------------------------------------------------------------------------
 
@@ -361,6 +409,36 @@ def _subscribed(group: _Group, topics: Mapping[str, int]) -> dict[str, int]:
     """Partition counts of the existing topics some member subscribes to."""
     wanted = {t for m in group.state.members.values() for t in m.topics}
     return {t: n for t, n in topics.items() if t in wanted}
+
+
+def _sorted(partitions: frozenset[TopicPartition]) -> list[list]:
+    return [list(tp) for tp in sorted(partitions)]
+
+
+def _partitions(listed: list[list]) -> frozenset[TopicPartition]:
+    return frozenset((topic, partition) for topic, partition in listed)
+
+
+def _document(group: _Group) -> dict:
+    """The group's state as ``restore`` takes it back: plain, ordered JSON values."""
+    state = group.state
+    members = {}
+    for member_id, member in sorted(state.members.items()):
+        info, assignment = group.info[member_id], member.assignment
+        members[member_id] = {
+            "instance_id": info.instance_id, "rack_id": info.rack_id,
+            "client_id": info.client_id, "client_host": info.client_host,
+            "topic_names": list(info.topic_names), "topic_regex": info.topic_regex,
+            "topics": sorted(member.topics), "rebalance_timeout_ms": member.rebalance_timeout_ms,
+            "epoch": assignment.epoch, "previous_epoch": info.previous_epoch,
+            "state": assignment.state.value, "assigned": _sorted(assignment.assigned),
+            "pending": _sorted(assignment.pending_revocation),
+            "target": _sorted(state.target.get(member_id, frozenset())),
+            "left_static": info.left_static,
+        }
+    return {"group_epoch": state.group_epoch, "assignment_epoch": state.target_epoch,
+            "assignor": state.assignor, "topics": dict(sorted(state.topics.items())),
+            "members": members}
 
 
 def _state_name(group: ConsumerGroup) -> str:
