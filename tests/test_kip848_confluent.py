@@ -8,6 +8,7 @@ classic consumer cannot join a ``consumer`` group (INCONSISTENT_GROUP_PROTOCOL).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -234,7 +235,31 @@ def test_cli_metrics_and_admin_show_a_consumer_group_with_its_epoch(serve) -> No
         _, body = server.http_get(server.metrics_url)
         text = body
         assert 'kafka_consumergroup_members{consumergroup="g5"} 2.0' in text
-        assert 'eventstore_group_epoch{consumergroup="g5"}' in text
+        [epoch] = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('eventstore_group_epoch{consumergroup="g5"}')]
+        # SQL and the CLI read the epochs from the catalog (beside the running server),
+        # once the members have committed something
+        query = ("SELECT DISTINCT group_type, group_epoch, assignment_epoch FROM consumer_groups"
+                 " WHERE group_id = 'g5'")
+        def rows() -> list:
+            return json.loads(cli("sql", query, "--format", "json", "--data-dir",
+                                  server.data_dir).stdout)
+
+        producer = Producer({"bootstrap.servers": server.bootstrap})
+        for partition in range(4):
+            producer.produce("shown", b"x", partition=partition)
+        producer.flush(TIMEOUT_S)
+        poll_until(members, rows, "the members' commits")
+        assert rows() == [{"group_type": "consumer", "group_epoch": int(epoch),
+                           "assignment_epoch": int(epoch)}]
+        [state] = table_rows(cli("groups", "describe", "g5", "--state", "--data-dir",
+                                 server.data_dir))
+        assert (state["GROUP-EPOCH"], state["TARGET-ASSIGNMENT-EPOCH"]) == (
+            str(int(epoch)), str(int(epoch)))
+        [state] = table_rows(cli("groups", "describe", "g5", "--state",
+                                 "--bootstrap-server", server.bootstrap))
+        assert (state["ASSIGNMENT-STRATEGY"], state["STATE"], state["#MEMBERS"]) == (
+            "uniform", "Stable", "2")
     finally:
         for m in members:
             m.consumer.close()

@@ -47,12 +47,17 @@ class Member:
 
 @dataclass(frozen=True)
 class GroupDetail:
-    """A group's state and members, and its committed offsets (the next offset to read)."""
+    """A group's state and members, and its committed offsets (the next offset to read);
+    a ``consumer`` (KIP-848) group's group epoch and target assignment epoch where the
+    target knows them (None: a classic group, or not known)."""
 
     group_id: str
     state: str
     members: tuple[Member, ...] = ()
     committed: Mapping[TopicPartition, int] = field(default_factory=dict)
+    assignor: str = ""
+    group_epoch: int | None = None
+    assignment_epoch: int | None = None
 
     @property
     def exists(self) -> bool:

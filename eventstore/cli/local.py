@@ -128,10 +128,12 @@ class LocalCluster:
             "SELECT DISTINCT group_id FROM consumer_groups ORDER BY group_id")]
 
     def describe_group(self, group_id: str) -> GroupDetail:
-        committed = {(t, p): o for t, p, o in self._rows(
-            "SELECT topic, partition, committed_offset FROM consumer_groups WHERE group_id = ?",
-            group_id)}
-        return GroupDetail(group_id, "Empty" if committed else "Dead", (), committed)
+        rows = self._rows("SELECT topic, partition, committed_offset, group_epoch,"
+                          " assignment_epoch FROM consumer_groups WHERE group_id = ?", group_id)
+        committed = {(t, p): o for t, p, o, _, _ in rows}
+        epochs = rows[0][3:] if rows else (None, None)  # the catalog's, as a server wrote them
+        return GroupDetail(group_id, "Empty" if committed else "Dead", (), committed,
+                           "", *epochs)
 
     def commit_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
         consumer = self._writer().consumer(group_id=group_id, enable_auto_commit=False)

@@ -342,7 +342,7 @@ class WireCluster:
         return GroupDetail(group_id, described["group_state"], members, {
             (tp.topic, tp.partition): meta.offset
             for tp, meta in committed.items() if meta.offset >= 0
-        })
+        }, described.get("protocol_data") or "")
 
     def commit_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
         with self._errors():

@@ -185,10 +185,13 @@ def _held(snapshot: Snapshot, state: PartitionState, chain: Chain, index: int,
 
 
 def group_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
-    """Committed offsets with the partition's log-end-offset and the lag (LEO - committed).
+    """Committed offsets with the partition's log-end-offset and the lag (LEO - committed),
+    and the group's type (Kafka's ``classic`` or ``consumer``) with, for a ``consumer``
+    group (KIP-848), its group epoch and target assignment epoch (NULL for a classic one).
 
-    Both are NULL when the partition no longer exists (its topic was deleted).
+    LEO and lag are NULL when the partition no longer exists (its topic was deleted).
     """
+    epochs = snapshot.catalog.group_epochs
     for commit in snapshot.catalog.offsets:
         if not narrowing.allows(commit.topic, commit.partition):
             continue
@@ -196,9 +199,11 @@ def group_rows(snapshot: Snapshot, narrowing: Narrowing) -> Iterator[Row]:
         end: int | None = None
         if topic is not None and 0 <= commit.partition < topic.partitions:
             end = snapshot.partition(commit.topic, commit.partition).high_watermark
+        group_epoch, assignment_epoch = epochs.get(commit.group_id, (None, None))
         yield (
             commit.group_id, commit.topic, commit.partition, commit.offset, end,
             None if end is None else end - commit.offset, commit.metadata, commit.commit_ms,
+            "classic" if group_epoch is None else "consumer", group_epoch, assignment_epoch,
         )
 
 
@@ -231,7 +236,8 @@ INFO_TABLES = (
         "consumer_groups",
         "CREATE TABLE consumer_groups (group_id TEXT, topic TEXT, partition INTEGER,"
         " committed_offset INTEGER, log_end_offset INTEGER, lag INTEGER, metadata TEXT,"
-        " commit_ms INTEGER, PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID",
+        " commit_ms INTEGER, group_type TEXT, group_epoch INTEGER, assignment_epoch INTEGER,"
+        " PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID",
         1, 2, group_rows,
     ),
 )

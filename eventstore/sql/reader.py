@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import apsw
 
 from eventstore.errors import KafkaStorageError
+from eventstore.groups.consumer_store import read_group_epochs
 from eventstore.storage.anchor import check_anchor, read_anchor
 from eventstore.storage.catalog import (
     CATALOG_FILE,
@@ -46,10 +47,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CatalogState:
-    """The catalog as one read transaction saw it."""
+    """The catalog as one read transaction saw it; ``group_epochs``: (group epoch, target
+    assignment epoch) of each ``consumer`` (KIP-848) group."""
 
     topics: tuple[TopicInfo, ...]
     offsets: tuple[CommittedOffset, ...]
+    group_epochs: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +295,8 @@ class DataReader:
                 check_schema_version(conn, "catalog", path)
                 conn.execute("BEGIN")
                 catalog = Catalog(conn, path)
-                state = CatalogState(tuple(catalog.topics()), tuple(catalog.committed_offsets()))
+                state = CatalogState(tuple(catalog.topics()), tuple(catalog.committed_offsets()),
+                                     read_group_epochs(conn))
                 conn.execute("COMMIT")
             return state
         finally:

@@ -6,8 +6,12 @@ partition the group has committed or a member holds, with ``-`` where nothing is
 committed (and so no lag is known) or no member holds the partition. ``describe --members``
 prints ``--describe --members``' columns instead, GROUP CONSUMER-ID GROUP-INSTANCE-ID HOST
 CLIENT-ID #PARTITIONS, one row per member, so static members (KIP-345) show their
-group.instance.id. On a data directory no member is ever shown: members exist only in a
-running server.
+group.instance.id. ``describe --state`` prints one row per group, GROUP
+ASSIGNMENT-STRATEGY STATE GROUP-EPOCH TARGET-ASSIGNMENT-EPOCH #MEMBERS, as
+``--describe --state --verbose`` does; the epochs are a ``consumer`` (KIP-848) group's, as
+the server keeps them in the catalog, so a data directory (read beside a running server)
+shows them and a server target, whose classic DescribeGroups has none, prints ``-``. On a
+data directory no member is ever shown: members exist only in a running server.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ DESCRIBE_COLUMNS = tuple(Column(header, header.lower().replace("-", "_")) for he
 MEMBER_COLUMNS = (*(Column(header, header.lower().replace("-", "_")) for header in (
     "GROUP", "CONSUMER-ID", "GROUP-INSTANCE-ID", "HOST", "CLIENT-ID")),
     Column("#PARTITIONS", "partitions"))
+STATE_COLUMNS = (*(Column(header, header.lower().replace("-", "_")) for header in (
+    "GROUP", "ASSIGNMENT-STRATEGY", "STATE", "GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH")),
+    Column("#MEMBERS", "members"))
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -67,6 +74,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     describe.add_argument("--members", action="store_true",
                           help="one row per member: GROUP CONSUMER-ID GROUP-INSTANCE-ID HOST"
                                " CLIENT-ID #PARTITIONS")
+    describe.add_argument("--state", action="store_true",
+                          help="one row per group: GROUP ASSIGNMENT-STRATEGY STATE GROUP-EPOCH"
+                               " TARGET-ASSIGNMENT-EPOCH #MEMBERS (epochs of consumer groups)")
 
     resetting = add_command(
         actions, "reset-offsets", "move a group's committed offsets (dry run unless --execute)",
@@ -149,9 +159,18 @@ def member_rows(cluster: Cluster, group_id: str) -> list[dict]:
             for m in group.members]
 
 
+def state_rows(cluster: Cluster, group_id: str) -> list[dict]:
+    """kafka-consumer-groups --describe --state --verbose's row of one group
+    (GroupIdNotFound if unknown), ``-`` for the epochs of a classic group."""
+    group = cluster.describe_group(group_id).require()
+    return [{"group": group_id, "assignment_strategy": group.assignor or None,
+             "state": group.state, "group_epoch": group.group_epoch,
+             "target_assignment_epoch": group.assignment_epoch, "members": len(group.members)}]
+
+
 def _describe(args: argparse.Namespace) -> int:
     rows_of, columns = (member_rows, MEMBER_COLUMNS) if args.members else (
-        describe_rows, DESCRIBE_COLUMNS)
+        state_rows, STATE_COLUMNS) if args.state else (describe_rows, DESCRIBE_COLUMNS)
     with open_cluster(Target.of(args)) as cluster:
         names = args.groups or [group for group, _ in cluster.list_groups()]
         rows = [row for name in names for row in rows_of(cluster, name)]
