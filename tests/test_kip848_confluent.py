@@ -2,7 +2,8 @@
 real ``eventstore serve``: three consumers joining a 12-partition topic one after the other
 while a producer writes never own a partition two at a time (checked from their
 assign/revoke callbacks, served from one thread in order) and together read every record;
-a member killed without leaving loses its partitions after the session timeout, one that
+while one joins, the others keep the partitions they keep and go on reading them; a member
+killed without leaving loses its partitions after the session timeout, one that
 closes loses them at once; a regex subscription picks up a topic created afterwards; a
 classic consumer cannot join a ``consumer`` group (INCONSISTENT_GROUP_PROTOCOL)."""
 
@@ -36,6 +37,7 @@ class Member:
         self.name = name
         self.owned: set[tuple[str, int]] = set()
         self.records: list[tuple[str, int, int]] = []
+        self.read_at: list[float] = []  # when each of ``records`` was read
         self.errors: list[KafkaError] = []
         self.log = log
         self.consumer = Consumer({
@@ -65,6 +67,7 @@ class Member:
             self.errors.append(message.error())
         else:
             self.records.append((message.topic(), message.partition(), message.offset()))
+            self.read_at.append(time.monotonic())
 
 
 def poll_until(members: Iterable[Member], condition, what: str) -> None:
@@ -124,6 +127,48 @@ def test_three_members_join_while_producing_each_partition_one_owner(serve) -> N
             assert len(offsets) == len(set(offsets))
         assert not [e for m in members for e in m.errors if e.code() != KafkaError._TRANSPORT]
     finally:
+        for m in members:
+            m.consumer.close()
+
+
+def test_the_other_members_keep_consuming_while_a_member_joins(serve) -> None:
+    """No stop-the-world: while a third member joins (from its subscribe until the group is
+    balanced again) the two members already there are never asked to give up the
+    partitions they keep, and go on reading records from them."""
+    server = serve(settings=FAST)
+    create(server, "flow", 12)
+    producer = Producer({"bootstrap.servers": server.bootstrap, "linger.ms": 5})
+    log: list = []
+
+    def produce() -> bool:
+        for partition in range(12):
+            producer.produce("flow", b"x", partition=partition)
+        producer.poll(0)
+        return True
+
+    members = [Member(server, name, "g6", log, ["flow"]) for name in ("a", "b")]
+    try:
+        poll_until(members, lambda: produce() and sorted(len(m.owned) for m in members)
+                   == [6, 6], "two members with six partitions each")
+        before = {m.name: set(m.owned) for m in members}
+        joined_at = time.monotonic()
+        members.append(Member(server, "c", "g6", log, ["flow"]))
+        poll_until(members, lambda: produce() and sorted(len(m.owned) for m in members)
+                   == [4, 4, 4], "three members with four partitions each")
+        balanced_at = time.monotonic()
+        check_exclusive(log)
+        for m in members[:2]:
+            kept = before[m.name] & m.owned
+            assert len(kept) == 4, (m.name, before[m.name], m.owned)
+            revoked = {tp for at, name, kind, tps in log
+                       if name == m.name and kind == "revoke" and at >= joined_at
+                       for tp in tps}
+            assert not revoked & kept, (m.name, revoked)
+            during = [(t, p) for (t, p, _), at in zip(m.records, m.read_at, strict=True)
+                      if joined_at <= at <= balanced_at]
+            assert set(during) & kept, f"{m.name} read nothing while c joined"
+    finally:
+        producer.flush(TIMEOUT_S)
         for m in members:
             m.consumer.close()
 
