@@ -1,15 +1,20 @@
-"""`eventstore mirror` (issue 22): the topic plan as plain logic, and a copy between two real
-`eventstore serve` processes (the target used only through Kafka APIs) with confluent-kafka
-as producer and reader."""
+"""`eventstore mirror` (issue 22): the topic plan and the offset map as plain logic, and
+copies between two real `eventstore serve` processes (the target used only through Kafka
+APIs) with confluent-kafka as producer, reader and group member: records, a source with gaps
+(retention, transactions) and consumer groups resuming on the target. The SIGKILL loop is in
+tests/test_mirror_crash.py."""
 
 from __future__ import annotations
 
 import subprocess
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from support import eventstore_command
 
+from eventstore.mirror.groups import translate_commits
+from eventstore.mirror.offset_map import PartitionMap, Run, decode, resume
 from eventstore.mirror.plan import Selection, TopicPlan, changes, plan_topics
 
 
@@ -28,6 +33,39 @@ def test_plan_carries_configs_renames_and_adds_partitions():
     todo = changes(plans, {"es.a": 2, "es.b": 4})
     assert [(c.plan.target, c.create, c.add_partitions) for c in todo] == [
         ("es.a", False, True)]
+
+
+def _copy(position: PartitionMap, *offsets: int) -> PartitionMap:
+    for offset in offsets:
+        position = position.copied(offset)
+    return position
+
+
+def test_offset_map_runs_translate_commits_through_gaps():
+    # source 4..6 copied to target 0..2, a gap (a marker at 7), 8..9 to 3..4, read up to 12
+    position = _copy(PartitionMap(4, 0), 4, 5, 6, 8, 9).passed(12)
+    assert position == PartitionMap(12, 5, (Run(4, 0), Run(8, 3)))
+    assert [position.translate(c) for c in (0, 4, 6, 7, 8, 9, 10, 12, 13)] == [
+        0, 0, 2, 3, 3, 4, 5, 5, None]
+    assert decode(position.target_next, position.encode()) == position
+
+
+def test_offset_map_checkpoint_keeps_the_newest_runs_that_fit():
+    position = _copy(PartitionMap(0, 0), *range(0, 4000, 2))
+    kept = decode(position.target_next, position.encode())
+    assert len(position.encode()) <= 3000 and kept.runs == position.runs[-len(kept.runs):]
+    assert kept.translate(0) == kept.runs[0].target  # older than kept: read again, not lost
+    assert resume(kept, position.target_next + 3) == 3
+    with pytest.raises(ValueError, match="before the 2000 records"):
+        resume(kept, 10)
+
+
+def test_group_commits_go_forwards_only():
+    maps = {("a", 0): PartitionMap(10, 20, (Run(0, 10),)), ("a", 1): PartitionMap(3, 3)}
+    todo, pending = translate_commits({("a", 0): 5, ("a", 1): 7, ("b", 0): 1}, maps,
+                                      {"a": "es.a"}, {("es.a", 0): 14})
+    assert (todo, pending) == ({("es.a", 0): 15}, 1)
+    assert translate_commits({("a", 0): 3}, maps, {"a": "es.a"}, {("es.a", 0): 14}) == ({}, 0)
 
 
 def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple]:
@@ -68,7 +106,7 @@ def test_mirror_until_caught_up_copies_topics_and_records(serve):
          "--prefix", "es.", "--compression", "zstd", "--until-caught-up"],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["Mirrored 2000 records of 1 topics."]
+    assert done.stdout.splitlines() == ["Mirrored 2000 records (caught up)."]
 
     target_admin = AdminClient({"bootstrap.servers": target.bootstrap})
     topics = target_admin.list_topics(timeout=10).topics
@@ -78,3 +116,82 @@ def test_mirror_until_caught_up_copies_topics_and_records(serve):
     assert configs.result()["retention.ms"].value == "86400000"
     assert _read_all(target.bootstrap, "es.orders", 4) == _read_all(
         source.bootstrap, "orders", 4)
+
+
+def _records_from(bootstrap: str, topic: str, partition: int, offset: int) -> list[tuple]:
+    """The committed records of one partition from ``offset`` to its end (key, value)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "check",
+                         "isolation.level": "read_committed", "enable.partition.eof": True,
+                         "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, partition, offset)])
+    out = []
+    while (message := consumer.poll(10)) is not None and message.error() is None:
+        out.append((message.key(), message.value()))
+    consumer.close()
+    assert message is not None, "the partition was not read to its end"
+    return out
+
+
+def _group_resumes(bootstrap: str, group: str, topic: str, partitions: int
+                   ) -> dict[int, list[tuple]]:
+    """What a member of ``group`` reads on ``topic`` from the group's committed offsets."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "auto.offset.reset": "latest", "enable.partition.eof": True})
+    consumer.subscribe([topic])
+    out: dict[int, list[tuple]] = {p: [] for p in range(partitions)}
+    ended: set[int] = set()
+    while len(ended) < partitions:
+        message = consumer.poll(10)
+        assert message is not None, f"group {group} read nothing more"
+        if message.error() is not None:
+            ended.add(message.partition())
+        else:
+            out[message.partition()].append((message.key(), message.value()))
+    consumer.close()
+    return out
+
+
+def test_gaps_in_the_source_and_groups_resuming_on_the_target(serve):
+    """Retention moved partition 0's log start, transactions (markers, an aborted one) left
+    gaps in partition 1: the target starts at the first record there is, holds only the
+    committed records, and a group committed on the source resumes at the same records."""
+    source, target = serve(), serve()
+    admin = AdminClient({"bootstrap.servers": source.bootstrap})
+    admin.create_topics([NewTopic("events", 2)])["events"].result()
+    plain = Producer({"bootstrap.servers": source.bootstrap})
+    for i in range(10):
+        plain.produce("events", key=b"p%d" % i, value=b"plain-%d" % i, partition=0)
+    assert plain.flush(30) == 0
+    (deleted,) = admin.delete_records([TopicPartition("events", 0, 4)]).values()
+    deleted.result()
+    txn = Producer({"bootstrap.servers": source.bootstrap, "transactional.id": "gaps"})
+    txn.init_transactions(30)
+    for n, commit in enumerate((True, False, True, True)):
+        txn.begin_transaction()
+        for i in range(5):
+            txn.produce("events", key=b"t%d" % n, value=b"txn-%d-%d" % (n, i), partition=1)
+        (txn.commit_transaction if commit else txn.abort_transaction)(30)
+    app = Consumer({"bootstrap.servers": source.bootstrap, "group.id": "app"})
+    app.commit(offsets=[TopicPartition("events", 0, 7), TopicPartition("events", 1, 14)],
+               asynchronous=False)
+    app.close()
+
+    done = subprocess.run(
+        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
+         "--target-bootstrap-server", target.bootstrap, "--until-caught-up"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Mirrored 21 records (caught up)."]
+    for p in (0, 1):
+        assert _records_from(target.bootstrap, "events", p, 0) == _records_from(
+            source.bootstrap, "events", p, 0)
+    probe = Consumer({"bootstrap.servers": target.bootstrap, "group.id": "probe"})
+    assert [probe.get_watermark_offsets(TopicPartition("events", p), timeout=10)
+            for p in (0, 1)] == [(0, 6), (0, 15)]
+    probe.close()
+    # partition 0: source 7 is target 3; partition 1: source 14, the third record of the
+    # third transaction, is target 7 (a marker, an aborted transaction and its marker less)
+    assert _group_resumes(target.bootstrap, "app", "events", 2) == {
+        0: _records_from(source.bootstrap, "events", 0, 7),
+        1: _records_from(source.bootstrap, "events", 1, 14)}

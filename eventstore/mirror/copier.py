@@ -1,25 +1,36 @@
 """The copy loop: records from the source partitions to the same partitions on the target.
 
-A confluent-kafka consumer assigned every planned source partition reads them; an
+A confluent-kafka consumer (read_committed, assigned, never in a group) reads the source; an
 idempotent producer writes each record with its key, value, headers and CreateTime to the
-same partition number, so a retry never duplicates and the order per partition is kept.
+same partition number of the target topic, in order, so a retry never duplicates. Every
+record's target offset is known before it is sent (eventstore.mirror.offset_map) and checked
+when the target acknowledges it: another writer on a target partition stops the mirror
+rather than making its offset map wrong.
 
-Where to start: a target partition's end, read from the target (no position of our own yet),
-taken as the source offset to resume at, which holds while the target partition was empty
-when the mirror first ran and the source partition's offsets have no gaps.
+Crash safety (at-least-once sends, with the duplicates a crash would make detected and
+skipped): ``checkpoint`` waits for the target to acknowledge everything sent, then commits
+the positions (eventstore.mirror.checkpoints). ``start`` resumes each partition at its
+checkpoint and, when the target partition ends past the checkpoint's target offset (records
+acknowledged after the last checkpoint, then a crash), skips that many source records
+instead of sending them again. A partition never checkpointed gets its first checkpoint
+(source log start, target end) before anything is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from eventstore.mirror import checkpoints
+from eventstore.mirror.offset_map import PartitionMap, resume
 from eventstore.mirror.plan import TopicPlan
 from eventstore.mirror.topics import TIMEOUT_S, MirrorError
 
 POLL_S = 0.2
+SourceKey = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -29,15 +40,7 @@ class Sides:
     source: Mapping[str, str]
     target: Mapping[str, str]
     compression: str = "none"
-
-
-@dataclass
-class Progress:
-    """Per source partition: the next offset to copy; the last delivery error if any."""
-
-    next_offset: dict[tuple[str, int], int] = field(default_factory=dict)
-    copied: int = 0
-    last_error: str | None = None
+    group: str = "eventstore-mirror"
 
 
 def open_producer(sides: Sides) -> Producer:
@@ -46,130 +49,143 @@ def open_producer(sides: Sides) -> Producer:
                      "compression.type": sides.compression, "linger.ms": 5})
 
 
-def open_consumer(sides: Sides) -> Consumer:
-    """The source's reader: assigned partitions, no group commits of its own."""
-    return Consumer({**sides.source, "group.id": "eventstore-mirror",
-                     "enable.auto.commit": False, "isolation.level": "read_committed",
-                     "enable.partition.eof": False})
+def open_consumer(settings: Mapping[str, str], group: str) -> Consumer:
+    """A reader of assigned partitions that commits nothing by itself; on the source it
+    reports each partition's end (EOF), on the target it reads and writes checkpoints."""
+    return Consumer({**settings, "group.id": group, "enable.auto.commit": False,
+                     "isolation.level": "read_committed", "enable.partition.eof": True,
+                     "auto.offset.reset": "earliest"})
 
 
-def target_ends(probe: Consumer, plans: tuple[TopicPlan, ...]) -> dict[tuple[str, int], int]:
-    """The end (high watermark) of each target partition of ``plans``, by source partition."""
-    return {(plan.source, p): probe.get_watermark_offsets(
-                TopicPartition(plan.target, p), timeout=TIMEOUT_S)[1]
-            for plan in plans for p in range(plan.partitions)}
-
-
-def source_ends(consumer: Consumer, plans: tuple[TopicPlan, ...]
-                ) -> dict[tuple[str, int], tuple[int, int]]:
-    """The (log-start, end) of each planned source partition."""
-    return {(plan.source, p): consumer.get_watermark_offsets(
-                TopicPartition(plan.source, p), timeout=TIMEOUT_S)
-            for plan in plans for p in range(plan.partitions)}
+def watermarks(consumer: Consumer, keys: list[tuple[str, int]]
+               ) -> dict[tuple[str, int], tuple[int, int]]:
+    """The (log-start, end) of each partition ``keys`` names, asked of the broker."""
+    try:
+        return {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                           timeout=TIMEOUT_S)
+                for topic, p in keys}
+    except Exception as error:  # KafkaException, or None unpacked after a timeout
+        raise MirrorError(f"cannot read the partitions' offsets: {error}") from error
 
 
 @dataclass
 class Copier:
-    """Copies the planned partitions; ``step`` moves what one poll brought."""
+    """Copies the started partitions; ``step`` moves what one poll brought."""
 
-    sides: Sides
     consumer: Consumer
     producer: Producer
+    store: Consumer
     targets: dict[str, str] = field(default_factory=dict)
-    progress: Progress = field(default_factory=Progress)
+    maps: dict[SourceKey, PartitionMap] = field(default_factory=dict)
+    skips: dict[SourceKey, int] = field(default_factory=dict)
+    saved: dict[SourceKey, PartitionMap] = field(default_factory=dict)
+    copied: int = 0
+    last_error: str | None = None
 
-    def assign(self, plans: tuple[TopicPlan, ...], starts: Mapping[tuple[str, int], int]
-               ) -> None:
-        """Read every partition of ``plans`` from ``starts`` (source offsets; beginning when
-        missing), keeping the positions of partitions already read."""
-        self.targets = {plan.source: plan.target for plan in plans}
-        for key, offset in starts.items():
-            self.progress.next_offset.setdefault(key, offset)
-        self.consumer.assign([
-            TopicPartition(plan.source, p,
-                           self.progress.next_offset.get((plan.source, p), OFFSET_BEGINNING))
-            for plan in plans for p in range(plan.partitions)])
+    def start(self, plans: tuple[TopicPlan, ...]) -> int:
+        """Start copying the partitions of ``plans`` not copied yet, each from its
+        checkpoint; the number started."""
+        new = [(plan, p) for plan in plans for p in range(plan.partitions)
+               if (plan.source, p) not in self.maps]
+        if not new:
+            return 0
+        self.targets.update({plan.source: plan.target for plan, _ in new})
+        stored = checkpoints.load(self.store, [(plan.target, p) for plan, p in new])
+        target_ends = watermarks(self.store, [(plan.target, p) for plan, p in new])
+        source_ends = watermarks(self.consumer, [(plan.source, p) for plan, p in new])
+        first = {}
+        for plan, p in new:
+            key, low = (plan.source, p), source_ends[(plan.source, p)][0]
+            end = target_ends[(plan.target, p)][1]
+            checkpoint = stored.get((plan.target, p))
+            if checkpoint is None:
+                self.maps[key] = first[key] = PartitionMap(low, end)
+                continue
+            try:
+                skip = resume(checkpoint, end)
+            except ValueError as error:
+                raise MirrorError(f"{plan.target}-{p}: {error}") from error
+            if skip and low > checkpoint.source_next:
+                raise MirrorError(
+                    f"{plan.source}-{p}: the source's log start moved to {low}, past the"
+                    f" checkpoint ({checkpoint.source_next}), while {skip} records sent after"
+                    " it are on the target: which source records they were is lost")
+            self.maps[key] = self.saved[key] = checkpoint
+            if skip:
+                self.skips[key] = skip
+        self._save(first)
+        self.consumer.incremental_assign([
+            TopicPartition(plan.source, p, self.maps[(plan.source, p)].source_next)
+            for plan, p in new])
+        return len(new)
 
     def step(self, batch: int = 1000) -> int:
-        """Copy what one poll of the source brings; the number of records."""
+        """Copy what one poll of the source brings; the number of records read."""
         messages = self.consumer.consume(batch, timeout=POLL_S)
-        count = 0
+        maps, skips = self.maps, self.skips
         for message in messages:
-            if message.error() is not None:
-                self.progress.last_error = message.error().str()
+            key = (message.topic(), message.partition())
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    maps[key] = maps[key].passed(message.offset())
+                else:
+                    self.last_error = error.str()
                 continue
-            kind, stamp = message.timestamp()
-            self._produce(message, stamp if kind != 0 else None)
-            self.progress.next_offset[(message.topic(), message.partition())] = (
-                message.offset() + 1)
-            count += 1
+            offset, position = message.offset(), maps[key]
+            if offset < position.source_next:
+                continue
+            if skips.get(key):
+                skips[key] -= 1
+            else:
+                self._produce(message, position.target_next)
+                self.copied += 1
+            maps[key] = position.copied(offset)
         self.producer.poll(0)
-        self.progress.copied += count
-        return count
+        return len(messages)
 
-    def _produce(self, message: object, stamp: int | None) -> None:
-        extra = {} if stamp is None else {"timestamp": stamp}
+    def _produce(self, message: Message, expected: int) -> None:
+        kind, stamp = message.timestamp()
+        extra = {} if kind == 0 else {"timestamp": stamp}
+        target = self.targets[message.topic()]
         while True:
             try:
                 self.producer.produce(
-                    self.targets[message.topic()], value=message.value(), key=message.key(),
+                    target, value=message.value(), key=message.key(),
                     partition=message.partition(), headers=message.headers(),
-                    on_delivery=self._delivered, **extra)
+                    on_delivery=functools.partial(self._delivered, expected), **extra)
                 return
             except BufferError:
                 self.producer.poll(0.1)
 
-    def _delivered(self, error: KafkaError | None, _message: object) -> None:
+    def _delivered(self, expected: int, error: KafkaError | None, message: Message) -> None:
         if error is not None:
-            self.progress.last_error = error.str()
-            if error.fatal() or not error.retriable():
-                raise MirrorError(f"the target refused a record: {error.name()}: {error.str()}")
+            self.last_error = error.str()
+            raise MirrorError(f"the target refused a record for {message.topic()}-"
+                              f"{message.partition()}: {error.name()}: {error.str()}")
+        if message.offset() != expected:
+            raise MirrorError(
+                f"the target wrote a record to {message.topic()}-{message.partition()} at"
+                f" offset {message.offset()}, where the mirror expected {expected}: does"
+                " something else write to it?")
 
-    def flush(self) -> None:
-        """Wait until the target acknowledged every record produced."""
+    def checkpoint(self) -> None:
+        """Wait until the target acknowledged every record sent, then store the positions
+        that moved since the last checkpoint."""
         if self.producer.flush(TIMEOUT_S) > 0:
             raise MirrorError("the target did not acknowledge the records in time")
+        self._save({key: m for key, m in self.maps.items() if self.saved.get(key) != m})
 
+    def _save(self, maps: Mapping[SourceKey, PartitionMap]) -> None:
+        checkpoints.save(self.store, {(self.targets[t], p): m for (t, p), m in maps.items()})
+        self.saved.update(maps)
 
-def caught_up(ends: Mapping[tuple[str, int], tuple[int, int]],
-              positions: Mapping[tuple[str, int], int]) -> bool:
-    """Whether every partition's copy position reached its source end (an empty or fully
-    removed partition counts as caught up)."""
-    return all(positions.get(key, low) >= high or low >= high
-               for key, (low, high) in ends.items())
+    def target_maps(self) -> dict[tuple[str, int], PartitionMap]:
+        """The checkpointed positions by target partition (what the target holds)."""
+        return {(self.targets[t], p): m for (t, p), m in self.saved.items()}
 
-
-def run(copier: Copier, refresh: Callable[[], tuple[TopicPlan, ...]],
-        until_caught_up: bool, stop: Callable[[], bool], every_s: float = 5.0,
-        clock: Callable[[], float] | None = None) -> None:
-    """Copy until caught up (when asked) or until ``stop``; ``refresh`` re-plans (new topics,
-    new partitions) every ``every_s`` seconds and on start."""
-    import time
-
-    now = clock or time.monotonic
-    plans = refresh()
-    planned_at = now()
-    while not stop():
-        if now() - planned_at >= every_s:
-            fresh = refresh()
-            if fresh != plans:
-                plans = fresh
-                copier.assign(plans, {})
-            planned_at = now()
-        if copier.step() == 0 and until_caught_up:
-            ends = source_ends(copier.consumer, plans)
-            if caught_up(ends, _positions(copier, ends)):
-                copier.flush()
-                return
-    copier.flush()
-
-
-def _positions(copier: Copier, ends: Mapping[tuple[str, int], tuple[int, int]]
-               ) -> dict[tuple[str, int], int]:
-    """The next offset per partition: copied ones, else where the consumer stands."""
-    positions = dict(copier.progress.next_offset)
-    for tp in copier.consumer.position([TopicPartition(t, p) for t, p in ends]):
-        if tp.offset >= 0:
-            positions[(tp.topic, tp.partition)] = max(positions.get((tp.topic, tp.partition),
-                                                                    0), tp.offset)
-    return positions
+    def lag(self, ends: Mapping[SourceKey, tuple[int, int]]) -> dict[SourceKey, int]:
+        """Per source partition, the source offsets between the copy and the source's end
+        (an upper bound of the records behind: gaps count)."""
+        return {key: max(0, high - max(low, self.maps[key].source_next))
+                for key, (low, high) in ends.items() if key in self.maps}

@@ -38,7 +38,7 @@ def topic_configs(admin: AdminClient, topics: list[str]) -> dict[str, dict[str, 
     resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
     out: dict[str, dict[str, str]] = {}
     for resource, future in admin.describe_configs(resources).items():
-        entries = _result(future, f"cannot read the configs of {resource.name}")
+        entries = answer(future, f"cannot read the configs of {resource.name}")
         out[resource.name] = {key: entry.value for key, entry in entries.items()
                               if not entry.is_default and entry.value is not None}
     return out
@@ -62,17 +62,19 @@ def apply(target: AdminClient, plans: tuple[TopicPlan, ...], replication_factor:
            for change in todo if change.create]
     if new:
         for name, future in target.create_topics(new, request_timeout=TIMEOUT_S).items():
-            _result(future, f"the target refused to create topic {name}",
+            answer(future, f"the target refused to create topic {name}",
                     ok=("TOPIC_ALREADY_EXISTS",))
     grow = [NewPartitions(change.plan.target, change.plan.partitions)
             for change in todo if change.add_partitions]
     if grow:
         for name, future in target.create_partitions(grow, request_timeout=TIMEOUT_S).items():
-            _result(future, f"the target refused to add partitions to {name}")
+            answer(future, f"the target refused to add partitions to {name}")
     return todo
 
 
-def _result(future: object, what: str, ok: tuple[str, ...] = ()) -> Mapping:
+def answer(future: object, what: str, ok: tuple[str, ...] = ()) -> Mapping:
+    """What ``future`` holds; a refusal as MirrorError saying ``what`` (an error named in
+    ``ok`` as an empty answer)."""
     try:
         return future.result()  # type: ignore[attr-defined]
     except KafkaException as exception:

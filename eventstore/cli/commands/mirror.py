@@ -1,7 +1,8 @@
 """`eventstore mirror`: replicate an eventstore to a Kafka cluster (issue 22).
 
-The command line only: the topic plan, its application on the target and the copy loop
-are in eventstore.mirror. Both sides are reached with confluent-kafka, Kafka APIs only.
+The command line only: the topic plan, the copy loop, the checkpoints, the groups' offsets
+and the retries are in eventstore.mirror. Both sides are reached with confluent-kafka, Kafka
+APIs only, so the target may be any Kafka-compatible cluster.
 """
 
 from __future__ import annotations
@@ -9,24 +10,37 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
+import time
+from typing import TYPE_CHECKING
 
 from eventstore.cli.base import EXIT_ERROR, EXIT_OK, add_command
+
+if TYPE_CHECKING:
+    from eventstore.mirror.copier import Sides
+    from eventstore.mirror.session import Options, Report
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = add_command(
         commands, "mirror", "replicate topics to a Kafka cluster",
-        "Copy topics (partition counts, carried configs) and their records (key, value,"
-        " headers, CreateTime, same partition, in order) from an eventstore server to any"
-        " cluster speaking the Kafka protocol, with an idempotent producer.",
+        "Copy topics (partition counts, carried configs), their records (key, value,"
+        " headers, CreateTime, same partition, in order) and the consumer groups' offsets"
+        " from an eventstore server to any cluster speaking the Kafka protocol. Positions"
+        " are checkpointed on the target; a restart resumes there, with no record lost or"
+        " copied twice.",
         "  eventstore mirror --source-bootstrap-server 127.0.0.1:9092"
         " --target-bootstrap-server kafka1:9092 --until-caught-up\n"
         "  eventstore mirror --source-bootstrap-server 127.0.0.1:9092"
-        " --target-bootstrap-server kafka1:9092 --topics 'orders.*' --prefix es.\n",
+        " --target-bootstrap-server kafka1:9092 --topics 'orders.*' --prefix es.\n"
+        "  eventstore mirror --source-bootstrap-server 127.0.0.1:9092"
+        " --target-bootstrap-server kafka1:9092 --status\n",
         _run,
     )
     parser.add_argument("--source-bootstrap-server", required=True, metavar="HOST:PORT")
     parser.add_argument("--target-bootstrap-server", required=True, metavar="HOST:PORT")
+    parser.add_argument("--source-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a confluent-kafka setting for the source (SASL, TLS, ...)")
     parser.add_argument("--target-config", action="append", default=[], metavar="KEY=VALUE",
                         help="a confluent-kafka setting for the target (SASL, TLS, ...)")
     parser.add_argument("--topics", nargs="+", default=[], metavar="NAME_OR_REGEX")
@@ -36,48 +50,82 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="of the topics created (default: the target's default)")
     parser.add_argument("--compression", default="lz4",
                         choices=("none", "gzip", "snappy", "lz4", "zstd"))
+    parser.add_argument("--mirror-group", default="eventstore-mirror", metavar="GROUP",
+                        help="the group whose offsets on the target hold the checkpoints")
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=1000, metavar="MS",
+                        help="how often the positions the target acknowledged are stored")
     parser.add_argument("--until-caught-up", action="store_true",
-                        help="exit 0 once every partition is copied up to the source's end")
+                        help="exit 0 once every partition is copied up to the source's end"
+                        " and the groups' offsets are on the target")
+    parser.add_argument("--status", action="store_true",
+                        help="print each partition's source end, mirrored position and lag,"
+                        " then exit")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from confluent_kafka.admin import AdminClient
-
     from eventstore.cli.base import CliError, parse_key_values
-    from eventstore.cli.output import print_line
-    from eventstore.mirror import copier
-    from eventstore.mirror.plan import Selection
-    from eventstore.mirror.topics import MirrorError, apply, source_plan
 
-    source = {"bootstrap.servers": args.source_bootstrap_server}
-    target = {**parse_key_values(args.target_config, "--target-config"),
-              "bootstrap.servers": args.target_bootstrap_server}
-    selection = Selection(tuple(args.topics), tuple(args.exclude))
-    source_admin, target_admin = AdminClient(source), AdminClient(target)
-
-    def refresh() -> tuple:
-        plans = source_plan(source_admin, selection, args.prefix)
-        apply(target_admin, plans, args.replication_factor)
-        return plans
-
-    stopping: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
-    sides = copier.Sides(source, target, args.compression)
-    consumer = copier.open_consumer(sides)
     try:
-        plans = refresh()
-        probe = copier.open_consumer(copier.Sides(target, target))
-        try:
-            starts = copier.target_ends(probe, plans)
-        finally:
-            probe.close()
-        job = copier.Copier(sides, consumer, copier.open_producer(sides))
-        job.assign(plans, starts)
-        copier.run(job, refresh, args.until_caught_up, lambda: bool(stopping))
+        from eventstore.mirror import copier, session
+        from eventstore.mirror.plan import Selection
+        from eventstore.mirror.topics import MirrorError
+    except ImportError as error:
+        raise CliError(f"eventstore mirror needs confluent-kafka ({error}): pip install"
+                       " 'eventstore[mirror]'", EXIT_ERROR) from error
+    sides = copier.Sides(
+        {**parse_key_values(args.source_config, "--source-config"),
+         "bootstrap.servers": args.source_bootstrap_server},
+        {**parse_key_values(args.target_config, "--target-config"),
+         "bootstrap.servers": args.target_bootstrap_server},
+        args.compression, args.mirror_group)
+    options = session.Options(Selection(tuple(args.topics), tuple(args.exclude)),
+                              args.prefix, args.replication_factor, args.until_caught_up,
+                              args.checkpoint_interval_ms / 1000)
+    try:
+        if args.status:
+            _print_status(session.status(sides, options))
+            return EXIT_OK
+        return _mirror(sides, options)
     except MirrorError as error:
         raise CliError(str(error), EXIT_ERROR) from error
-    finally:
-        consumer.close()
-    print_line(f"Mirrored {job.progress.copied} records of {len(plans)} topics.")
+
+
+def _mirror(sides: Sides, options: Options) -> int:
+    from eventstore.cli.output import print_line
+    from eventstore.mirror import session
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
+    shown = [0.0, 0]
+
+    def report(state: Report) -> None:
+        shown[1] = state.copied
+        if time.monotonic() - shown[0] < options.report_s:
+            return
+        shown[0] = time.monotonic()
+        behind = {key: lag for key, lag in state.lag.items() if lag}
+        line = (f"mirror: {state.copied} records copied, {sum(behind.values())} behind on"
+                f" {len(behind)} of {len(state.lag)} partitions, {state.groups.committed}"
+                " group offsets committed")
+        if state.groups.active:
+            line += f", left alone (active on the target): {', '.join(state.groups.active)}"
+        if state.last_error:
+            line += f"; last error: {state.last_error}"
+        print(line, file=sys.stderr, flush=True)
+
+    def retrying(message: str, delay: float) -> bool:
+        print(f"mirror: {message}; retrying in {delay:g} s", file=sys.stderr, flush=True)
+        return not stopping.wait(delay)
+
+    done = session.run(sides, options, stopping.is_set, report, retrying, time.monotonic)
+    print_line(f"Mirrored {shown[1]} records{' (caught up)' if done else ''}.")
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _print_status(rows: list[dict[str, object]]) -> None:
+    from eventstore.cli.output import Column, print_table
+
+    print_table([Column("TOPIC", "topic"), Column("PARTITION", "partition"),
+                 Column("TARGET-TOPIC", "target"), Column("SOURCE-END", "source_end"),
+                 Column("MIRRORED", "mirrored"), Column("LAG", "lag")], rows)
