@@ -6,12 +6,14 @@ tests/test_mirror_crash.py."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import urllib.request
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
-from support import eventstore_command
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from support import eventstore_command, wait_until
 
 from eventstore.mirror.groups import translate_commits
 from eventstore.mirror.offset_map import PartitionMap, Run, decode, resume
@@ -195,3 +197,67 @@ def test_gaps_in_the_source_and_groups_resuming_on_the_target(serve):
     assert _group_resumes(target.bootstrap, "app", "events", 2) == {
         0: _records_from(source.bootstrap, "events", 0, 7),
         1: _records_from(source.bootstrap, "events", 1, 14)}
+
+
+def _metrics(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    return {name: float(value) for name, _, value in
+            (line.rpartition(" ") for line in text.splitlines() if not line.startswith("#"))}
+
+
+def test_continuous_mirror_follows_new_partitions_leaves_active_groups_and_stops(serve):
+    """A continuous mirror with metrics: partitions added to the source later are added on
+    the target and copied; a group with a member on the target is left alone while an idle
+    one gets its offsets; SIGTERM stops it with exit 0."""
+    source, target = serve(), serve()
+    admin = AdminClient({"bootstrap.servers": source.bootstrap})
+    admin.create_topics([NewTopic("live", 2)])["live"].result()
+    producer = Producer({"bootstrap.servers": source.bootstrap})
+    for i in range(100):
+        producer.produce("live", value=b"%d" % i, partition=i % 2)
+    assert producer.flush(30) == 0
+    for group in ("idle", "busy"):
+        committer = Consumer({"bootstrap.servers": source.bootstrap, "group.id": group})
+        committer.commit(offsets=[TopicPartition("live", 0, 30)], asynchronous=False)
+        committer.close()
+    target_admin = AdminClient({"bootstrap.servers": target.bootstrap})
+    target_admin.create_topics([NewTopic("other", 1)])["other"].result()
+    member = Consumer({"bootstrap.servers": target.bootstrap, "group.id": "busy"})
+    member.subscribe(["other"])
+    wait_until(lambda: member.poll(0.2) is None and member.assignment(), 30,
+               "the busy group's member on the target")
+
+    mirror = subprocess.Popen(
+        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
+         "--target-bootstrap-server", target.bootstrap, "--topics", "live",
+         "--metrics-listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = mirror.stderr.readline()
+        assert line.startswith("mirror: metrics on http://"), line
+        url = line.split(" on ", 1)[1].strip()
+        lag = 'eventstore_mirror_lag{partition="%d",topic="live"}'
+        wait_until(lambda: _metrics(url).get("eventstore_mirror_records_total") == 100
+                   and _metrics(url).get(lag % 1) == 0, 60, "100 records copied")
+        admin.create_partitions([NewPartitions("live", 3)])["live"].result()
+        producer = Producer({"bootstrap.servers": source.bootstrap})
+        for i in range(10):
+            producer.produce("live", value=b"new-%d" % i, partition=2)
+        assert producer.flush(30) == 0
+        wait_until(lambda: _metrics(url).get("eventstore_mirror_records_total") == 110
+                   and _metrics(url).get(lag % 2) == 0, 60, "the new partition copied")
+        assert _records_from(target.bootstrap, "live", 2, 0) == _records_from(
+            source.bootstrap, "live", 2, 0)
+        idle = ConsumerGroupTopicPartitions("idle", [TopicPartition("live", 0)])
+        (offsets,) = target_admin.list_consumer_group_offsets([idle]).values()
+        assert [tp.offset for tp in offsets.result().topic_partitions] == [30]
+        busy = ConsumerGroupTopicPartitions("busy", [TopicPartition("live", 0)])
+        (offsets,) = target_admin.list_consumer_group_offsets([busy]).values()
+        assert [tp.offset for tp in offsets.result().topic_partitions] == [-1001]
+    finally:
+        mirror.send_signal(signal.SIGTERM)
+        out, err = mirror.communicate(timeout=60)
+        member.close()
+    assert mirror.returncode == 0
+    assert out.splitlines() == ["Mirrored 110 records."], err

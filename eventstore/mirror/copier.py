@@ -22,7 +22,14 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from eventstore.mirror import checkpoints
 from eventstore.mirror.offset_map import PartitionMap, resume
@@ -61,11 +68,23 @@ def watermarks(consumer: Consumer, keys: list[tuple[str, int]]
                ) -> dict[tuple[str, int], tuple[int, int]]:
     """The (log-start, end) of each partition ``keys`` names, asked of the broker."""
     try:
-        return {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p),
-                                                           timeout=TIMEOUT_S)
-                for topic, p in keys}
+        return {(topic, p): _watermarks(consumer, topic, p) for topic, p in keys}
     except Exception as error:  # KafkaException, or None unpacked after a timeout
         raise MirrorError(f"cannot read the partitions' offsets: {error}") from error
+
+
+def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """One partition's; a partition added since the client last read the topic's metadata
+    is unknown to it until it reads them again."""
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                              timeout=TIMEOUT_S)
+    except KafkaException as error:
+        if error.args[0].code() != KafkaError._UNKNOWN_PARTITION:
+            raise
+        consumer.list_topics(topic, timeout=TIMEOUT_S)
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                              timeout=TIMEOUT_S)
 
 
 @dataclass
@@ -114,6 +133,8 @@ class Copier:
             if skip:
                 self.skips[key] = skip
         self._save(first)
+        for target in {plan.target for plan, _ in new}:  # the producer learns new partitions
+            self.producer.list_topics(target, timeout=TIMEOUT_S)
         self.consumer.incremental_assign([
             TopicPartition(plan.source, p, self.maps[(plan.source, p)].source_next)
             for plan, p in new])

@@ -55,14 +55,16 @@ def plan(source: AdminClient, target: AdminClient, options: Options
 
 
 def session(sides: copier.Sides, options: Options, stop: Callable[[], bool],
-            report: Callable[[Report], None], clock: Callable[[], float]) -> bool:
+            report: Callable[[Report], None], clock: Callable[[], float],
+            copied: int = 0) -> bool:
     """Copy until ``stop`` (False) or, with ``until_caught_up``, until every partition is
-    copied to the source's end and the groups' offsets are on the target (True)."""
+    copied to the source's end and the groups' offsets are on the target (True); the
+    reports count the records copied from ``copied`` on (those of earlier sessions)."""
     source_admin, target_admin = AdminClient(dict(sides.source)), AdminClient(
         dict(sides.target))
     job = copier.Copier(copier.open_consumer(sides.source, sides.group),
                         copier.open_producer(sides),
-                        copier.open_consumer(sides.target, sides.group))
+                        copier.open_consumer(sides.target, sides.group), copied=copied)
     try:
         job.start(plan(source_admin, target_admin, options))
         checked = planned = reported = clock()
@@ -84,6 +86,7 @@ def session(sides: copier.Sides, options: Options, stop: Callable[[], bool],
                 if idle and not any(state.lag.values()) and not state.groups.pending:
                     return True
         job.checkpoint()
+        report(_report(job, source_admin, target_admin, sides.group))
         return False
     except KafkaException as error:
         raise MirrorError(error.args[0].str()) from error
@@ -105,10 +108,15 @@ def run(sides: copier.Sides, options: Options, stop: Callable[[], bool],
         clock: Callable[[], float]) -> bool:
     """Sessions until one ends; a failure is retried after ``retrying(message, delay)``
     (which waits, and says False to give up) in continuous mode, raised otherwise."""
-    delay = 1.0
+    delay, copied = 1.0, [0]
+
+    def counted(state: Report) -> None:
+        copied[0] = state.copied
+        report(state)
+
     while True:
         try:
-            return session(sides, options, stop, report, clock)
+            return session(sides, options, stop, counted, clock, copied[0])
         except MirrorError as error:
             if options.until_caught_up or not retrying(str(error), delay):
                 raise

@@ -14,7 +14,14 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from eventstore.cli.base import EXIT_ERROR, EXIT_OK, add_command
+from eventstore.cli.base import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+    add_command,
+)
 
 if TYPE_CHECKING:
     from eventstore.mirror.copier import Sides
@@ -57,13 +64,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--until-caught-up", action="store_true",
                         help="exit 0 once every partition is copied up to the source's end"
                         " and the groups' offsets are on the target")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="serve Prometheus metrics (eventstore_mirror_lag, ...) there")
     parser.add_argument("--status", action="store_true",
                         help="print each partition's source end, mirrored position and lag,"
                         " then exit")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from eventstore.cli.base import CliError, parse_key_values
+    from eventstore.cli.base import parse_key_values
 
     try:
         from eventstore.mirror import copier, session
@@ -85,14 +94,29 @@ def _run(args: argparse.Namespace) -> int:
         if args.status:
             _print_status(session.status(sides, options))
             return EXIT_OK
-        return _mirror(sides, options)
+        return _mirror(sides, options, args.metrics_listen)
     except MirrorError as error:
         raise CliError(str(error), EXIT_ERROR) from error
 
 
-def _mirror(sides: Sides, options: Options) -> int:
+def _mirror(sides: Sides, options: Options, metrics_listen: str | None) -> int:
     from eventstore.cli.output import print_line
     from eventstore.mirror import session
+
+    metrics = None
+    if metrics_listen:
+        from eventstore.mirror.metrics import MirrorMetrics
+
+        host, _, port = metrics_listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise CliError(f"--metrics-listen {metrics_listen!r} is not HOST:PORT", EXIT_USAGE)
+        try:
+            metrics = MirrorMetrics(host, int(port))
+        except OSError as error:
+            raise CliError(f"cannot serve metrics on {metrics_listen}: {error.strerror}",
+                           EXIT_UNAVAILABLE) from error
+        print(f"mirror: metrics on http://{host}:{metrics.port}/metrics", file=sys.stderr,
+              flush=True)
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
@@ -100,6 +124,8 @@ def _mirror(sides: Sides, options: Options) -> int:
 
     def report(state: Report) -> None:
         shown[1] = state.copied
+        if metrics is not None:
+            metrics.report(state)
         if time.monotonic() - shown[0] < options.report_s:
             return
         shown[0] = time.monotonic()
@@ -114,6 +140,8 @@ def _mirror(sides: Sides, options: Options) -> int:
         print(line, file=sys.stderr, flush=True)
 
     def retrying(message: str, delay: float) -> bool:
+        if metrics is not None:
+            metrics.retried()
         print(f"mirror: {message}; retrying in {delay:g} s", file=sys.stderr, flush=True)
         return not stopping.wait(delay)
 
