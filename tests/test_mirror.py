@@ -261,3 +261,36 @@ def test_continuous_mirror_follows_new_partitions_leaves_active_groups_and_stops
         member.close()
     assert mirror.returncode == 0
     assert out.splitlines() == ["Mirrored 110 records."], err
+
+
+def test_a_refusing_target_is_one_line_and_exit_1_and_status_shows_the_lag(serve):
+    source, target = serve(), serve()
+    admin = AdminClient({"bootstrap.servers": source.bootstrap})
+    admin.create_topics([NewTopic("orders", 2)])["orders"].result()
+    producer = Producer({"bootstrap.servers": source.bootstrap})
+    for i in range(30):
+        producer.produce("orders", value=b"%d" % i, partition=i % 2)
+    assert producer.flush(30) == 0
+    mirror = [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
+              "--target-bootstrap-server", target.bootstrap]
+
+    refused = subprocess.run([*mirror, "--replication-factor", "3", "--until-caught-up"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if not line.startswith("%")]
+    assert len(lines) == 1 and "the target refused to create topic orders:" in lines[0]
+    assert "INVALID_REPLICATION_FACTOR" in lines[0]
+
+    done = subprocess.run([*mirror, "--until-caught-up"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    for i in range(5):
+        producer.produce("orders", value=b"more", partition=1)
+    assert producer.flush(30) == 0
+    status = subprocess.run([*mirror, "--status"], capture_output=True, text=True,
+                            timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert [line.split() for line in status.stdout.splitlines()] == [
+        ["TOPIC", "PARTITION", "TARGET-TOPIC", "SOURCE-END", "MIRRORED", "LAG"],
+        ["orders", "0", "orders", "15", "15", "0"],
+        ["orders", "1", "orders", "20", "15", "5"]]
