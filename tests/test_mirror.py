@@ -18,6 +18,7 @@ from support import eventstore_command, wait_until
 from eventstore.mirror.groups import translate_commits
 from eventstore.mirror.offset_map import PartitionMap, Run, decode, resume
 from eventstore.mirror.plan import Selection, TopicPlan, changes, plan_topics
+from eventstore.storage.compaction import cleaning_status
 
 
 def test_selection_by_names_and_regexes():
@@ -284,7 +285,7 @@ def test_a_refusing_target_is_one_line_and_exit_1_and_status_shows_the_lag(serve
     done = subprocess.run([*mirror, "--until-caught-up"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    for i in range(5):
+    for _ in range(5):
         producer.produce("orders", value=b"more", partition=1)
     assert producer.flush(30) == 0
     status = subprocess.run([*mirror, "--status"], capture_output=True, text=True,
@@ -294,3 +295,53 @@ def test_a_refusing_target_is_one_line_and_exit_1_and_status_shows_the_lag(serve
         ["TOPIC", "PARTITION", "TARGET-TOPIC", "SOURCE-END", "MIRRORED", "LAG"],
         ["orders", "0", "orders", "15", "15", "0"],
         ["orders", "1", "orders", "20", "15", "5"]]
+
+
+def test_a_compacted_source_topic_and_a_group_committed_in_a_gap(serve):
+    """The cleaner removed older values of each key (gaps in the offsets): the target gets
+    the records that are left, in order, as a compacted topic; a group committed at an
+    offset the cleaner removed resumes on the target at the next record there is."""
+    source = serve(settings={"log.cleaner.backoff.ms": 50})
+    target = serve()
+    admin = AdminClient({"bootstrap.servers": source.bootstrap})
+    admin.create_topics([NewTopic("table", 1, config={
+        "cleanup.policy": "compact", "segment.bytes": "1024",
+        "min.cleanable.dirty.ratio": "0.01"})])["table"].result()
+    producer = Producer({"bootstrap.servers": source.bootstrap, "linger.ms": 1,
+                         "batch.num.messages": 10})
+    for i in range(300):
+        producer.produce("table", key=b"user-%d" % (i % 8), value=b"value-%d" % i)
+    assert producer.flush(30) == 0
+    wait_until(lambda: cleaning_status(f"{source.data_dir}/table-0").runs >= 1, 60,
+               "a cleaning of table-0")
+    kept = [offset for offset, _ in _offsets_and_records(source.bootstrap, "table")]
+    assert len(kept) < 300
+    gap = max(o for o in range(kept[-1]) if o not in kept)  # the last removed offset
+    app = Consumer({"bootstrap.servers": source.bootstrap, "group.id": "app"})
+    app.commit(offsets=[TopicPartition("table", 0, gap)], asynchronous=False)
+    app.close()
+
+    done = subprocess.run(
+        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
+         "--target-bootstrap-server", target.bootstrap, "--until-caught-up"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert _records_from(target.bootstrap, "table", 0, 0) == _records_from(
+        source.bootstrap, "table", 0, 0)
+    target_admin = AdminClient({"bootstrap.servers": target.bootstrap})
+    (configs,) = target_admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, "table")]).values()
+    assert configs.result()["cleanup.policy"].value == "compact"
+    assert _group_resumes(target.bootstrap, "app", "table", 1) == {
+        0: _records_from(source.bootstrap, "table", 0, gap)}
+
+
+def _offsets_and_records(bootstrap: str, topic: str) -> list[tuple[int, tuple]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "check",
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    out = []
+    while (message := consumer.poll(10)) is not None and message.error() is None:
+        out.append((message.offset(), (message.key(), message.value())))
+    consumer.close()
+    return out
