@@ -94,6 +94,7 @@ class Copier:
     consumer: Consumer
     producer: Producer
     store: Consumer
+    probe: Consumer  # the source's offsets, asked on a connection no fetch long-polls
     targets: dict[str, str] = field(default_factory=dict)
     maps: dict[SourceKey, PartitionMap] = field(default_factory=dict)
     skips: dict[SourceKey, int] = field(default_factory=dict)
@@ -111,7 +112,7 @@ class Copier:
         self.targets.update({plan.source: plan.target for plan, _ in new})
         stored = checkpoints.load(self.store, [(plan.target, p) for plan, p in new])
         target_ends = watermarks(self.store, [(plan.target, p) for plan, p in new])
-        source_ends = watermarks(self.consumer, [(plan.source, p) for plan, p in new])
+        source_ends = watermarks(self.probe, [(plan.source, p) for plan, p in new])
         first = {}
         for plan, p in new:
             key, low = (plan.source, p), source_ends[(plan.source, p)][0]

@@ -64,7 +64,8 @@ def session(sides: copier.Sides, options: Options, stop: Callable[[], bool],
         dict(sides.target))
     job = copier.Copier(copier.open_consumer(sides.source, sides.group),
                         copier.open_producer(sides),
-                        copier.open_consumer(sides.target, sides.group), copied=copied)
+                        copier.open_consumer(sides.target, sides.group),
+                        copier.open_consumer(sides.source, sides.group), copied=copied)
     try:
         job.start(plan(source_admin, target_admin, options))
         checked = planned = reported = clock()
@@ -92,14 +93,14 @@ def session(sides: copier.Sides, options: Options, stop: Callable[[], bool],
         raise MirrorError(error.args[0].str()) from error
     finally:
         job.producer.purge()  # nothing once checkpointed; after a failure, unsent records
-        job.consumer.close()
-        job.store.close()
+        for client in (job.consumer, job.store, job.probe):
+            client.close()
 
 
 def _report(job: copier.Copier, source: AdminClient, target: AdminClient, own_group: str
             ) -> Report:
     synced = groups.sync(source, target, job.saved, job.targets, own_group)
-    lag = job.lag(copier.watermarks(job.consumer, list(job.maps)))
+    lag = job.lag(copier.watermarks(job.probe, list(job.maps)))
     return Report(job.copied, lag, synced, job.last_error)
 
 
