@@ -6,6 +6,7 @@ leave a directory `eventstore verify` passes and every acknowledged key's last v
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -32,6 +33,8 @@ COMPACTED = {"cleanup.policy": "compact", "segment.bytes": "1024",
              "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "0"}
 CLEANER = {"log.cleaner.backoff.ms": 50}
 KEYS = [b"user-%d" % n for n in range(8)]
+CLEANING_CHASES = 20  # rounds of writes to catch a cleaning in progress
+CLEANING_CHASE_S = 5.0  # how long each round looks for one
 
 
 def folder(server, topic: str, partition: int = 0) -> str:
@@ -129,7 +132,9 @@ def test_kafka_python_admin_creates_a_compacted_topic_and_reads_the_table(serve)
     finally:
         admin.close()
     writes = updates(400, seed=2)
-    producer = KafkaProducer(bootstrap_servers=server.bootstrap, acks="all")
+    # small batches, so the log rolls (a busy machine can otherwise gather every write in
+    # one batch, which fills one segment and leaves nothing sealed to clean)
+    producer = KafkaProducer(bootstrap_servers=server.bootstrap, acks="all", batch_size=512)
     try:
         for key, value in writes:
             producer.send("settings", key=key, value=value)
@@ -245,6 +250,24 @@ def test_delete_records_on_a_compact_only_topic_is_a_policy_violation(serve):
     assert response.topics[0].partitions[0].error_code == POLICY_VIOLATION
 
 
+def produce_into_a_cleaning(bootstrap: str, topic: str, directory: str,
+                            seed: int) -> list[tuple[bytes, bytes | None]]:
+    """Keyed writes, acknowledged, until a cleaning of them is caught in progress (its
+    pending files in ``directory``): a cleaner that kept up with one round of writes (a
+    busy machine slows the producer more than the throttled cleaner) gets another."""
+    written: list[tuple[bytes, bytes | None]] = []
+    for chunk in range(CLEANING_CHASES):
+        writes = updates(400 if chunk == 0 else 60, seed=seed * CLEANING_CHASES + chunk)
+        confluent_produce(bootstrap, topic, writes)
+        written += writes
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: any(name.endswith(PENDING_SUFFIX)
+                                   for name in os.listdir(directory)),
+                       CLEANING_CHASE_S, "a cleaning in progress")
+            return written
+    raise AssertionError(f"no cleaning caught in progress after {CLEANING_CHASES} rounds")
+
+
 def crash_rounds(serve, tmp_path, rounds: int) -> None:
     """SIGKILL a server in the midst of cleanings under keyed load, ``rounds`` times;
     after each restart verify passes and the table holds every acknowledged write."""
@@ -257,11 +280,8 @@ def crash_rounds(serve, tmp_path, rounds: int) -> None:
     directory = folder(server, "crashy")
     acked: list[tuple[bytes, bytes | None]] = []
     for round_number in range(rounds):
-        writes = updates(400, seed=100 + round_number)
-        confluent_produce(server.bootstrap, "crashy", writes)
-        acked += writes
-        wait_until(lambda: any(name.endswith(PENDING_SUFFIX) for name in os.listdir(directory)),
-                   TIMEOUT, "a cleaning in progress")
+        acked += produce_into_a_cleaning(server.bootstrap, "crashy", directory,
+                                         seed=100 + round_number)
         time.sleep(random.Random(round_number).uniform(0, 0.3))  # somewhere in it
         server.kill()
         report = verify(data_dir)  # before recovery only names a half-done swap, if any
