@@ -1,13 +1,27 @@
 """The broker actor: Kafka's topic manager and the supervisor of every partition actor.
 
-It owns its own connection to the catalog and the partition actors: at start-up it opens
-every partition's log and starts one actor per partition; it creates, describes and
-deletes topics, increases partition counts and applies config changes live; when a
-partition actor fails it reopens the log from disk and starts a new actor. A partition
-whose files cannot be opened (CorruptLog, KafkaStorageError) is reported offline with its
-error while every other partition keeps serving; one a full disk kept from opening is
-tried again, soon and then every REOPEN_MAX_S, until it opens. Its DiskWatch logs the disk
-filling and recovering once each, for the partition actors and the catalog alike.
+It owns its own connection to the catalog and the partition actors: it creates,
+describes and deletes topics, increases partition counts and applies config changes live;
+when a partition actor fails it reopens the log from disk and starts a new actor. A
+partition whose files cannot be opened (CorruptLog, KafkaStorageError) is reported offline
+with its error while every other partition keeps serving; one a full disk kept from
+opening is tried again, soon and then every REOPEN_MAX_S, until it opens. Its DiskWatch
+logs the disk filling and recovering once each, for the partition actors and the catalog
+alike.
+
+A partition costs files and a thread only while it is used. Start-up reads the catalog and
+opens no log; creating a topic writes its partitions' first segments and closes them. A
+partition's actor is started on first use (``partition``, or an append through any handle,
+which the handle hands to the broker in a Wake) and stopped once nothing used it for
+``partition.idle.close.ms`` (one sweep on the scheduler; never with a transaction open, or
+messages in its inbox), its files closed and its last view kept for readers. At most
+``partition.open.max`` run at once: opening one more first closes the least recently used.
+Figures of a partition not opened since start-up come from its segments' metadata rows,
+read in the background after start-up (a LogSummary), without opening it. While a
+partition's actor is stopped, its ``segment.ms`` and retention work is due at a time its
+segments' metadata say: one heap of those times, with one timer for the earliest, starts
+the actor then (which does the work, then idles out again); running actors keep their own
+timers.
 
 Topic creation writes the partition folders before the catalog row and deletion removes
 the row before the folders, so a crash in between leaves at worst stray folders, which
@@ -18,9 +32,7 @@ Limits keep a request from taking the server down: one request adds at most
 ``max.partitions.per.request`` partitions (INVALID_PARTITIONS past it), the server holds at
 most ``max.partitions`` (by default what the open-file limit holds) and a topic is created
 only while the open files it needs are free (POLICY_VIOLATION past either, naming the
-limit). At start-up, partitions the open-file limit has no room for are left offline,
-with one line saying how many and which limit to raise, so that the listener and the
-catalog keep the files they need.
+limit).
 
 It also hands out idempotent producers' ids (Kafka's InitProducerId), unique and never
 reused: blocks of them are reserved from the catalog's durable counter, so a restart
@@ -30,9 +42,13 @@ skips what was left of a block rather than handing any id out twice.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import shutil
+import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,16 +57,29 @@ import pykka
 
 from actors.disk import DiskWatch
 from actors.partition import (
+    CheckRetention,
     PartitionActor,
     PartitionFailed,
     PartitionHandle,
+    PartitionSlot,
     PartitionState,
+    Wake,
     offline_error,
 )
-from actors.runtime import Actor, Scheduler, stop_actor, tell_if_alive
+from actors.runtime import (
+    Actor,
+    Scheduler,
+    Timer,
+    fail_future,
+    stop_actor,
+    tell_if_alive,
+    tell_or_refuse,
+    tell_with_reply,
+)
 from eventstore.clock import wall_clock_ms
 from eventstore.config import ServerConfig, TopicConfig, validate_topic_config
 from eventstore.errors import (
+    CorruptLog,
     DiskFull,
     InvalidPartitions,
     KafkaError,
@@ -61,16 +90,16 @@ from eventstore.errors import (
     UnknownTopicOrPartition,
 )
 from eventstore.open_files import (
-    check_room,
     default_max_partitions,
     is_too_many_open_files,
-    open_file_limit,
-    partitions_with_room,
     too_many_open_files,
 )
 from eventstore.storage.catalog import Catalog, TopicInfo, partition_dir, validate_topic_name
-from eventstore.storage.compaction import is_compacted
-from eventstore.storage.log import PartitionLog
+from eventstore.storage.cleaning_swap import recover_swap
+from eventstore.storage.compaction import is_compacted, read_cleaner_state
+from eventstore.storage.log import PartitionLog, create_partition
+from eventstore.storage.log_summary import LogSummary, maintenance_due_ms, read_summary
+from eventstore.storage.segment import SegmentInfo
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +109,23 @@ PRODUCER_ID_BLOCK = 1000  # ids reserved per catalog write, as Kafka's ProducerI
 # twice as long each time, up to REOPEN_MAX_S: back soon after space is freed, cheap before.
 REOPEN_FIRST_S = 0.25
 REOPEN_MAX_S = 2.0
+SURVEY_CHUNK = 64  # partitions summarized per broker message, so requests interleave
+IDLE_SWEEP_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class Survey:
+    """To the broker itself: summarize the next partitions not opened since start-up."""
+
+
+@dataclass(frozen=True)
+class SweepIdle:
+    """Timer: stop the actors of partitions idle past ``partition.idle.close.ms``."""
+
+
+@dataclass(frozen=True)
+class DueCheck:
+    """Timer: the earliest maintenance due of a stopped partition has come."""
 
 
 @dataclass(frozen=True)
@@ -120,16 +166,13 @@ class TopicDescription:
 
 
 @dataclass
-class _Partition:
-    state: PartitionState
-    handle: PartitionHandle
-
-
-@dataclass
 class _Topic:
     info: TopicInfo
     config: TopicConfig
-    partitions: list[_Partition] = field(default_factory=list)
+    partitions: list[PartitionHandle] = field(default_factory=list)
+
+
+Key = tuple[str, int]
 
 
 class Broker(Actor):
@@ -143,33 +186,33 @@ class Broker(Actor):
         # opened here, in the starting thread, so a broken catalog fails start() itself
         self._catalog = Catalog.open(data_dir)
         self._disk = DiskWatch(data_dir)
-        self.max_partitions = (default_max_partitions() if config.max_partitions == -1
-                               else config.max_partitions)
+        self.max_partitions = config.max_partitions  # -1: no limit
+        self.max_open = (default_max_partitions() if config.partition_open_max == -1
+                         else config.partition_open_max)
+        self._idle_s = config.partition_idle_close_ms / 1000
         self._files_limit_logged = False
         self._topics: dict[str, _Topic] = {}
         self._producer_ids = range(0)  # what is left of the reserved block
+        self._running: dict[Key, PartitionHandle] = {}
+        self._stopping: dict[Key, pykka.ActorRef[PartitionActor]] = {}  # closing while idle
+        self._unsurveyed: deque[Key] = deque()
+        self._due: list[tuple[int, int, str, int]] = []  # (due ms, order, topic, partition)
+        self._due_order = itertools.count()
+        self._due_timer: Timer | None = None
+        self._due_at = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        room = partitions_with_room()
-        unopened = 0
         for info in self._catalog.topics():
             topic = self._topics[info.name] = _Topic(info, self.config.topic_config(info.config))
+            topic.partitions.extend(self._new_handle(info.name, index)
+                                    for index in range(info.partitions))
+            self._unsurveyed.extend((info.name, index) for index in range(info.partitions))
             for index in range(info.partitions):
-                if room > 0:
-                    room -= 1
-                    partition = self._open_partition(topic, index, create=False)
-                else:
-                    partition = self._offline(PartitionState(info.name, index),
-                                              too_many_open_files(f"{info.name}-{index}"))
-                topic.partitions.append(partition)
-                unopened += isinstance(partition.state.error, TooManyOpenFiles)
-                self._reopen_when_space(partition)
-        if unopened:
-            log.error("partitions left offline: too many open files", extra={"fields": {
-                "offline": unopened, "open_file_limit": open_file_limit(),
-                "hint": "raise the open-file limit (ulimit -n) and restart"}})
+                self._finish_swap(topic, index)
+        tell_if_alive(self.actor_ref, Survey())
+        self._schedule_sweep()
 
     def on_stop(self) -> None:
         for topic in self._topics.values():
@@ -178,8 +221,16 @@ class Broker(Actor):
         self._catalog.close()
 
     def on_receive(self, message: object) -> None:
-        if isinstance(message, PartitionFailed):
+        if isinstance(message, Wake):
+            self._wake(message)
+        elif isinstance(message, PartitionFailed):
             self._restart(message)
+        elif isinstance(message, SweepIdle):
+            self._sweep_idle()
+        elif isinstance(message, DueCheck):
+            self._due_check()
+        elif isinstance(message, Survey):
+            self._survey()
         elif isinstance(message, ReopenPartition):
             self._reopen(message)
         else:
@@ -195,7 +246,8 @@ class Broker(Actor):
         *,
         validate_only: bool = False,
     ) -> TopicDescription:
-        """Create a topic (``num.partitions`` partitions unless told) and start its actors.
+        """Create a topic (``num.partitions`` partitions unless told): its partitions'
+        first segments are written and closed; no actor starts before their first use.
 
         With ``validate_only`` (Kafka's CreateTopics flag) everything is checked and
         nothing is created; the description shows what would be.
@@ -258,8 +310,8 @@ class Broker(Actor):
         del self._topics[name]
         self._stop_partitions(topic.partitions)
         gone = UnknownTopicOrPartition(f"topic {name!r} was deleted")
-        for partition in topic.partitions:
-            partition.state.set_offline(gone)
+        for handle in topic.partitions:
+            handle.state.set_offline(gone)
         self._remove_folders(name, range(len(topic.partitions)))
         log.info("topic deleted", extra={"fields": {"topic": name}})
 
@@ -303,10 +355,13 @@ class Broker(Actor):
         config = self.config.topic_config(overrides)
         topic.info = self._catalog.set_topic_config(name, overrides)
         topic.config = config
-        applying = [(partition, partition.handle.actor.update_config(config))
-                    for partition in topic.partitions if partition.handle.actor is not None]
-        for partition, future in applying:
-            self._check_applied(name, partition.handle.state.partition, future)
+        applying = [(handle, handle.slot.actor.update_config(config))
+                    for handle in topic.partitions if handle.slot.actor is not None]
+        for handle, future in applying:
+            self._check_applied(name, handle.state.partition, future)
+        for handle in topic.partitions:  # stopped ones: their maintenance may be due sooner
+            if handle.slot.actor is None:
+                self._schedule_due(handle)
         log.info("topic config altered", extra={"fields": {"topic": name, **changes}})
         return self._describe(topic)
 
@@ -325,30 +380,40 @@ class Broker(Actor):
     # -- partitions -------------------------------------------------------------------------
 
     def partition(self, topic: str, partition: int) -> PartitionHandle:
-        """The handle of one online partition; UnknownTopicOrPartition or KafkaStorageError."""
+        """The handle of one online partition, its actor started if it was not running;
+        UnknownTopicOrPartition or KafkaStorageError (offline, or it failed to open)."""
         found = self._topic(topic)
         if not 0 <= partition < len(found.partitions):
             raise UnknownTopicOrPartition(
                 f"topic {topic!r} has no partition {partition}"
                 f" (it has {len(found.partitions)})")
-        handle = found.partitions[partition].handle
-        if handle.actor is None:
+        handle = found.partitions[partition]
+        if self._running_actor(found, partition) is None:
             raise offline_error(handle.state)
         return handle
 
     def partitions(self, topic: str) -> tuple[PartitionHandle, ...]:
-        """Every partition's handle, offline ones included (their ``actor`` is None)."""
-        return tuple(p.handle for p in self._topic(topic).partitions)
+        """Every partition's handle, starting none (``offline`` says which are offline)."""
+        return tuple(self._topic(topic).partitions)
+
+    def log_end_offset(self, topic: str, partition: int) -> int:
+        """A partition's log-end-offset, from its view or its segments' metadata (read now
+        if the background survey has not reached it), starting no actor; -1 if unknown."""
+        found = self._topics.get(topic)
+        if found is None or not 0 <= partition < len(found.partitions):
+            return -1
+        handle = found.partitions[partition]
+        if handle.state.known is None and handle.slot.actor is None:
+            self._summarize(found, partition)
+        return handle.state.high_watermark
 
     def compacted_partitions(self) -> tuple[tuple[PartitionHandle, TopicConfig, str], ...]:
-        """For the log cleaner: each online partition of a topic whose cleanup.policy has
-        ``compact``, with the topic's config and the partition's folder."""
+        """For the log cleaner: each partition not offline of a topic whose cleanup.policy
+        has ``compact``, with the topic's config and the partition's folder."""
         return tuple(
-            (partition.handle, topic.config,
-             partition_dir(self.data_dir, topic.info.name, index))
+            (handle, topic.config, partition_dir(self.data_dir, topic.info.name, index))
             for topic in self._topics.values() if is_compacted(topic.config)
-            for index, partition in enumerate(topic.partitions)
-            if partition.handle.actor is not None)
+            for index, handle in enumerate(topic.partitions) if not handle.offline)
 
     def topic_partitions(
         self, names: Iterable[str] | None = None, allow_create: bool = False
@@ -394,53 +459,109 @@ class Broker(Actor):
                 f"topic {name!r}: {adding} partitions asked for, one request may add at most"
                 f" {per_request} (max.partitions.per.request)")
         total = sum(len(topic.partitions) for topic in self._topics.values()) + adding
-        if total > self.max_partitions:
-            derived = (f", derived from the open-file limit {open_file_limit()} (ulimit -n)"
-                       if self.config.max_partitions == -1 else "")
+        if 0 <= self.max_partitions < total:
             raise PolicyViolation(
                 f"topic {name!r}: {adding} more partitions would make {total}, over"
-                f" max.partitions {self.max_partitions}{derived}")
-        check_room(adding, f"topic {name!r}")
+                f" max.partitions {self.max_partitions}")
 
     def _add_partitions(self, topic: _Topic, total: int) -> None:
-        """Create partitions up to ``total``; raises the first one's failure to open."""
+        """Create partitions up to ``total``, their first segments written, none opened;
+        raises the first one's failure to be made."""
         name = topic.info.name
+        first: SegmentInfo | None = None  # copied as every other one's first segment
         for index in range(len(topic.partitions), total):
             self._remove_folders(name, [index])  # left by a crash after an earlier delete
-            topic.partitions.append(self._open_partition(topic, index, create=True))
-
-    def _open_partition(self, topic: _Topic, index: int, *, create: bool,
-                        state: PartitionState | None = None) -> _Partition:
-        """Open one partition's log and start its actor; offline with the error if it fails,
-        or, with ``create``, raise the error (the caller refuses the creation)."""
-        name = topic.info.name
-        state = state or PartitionState(name, index)
-        directory = partition_dir(self.data_dir, name, index)
-        try:
-            partition_log = PartitionLog.open(
-                directory, topic.config, create=create,
-                producer_id_expiration_ms=self.config.producer_id_expiration_ms)
-        except KafkaError as exc:
-            if create:
+            directory = partition_dir(self.data_dir, name, index)
+            try:
+                created = create_partition(directory, first)
+            except KafkaError:
                 raise
-            return self._offline(state, exc)
-        except Exception as exc:
-            error = (too_many_open_files(directory) if is_too_many_open_files(exc)
-                     else KafkaStorageError(f"{directory}: {exc!r}"))
-            if create:
-                raise error from exc
-            return self._offline(state, error)
+            except Exception as exc:
+                raise KafkaStorageError(f"{directory}: {exc!r}") from exc
+            first = first or created
+            handle = self._new_handle(name, index)
+            handle.state.summary = LogSummary((created,))
+            topic.partitions.append(handle)
+
+    def _new_handle(self, topic: str, index: int) -> PartitionHandle:
+        return PartitionHandle(PartitionState(topic, index), PartitionSlot(self._send_wake))
+
+    def _send_wake(self, wake: Wake) -> None:
+        """A handle's way to the broker (any thread): start my actor, hand it this append."""
+        tell_or_refuse(self.actor_ref, wake,
+                       lambda: fail_future(wake.message.reply, wake.handle.restarting()))
+
+    def _wake(self, wake: Wake) -> None:
+        handle, message = wake.handle, wake.message
+        state = handle.state
+        topic = self._topics.get(state.topic)
+        if (topic is None or state.partition >= len(topic.partitions)
+                or topic.partitions[state.partition] is not handle):
+            fail_future(message.reply, offline_error(state))  # deleted: says so
+            return
+        actor = self._running_actor(topic, state.partition)
+        if actor is None:
+            fail_future(message.reply, offline_error(state))
+        else:
+            tell_with_reply(actor.actor_ref, message, message.reply, handle.restarting)
+
+    def _running_actor(self, topic: _Topic, index: int) -> Any:
+        """The partition's running actor (a proxy), started first if none runs; None while
+        it is offline (a full disk is tried again by its own timer)."""
+        handle = topic.partitions[index]
+        slot = handle.slot
+        slot.used = time.monotonic()
+        actor = slot.actor
+        if actor is not None:
+            if not actor.actor_ref.is_alive():  # failed: restart it now, not at its report
+                self._restart_failed(topic, index)
+            return slot.actor
+        error = handle.state.error
+        if error is not None and not isinstance(error, TooManyOpenFiles):
+            return None
+        self._open(topic, index)
+        return slot.actor
+
+    def _open(self, topic: _Topic, index: int) -> None:
+        """Open one partition's log and start its actor; offline with the error if it fails."""
+        handle = topic.partitions[index]
+        key = (topic.info.name, index)
+        closing = self._stopping.pop(key, None)
+        if closing is not None:
+            stop_actor(closing)  # its files are closed before they are opened again
+        self._make_room()
+        state = handle.state
+        try:
+            partition_log = self._open_log(partition_dir(self.data_dir, *key), topic.config)
+        except KafkaError as exc:
+            self._offline(state, exc)
+            return
         broker = self.actor_ref
         ref = PartitionActor.start(
             state, partition_log, self._scheduler, self.config.log_retention_check_interval_ms,
             lambda failed: tell_if_alive(broker, failed), self._disk,
         )
-        return _Partition(state, PartitionHandle(state, ref.proxy()))
+        state.summary = None  # the view it published says more
+        handle.slot.actor = ref.proxy()
+        handle.slot.used = time.monotonic()
+        self._running[key] = handle
 
-    def _offline(self, state: PartitionState, error: KafkaError) -> _Partition:
+    def _open_log(self, directory: str, config: TopicConfig) -> PartitionLog:
+        """PartitionLog.open, any failure a KafkaError (EMFILE named as TooManyOpenFiles)."""
+        try:
+            return PartitionLog.open(
+                directory, config,
+                producer_id_expiration_ms=self.config.producer_id_expiration_ms)
+        except KafkaError:
+            raise
+        except Exception as exc:
+            raise (too_many_open_files(directory) if is_too_many_open_files(exc)
+                   else KafkaStorageError(f"{directory}: {exc!r}")) from exc
+
+    def _offline(self, state: PartitionState, error: KafkaError) -> None:
         """``state``'s partition offline with ``error``: one log line (for a full disk, the
         disk watch's, once for every partition; for the open-file limit, the first time
-        only: start-up counts the rest)."""
+        only)."""
         if isinstance(error, DiskFull):
             self._disk.full(error)
         elif isinstance(error, TooManyOpenFiles):
@@ -452,13 +573,159 @@ class Broker(Actor):
             log.error("partition offline", extra={"fields": {
                 "topic": state.topic, "partition": state.partition, "error": str(error)}})
         state.set_offline(error)
-        return _Partition(state, PartitionHandle(state, None))
 
-    def _reopen_when_space(self, partition: _Partition, delay_s: float = REOPEN_FIRST_S
+    # -- idle partitions --------------------------------------------------------------------
+
+    def _quiet(self, handle: PartitionHandle) -> bool:
+        """Whether the running actor may stop now: nothing in its inbox, no transaction
+        open in its log (the last stable offset at the high watermark)."""
+        actor, view = handle.slot.actor, handle.state.view
+        return (actor is not None and view is not None
+                and view.last_stable_offset >= view.high_watermark
+                and actor.actor_ref.actor_inbox.qsize() == 0)
+
+    def _make_room(self) -> None:
+        """Close the least recently used quiet partition while ``partition.open.max`` run."""
+        while len(self._running) >= self.max_open:
+            quiet = [handle for handle in self._running.values() if self._quiet(handle)]
+            if not quiet:
+                return
+            self._close(min(quiet, key=lambda handle: handle.slot.used), wait=True)
+
+    def _close(self, handle: PartitionHandle, *, wait: bool) -> None:
+        """Stop a running partition's actor (its files closed, its view kept); from now on
+        its next use starts a new one. ``wait``: until its files are closed."""
+        key = (handle.state.topic, handle.state.partition)
+        ref = handle.slot.actor.actor_ref
+        handle.slot.actor = None
+        del self._running[key]
+        if wait:
+            stop_actor(ref)
+            self._schedule_due(handle)
+        else:
+            ref.stop(block=False)
+            self._stopping[key] = ref
+
+    def _schedule_sweep(self) -> None:
+        broker = self.actor_ref
+        delay = min(max(self._idle_s / 2, 0.05), IDLE_SWEEP_MAX_S)
+        self._scheduler.call_later(delay, lambda: tell_if_alive(broker, SweepIdle()))
+
+    def _sweep_idle(self) -> None:
+        """Stop the actors unused for ``partition.idle.close.ms``; finish the stops begun."""
+        now = time.monotonic()
+        for handle in [h for h in self._running.values()
+                       if now - h.slot.used >= self._idle_s and self._quiet(h)]:
+            self._close(handle, wait=False)
+            log.debug("partition closed while idle", extra={"fields": {
+                "topic": handle.state.topic, "partition": handle.state.partition}})
+        for key, ref in [(k, r) for k, r in self._stopping.items() if not r.is_alive()]:
+            del self._stopping[key]
+            stop_actor(ref)  # its thread has ended, or ends once its files are closed
+            topic = self._topics.get(key[0])
+            if topic is not None and key[1] < len(topic.partitions):
+                self._schedule_due(topic.partitions[key[1]])
+        self._schedule_sweep()
+
+    def _schedule_due(self, handle: PartitionHandle) -> None:
+        """Note when a stopped partition's segment.ms or retention work is due, if ever."""
+        state = handle.state
+        known, topic = state.known, self._topics.get(state.topic)
+        if known is None or topic is None:
+            return
+        due = maintenance_due_ms(known.segments, topic.config)
+        if due is None:
+            return
+        heapq.heappush(self._due, (due, next(self._due_order), state.topic, state.partition))
+        self._arm_due()
+
+    def _arm_due(self) -> None:
+        """Keep one timer at the earliest due time."""
+        if not self._due:
+            return
+        first = self._due[0][0]
+        if self._due_timer is not None:
+            if self._due_at <= first:
+                return
+            self._due_timer.cancel()
+        self._due_at = first
+        broker = self.actor_ref
+        self._due_timer = self._scheduler.call_later(
+            max(first - wall_clock_ms(), 0) / 1000, lambda: tell_if_alive(broker, DueCheck()))
+
+    def _due_check(self) -> None:
+        """Start the stopped partitions whose maintenance is due, and have them do it."""
+        self._due_timer = None
+        now = wall_clock_ms()
+        while self._due and self._due[0][0] <= now:
+            _, _, name, index = heapq.heappop(self._due)
+            topic = self._topics.get(name)
+            if topic is None or index >= len(topic.partitions) or (name, index) in self._stopping:
+                continue  # deleted; or closing, and scheduled again once closed
+            handle = topic.partitions[index]
+            known = handle.state.known
+            if handle.slot.actor is not None or handle.offline or known is None:
+                continue  # a running actor keeps its own timers
+            due = maintenance_due_ms(known.segments, topic.config)
+            if due is None:
+                continue
+            if due > now:  # the config changed meanwhile
+                heapq.heappush(self._due, (due, next(self._due_order), name, index))
+                continue
+            actor = self._running_actor(topic, index)
+            if actor is not None:
+                tell_if_alive(actor.actor_ref, CheckRetention())
+        self._arm_due()
+
+    def _survey(self) -> None:
+        """Summarize the next SURVEY_CHUNK partitions not opened since start-up, then let
+        requests in before the next chunk."""
+        for _ in range(SURVEY_CHUNK):
+            if not self._unsurveyed:
+                return
+            name, index = self._unsurveyed.popleft()
+            topic = self._topics.get(name)
+            if topic is not None and index < len(topic.partitions):
+                handle = topic.partitions[index]
+                if handle.state.known is None and handle.slot.actor is None:
+                    self._summarize(topic, index)
+        tell_if_alive(self.actor_ref, Survey())
+
+    def _finish_swap(self, topic: _Topic, index: int) -> None:
+        """At start-up, before any reader looks at a partition's files: finish or undo a
+        cleaning's swap a crash cut short (what opening the log does first), so that a
+        restart leaves every folder whole, as it did when start-up opened each log."""
+        directory = partition_dir(self.data_dir, topic.info.name, index)
+        try:
+            recover_swap(directory)
+        except CorruptLog as exc:
+            self._offline(topic.partitions[index].state, exc)
+        except OSError:
+            pass  # a missing folder or the open-file limit: its first use says which
+
+    def _summarize(self, topic: _Topic, index: int) -> None:
+        """A partition's figures and due maintenance from its segments' metadata rows. One
+        whose files are damaged (CorruptLog) goes offline, alone; one that cannot be read
+        for another reason (the open-file limit) stays unknown until its first use."""
+        handle = topic.partitions[index]
+        directory = partition_dir(self.data_dir, topic.info.name, index)
+        try:
+            handle.state.summary = read_summary(directory)
+            handle.state.stats.cleaner = read_cleaner_state(directory)
+        except CorruptLog as exc:
+            self._offline(handle.state, exc)
+            return
+        except (KafkaError, OSError):
+            return
+        self._schedule_due(handle)
+
+    # -- failures ---------------------------------------------------------------------------
+
+    def _reopen_when_space(self, handle: PartitionHandle, delay_s: float = REOPEN_FIRST_S
                            ) -> None:
-        """If a full disk kept ``partition`` from opening, try again in ``delay_s``."""
-        if partition.handle.actor is None and isinstance(partition.state.error, DiskFull):
-            retry = ReopenPartition(partition.state.topic, partition.state.partition, delay_s)
+        """If a full disk kept the partition from opening, try again in ``delay_s``."""
+        if handle.slot.actor is None and isinstance(handle.state.error, DiskFull):
+            retry = ReopenPartition(handle.state.topic, handle.state.partition, delay_s)
             broker = self.actor_ref
             self._scheduler.call_later(delay_s, lambda: tell_if_alive(broker, retry))
 
@@ -467,15 +734,13 @@ class Broker(Actor):
         topic = self._topics.get(retry.topic)
         if topic is None or retry.partition >= len(topic.partitions):
             return  # deleted meanwhile
-        current = topic.partitions[retry.partition]
-        if current.handle.actor is not None or not isinstance(current.state.error, DiskFull):
+        handle = topic.partitions[retry.partition]
+        if handle.slot.actor is not None or not isinstance(handle.state.error, DiskFull):
             return
-        reopened = self._open_partition(
-            topic, retry.partition, create=False, state=current.state)
-        topic.partitions[retry.partition] = reopened
-        if reopened.handle.actor is not None:
+        self._open(topic, retry.partition)
+        if handle.slot.actor is not None:
             self._disk.has_space()
-        self._reopen_when_space(reopened, min(retry.waited_s * 2, REOPEN_MAX_S))
+        self._reopen_when_space(handle, min(retry.waited_s * 2, REOPEN_MAX_S))
 
     @contextlib.contextmanager
     def _disk_writes(self) -> Iterator[None]:
@@ -492,23 +757,35 @@ class Broker(Actor):
         topic = self._topics.get(failed.topic)
         if topic is None or failed.partition >= len(topic.partitions):
             return
-        current = topic.partitions[failed.partition]
-        actor = current.handle.actor
+        actor = topic.partitions[failed.partition].slot.actor
         if actor is None or actor.actor_ref.actor_urn != failed.actor_urn:
             return
-        stop_actor(actor.actor_ref)
-        current.state.stats.restarts += 1
-        restarted = self._open_partition(
-            topic, failed.partition, create=False, state=current.state)
-        topic.partitions[failed.partition] = restarted
-        self._reopen_when_space(restarted)
-        log.warning("partition restarted from disk", extra={"fields": {
-            "topic": failed.topic, "partition": failed.partition,
-            "online": restarted.handle.actor is not None}})
+        self._restart_failed(topic, failed.partition)
 
-    @staticmethod
-    def _stop_partitions(partitions: Iterable[_Partition]) -> None:
-        refs = [p.handle.actor.actor_ref for p in partitions if p.handle.actor is not None]
+    def _restart_failed(self, topic: _Topic, index: int) -> None:
+        handle = topic.partitions[index]
+        ref = handle.slot.actor.actor_ref
+        handle.slot.actor = None
+        self._running.pop((topic.info.name, index), None)
+        stop_actor(ref)
+        handle.state.stats.restarts += 1
+        self._open(topic, index)
+        self._reopen_when_space(handle)
+        log.warning("partition restarted from disk", extra={"fields": {
+            "topic": topic.info.name, "partition": index,
+            "online": handle.slot.actor is not None}})
+
+    def _stop_partitions(self, handles: Iterable[PartitionHandle]) -> None:
+        refs = []
+        for handle in handles:
+            key = (handle.state.topic, handle.state.partition)
+            if handle.slot.actor is not None:
+                refs.append(handle.slot.actor.actor_ref)
+                handle.slot.actor = None
+            self._running.pop(key, None)
+            closing = self._stopping.pop(key, None)
+            if closing is not None:
+                refs.append(closing)
         for ref in refs:
             ref.stop(block=False)
         for ref in refs:
@@ -521,9 +798,12 @@ class Broker(Actor):
                 shutil.rmtree(directory)
 
     def _describe(self, topic: _Topic) -> TopicDescription:
+        for index, handle in enumerate(topic.partitions):
+            if handle.state.known is None and handle.slot.actor is None and not handle.offline:
+                self._summarize(topic, index)  # not reached by the survey yet
         return TopicDescription(
             name=topic.info.name,
-            partitions=tuple(_describe_partition(p.state) for p in topic.partitions),
+            partitions=tuple(_describe_partition(h.state) for h in topic.partitions),
             config=topic.config.to_mapping(),
             overrides=dict(topic.info.config),
             created_ms=topic.info.created_ms,
@@ -532,7 +812,7 @@ class Broker(Actor):
 
 def _describe_partition(state: PartitionState) -> PartitionDescription:
     """``error``: why it is offline, or what of it cannot be read (a damaged segment)."""
-    view = state.view
+    view = state.known
     error = str(state.error) if state.error is not None else view and view.problem
     if view is None:
         return PartitionDescription(state.topic, state.partition, -1, -1, 0, 0, error)

@@ -177,7 +177,7 @@ class LogCleaner(Actor):
                       handle.state.stats.cleaner.cleaned.through,
                       config.min_cleanable_dirty_ratio, config.max_compaction_lag_ms)
             for handle, config, directory in self._broker.compacted_partitions().get()
-            if (view := handle.state.view) is not None]
+            if (view := handle.state.known) is not None]
         for handle, directory in dirtiest_first(candidates, self._clock()):
             if not self._claims.try_claim(directory):
                 continue
@@ -191,9 +191,10 @@ class LogCleaner(Actor):
 
     def _clean(self, handle: PartitionHandle, directory: str) -> CleaningResult | None:
         """One cleaning of a claimed partition: prepared here, swapped in by its actor."""
-        if handle.actor is None:
-            raise KafkaStorageError(f"partition {handle.topic_partition} is offline")
-        sealed, active_base, config = handle.actor.cleanable().get()
+        actor = handle.actor or self._broker.partition(*handle.topic_partition).get().actor
+        if actor is None:  # stopped again at once: idle, or offline
+            raise KafkaStorageError(f"partition {handle.topic_partition} is not open")
+        sealed, active_base, config = actor.cleanable().get()
         _check_compacted(handle, config)
         try:
             prepared = prepare_cleaning(directory, sealed, active_base, self._clock(),
@@ -202,7 +203,7 @@ class LogCleaner(Actor):
             recover_swap(directory)  # no swap was begun: removes its pending files
             raise
         try:
-            installed = handle.actor.install_cleaning(prepared).get()
+            installed = actor.install_cleaning(prepared).get()
         except BaseException:
             if prepared.swap.pending_exist():
                 discard_pending(prepared.swap)

@@ -108,6 +108,8 @@ METRICS: tuple[MetricSpec, ...] = (
                " have a segment that cannot be read"),
     MetricSpec("eventstore_partition_mailbox_depth", "gauge", (TOPIC, PARTITION),
                "Messages (append batches, timers) waiting in the partition actor's inbox"),
+    MetricSpec("eventstore_partitions_open", "gauge", (),
+               "Partitions whose actor runs (their files open); an unused one closes"),
     MetricSpec("eventstore_actor_mailbox_depth", "gauge", ("actor",),
                "Messages waiting in the inbox of the broker or the group coordinator actor"),
     MetricSpec("eventstore_group_rebalances_total", "counter", (),
@@ -156,6 +158,7 @@ def _samples(snapshot: MetricsSnapshot) -> Iterator[Sample]:
     for group in snapshot.groups:
         yield from _group_samples(group, by_topic)
     yield "eventstore_group_rebalances_total", [], snapshot.rebalances_total
+    yield "eventstore_partitions_open", [], sum(p.open for p in snapshot.partitions)
     for actor, depth in snapshot.mailbox_depths.items():
         yield "eventstore_actor_mailbox_depth", [actor], depth
 

@@ -37,7 +37,9 @@ SNAPSHOT_TIMEOUT_S = 5.0
 class PartitionFigures:
     """One partition as a scrape sees it.
 
-    Offsets are -1 when the partition has never opened (no published view). An offline
+    Offsets are -1 while nothing of the log is known (neither a published view nor, for
+    one not opened since start-up, its segments' metadata yet). ``open``: an actor runs
+    it (its files are open); a partition unused for a while is not. An offline
     partition that was open keeps the offsets of its last view, which are what is on disk.
     A partition with a damaged segment counts as offline although it serves the rest.
     ``latency_counts[i]`` counts appends that took at most ``LATENCY_BUCKETS[i]`` seconds
@@ -65,6 +67,7 @@ class PartitionFigures:
     cleaner_runs: int = 0
     cleaner_bytes_removed: int = 0
     dirty_ratio: float | None = None  # a compacted topic's partition only
+    open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,21 +153,22 @@ def _figures(handle: PartitionHandle, compacted: bool) -> PartitionFigures:
     """Read one partition's published view and counters (no message to its actor), and
     of a ``compacted`` topic's partition its dirty ratio."""
     state = handle.state
-    view = state.view
+    view = state.known  # of a partition not opened since start-up: its segments' metadata
     stats = state.stats
     histogram = stats.append_latency
     cleaning = state.cleaning_status()
-    actor = handle.actor
+    actor = handle.slot.actor  # read without counting as a use: no actor is kept running
     return PartitionFigures(
         topic=state.topic,
         partition=state.partition,
         # damaged: some offsets the log holds cannot be read, so it is not wholly serving
-        offline=actor is None or state.error is not None or bool(view and view.damage),
+        offline=state.error is not None or bool(view and view.damage),
         log_start_offset=-1 if view is None else view.log_start_offset,
         log_end_offset=-1 if view is None else view.high_watermark,
         segments=0 if view is None else len(view.segments),
         bytes=0 if view is None else sum(s.bytes for s in view.segments),
         mailbox_depth=0 if actor is None else actor.actor_ref.actor_inbox.qsize(),
+        open=actor is not None,
         records_appended=stats.records_appended,
         bytes_appended=stats.bytes_appended,
         records_fetched=stats.records_fetched,

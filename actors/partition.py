@@ -54,7 +54,13 @@ import pykka
 
 from actors.disk import DiskWatch
 from actors.failures import FailureLog
-from actors.runtime import Actor, Scheduler, Timer, tell_if_alive, tell_with_reply
+from actors.runtime import (
+    Actor,
+    Scheduler,
+    Timer,
+    tell_if_alive,
+    tell_or_refuse,
+)
 from eventstore.clock import wall_clock_ms
 from eventstore.config import TopicConfig
 from eventstore.errors import (
@@ -72,6 +78,7 @@ from eventstore.storage.compaction import (
 )
 from eventstore.storage.log import PartitionLog
 from eventstore.storage.log_reader import Damage, LogView
+from eventstore.storage.log_summary import LogSummary
 from eventstore.storage.producer_state import ProducerEntry
 from eventstore.storage.records import AppendRow, ProducerBatchInfo
 from eventstore.storage.segment import AppendResult, SegmentInfo, segment_name
@@ -155,15 +162,18 @@ class PartitionState:
     """What a partition shows its readers: the latest view, its health, a way to wait.
 
     ``view`` is replaced atomically after every durable append (None until the log is
-    open); ``error`` is set while the partition is offline (failed, corrupt, deleted).
-    The same object lives as long as the partition, across actor restarts, so waiters
-    and listeners stay attached.
+    first opened; kept while its actor is stopped for idleness, as nothing writes it
+    then); ``summary`` is what the segments' metadata say of a log not opened yet
+    (figures only: readers wait for a view); ``error`` is set while the partition is
+    offline (failed, corrupt, deleted). The same object lives as long as the partition,
+    across actor restarts and idle stops, so waiters and listeners stay attached.
     """
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
         self.view: LogView | None = None
+        self.summary: LogSummary | None = None
         self.error: KafkaError | None = None
         self.stats = PartitionStats()
         self._cond = threading.Condition()
@@ -179,9 +189,15 @@ class PartitionState:
 
     @property
     def high_watermark(self) -> int:
-        """The offset the next record will get (-1 while the log is not open)."""
+        """The offset the next record will get (-1 while nothing of the log is known)."""
+        known = self.known
+        return -1 if known is None else known.high_watermark
+
+    @property
+    def known(self) -> LogView | LogSummary | None:
+        """The latest view, else the summary of a log not opened yet: figures to show."""
         view = self.view
-        return -1 if view is None else view.high_watermark
+        return self.summary if view is None else view
 
     def cleaning_status(self) -> CleaningStatus | None:
         """Log compaction's status of this partition (cleaned and dirty bytes, runs,
@@ -307,20 +323,56 @@ class PartitionFailed:
     error: KafkaError
 
 
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """To the broker: start ``handle``'s partition actor if it is not running, then hand it
+    ``message`` (an Append), whose reply fails if the partition cannot be opened."""
+
+    handle: PartitionHandle
+    message: Append
+
+
+class PartitionSlot:
+    """Where one partition's actor runs, if it does. The broker starts it on first use and
+    stops it once idle (``actor`` is set and cleared by the broker only, read by anyone);
+    ``used`` is when a handle last reached for it (monotonic seconds), the broker's idle
+    check; ``wake`` sends a :class:`Wake` to the broker."""
+
+    __slots__ = ("actor", "used", "wake")
+
+    def __init__(self, wake: Callable[[Wake], None]) -> None:
+        self.actor: pykka.ActorProxy[PartitionActor] | None = None
+        self.used = time.monotonic()
+        self.wake = wake
+
+
 @dataclass(frozen=True)
 class PartitionHandle:
-    """What the broker hands out for one partition: its state and its actor.
+    """What the broker hands out for one partition: its state and where its actor runs.
 
-    ``actor`` is None while the partition is offline. A handle names one incarnation of
-    the actor; after a restart, ask the broker for a fresh one.
+    The same handle lasts as long as the partition: appends through it reach whichever
+    actor runs it, started first when none does. ``actor`` is the running one (None while
+    it is stopped or offline); callers that message it directly ask the broker's
+    ``partition`` first, which starts it.
     """
 
     state: PartitionState
-    actor: pykka.ActorProxy[PartitionActor] | None
+    slot: PartitionSlot
 
     @property
     def topic_partition(self) -> TopicPartition:
         return self.state.topic_partition
+
+    @property
+    def actor(self) -> pykka.ActorProxy[PartitionActor] | None:
+        """The running actor (this counts as a use: see PartitionSlot.used)."""
+        slot = self.slot
+        slot.used = time.monotonic()
+        return slot.actor
+
+    @property
+    def offline(self) -> bool:
+        return self.state.error is not None
 
     def append(
         self,
@@ -338,17 +390,28 @@ class PartitionHandle:
         ``asyncio.wrap_future`` it on an event loop without blocking the loop.
         """
         reply: Future[AppendResult] = Future()
-        if self.actor is None:
-            reply.set_exception(offline_error(self.state))
-            return reply
-        tell_with_reply(self.actor.actor_ref,
-                        Append(rows, producer, reply, sent_bytes, transactional), reply,
-                        self._restarting)
+        message = Append(rows, producer, reply, sent_bytes, transactional)
+        slot = self.slot
+        slot.used = time.monotonic()
+        actor = slot.actor
+        if actor is None:
+            if self.state.error is not None:
+                reply.set_exception(offline_error(self.state))
+            else:
+                slot.wake(Wake(self, message))
+        else:
+            # an actor stopping (idle) or failing before it takes the batch: the broker
+            # starts the next one and hands it the batch
+            tell_or_refuse(actor.actor_ref, message, lambda: self._wake_again(message))
         return reply
 
-    def _restarting(self) -> KafkaStorageError:
-        """What an append gets when this incarnation of the actor stopped before taking it:
-        retriable, as Kafka's NOT_LEADER_OR_FOLLOWER is (a fresh handle reaches the next)."""
+    def _wake_again(self, message: Append) -> None:
+        if not message.reply.done():
+            self.slot.wake(Wake(self, message))
+
+    def restarting(self) -> KafkaStorageError:
+        """What an append gets when the actor stopped before taking it and none could take
+        it instead: retriable, as Kafka's NOT_LEADER_OR_FOLLOWER is."""
         return KafkaStorageError(f"partition {self.state.topic}-{self.state.partition}"
                                  " stopped before this append: it is restarting")
 
@@ -393,7 +456,8 @@ class PartitionActor(Actor):
 
     def on_stop(self) -> None:
         # appends still in the inbox, and any sent from now on, are refused by the
-        # handle's tell_with_reply (see actors.runtime)
+        # handle's tell_or_refuse (see actors.runtime), which has the broker
+        # start the next actor for them
         self._cancel_timers()
         self._log.close()
 

@@ -32,7 +32,7 @@ from actors.producer.client import Producer
 from actors.runtime import Actor, Scheduler, stop_actor
 from actors.transactions import TransactionCoordinator
 from eventstore.config import ServerConfig
-from eventstore.errors import KafkaError, KafkaStorageError
+from eventstore.errors import KafkaStorageError
 from eventstore.groups.consumer_protocol import decode_assignment
 from eventstore.topic_partition import TopicPartition
 
@@ -200,12 +200,9 @@ class ActorSystem:
                                         members, tuple(partitions))
 
     def _log_end_offset(self, tp: TopicPartition) -> int:
-        """The partition's log-end-offset; -1 if it is unknown (offline, deleted)."""
-        try:
-            handles = self.broker.partitions(tp.topic).get()
-        except KafkaError:  # the topic is gone
-            return -1
-        return handles[tp.partition].state.high_watermark if tp.partition < len(handles) else -1
+        """The partition's log-end-offset, durable on disk even while no actor has it
+        open (none is started for this); -1 if it is unknown (deleted, unreadable)."""
+        return self.broker.log_end_offset(tp.topic, tp.partition).get()
 
     # -- stopping ---------------------------------------------------------------------------
 

@@ -133,8 +133,15 @@ KEYS: dict[str, ConfigKey] = {
                   "partitions of a topic created automatically", minimum=1),
         ConfigKey("max.partitions", int, -1, "server",
                   "most partitions the server holds; more are refused with POLICY_VIOLATION"
-                  " (-1: what the open-file limit holds, (`ulimit -n` - 256) / 5)",
+                  " (-1: no limit; a partition holds files open only while in use)",
                   minimum=-1),
+        ConfigKey("partition.idle.close.ms", int, 60000, "server",
+                  "a partition unused this long closes its files and stops its actor,"
+                  " opened again by its next use (not a Kafka key)", minimum=1),
+        ConfigKey("partition.open.max", int, -1, "server",
+                  "most partitions open at once; opening one more closes the least recently"
+                  " used (-1: what the open-file limit holds, (`ulimit -n` - 256) / 5;"
+                  " not a Kafka key)", minimum=-1),
         ConfigKey("max.partitions.per.request", int, 1000, "server",
                   "most partitions one CreateTopics or CreatePartitions request may add;"
                   " more are refused with INVALID_PARTITIONS", minimum=1),
@@ -146,7 +153,8 @@ KEYS: dict[str, ConfigKey] = {
                   "most partitions one DescribeTopicPartitions response describes; the"
                   " client pages through the rest with its cursor", minimum=1),
         ConfigKey("log.retention.check.interval.ms", int, 300000, "server",
-                  "how often each partition looks for segments retention may delete",
+                  "how often each open partition looks for segments retention may delete (a"
+                  " closed one is opened when its segments say retention is due)",
                   minimum=1),
         ConfigKey("log.cleaner.enable", bool, True, "server",
                   "run the log cleaner, which compacts topics whose `cleanup.policy` has"

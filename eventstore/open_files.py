@@ -6,9 +6,9 @@ measured with a producer and a consumer on every partition; each more consumer r
 adds two). The budget is the soft open-file limit
 (``ulimit -n``, RLIMIT_NOFILE) less ``RESERVED_FILES`` for everything else: the catalog,
 the listeners and client connections, SQL readers, log files. Past the limit every open
-fails, a client's socket as much as a segment, so the server refuses to grow into it:
-``max.partitions`` defaults to what the budget holds, and a topic is created only while
-the files it needs are free now (``check_room``).
+fails, a client's socket as much as a segment, so the server keeps no more partitions open
+at once than the budget holds (``partition.open.max`` defaults to it): a partition holds
+its files only while in use, so the server may hold many more.
 
 When the limit is reached anyway, SQLite only says "unable to open database file" and
 Python "Too many open files": ``too_many_open_files`` is the one line that names the limit
@@ -21,7 +21,7 @@ import errno
 import os
 import resource
 
-from eventstore.errors import PolicyViolation, TooManyOpenFiles
+from eventstore.errors import TooManyOpenFiles
 
 FILES_PER_PARTITION = 5  # writer: database, WAL, WAL index; one reader: database, WAL
 RESERVED_FILES = 256
@@ -45,28 +45,9 @@ def open_file_count() -> int:
 
 
 def default_max_partitions(limit: int | None = None) -> int:
-    """The most partitions the open-file ``limit`` (this process's by default) holds."""
+    """The most partitions the open-file ``limit`` (this process's by default) holds open."""
     limit = open_file_limit() if limit is None else limit
     return max(1, (limit - RESERVED_FILES) // FILES_PER_PARTITION)
-
-
-def partitions_with_room() -> int:
-    """How many more partitions the files free now have room for."""
-    free = open_file_limit() - open_file_count() - RESERVED_FILES
-    return max(0, free // FILES_PER_PARTITION)
-
-
-def check_room(partitions: int, what: str) -> None:
-    """PolicyViolation naming the limit unless ``partitions`` more partitions fit in the
-    files free now; ``what`` names the request (``topic 'clicks'``)."""
-    room = partitions_with_room()
-    if partitions > room:
-        limit = open_file_limit()
-        raise PolicyViolation(
-            f"{what}: {partitions} partitions need about {partitions * FILES_PER_PARTITION}"
-            f" open files, but the open-file limit ({limit}, ulimit -n) leaves room for"
-            f" {room} more partitions now: raise the limit, or create fewer partitions"
-        )
 
 
 def is_too_many_open_files(error: BaseException | None) -> bool:

@@ -134,13 +134,18 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
-def rss_kib(pid: int) -> int:
-    """The resident memory of process ``pid`` (VmRSS), in KiB."""
+def proc_status(pid: int, field: str) -> int:
+    """The number in the ``field:`` line of ``/proc/PID/status`` (VmRSS in KiB, Threads)."""
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for process {pid}")
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory of process ``pid`` (VmRSS), in KiB."""
+    return proc_status(pid, "VmRSS")
 
 
 def metric(server: ServerProcess, name: str, **labels: str) -> float | None:

@@ -110,7 +110,9 @@ def polled(consumer: Consumer) -> list[int]:
 def test_a_middle_segment_damaged_under_a_running_server(serve, data_dir: str,
                                                          damage: Damage) -> None:
     chain = Chain(data_dir)
-    server = serve(data_dir)
+    server = serve(data_dir, settings={"partition.idle.close.ms": 3_600_000})
+    with KafkaConnection(server.address) as conn:  # in use (open) when the damage comes
+        assert fetch(conn, TOPIC, 0, 0, max_bytes=1).error_code == 0
     complaint = damage(chain)
 
     logged = assert_served_around(server, chain)

@@ -14,6 +14,7 @@ partition's actor calls when the high watermark moves.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from operator import itemgetter
@@ -108,6 +109,9 @@ class Fetcher:
                 if tp.topic == topic and tp not in self._fetches:
                     fetch = self._fetches[tp] = PartitionFetch(tp, handles[tp.partition].state)
                     fetch.state.add_listener(self._wake)
+                    if fetch.state.view is None:  # not opened since start-up: open it
+                        with contextlib.suppress(KafkaError):  # offline: its state says so
+                            self._broker.partition(*tp).get()
         self._order = [self._fetches[tp] for tp in sorted(self._fetches)]
         self._next = 0
 

@@ -21,16 +21,12 @@ partition goes offline, and nothing is truncated or handed out again.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from eventstore.errors import CorruptLog, DiskFull, KafkaStorageError
-from eventstore.open_files import is_too_many_open_files, too_many_open_files
-from eventstore.storage.segment import SegmentInfo, fsync_directory, segment_name
+from eventstore.errors import CorruptLog, KafkaStorageError
+from eventstore.storage.segment import SegmentInfo, fsync_directory, os_errors, segment_name
 
 ANCHOR_FILE = "anchor.json"
 _VERSION = 1
@@ -51,19 +47,6 @@ class Anchor:
 
 def anchor_path(directory: str) -> str:
     return os.path.join(directory, ANCHOR_FILE)
-
-
-@contextlib.contextmanager
-def _os_errors(path: str) -> Iterator[None]:
-    """An OSError on ``path`` as KafkaStorageError naming it (DiskFull for a full disk)."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskFull(f"{path}: disk full") from exc
-        if is_too_many_open_files(exc):
-            raise too_many_open_files(path) from exc
-        raise KafkaStorageError(f"{path}: {exc.strerror or exc}") from exc
 
 
 def read_anchor(directory: str) -> Anchor | None:
@@ -96,7 +79,7 @@ def write_anchor(directory: str, anchor: Anchor) -> None:
     tmp = path + ".tmp"
     text = json.dumps({"version": _VERSION, "newest_segment": anchor.newest_segment,
                        "log_end_offset": anchor.log_end_offset}) + "\n"
-    with _os_errors(path):
+    with os_errors(path):
         with open(tmp, "wb") as fh:
             fh.write(text.encode())
             fh.flush()

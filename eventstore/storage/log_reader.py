@@ -100,15 +100,22 @@ class LogView:
         return error if hook is None else hook(segment, error)
 
 
+# Most connections one reader keeps: past it the least recently used is closed, so that a
+# client reading thousands of partitions does not hold thousands of files open.
+MAX_READER_CONNECTIONS = 64
+
+
 class LogReader:
     """Reads records through its own read-only connections, so a read never waits on a write.
 
-    Each consumer (and the log itself) has one; connections are kept per segment file and
-    dropped once a segment leaves the view.
+    Each consumer (and the log itself) has one; connections are kept per segment file, at
+    most ``max_connections`` (the least recently used closed first), and dropped once a
+    segment leaves the view.
     """
 
-    def __init__(self) -> None:
-        self._conns: dict[str, apsw.Connection] = {}
+    def __init__(self, max_connections: int = MAX_READER_CONNECTIONS) -> None:
+        self._max = max_connections
+        self._conns: dict[str, apsw.Connection] = {}  # least recently used first
         # the segment each connection was opened for: a cleaning puts a new file under an
         # old name, with other metadata, and the old file's connection must not read it
         self._opened_for: dict[str, SegmentInfo] = {}
@@ -130,8 +137,12 @@ class LogReader:
         if conn is None:
             if not os.path.exists(segment.path):
                 raise CorruptLog(f"{segment.path}: missing: the segment file was deleted")
+            if len(self._conns) >= self._max:
+                self.forget(next(iter(self._conns)))
             conn = self._conns[segment.path] = open_readonly(segment.path)
             self._opened_for[segment.path] = segment
+        elif len(self._conns) > 1:
+            self._conns[segment.path] = self._conns.pop(segment.path)  # most recently used
         return conn
 
     def _failed(self, view: LogView, segment: SegmentInfo, error: KafkaStorageError

@@ -9,9 +9,11 @@ plain ``sqlite3`` tool reads. A batch is appended in one transaction: all or not
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from operator import itemgetter
@@ -19,14 +21,14 @@ from operator import itemgetter
 import apsw
 
 from eventstore.errors import CorruptLog, DiskFull, KafkaStorageError, RecordTooLarge
-from eventstore.open_files import at_open_file_limit, too_many_open_files
+from eventstore.open_files import at_open_file_limit, is_too_many_open_files, too_many_open_files
 from eventstore.storage.records import (
     RECORD_OVERHEAD,
     AppendRow,
     ProducerBatchInfo,
     StoredRow,
 )
-from eventstore.storage.schema import check_schema_version, create_schema, schema_sql
+from eventstore.storage.schema import check_schema_version, schema_sql
 
 SUFFIX = ".db"
 
@@ -356,6 +358,76 @@ def finish_seal(path: str) -> bool:
             conn.close()
 
 
+def write_empty_segment(directory: str, base_offset: int, log_start_offset: int,
+                        now_ms: int) -> str:
+    """Write a new, empty segment file (open nowhere); its path. It appears under its real
+    name only once complete and durable."""
+    path = os.path.join(directory, segment_name(base_offset))
+    tmp = path + ".creating"
+    with storage_errors(path):
+        remove_database_files(tmp)
+        conn = apsw.Connection(tmp)
+        try:
+            # one durable write below instead of a sync per statement: the file is not
+            # under its name before the rename
+            conn.execute("PRAGMA synchronous = OFF")
+            with conn:
+                conn.execute(schema_sql("segment"))
+                conn.execute(
+                    "INSERT INTO segment (id, base_offset, next_offset, log_start_offset,"
+                    " bytes, created_ms) VALUES (1, ?, ?, ?, 0, ?)",
+                    (base_offset, base_offset, log_start_offset, now_ms),
+                )
+            # made in the mode its writer keeps (a new segment is the active one), so that
+            # opening it to write switches nothing: no write, no sync
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        except BaseException:
+            conn.close()
+            remove_database_files(tmp)  # a failed creation (a full disk...) leaves nothing
+            raise
+        conn.close()
+        _publish(tmp, path, directory)
+    return path
+
+
+def copy_segment_file(source: str, directory: str) -> str:
+    """Copy the closed segment file ``source`` (an empty one :func:`write_empty_segment`
+    wrote) into ``directory`` under the same name, durably; its path. Making each new
+    partition's first segment this way costs a file copy, not a schema creation."""
+    path = os.path.join(directory, os.path.basename(source))
+    tmp = path + ".creating"
+    with os_errors(path):
+        try:
+            shutil.copyfile(source, tmp)
+            _publish(tmp, path, directory)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+@contextlib.contextmanager
+def os_errors(path: str) -> Iterator[None]:
+    """An OSError on ``path`` as KafkaStorageError naming it (DiskFull for a full disk,
+    TooManyOpenFiles at the open-file limit)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(f"{path}: disk full") from exc
+        if is_too_many_open_files(exc):
+            raise too_many_open_files(path) from exc
+        raise KafkaStorageError(f"{path}: {exc.strerror or exc}") from exc
+
+
+def _publish(tmp: str, path: str, directory: str) -> None:
+    """Make the complete file ``tmp`` durable, then durably ``path``."""
+    fsync_file(tmp)
+    os.rename(tmp, path)
+    fsync_directory(directory)
+
+
 def remove_database_files(path: str) -> None:
     """Delete the database at ``path`` with its WAL, shared-memory and journal files, those
     that exist."""
@@ -421,27 +493,8 @@ class ActiveSegment:
         cls, directory: str, base_offset: int, log_start_offset: int, now_ms: int, *, fsync: bool
     ) -> ActiveSegment:
         """A new, empty active segment; it appears under its real name only once complete."""
-        path = os.path.join(directory, segment_name(base_offset))
-        tmp = path + ".creating"
-        with storage_errors(path):
-            remove_database_files(tmp)
-            conn = apsw.Connection(tmp)
-            try:
-                create_schema(conn, "segment")
-                with conn:
-                    conn.execute(
-                        "INSERT INTO segment (id, base_offset, next_offset, log_start_offset,"
-                        " bytes, created_ms) VALUES (1, ?, ?, ?, 0, ?)",
-                        (base_offset, base_offset, log_start_offset, now_ms),
-                    )
-            except BaseException:
-                conn.close()
-                remove_database_files(tmp)  # a failed creation (a full disk...) leaves nothing
-                raise
-            conn.close()
-            os.rename(tmp, path)
-            fsync_directory(directory)
-        return cls.open(path, fsync=fsync)
+        return cls.open(write_empty_segment(directory, base_offset, log_start_offset, now_ms),
+                        fsync=fsync)
 
     @classmethod
     def open(cls, path: str, *, fsync: bool) -> ActiveSegment:

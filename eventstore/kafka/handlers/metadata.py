@@ -47,7 +47,7 @@ def _topic_entry(info: TopicInfo, handles: Sequence[PartitionHandle], operations
                  ) -> dict[str, Any]:
     partitions = []
     for index, handle in enumerate(handles):
-        error = offline_error(handle.state) if handle.actor is None else None
+        error = offline_error(handle.state) if handle.offline else None
         partitions.append({
             "error_code": error.code if error else 0,
             "partition_index": index,

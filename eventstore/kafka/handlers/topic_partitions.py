@@ -76,7 +76,7 @@ def partition_entry(index: int, handle: PartitionHandle) -> dict[str, Any]:
     """One partition: led by this node, or, while offline, with no leader and this node
     its offline replica. Kafka sets no partition error code in this API (Metadata says
     KAFKA_STORAGE_ERROR for the same partition)."""
-    offline = handle.actor is None
+    offline = handle.offline
     replicas = [NODE_ID]
     return {"error_code": 0, "partition_index": index,
             "leader_id": -1 if offline else NODE_ID, "leader_epoch": 0,
