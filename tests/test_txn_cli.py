@@ -1,8 +1,9 @@
 """The transaction commands against a real ``eventstore serve`` and its data directory
 (issue 19): ``eventstore transactions list|describe`` as kafka-transactions.sh prints them,
 through the server (ListTransactions, DescribeTransactions) and from the data directory
-beside it; ``eventstore consume --isolation-level read_committed`` over the wire, which
-stops at an open transaction and never prints markers or aborted records."""
+beside it, and the transaction metrics; ``eventstore consume --isolation-level
+read_committed`` over the wire, which stops at an open transaction and never prints
+markers or aborted records."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 
 import pytest
 from confluent_kafka import Producer
+from reliability import metric
 from support import ServerProcess, eventstore_command
 from txn_loop import create_topics
 
@@ -51,6 +53,12 @@ def test_transactions_list_and_describe_through_the_server_and_the_data_dir(serv
     open_one = transactional(b, "open")
     open_one.begin_transaction()
     send(open_one, b"o")
+    assert metric(server, "eventstore_transactions_open") == 1
+    assert metric(server, "eventstore_transactions_committed_total") == 1
+    assert metric(server, "eventstore_transactions_aborted_total") == 0
+    # offsets 0 c, 1 commit marker, 2 o (open): the LSO is 2, the log-end-offset 3
+    assert metric(server, "eventstore_partition_last_stable_offset_lag",
+                  topic="t", partition="0") == 1
     for target in (["--bootstrap-server", b], ["--data-dir", server.data_dir]):
         listed = cli("transactions", "list", *target, "--json")
         assert listed.returncode == 0, listed.stderr
@@ -75,6 +83,10 @@ def test_transactions_list_and_describe_through_the_server_and_the_data_dir(serv
             "TransactionalIdNotFound" in missing.stderr), missing.stderr
         assert "Traceback" not in missing.stderr and len(missing.stderr.splitlines()) == 1
     open_one.abort_transaction(TIMEOUT_S)
+    assert metric(server, "eventstore_transactions_open") == 0
+    assert metric(server, "eventstore_transactions_aborted_total") == 1
+    assert metric(server, "eventstore_partition_last_stable_offset_lag",
+                  topic="t", partition="0") == 0
 
 
 def test_consume_read_committed_over_the_wire(server):

@@ -33,7 +33,12 @@ def fill(bootstrap: str, topic: str, partitions: int, count: int) -> None:
                          "enable.idempotence": True})
     for i in range(count):
         p = i % partitions
-        producer.produce(topic, b"%d:%d" % (p, i // partitions), partition=p)
+        while True:
+            try:
+                producer.produce(topic, b"%d:%d" % (p, i // partitions), partition=p)
+                break
+            except BufferError:  # librdkafka's queue is full: let deliveries drain it
+                producer.poll(0.1)
         if i % 10_000 == 0:
             producer.poll(0)
     assert producer.flush(TIMEOUT_S) == 0
