@@ -145,3 +145,48 @@ def test_verify_reports_a_transactional_row_that_disagrees_with_its_batch(
     conn.execute(f"UPDATE txn_batches SET {change}")
     conn.close()
     assert [p.message for p in verify(data_dir).problems] == [problem]
+
+
+def test_compaction_keeps_markers_and_transactional_rows_consistent(tmp_path):
+    """A compacted topic cleans plain records around transactions: every transactional
+    record and marker stays with its txn_batches row, so verify, the aborted index, the
+    LSO and txn_state read the same before, after and on reopening (markers are kept for
+    good, a simplification of Kafka, which drops them delete.retention.ms after the
+    transaction's last data)."""
+    data_dir = str(tmp_path)
+    config = create_topic(data_dir, "c", 1, {"cleanup.policy": "compact",
+                                             "segment.bytes": 150})
+    directory = partition_dir(data_dir, "c", 0)
+    log = PartitionLog.open(directory, config, clock=ManualClock(), create=True)
+    sequence = 0
+    for n in range(6):
+        log.append([(None, b"k", b"plain%d" % n, None)])
+        log.append([(None, b"k", b"txn%d" % n, None)], ProducerBatchInfo(7, 0, sequence),
+                   transactional=True)
+        sequence += 1
+        log.append_marker(7, 0, ABORT if n % 2 else COMMIT)
+    log.append([(None, b"k", b"open", None)], ProducerBatchInfo(7, 0, sequence),
+               transactional=True)
+    log.roll()
+    before = log.view()
+    with SqlEngine(data_dir) as engine:
+        states = engine.query("SELECT offset, txn_state FROM records"
+                              " WHERE txn_state IS NOT NULL")[1]
+    result = log.clean()
+    assert result.records_removed >= 5  # the plain records of k but its newest
+    after = log.view()
+    assert (after.aborted, after.last_stable_offset) == (before.aborted,
+                                                         before.last_stable_offset)
+    log.close()
+    assert verify(data_dir).ok, verify(data_dir).problems
+    with SqlEngine(data_dir) as engine:
+        assert engine.query("SELECT offset, txn_state FROM records"
+                            " WHERE txn_state IS NOT NULL")[1] == states
+        plain = engine.query("SELECT value FROM records WHERE txn_state IS NULL")[1]
+    assert plain == [(b"plain5",)]
+    again = PartitionLog.open(directory, config, clock=ManualClock())
+    try:
+        assert (again.view().aborted, again.view().last_stable_offset) == (
+            before.aborted, before.last_stable_offset)
+    finally:
+        again.close()
