@@ -114,6 +114,17 @@ METRICS: tuple[MetricSpec, ...] = (
                "Messages waiting in the inbox of the broker or the group coordinator actor"),
     MetricSpec("eventstore_group_rebalances_total", "counter", (),
                "Consumer-group rebalances started since the store started"),
+    MetricSpec("eventstore_partition_last_stable_offset_lag", "gauge", (TOPIC, PARTITION),
+               "Log-end-offset minus last stable offset (LSO): records read_committed"
+               " consumers cannot read yet, held back by open transactions; only for"
+               " partitions that have had transactional records"),
+    MetricSpec("eventstore_transactions_open", "gauge", (),
+               "Transactions open now (Ongoing, or a commit or abort being completed)"),
+    MetricSpec("eventstore_transactions_committed_total", "counter", (),
+               "Transactions committed (markers written) since the store started"),
+    MetricSpec("eventstore_transactions_aborted_total", "counter", (),
+               "Transactions aborted (markers written) since the store started, by their"
+               " producer or on timeout"),
 )
 
 
@@ -159,6 +170,11 @@ def _samples(snapshot: MetricsSnapshot) -> Iterator[Sample]:
         yield from _group_samples(group, by_topic)
     yield "eventstore_group_rebalances_total", [], snapshot.rebalances_total
     yield "eventstore_partitions_open", [], sum(p.open for p in snapshot.partitions)
+    txns = snapshot.transactions
+    if txns is not None:
+        yield "eventstore_transactions_open", [], txns.open
+        yield "eventstore_transactions_committed_total", [], txns.commits
+        yield "eventstore_transactions_aborted_total", [], txns.aborts
     for actor, depth in snapshot.mailbox_depths.items():
         yield "eventstore_actor_mailbox_depth", [actor], depth
 
@@ -175,6 +191,9 @@ def _topic_samples(topic: str, partitions: list[PartitionFigures]) -> Iterator[S
         yield "eventstore_partition_mailbox_depth", labels, p.mailbox_depth
         if p.dirty_ratio is not None:
             yield "eventstore_partition_dirty_ratio", labels, p.dirty_ratio
+        if p.last_stable_offset >= 0:
+            yield ("eventstore_partition_last_stable_offset_lag", labels,
+                   p.log_end_offset - p.last_stable_offset)
     for name, field in (("eventstore_records_appended_total", "records_appended"),
                         ("eventstore_bytes_appended_total", "bytes_appended"),
                         ("eventstore_records_fetched_total", "records_fetched"),

@@ -9,7 +9,9 @@ question it asks is bounded by one deadline, so a scrape takes bounded time; the
 serializes scrapes, so several scrapers at once cost the broker no more than one each.
 
 A compacted topic's partition also has its dirty ratio, from its view and the cleaner's
-state the partition published with the last cleaning it swapped in.
+state the partition published with the last cleaning it swapped in; a partition that has
+had transactions its last stable offset, from its view; and the transaction coordinator
+answers its counts (open now, commits and aborts completed).
 
 The snapshot is plain frozen data; turning it into Prometheus metric families is
 :mod:`actors.exposition`'s job.
@@ -26,6 +28,7 @@ import pykka
 
 from actors.partition import LATENCY_BUCKETS, PartitionHandle
 from actors.runtime import Actor
+from actors.transactions import TransactionStats
 from eventstore.errors import KafkaError
 from eventstore.topic_partition import TopicPartition
 
@@ -68,6 +71,7 @@ class PartitionFigures:
     cleaner_bytes_removed: int = 0
     dirty_ratio: float | None = None  # a compacted topic's partition only
     open: bool = False
+    last_stable_offset: int = -1  # a partition that has had transactional batches only
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +93,20 @@ class MetricsSnapshot:
     rebalances_total: int
     mailbox_depths: Mapping[str, int]
     latency_bounds: tuple[float, ...] = LATENCY_BUCKETS
+    transactions: TransactionStats | None = None  # the transaction coordinator's, if any
 
 
 class MetricsActor(Actor):
     """Answers :meth:`snapshot` from the broker, the coordinator and published state."""
 
     def __init__(self, broker: pykka.ActorProxy[Any], coordinator: pykka.ActorProxy[Any],
-                 timeout_s: float = SNAPSHOT_TIMEOUT_S) -> None:
+                 timeout_s: float = SNAPSHOT_TIMEOUT_S,
+                 transactions: pykka.ActorProxy[Any] | None = None) -> None:
         super().__init__()
         self._broker = broker
         self._coordinator = coordinator
         self._timeout_s = timeout_s
+        self._transactions = transactions
 
     def snapshot(self) -> MetricsSnapshot:
         """The store's figures now; raises pykka's Timeout past the snapshot deadline."""
@@ -108,6 +115,7 @@ class MetricsActor(Actor):
         topics = self._broker.list_topics()
         compacted_partitions = self._broker.compacted_partitions()
         coordinator_stats = self._coordinator.stats()
+        txn_stats = None if self._transactions is None else self._transactions.stats()
         handles = [self._broker.partitions(info.name) for info in deadline.get(topics)]
         compacted = {handle.topic_partition
                      for handle, _, _ in deadline.get(compacted_partitions)}
@@ -136,6 +144,7 @@ class MetricsActor(Actor):
                 "broker": self._broker.actor_ref.actor_inbox.qsize(),
                 "coordinator": self._coordinator.actor_ref.actor_inbox.qsize(),
             },
+            transactions=None if txn_stats is None else deadline.get(txn_stats),
         )
 
 
@@ -182,4 +191,5 @@ def _figures(handle: PartitionHandle, compacted: bool) -> PartitionFigures:
         cleaner_runs=stats.cleaner.runs,
         cleaner_bytes_removed=stats.cleaner.bytes_removed,
         dirty_ratio=None if cleaning is None or not compacted else cleaning.dirty_ratio,
+        last_stable_offset=view.last_stable_offset if view and view.transactional else -1,
     )

@@ -122,7 +122,8 @@ class ActorSystem:
                                                  scheduler=self.scheduler).proxy()
             self.transactions = TransactionCoordinator.start(
                 self.data_dir, config, self.broker, self.scheduler).proxy()
-            self.metrics = MetricsActor.start(self.broker, self.coordinator).proxy()
+            self.metrics = MetricsActor.start(self.broker, self.coordinator,
+                                              transactions=self.transactions).proxy()
             # pykka logs and swallows an actor's failure to start: make each one answer
             self._check_started("broker", self.broker.list_topics)
             self._check_started("coordinator", self.coordinator.list_groups)

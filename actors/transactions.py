@@ -194,7 +194,7 @@ class TransactionCoordinator(Actor):
         self._timer = None
         for completion in list(self._unfinished):
             self._finish(completion)
-        for completion in self._logic.expire(self._new_producer_id):
+        for completion in self._logic.expire():
             log.info("transactional id %s: transaction timed out, aborting",
                      completion.transactional_id)
             self._finish(completion)

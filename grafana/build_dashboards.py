@@ -141,6 +141,20 @@ OVERVIEW_PANELS: tuple[Panel, ...] = (
                   "{{topic}} cleanings"),
            Target(increase("eventstore_log_cleaner_bytes_removed_total", TOPIC, "topic"),
                   "{{topic}} bytes removed"))),
+    Panel("Transactions",
+          "Transactions committed and aborted per second (markers written), and the"
+          " transactions open now.",
+          (Target("rate(eventstore_transactions_committed_total[$__rate_interval])",
+                  "commits/s"),
+           Target("rate(eventstore_transactions_aborted_total[$__rate_interval])",
+                  "aborts/s"),
+           Target("eventstore_transactions_open", "open"))),
+    Panel("LSO lag (transactional partitions)",
+          "Log-end-offset minus last stable offset: records read_committed consumers cannot"
+          " read yet, held back by open transactions. A lag that stays up is a transaction"
+          " left open (it is aborted after its transaction.timeout.ms).",
+          (Target(f"eventstore_partition_last_stable_offset_lag{{{TOPIC}}}",
+                  "{{topic}}/{{partition}}"),)),
     Panel("Append latency",
           "Time a partition actor takes to append one batch durably: median and 99th"
           " percentile, by topic.",

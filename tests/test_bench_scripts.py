@@ -73,3 +73,12 @@ def test_bench_requests_reports_server_cpu_per_request(tmp_path: Path) -> None:
     assert found["produce"]["eventstore"]["count"] == 200
     assert sorted(found["requests"]) == ["echo", "fetch", "heartbeat", "metadata",
                                          "offset_commit", "produce"]
+
+
+def test_bench_transactions_reports_both_loops_and_exactly_once() -> None:
+    out = run_script("bench_transactions.py", "--quick", "--records", "6000")
+    rates = re.findall(r"^(plain|transactional)\b.*?\s([\d,]+)\s+([\d,]+)$", out, re.M)
+    assert [name for name, _, _ in rates] == ["plain", "transactional"], out
+    assert all(int(commits.replace(",", "")) >= 6 for _, _, commits in rates), out
+    assert "exactly once: 0 duplicates, 0 losses" in out, out
+    assert re.search(r"^ratio \d+\.\d+ \(target >= 0\.7\)", out, re.M), out

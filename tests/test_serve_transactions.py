@@ -271,7 +271,7 @@ def crash_loop(tmp_path, count: int, kills: int, seed: int) -> None:
 
 
 def test_crash_loop_loses_and_duplicates_nothing(tmp_path):
-    crash_loop(tmp_path, 6000, kills=2, seed=19)
+    crash_loop(tmp_path, 6000, kills=4, seed=19)
 
 
 @pytest.mark.slow

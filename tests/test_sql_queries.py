@@ -75,9 +75,9 @@ def reference(store: str) -> apsw.Connection:
     conn = apsw.Connection(":memory:")
     conn.execute(
         "CREATE TABLE records (topic TEXT, partition INTEGER, offset INTEGER,"
-        " timestamp INTEGER, key BLOB, value BLOB, headers TEXT)"
-    )
-    conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", read_log(store))
+        " timestamp INTEGER, key BLOB, value BLOB, headers TEXT, txn_state TEXT)"
+    )  # no transactions here: txn_state is NULL (see test_txn_surfaces)
+    conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", read_log(store))
     return conn
 
 

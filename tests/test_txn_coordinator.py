@@ -115,9 +115,9 @@ def test_an_expired_transaction_is_aborted_under_a_new_epoch(store):
     txns.add_partitions("t", pid, epoch, [("b", 0)])
     assert txns.next_deadline() == clock.now + 1000
     clock.advance(999)
-    assert txns.expire(ids()) == []
+    assert txns.expire() == []
     clock.advance(1)
-    [abort] = txns.expire(ids())
+    [abort] = txns.expire()
     assert not abort.commit and abort.producer_epoch == epoch + 1
     txns.complete(abort)
     assert txns.describe("t").state is TxnState.COMPLETE_ABORT
@@ -130,7 +130,7 @@ def test_idle_transactional_ids_expire(store):
     txns = logic(store, clock, expiration_ms=5000)
     txns.init_producer_id("idle", TIMEOUT, ids())
     clock.advance(5000)
-    txns.expire(ids())
+    txns.expire()
     with pytest.raises(TransactionalIdNotFound):
         txns.describe("idle")
     assert logic(store, clock).list() == []
@@ -159,3 +159,28 @@ def test_a_restart_finds_the_prepared_commit_and_the_ongoing_transaction(store, 
     assert [m.transactional_id for m in again.list(states=["Ongoing"])] == ["open"]
     assert [m.transactional_id for m in again.list(producer_ids=[pid])] == ["committing"]
     assert again.open_count() == 2
+
+
+@pytest.mark.parametrize("how", ["a new producer", "the timeout"])
+def test_an_open_transaction_at_the_last_epoch_is_aborted_under_its_own_producer_id(
+        store, how):
+    """At the highest epoch handed out (MAX_EPOCH - 1), the abort keeps the producer id
+    (its markers must close that id's transaction in each partition) and takes the last
+    epoch, MAX_EPOCH, which fences; the producer id changes only at the next
+    InitProducerId, as Kafka rotates it."""
+    from eventstore.storage.producer_state import MAX_EPOCH
+    from eventstore.transactions.state import TransactionMetadata
+
+    clock = ManualClock()
+    store.save(TransactionMetadata("t", 77, MAX_EPOCH - 1, 1000, TxnState.ONGOING,
+                                   frozenset({("b", 0)}), {}, clock.now, clock.now))
+    txns = logic(store, clock)
+    new_id = ids()
+    if how == "the timeout":
+        clock.advance(1000)
+        [abort] = txns.expire()
+    else:
+        abort = txns.init_producer_id("t", TIMEOUT, new_id).abort_first
+    assert (abort.producer_id, abort.producer_epoch) == (77, MAX_EPOCH)
+    txns.complete(abort)
+    assert init(txns, "t", TIMEOUT, new_id) == (1000, 0)

@@ -16,6 +16,12 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 TIMEOUT_S = 60
+# librdkafka (2.16) re-bootstraps when every broker is down, as a SIGKILLed single node
+# is: it decommissions broker 0, and a send_offsets_to_transaction then waits forever for
+# the group coordinator it had cached there, past its timeout (confluentinc/librdkafka
+# issues 5511 and 5456). The server answered every request; the client never sent its
+# TxnOffsetCommit. One node has nothing to re-bootstrap to, so the loop's clients do not.
+NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
 
 
 def create_topics(bootstrap: str, partitions: int, *names: str) -> None:
@@ -33,7 +39,12 @@ def fill(bootstrap: str, topic: str, partitions: int, count: int) -> None:
                          "enable.idempotence": True})
     for i in range(count):
         p = i % partitions
-        producer.produce(topic, b"%d:%d" % (p, i // partitions), partition=p)
+        while True:
+            try:
+                producer.produce(topic, b"%d:%d" % (p, i // partitions), partition=p)
+                break
+            except BufferError:  # librdkafka's queue is full: let deliveries drain it
+                producer.poll(0.1)
         if i % 10_000 == 0:
             producer.poll(0)
     assert producer.flush(TIMEOUT_S) == 0
@@ -76,7 +87,7 @@ def copy_loop(bootstrap: str, source: str, target: str, ends: dict[int, int], *,
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "isolation.level": "read_committed",
-        "enable.partition.eof": False,
+        "enable.partition.eof": False, **NO_REBOOTSTRAP,
     })
     producer = _producer(bootstrap, transactional, transactional_id)
     consumer.subscribe([source])
@@ -128,7 +139,8 @@ def copy_loop(bootstrap: str, source: str, target: str, ends: dict[int, int], *,
 
 
 def _producer(bootstrap: str, transactional: bool, transactional_id: str) -> Producer:
-    config = {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+    config = {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
+              **NO_REBOOTSTRAP}
     if transactional:
         config["transactional.id"] = transactional_id
     producer = Producer(config)

@@ -94,7 +94,8 @@ class Consumer:
         self._on_close = on_close
         self._wakeup = threading.Event()
         self._fetcher = Fetcher(broker, self.config.auto_offset_reset, self._committed,
-                                self._wakeup.set)
+                                self._wakeup.set,
+                                self.config.isolation_level == "read_committed")
         self._membership = Membership(self.config, self.client_id, broker, coordinator,
                                       self._wakeup.set)
         self._subscription: tuple[str, ...] = ()
@@ -162,6 +163,12 @@ class Consumer:
     def position(self, partition: tuple[str, int]) -> int:
         """The offset of the next record ``poll`` returns from ``partition``."""
         return self._fetcher.position(partition)
+
+    def end_offsets(self, partitions: Iterable[tuple[str, int]]) -> dict[Any, int]:
+        """Each assigned partition's end as this consumer reads it (kafka-python's
+        ``end_offsets``): the high watermark, the last stable offset under read_committed."""
+        self._check_open()
+        return {tp: self._fetcher.end_offset(tp) for tp in partitions}
 
     def seek(self, partition: tuple[str, int], offset: int) -> None:
         """Read ``partition`` from ``offset`` on (out of range: ``auto_offset_reset``)."""

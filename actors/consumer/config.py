@@ -24,6 +24,7 @@ class ConsumerConfig:
     key_deserializer: Callable[[bytes], Any] | None = None
     value_deserializer: Callable[[bytes], Any] | None = None
     auto_offset_reset: str = "latest"
+    isolation_level: str = "read_uncommitted"  # read_committed: stop at the LSO, no aborted
     enable_auto_commit: bool = True
     auto_commit_interval_ms: int = 5000
     max_poll_records: int = 500
@@ -56,6 +57,9 @@ class ConsumerConfig:
         if config.auto_offset_reset not in ("earliest", "latest", "none"):
             raise InvalidConfig(f"auto_offset_reset: must be earliest, latest or none, got"
                                 f" {config.auto_offset_reset!r}")
+        if config.isolation_level not in ("read_uncommitted", "read_committed"):
+            raise InvalidConfig(f"isolation_level: must be read_uncommitted or read_committed,"
+                                f" got {config.isolation_level!r}")
         for name in config.partition_assignment_strategy:
             if name not in assignors.ASSIGNORS:
                 raise InvalidConfig(f"partition_assignment_strategy: unknown assignor {name!r}"

@@ -27,6 +27,7 @@ from actors.partition import PartitionState
 from eventstore.errors import IllegalState, KafkaError, NoOffsetForPartition, OffsetOutOfRange
 from eventstore.storage.log_reader import LogReader, LogView
 from eventstore.storage.records import RECORD_OVERHEAD, StoredRow
+from eventstore.storage.transaction_index import hidden_ranges, without_ranges
 from eventstore.topic_partition import TopicPartition
 
 Chunk = tuple[type[ConsumerRecord], list[StoredRow]]
@@ -82,9 +83,11 @@ class Fetcher:
         auto_offset_reset: str,
         committed: Callable[[list[TopicPartition]], dict[TopicPartition, tuple[int, str]]],
         wake: Callable[[], None],
+        read_committed: bool = False,
     ) -> None:
         self._broker = broker
         self._auto_offset_reset = auto_offset_reset
+        self._read_committed = read_committed
         self._committed = committed
         self._wake = wake
         self._fetches: dict[TopicPartition, PartitionFetch] = {}
@@ -140,7 +143,7 @@ class Fetcher:
     def seek_to_end(self, partitions: tuple[tuple[str, int], ...]) -> None:
         """Read only records appended from now on (every assigned partition if none given)."""
         for fetch in self._fetches_of(partitions):
-            fetch.seek(self._view(fetch).high_watermark)
+            fetch.seek(self._end(self._view(fetch)))
 
     def _resolve_positions(self, fetches: list[PartitionFetch]) -> None:
         """Positions from the committed offsets, else by ``auto_offset_reset``."""
@@ -159,7 +162,7 @@ class Fetcher:
             raise error(f"{fetch.tp.topic}-{fetch.tp.partition} {why} and auto_offset_reset"
                         " is none")
         view = self._view(fetch)
-        fetch.seek(view.log_start_offset if policy == "earliest" else view.high_watermark)
+        fetch.seek(view.log_start_offset if policy == "earliest" else self._end(view))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -185,10 +188,13 @@ class Fetcher:
             if (position >= fetch.prune_at
                     or (view.segments[0].base_offset, len(view.segments)) != fetch.segments_seen):
                 fetch.prune(view)
-            if position == view.high_watermark:
+            end = self._end(view)
+            if position >= end:
                 continue
             try:
-                rows = fetch.reader.read(view, position, wanted)
+                rows = fetch.reader.read(
+                    view if end == view.high_watermark else replace(view, high_watermark=end),
+                    position, wanted)
             except OffsetOutOfRange:
                 self._reset_position(fetch, "is out of range")
                 continue
@@ -198,6 +204,9 @@ class Fetcher:
                 raise
             if rows:
                 fetch.position = rows[-1][0] + 1
+                if view.transactional:
+                    rows = self._visible(fetch, view, rows)
+            if rows:
                 state.stats.add_fetched(len(rows), _stored_bytes(rows))
                 chunks.append((fetch.record, rows))
                 wanted -= len(rows)
@@ -205,7 +214,24 @@ class Fetcher:
                     break
         return chunks
 
+    def end_offset(self, partition: tuple[str, int]) -> int:
+        """Where reading ``partition`` ends now: its high watermark, under read_committed
+        its last stable offset (Kafka's end offset for that isolation level)."""
+        return self._end(self._view(self._fetch_of(partition)))
+
     # -- internals --------------------------------------------------------------------------
+
+    def _end(self, view: LogView) -> int:
+        if self._read_committed and view.transactional:
+            return min(view.last_stable_offset, view.high_watermark)
+        return view.high_watermark
+
+    def _visible(self, fetch: PartitionFetch, view: LogView, rows: list[StoredRow]
+                 ) -> list[StoredRow]:
+        """``rows`` without markers (control records) and, under read_committed, without
+        aborted transactions' records, as Kafka's clients drop them."""
+        batches = fetch.reader.txn_batches(view, rows[0][0], rows[-1][0] + 1)
+        return without_ranges(rows, hidden_ranges(batches, view.aborted, self._read_committed))
 
     def _view(self, fetch: PartitionFetch) -> LogView:
         view = fetch.state.view

@@ -30,8 +30,9 @@ from eventstore.sql.coerce import (
     intersect,
 )
 
-COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers", "txn_state")
 TOPIC, PARTITION, OFFSET, TIMESTAMP = range(4)
+TXN_STATE = 7  # not stored in the records row: see eventstore.sql.txn_states
 _ORDER = (TOPIC, PARTITION, OFFSET)
 
 _SYMBOLS = {EQ: "=", GT: ">", GE: ">=", LT: "<", LE: "<="}

@@ -18,20 +18,22 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import apsw
 
 from eventstore.sql.coerce import FULL_RANGE, Affinity, SqlValue, intersect
-from eventstore.sql.plan import COLUMNS, OFFSET, ScanPlan, best_index, scan_plan
+from eventstore.sql.plan import COLUMNS, OFFSET, TXN_STATE, ScanPlan, best_index, scan_plan
 from eventstore.sql.reader import DataReader, PartitionState
 from eventstore.sql.snapshot import Snapshot, SnapshotScope
+from eventstore.sql.txn_states import segment_states, with_states
 from eventstore.storage.readonly import reading
 
 SCHEMA = (
     "CREATE TABLE records (topic TEXT, partition INTEGER, offset INTEGER, timestamp INTEGER,"
-    " key BLOB, value BLOB, headers TEXT, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID"
+    " key BLOB, value BLOB, headers TEXT, txn_state TEXT,"
+    " PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID"
 )
 
 
@@ -92,8 +94,10 @@ def _may_hold(state: PartitionState, index: int, plan: ScanPlan, reader: DataRea
 
 
 def stored_columns(plan: ScanPlan) -> tuple[int, ...]:
-    """The columns a segment query reads for ``plan``: the used ones a segment stores."""
-    return tuple(c for c in range(OFFSET, len(COLUMNS)) if c in plan.columns)
+    """The columns a segment query reads for ``plan``: the used ones a segment stores (and
+    the offset for ``txn_state``, which is told by offset), then ``txn_state``'s place."""
+    used = plan.columns | {OFFSET} if TXN_STATE in plan.columns else plan.columns
+    return tuple(c for c in range(OFFSET, len(COLUMNS)) if c in used)
 
 
 def column_positions(plan: ScanPlan) -> tuple[int, ...]:
@@ -103,8 +107,10 @@ def column_positions(plan: ScanPlan) -> tuple[int, ...]:
 
 
 def segment_query(plan: ScanPlan, scan: SegmentScan) -> tuple[str, list[SqlValue]]:
-    """The SELECT (and its arguments) that reads a scan's rows, ``stored_columns`` only."""
-    select = [COLUMNS[c] for c in stored_columns(plan)] or ["NULL"]
+    """The SELECT (and its arguments) that reads a scan's rows, ``stored_columns`` only
+    (``txn_state`` as a NULL placeholder, which ``with_states`` fills)."""
+    select = [COLUMNS[c] if c != TXN_STATE else "NULL" for c in stored_columns(plan)]
+    select = select or ["NULL"]
     where = "offset >= ? AND offset <= ?"
     args: list[SqlValue] = [scan.low, scan.high]
     if scan.points is not None:
@@ -135,7 +141,7 @@ class SegmentReads:
         self._plan = plan
         self._cursors = self._read()
 
-    def __iter__(self) -> Iterator[apsw.Cursor]:
+    def __iter__(self) -> Iterator[Iterable[tuple]]:
         return self._cursors
 
     def close(self) -> None:
@@ -155,7 +161,7 @@ class SegmentReads:
             for partition in reversed(numbers) if plan.descending else numbers:
                 yield self._snapshot.partition(topic.name, partition)
 
-    def _read(self) -> Iterator[apsw.Cursor]:
+    def _read(self) -> Iterator[Iterable[tuple]]:
         if self._plan.matches_nothing:
             return
         reader = self._snapshot.reader
@@ -175,9 +181,20 @@ class SegmentReads:
                             (end,) = conn.execute("SELECT next_offset FROM segment").fetchone()
                             _warn_of_gap(reader, state, scan, end)
                         cursor = conn.execute(sql, args)
+                        if TXN_STATE in self._plan.columns:
+                            cursor = self._with_states(cursor, conn, state, scan)
                     yield cursor
                 finally:
                     conn.close()
+
+    def _with_states(self, cursor: apsw.Cursor, conn: apsw.Connection, state: PartitionState,
+                     scan: SegmentScan) -> Iterator[tuple]:
+        """The cursor's rows with their ``txn_state``; the cursor itself (its placeholder a
+        constant NULL) when the segment holds no transactional records from the scan on."""
+        later = [state.path(i) for i in range(scan.index + 1, len(state.bases))]
+        ranges = segment_states(conn, scan.path, scan.low, state.high_watermark, later,
+                                self._snapshot.reader.open_segment)
+        return with_states(cursor, ranges) if ranges else cursor
 
 
 def _warn_of_missing(reader: DataReader, state: PartitionState, scan: SegmentScan,

@@ -47,6 +47,14 @@ def control_record(marker: str, coordinator_epoch: int = 0) -> tuple[bytes, byte
             _MARKER_VALUE.pack(0, coordinator_epoch))
 
 
+def control_marker(key: bytes | None) -> str | None:
+    """The marker (COMMIT or ABORT) a control record's key says, None if it is not one."""
+    if key is None or len(key) != _CONTROL_KEY.size:
+        return None
+    version, kind = _CONTROL_KEY.unpack(key)
+    return next((m for m, t in CONTROL_TYPES.items() if t == kind and version == 0), None)
+
+
 @dataclass(frozen=True, slots=True)
 class TxnBatch:
     """One ``txn_batches`` row: a transactional batch or (``marker`` set) a marker."""
@@ -147,3 +155,31 @@ def load_transactions(segments: Sequence[SegmentInfo]) -> PartitionTransactions:
     if segments:
         txns.forget_before(segments[-1].log_start_offset)
     return txns
+
+
+def hidden_ranges(batches: Sequence[TxnBatch], aborted: Sequence[AbortedTxn],
+                  read_committed: bool) -> list[tuple[int, int]]:
+    """The (first, last) offsets a consumer does not hand to applications, of ``batches``
+    (the txn_batches rows of what it read): every marker, and under read_committed every
+    batch of an aborted transaction (``aborted``: the partition's index), as clients drop
+    them by the AbortedTransactions list of a fetch."""
+    hidden = []
+    for batch in batches:
+        if batch.marker is not None or (read_committed and any(
+                a.producer_id == batch.producer_id
+                and a.first_offset <= batch.base_offset < a.last_offset for a in aborted)):
+            hidden.append((batch.base_offset, batch.last_offset))
+    return hidden
+
+
+def without_ranges(rows: list[tuple], hidden: Sequence[tuple[int, int]]) -> list[tuple]:
+    """``rows`` (offset first, in offset order) with those in ``hidden`` left out."""
+    if not hidden:
+        return rows
+    starts = [first for first, _ in hidden]
+    kept = []
+    for row in rows:
+        at = bisect.bisect_right(starts, row[0]) - 1
+        if at < 0 or row[0] > hidden[at][1]:
+            kept.append(row)
+    return kept

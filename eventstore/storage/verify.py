@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import apsw
+
 from eventstore.errors import KafkaStorageError
 from eventstore.storage.anchor import anchor_path, check_anchor, read_anchor
 from eventstore.storage.catalog import (
@@ -49,6 +51,7 @@ from eventstore.storage.segment import (
     read_info,
     segment_name,
 )
+from eventstore.storage.transaction_index import control_marker
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,7 @@ def _check_segment(path: str, cleaned_through: int) -> _Checked:
             batches = conn.execute(
                 "SELECT base_offset, last_offset, bytes FROM batches ORDER BY base_offset"
             ).fetchall()
+            txn_rows = _txn_rows(conn)
     finally:
         conn.close()
     described = f"metadata says offsets {info.base_offset}..{info.next_offset - 1}"
@@ -286,7 +290,46 @@ def _check_segment(path: str, cleaned_through: int) -> _Checked:
         raise _Found(f"metadata says timestamps {info.min_timestamp}..{info.max_timestamp},"
                      f" the records hold {min_ts}..{max_ts}")
     _check_batches(batches, info, contiguous_from)
+    _check_txn_rows(txn_rows)
     return _Checked(info, count)
+
+
+# each txn_batches row, the batch starting at its offset and the first record there
+_TXN_ROWS = (
+    "SELECT t.base_offset, t.last_offset, t.producer_id, t.producer_epoch, t.marker,"
+    " b.last_offset, b.producer_id, b.producer_epoch,"
+    " (SELECT key FROM records r WHERE r.offset = t.base_offset)"
+    " FROM txn_batches t LEFT JOIN batches b ON b.base_offset = t.base_offset"
+    " ORDER BY t.base_offset")
+
+
+def _txn_rows(conn: apsw.Connection) -> list[tuple]:
+    """The segment's transactional rows with what they describe (none before the table)."""
+    if not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'txn_batches'").fetchall():
+        return []
+    return conn.execute(_TXN_ROWS).fetchall()
+
+
+def _check_txn_rows(rows: list[tuple]) -> None:
+    """Each ``txn_batches`` row (what the LSO and the aborted-transaction index are rebuilt
+    from) must describe a batch of the segment: a transactional batch its producer's, of
+    the same offsets, producer id and epoch; a marker a one-record batch whose record is
+    the control record of that marker (COMMIT or ABORT)."""
+    for base, last, pid, epoch, marker, b_last, b_pid, b_epoch, key in rows:
+        if marker is not None:
+            said = control_marker(key)
+            if b_last != base or last != base:
+                raise _Found(f"marker at offset {base} ({base}..{last}) is not a batch of"
+                             " one record")
+            if said != marker:
+                record = (f"its control record says {said}" if said
+                          else "the record there is not a control record")
+                raise _Found(f"marker at offset {base} says {marker} in txn_batches, {record}")
+        elif (b_last, b_pid, b_epoch) != (last, pid, epoch):
+            there = ("no batch starts there" if b_last is None else
+                     f"the batch there is {base}..{b_last} of producer {b_pid} epoch {b_epoch}")
+            raise _Found(f"transactional batch {base}..{last} of producer {pid} epoch"
+                         f" {epoch}: {there}")
 
 
 def _check_batches(batches: list[tuple[int, int, int]], info: SegmentInfo,

@@ -114,7 +114,7 @@ class TransactionLogic:
                 " completed")
         if meta.state is TxnState.ONGOING:
             aborting = self._put(meta.moved(TxnState.PREPARE_ABORT, now,
-                                            **self._next_epoch(meta, new_producer_id)))
+                                            producer_epoch=meta.producer_epoch + 1))
             return InitResult(NO_PRODUCER_ID, -1, Completion.of(aborting))
         ready = self._put(meta.moved(TxnState.EMPTY, now, timeout_ms=timeout_ms,
                                      partitions=frozenset(), pending_offsets={},
@@ -125,6 +125,10 @@ class TransactionLogic:
     @staticmethod
     def _next_epoch(meta: TransactionMetadata, new_producer_id: Callable[[], int]
                     ) -> dict[str, int]:
+        """The producer id and epoch a new producer gets. An open transaction is instead
+        aborted under its own producer id at the epoch after (``producer_epoch + 1``, at
+        most MAX_EPOCH, as this hands out at most MAX_EPOCH - 1): its markers must close
+        that producer id's transaction in each partition, and the epoch fences it."""
         if meta.producer_epoch >= MAX_EPOCH - 1:  # Kafka keeps the last epoch for fencing
             return {"producer_id": new_producer_id(), "producer_epoch": 0}
         return {"producer_epoch": meta.producer_epoch + 1}
@@ -213,7 +217,7 @@ class TransactionLogic:
 
     # -- time ----------------------------------------------------------------------------
 
-    def expire(self, new_producer_id: Callable[[], int]) -> list[Completion]:
+    def expire(self) -> list[Completion]:
         """Abort every transaction open past its timeout, under a bumped epoch (so the
         producer that left it is fenced), and forget ids idle past
         ``transactional.id.expiration.ms``; the aborts to carry out."""
@@ -223,8 +227,7 @@ class TransactionLogic:
         for meta in list(self._ids.values()):
             if meta.state is TxnState.ONGOING and meta.start_ms + meta.timeout_ms <= now:
                 aborting = self._put(meta.moved(
-                    TxnState.PREPARE_ABORT, now,
-                    **self._next_epoch(meta, new_producer_id)))
+                    TxnState.PREPARE_ABORT, now, producer_epoch=meta.producer_epoch + 1))
                 aborts.append(Completion.of(aborting))
             elif not meta.state.is_open and meta.update_ms + self.id_expiration_ms <= now:
                 gone.append(meta.transactional_id)

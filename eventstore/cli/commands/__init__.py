@@ -12,8 +12,9 @@ from eventstore.cli.commands import (
     segments,
     sql,
     topics,
+    transactions,
     users,
 )
 
 COMMANDS = (topics, produce, consume, delete_records, groups, segments, sql, users,
-            acls, compact, mirror)
+            acls, compact, mirror, transactions)

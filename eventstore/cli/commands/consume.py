@@ -41,12 +41,14 @@ from eventstore.cli.cluster import check_partition, partition_count, target_erro
 from eventstore.cli.format import compile_format
 from eventstore.errors import KafkaStorageError
 from eventstore.sql import render_bytes
+from eventstore.sql.txn_states import ABORTED, CONTROL, ONGOING
 from eventstore.storage.records import decode_headers
 
 POLL_MS = 200
 BATCH = 500
 FETCH_MAX_WAIT_MS = 100  # how long the server holds an empty fetch: the end shows up soon
 PROBE_EVERY_S = 1.0  # how often a consumer that reads nothing asks why (see ConsumerSource)
+UNCOMMITTED, COMMITTED = "read_uncommitted", "read_committed"  # Kafka's isolation levels
 
 
 class Record(NamedTuple):
@@ -109,6 +111,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="stop after printing N records")
     parser.add_argument("--exit-at-end", "-e", action="store_true",
                         help="stop once every partition read is at its end")
+    parser.add_argument("--isolation-level", choices=(UNCOMMITTED, COMMITTED),
+                        default=UNCOMMITTED,
+                        help="read_committed: leave out records of aborted transactions and"
+                        " stop at the last stable offset (an open transaction's first record),"
+                        " as Kafka's consumers do; transaction markers are never printed")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--format", "-f", metavar="FMT",
                         help="print each record with this format (default '%%s\\n')")
@@ -202,6 +209,10 @@ class ConsumerSource:
 class SqlSource:
     """Standalone reading of a data directory through the read-only SQL engine.
 
+    Transaction markers (``txn_state`` control) are skipped; with ``read_committed``
+    aborted transactions' records too, and a partition ends at its first record of an
+    open transaction (its last stable offset).
+
     Offsets are read in order and never skipped: at offsets no segment file holds (a
     segment deleted from the chain, or its newest ones gone) the records before them are
     printed and then KafkaStorageError says what is missing, as a server's fetch would.
@@ -210,28 +221,41 @@ class SqlSource:
     """
 
     def __init__(self, engine: Any, topic: str, positions: dict[int, int],
-                 ends: dict[int, int]) -> None:
+                 ends: dict[int, int], read_committed: bool = False) -> None:
         self._engine = engine
         self._topic = topic
         self._positions = positions
         self._ends = ends
+        self._read_committed = read_committed
+        self._hidden = (CONTROL, ABORTED) if read_committed else (CONTROL,)
 
     def poll(self, max_records: int) -> list[Record]:
         for partition, position in self._positions.items():
             if position >= self._ends[partition]:
                 continue
             _, rows = self._engine.query(
-                "SELECT offset, timestamp, key, value, headers FROM records WHERE topic = ?"
-                " AND partition = ? AND offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
+                "SELECT offset, timestamp, key, value, headers, txn_state FROM records"
+                " WHERE topic = ? AND partition = ? AND offset >= ? AND offset < ?"
+                " ORDER BY offset LIMIT ?",
                 (self._topic, partition, position, self._ends[partition], max_records))
             rows = rows[:_run_length(rows, position)]
             if not rows:
                 self._skip_or_fail(partition, position)
                 continue
-            self._positions[partition] = rows[-1][0] + 1
+            if self._read_committed:
+                rows = self._before_open_transaction(partition, rows)
+            self._positions[partition] = rows[-1][0] + 1 if rows else position
             return [Record(self._topic, partition, o, t, k, v, decode_headers(h))
-                    for o, t, k, v, h in rows]
+                    for o, t, k, v, h, state in rows if state not in self._hidden]
         return []
+
+    def _before_open_transaction(self, partition: int, rows: list[tuple]) -> list[tuple]:
+        """read_committed: ``rows`` up to the first of an open transaction, where the
+        partition then ends (its last stable offset)."""
+        cut = next((i for i, row in enumerate(rows) if row[5] == ONGOING), len(rows))
+        if cut < len(rows):
+            self._ends[partition] = rows[cut][0]
+        return rows[:cut]
 
     def _skip_or_fail(self, partition: int, position: int) -> None:
         """Nothing at ``position``: move past what retention deleted meanwhile, else raise
@@ -310,7 +334,8 @@ def _wire_source(args: argparse.Namespace, address: str, count: int) -> Source:
         offline = _offline(args, probe.partition_errors(args.topic), count)
         reset = "earliest" if args.from_beginning else "latest"
         consumer = wire.consumer(address, group_id=args.group, auto_offset_reset=reset,
-                                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+                                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                                 isolation_level=args.isolation_level)
     except BaseException:
         probe.close()
         raise
@@ -343,17 +368,12 @@ def _store_source(args: argparse.Namespace, data_dir: str) -> Source:
     try:
         reset = "earliest" if args.from_beginning else "latest"
         consumer = store.consumer(args.topic, group_id=args.group, auto_offset_reset=reset,
-                                  enable_auto_commit=False)
+                                  enable_auto_commit=False,
+                                  isolation_level=args.isolation_level)
     except BaseException:
         store.close()
         raise
-    topic = args.topic
-
-    def end_offsets(tps: list) -> dict:
-        described = store.describe_topic(topic).partitions
-        return {tp: described[tp[1]].log_end_offset for tp in tps}
-
-    return ConsumerSource(consumer, topic, end_offsets, True, store.close)
+    return ConsumerSource(consumer, args.topic, consumer.end_offsets, True, store.close)
 
 
 def _sql_source(args: argparse.Namespace, data_dir: str, count: int) -> Source:
@@ -365,7 +385,7 @@ def _sql_source(args: argparse.Namespace, data_dir: str, count: int) -> Source:
     bounds = {p: (start, end) for p, start, end in rows}
     chosen = _partitions(args, count)
     return SqlSource(engine, args.topic, {p: _start(args, *bounds[p]) for p in chosen},
-                     {p: bounds[p][1] for p in chosen})
+                     {p: bounds[p][1] for p in chosen}, args.isolation_level == COMMITTED)
 
 
 def _open_source(args: argparse.Namespace) -> Source:
