@@ -20,7 +20,7 @@ and reads (timestamps under one lock) the script reports, for each protocol:
   owner (the topic is full, so every partition always has records to read);
 - ``rate before`` and ``rate during``: records per second read by the three members that
   stay throughout, from the join until the group is balanced again after the leave, and
-  in a window as long just before the join; ``ratio`` is during / before;
+  in the second before the join (balanced); ``ratio`` is during / before;
 - ``stall``: the longest gap between two reads of any one staying member in the change
   (paced, a member reads every BATCH / rate seconds);
 - ``unread at join``: records no member had read when the fifth joined (a rate is only
@@ -68,6 +68,7 @@ TIMEOUT_S = 120
 VALUE = b"v" * 100
 BATCH = 100  # records per consume() call
 MEMBER_RATE = 5000  # records/s each member reads at most, by default
+SETTLE_S = 1.0  # balanced this long before the fifth joins: the window "before"
 
 
 @dataclass
@@ -191,17 +192,18 @@ def unconsumed_ms(events: list, reads: dict[str, list], after: float) -> float:
 
 def staying_figures(reads: dict[str, list], joined_at: float, done_at: float
                     ) -> dict[str, float]:
-    """The staying members' rate in the change and in as long a window before the join,
+    """The staying members' rate in the change and in the settled second before the join,
     and the longest gap between two reads of one of them in the change."""
-    window = done_at - joined_at
     times = {name: [t for t, _ in reads[name]] for name in ("m1", "m2", "m3")}
-    before = sum(1 for ts in times.values() for t in ts if joined_at - window <= t < joined_at)
-    during = sum(1 for ts in times.values() for t in ts if joined_at <= t < done_at)
+    before = sum(1 for ts in times.values() for t in ts
+                 if joined_at - SETTLE_S <= t < joined_at) / SETTLE_S
+    during = sum(1 for ts in times.values() for t in ts
+                 if joined_at <= t < done_at) / (done_at - joined_at)
     stall = 0.0
     for ts in times.values():
         marks = [joined_at, *(t for t in ts if joined_at <= t < done_at), done_at]
         stall = max(stall, *(b - a for a, b in zip(marks, marks[1:], strict=False)))
-    return {"rate_before": before / window, "rate_during": during / window,
+    return {"rate_before": before, "rate_during": during,
             "ratio": during / before if before else 0.0, "stall_ms": stall * 1000}
 
 
@@ -223,7 +225,7 @@ def run(protocol: str, records: int, rate: int) -> dict[str, float]:
             for member in members[:4]:
                 member.start()
             wait(lambda: timeline.balanced(4), "four members balanced")
-            time.sleep(1.0)
+            time.sleep(SETTLE_S)
             joined_at = time.monotonic()
             members[4].start()
             wait(lambda: timeline.balanced(5), "five members balanced")
