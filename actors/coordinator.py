@@ -64,6 +64,7 @@ class _ConsumerTick:
 log = logging.getLogger(__name__)
 
 INCONSISTENT_GROUP_PROTOCOL = 23
+NON_EMPTY_GROUP = 68
 GROUP_ID_NOT_FOUND = 69
 
 
@@ -262,9 +263,14 @@ class GroupCoordinator(pykka.ThreadingActor):
 
     def list_groups(self) -> list[tuple[str, str, str]]:
         """ListGroups: (group id, protocol type, state) of every group, by id."""
-        consumers = {g: ("consumer", self._consumers.describe(g).state)
+        return [listed[:3] for listed in self.listed_groups()]
+
+    def listed_groups(self) -> list[tuple[str, str, str, str]]:
+        """ListGroups v5: (group id, protocol type, state, group type) of every group, by
+        id; the type is Kafka's ``classic`` or ``consumer`` (a KIP-848 group)."""
+        consumers = {g: ("consumer", self._consumers.describe(g).state, "consumer")
                      for g in self._consumers.group_ids()}
-        classic = [g for g in self._groups.list_groups() if g[0] not in consumers]
+        classic = [(*g, "classic") for g in self._groups.list_groups() if g[0] not in consumers]
         return sorted(classic + [(g, *rest) for g, rest in consumers.items()])
 
     def describe_group(self, group_id: str) -> GroupDescription:
@@ -283,8 +289,19 @@ class GroupCoordinator(pykka.ThreadingActor):
                                 members)
 
     def delete_group(self, group_id: str) -> int:
-        """DeleteGroups: an error code (NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND)."""
-        return self._groups.delete_group(group_id)
+        """DeleteGroups: an error code (NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND). An empty
+        ``consumer`` group goes with its committed offsets and its ``consumer_group_state``
+        row, in that order, so a failed write leaves the group to be deleted again."""
+        consumer = self._consumers.describe(group_id)
+        if consumer is None:
+            return self._groups.delete_group(group_id)
+        if consumer.members or self._classic_has_members(group_id):
+            return NON_EMPTY_GROUP
+        self._catalog.delete_group_offsets(group_id)
+        self._consumer_store.delete(group_id)
+        self._groups.delete_group(group_id)  # its Empty classic entry, if it has one
+        log.info("consumer group %s: deleted", group_id)
+        return self._consumers.delete(group_id)
 
     def stats(self) -> CoordinatorStats:
         """Rebalances started so far, members of every group (``consumer`` groups too),

@@ -9,8 +9,10 @@ from __future__ import annotations
 from eventstore.config import CoordinatorConfig
 from eventstore.groups.consumer_coordinator import (
     FENCED_MEMBER_EPOCH,
+    GROUP_ID_NOT_FOUND,
     GROUP_MAX_SIZE_REACHED,
     INVALID_REQUEST,
+    NON_EMPTY_GROUP,
     STALE_MEMBER_EPOCH,
     STATIC_LEAVE_EPOCH,
     UNKNOWN_MEMBER_ID,
@@ -197,3 +199,18 @@ def test_a_group_taken_and_restored_goes_on_where_it_was() -> None:
                                             topic_names=("t",)), TOPICS).error_code \
         == UNRELEASED_INSTANCE_ID  # the static member's instance id is still held
     assert list(restored.take_changes()) == ["g"]
+
+
+def test_delete_refuses_a_group_with_members_and_forgets_an_empty_one() -> None:
+    coord, _ = coordinator()
+    first_epoch = beat(coord, "a", 0, topic_names=("t",)).member_epoch
+    assert coord.delete("g") == NON_EMPTY_GROUP
+    assert coord.delete("other") == GROUP_ID_NOT_FOUND
+    beat(coord, "a", -1)  # leaves: the group is Empty
+    coord.take_changes()
+    assert coord.describe("g").state == "Empty"
+    assert coord.delete("g") == 0
+    assert coord.describe("g") is None and coord.group_ids() == []
+    assert coord.take_changes() == {}
+    # the id is free again: a new member starts a new group, at the first epoch again
+    assert beat(coord, "b", 0, topic_names=("t",)).member_epoch == first_epoch

@@ -212,3 +212,30 @@ def test_a_group_survives_a_restart_with_its_epochs_and_partitions(
             assert (beat.error_code, beat.member_epoch, beat.assignment) == (
                 NONE, answer.member_epoch, None)
         assert commit(again, group, a.member_epoch, a_id) == NONE
+
+
+def listed(conn: KafkaConnection, version: int = 5, **filters: list[str]) -> dict[str, Any]:
+    """ListGroups: each group id's listing."""
+    return {g.group_id: g for g in conn.request(16, version, **filters).groups}
+
+
+def test_list_groups_v5_gives_and_filters_the_group_type_case_insensitively(
+        conn: KafkaConnection) -> None:
+    """As Kafka's GroupMetadataManager.listGroups: TypesFilter (v5) and StatesFilter (v4)
+    match whatever their case, an unknown type matches no group."""
+    consumer = new_group()
+    joined(conn, consumer)
+    classic = new_group()
+    assert commit(conn, classic, -1, "") == NONE  # a standalone commit: a classic group
+    every = listed(conn)
+    assert (every[consumer].group_type, every[classic].group_type) == ("consumer", "classic")
+    assert (every[consumer].group_state, every[classic].group_state) == ("Stable", "Empty")
+    assert {every[consumer].protocol_type, every[classic].protocol_type} == {"consumer", ""}
+    for types, wanted in ((["CONSUMER"], {consumer}), (["Classic"], {classic}),
+                          (["consumer", "classic"], {consumer, classic}), (["share"], set())):
+        assert set(listed(conn, types_filter=types)) & {consumer, classic} == wanted, types
+    assert set(listed(conn, states_filter=["STABLE"])) & {consumer, classic} == {consumer}
+    assert set(listed(conn, states_filter=["empty"], types_filter=["CLASSIC"])) & {
+        consumer, classic} == {classic}
+    assert set(listed(conn, version=4, states_filter=["stable"])) & {
+        consumer, classic} == {consumer}

@@ -7,6 +7,9 @@ the commands ask themselves, on one plain connection: Metadata (v4, which every 
 since 0.11 answers, asked not to create the topic) names each partition's error, and a
 Fetch (v4) of a few bytes at an offset says whether the server can read it. The answers
 are the protocol's error codes, not a client library's log text.
+
+The same connection asks ConsumerGroupDescribe (API 69, v0), which kafka-python does not
+speak, for a ``consumer`` (KIP-848) group's group epoch and target assignment epoch.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from eventstore.kafka.codec.protocol import encode_request
 
 METADATA, METADATA_VERSION = 3, 4  # v4: the first that can ask not to create a topic
 FETCH, FETCH_VERSION = 1, 4
+CONSUMER_GROUP_DESCRIBE, CONSUMER_GROUP_DESCRIBE_VERSION = 69, 0
 PROBE_BYTES = 1024  # a fetch need not carry records to say whether it could read them
 _SIZE = struct.Struct(">i")
 
@@ -50,6 +54,16 @@ class PartitionProbe:
                 "partition": partition, "fetch_offset": offset,
                 "partition_max_bytes": PROBE_BYTES}]}])
         return int(answer.responses[0].partitions[0].error_code)
+
+    def group_epochs(self, group_id: str) -> tuple[int, int] | None:
+        """A ``consumer`` group's (group epoch, target assignment epoch); None for a
+        classic or unknown group (answered GROUP_ID_NOT_FOUND) or any other refusal."""
+        answer = self._request(CONSUMER_GROUP_DESCRIBE, CONSUMER_GROUP_DESCRIBE_VERSION,
+                               group_ids=[group_id], include_authorized_operations=False)
+        for group in answer.groups:
+            if group.group_id == group_id and not group.error_code:
+                return int(group.group_epoch), int(group.assignment_epoch)
+        return None
 
     def close(self) -> None:
         self._sock.close()

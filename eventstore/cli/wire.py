@@ -342,7 +342,20 @@ class WireCluster:
         return GroupDetail(group_id, described["group_state"], members, {
             (tp.topic, tp.partition): meta.offset
             for tp, meta in committed.items() if meta.offset >= 0
-        }, described.get("protocol_data") or "")
+        }, described.get("protocol_data") or "", *self._group_epochs(group_id))
+
+    def _group_epochs(self, group_id: str) -> tuple[int, int] | tuple[None, None]:
+        """A ``consumer`` group's epochs through ConsumerGroupDescribe, which DescribeGroups
+        lacks; (None, None) for a classic group, or from a server that closes the
+        connection at the request (Kafka before 3.7 has no API 69)."""
+        with self._errors():
+            connection = probe(self.address)
+            try:
+                return connection.group_epochs(group_id) or (None, None)
+            except ConnectionError:
+                return None, None
+            finally:
+                connection.close()
 
     def commit_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
         with self._errors():

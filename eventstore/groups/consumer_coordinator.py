@@ -29,6 +29,8 @@ from eventstore.groups.server_assignors import TopicPartition
 UNKNOWN_MEMBER_ID = 25
 UNSUPPORTED_VERSION = 35
 INVALID_REQUEST = 42
+NON_EMPTY_GROUP = 68
+GROUP_ID_NOT_FOUND = 69
 GROUP_MAX_SIZE_REACHED = 81
 FENCED_MEMBER_EPOCH = 110
 UNRELEASED_INSTANCE_ID = 111
@@ -242,6 +244,20 @@ class ConsumerGroupCoordinator:
         deadlines = [m.next_deadline() for g in self._groups.values()
                      for m in g.state.members.values()]
         return min(deadlines) if deadlines else None
+
+    def delete(self, group_id: str) -> int:
+        """DeleteGroups of a consumer group, as Kafka's ConsumerGroup.validateDeleteGroup:
+        0 once an Empty group is forgotten, NON_EMPTY_GROUP while it has members,
+        GROUP_ID_NOT_FOUND if no consumer group has that id."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return GROUP_ID_NOT_FOUND
+        if group.state.members:
+            return NON_EMPTY_GROUP
+        del self._groups[group_id]
+        self._taken.pop(group_id, None)
+        self._touched.discard(group_id)
+        return 0
 
     # -- persistence ---------------------------------------------------------------------
 

@@ -38,6 +38,12 @@ class ConsumerGroupStore(CatalogTable):
                 [(group_id, d["group_epoch"], d["assignment_epoch"], json.dumps(d))
                  for group_id, d in documents.items()])
 
+    def delete(self, group_id: str) -> None:
+        """Remove a deleted group's row, so a restart does not bring the group back."""
+        conn = self._writable()
+        with self._lock, storage_errors(self.path), conn:
+            conn.execute("DELETE FROM consumer_group_state WHERE group_id = ?", (group_id,))
+
 
 def read_group_epochs(conn: apsw.Connection) -> dict[str, tuple[int, int]]:
     """(group epoch, target assignment epoch) of every KIP-848 group, read on ``conn``

@@ -100,7 +100,7 @@ APIS: Mapping[ApiKey, Api] = {
     # v5 flexible; v6 adds per-group error messages
     ApiKey.DESCRIBE_GROUPS: Api((0, 5), groups.handle_describe_groups),
     # v3 flexible, v4 filters by state; v5 by group type
-    ApiKey.LIST_GROUPS: Api((0, 4), groups.handle_list_groups),
+    ApiKey.LIST_GROUPS: Api((0, 5), groups.handle_list_groups),
     # v3 flexible, v4 same layout (kafka-python asks v4 first)
     ApiKey.API_VERSIONS: Api((0, 4), handle_api_versions),
     # v2 is kio's first; v5 flexible; v7 returns topic ids

@@ -8,9 +8,9 @@ prints ``--describe --members``' columns instead, GROUP CONSUMER-ID GROUP-INSTAN
 CLIENT-ID #PARTITIONS, one row per member, so static members (KIP-345) show their
 group.instance.id. ``describe --state`` prints one row per group, GROUP
 ASSIGNMENT-STRATEGY STATE GROUP-EPOCH TARGET-ASSIGNMENT-EPOCH #MEMBERS, as
-``--describe --state --verbose`` does; the epochs are a ``consumer`` (KIP-848) group's, as
-the server keeps them in the catalog, so a data directory (read beside a running server)
-shows them and a server target, whose classic DescribeGroups has none, prints ``-``. On a
+``--describe --state --verbose`` does; the epochs are a ``consumer`` (KIP-848) group's:
+from a data directory (read beside a running server) as the server keeps them in the
+catalog, through a server from its ConsumerGroupDescribe (classic groups show ``-``). On a
 data directory no member is ever shown: members exist only in a running server.
 """
 

@@ -297,16 +297,19 @@ async def _fetch_group(conn: Connection, group_id: str, asked: tuple | None,
 
 
 async def handle_list_groups(conn: Connection, request: Request) -> ResponsePayload:
+    """ListGroups; v4's states filter and v5's types filter are case-insensitive, as in
+    Kafka's GroupMetadataManager.listGroups (an unknown type matches no group)."""
     ctx = conn.ctx
-    states = set(getattr(request.body, "states_filter", ()) or ())
-    groups = await ctx.resolve(ctx.coordinator.list_groups())
+    states = {s.strip().lower() for s in getattr(request.body, "states_filter", ())}
+    types = {t.lower() for t in getattr(request.body, "types_filter", ())}
+    groups = await ctx.resolve(ctx.coordinator.listed_groups())
     return make_response(
         request,
         error_code=0,
         groups=[
-            {"group_id": g, "protocol_type": ptype, "group_state": state}
-            for g, ptype, state in groups
-            if (not states or state in states) and (
+            {"group_id": g, "protocol_type": ptype, "group_state": state, "group_type": gtype}
+            for g, ptype, state, gtype in groups
+            if (not states or state.lower() in states) and (not types or gtype in types) and (
                 cluster_allowed(conn, Operation.DESCRIBE)
                 or allowed(conn, Operation.DESCRIBE, ResourceType.GROUP, g))
         ],
