@@ -43,6 +43,7 @@ class LogSummary:
     segments: tuple[SegmentInfo, ...]
     damage: tuple[()] = ()
     problem: None = None
+    transactional: bool = False  # transactions are read when the log is opened
 
     @property
     def log_start_offset(self) -> int:
