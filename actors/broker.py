@@ -98,7 +98,12 @@ from eventstore.storage.catalog import Catalog, TopicInfo, partition_dir, valida
 from eventstore.storage.cleaning_swap import recover_swap
 from eventstore.storage.compaction import is_compacted, read_cleaner_state
 from eventstore.storage.log import PartitionLog, create_partition
-from eventstore.storage.log_summary import LogSummary, maintenance_due_ms, read_summary
+from eventstore.storage.log_summary import (
+    LogSummary,
+    maintenance_due_ms,
+    read_summary,
+    retention_due_ms,
+)
 from eventstore.storage.segment import SegmentInfo
 
 log = logging.getLogger(__name__)
@@ -200,6 +205,9 @@ class Broker(Actor):
         self._due_order = itertools.count()
         self._due_timer: Timer | None = None
         self._due_at = 0
+        # retention's first run comes a check interval after start-up, as it did when each
+        # partition was opened at start-up with its own timer (Kafka waits 30 s)
+        self._retention_from_ms = wall_clock_ms() + config.log_retention_check_interval_ms
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -633,7 +641,7 @@ class Broker(Actor):
         known, topic = state.known, self._topics.get(state.topic)
         if known is None or topic is None:
             return
-        due = maintenance_due_ms(known.segments, topic.config)
+        due = maintenance_due_ms(known.segments, topic.config, self._retention_from_ms)
         if due is None:
             return
         heapq.heappush(self._due, (due, next(self._due_order), state.topic, state.partition))
@@ -666,14 +674,16 @@ class Broker(Actor):
             known = handle.state.known
             if handle.slot.actor is not None or handle.offline or known is None:
                 continue  # a running actor keeps its own timers
-            due = maintenance_due_ms(known.segments, topic.config)
+            due = maintenance_due_ms(known.segments, topic.config, self._retention_from_ms)
             if due is None:
                 continue
             if due > now:  # the config changed meanwhile
                 heapq.heappush(self._due, (due, next(self._due_order), name, index))
                 continue
-            actor = self._running_actor(topic, index)
-            if actor is not None:
+            retention = retention_due_ms(known.segments, topic.config)
+            actor = self._running_actor(topic, index)  # its own timer rolls a segment due
+            if actor is not None and retention is not None and max(
+                    retention, self._retention_from_ms) <= now:
                 tell_if_alive(actor.actor_ref, CheckRetention())
         self._arm_due()
 

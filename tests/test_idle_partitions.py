@@ -256,7 +256,9 @@ def segment_files(server: ServerProcess, topic: str, partition: int) -> list[str
 
 @pytest.mark.parametrize("restart", [False, True], ids=["stopped-idle", "after-restart"])
 def test_retention_and_segment_ms_fire_for_partitions_with_no_traffic(serve, restart) -> None:
-    server = serve(settings={"partition.idle.close.ms": IDLE_MS})
+    # retention's first run waits a check interval after start-up, as Kafka's does
+    server = serve(settings={"partition.idle.close.ms": IDLE_MS,
+                             "log.retention.check.interval.ms": 500})
     with KafkaConnection(server.address) as conn:
         created = conn.request(19, 4, timeout=10000, validate_only=False, topics=[{
             "name": "aging", "num_partitions": 1, "replication_factor": 1, "assignments": [],

@@ -85,23 +85,35 @@ def _read_info(path: str) -> SegmentInfo:
         conn.close()
 
 
-def maintenance_due_ms(segments: Sequence[SegmentInfo], config: TopicConfig) -> int | None:
+def maintenance_due_ms(segments: Sequence[SegmentInfo], config: TopicConfig,
+                       retention_from_ms: int = 0) -> int | None:
     """The wall-clock time (ms) from which the closed log of ``segments`` has work for its
     owner, as PartitionLog.maybe_roll and apply_retention decide it: a roll to finish (now),
-    its active segment past ``segment.ms``, its oldest sealed segment past ``retention.ms``
-    or its size past ``retention.bytes`` (now). None: nothing, until the next append."""
-    active, sealed = segments[-1], segments[:-1]
+    its active segment past ``segment.ms``, or retention (:func:`retention_due_ms`, not
+    before ``retention_from_ms``). None: nothing, until the next append."""
+    active = segments[-1]
     if active.is_sealed:
         return DUE_NOW
-    due = []
-    if active.first_append_ms is not None:
-        due.append(active.first_append_ms + config.segment_ms)
-    if sealed and deletes(config):
-        oldest = sealed[0]
-        if config.retention_bytes >= 0 and (
-                sum(s.bytes for s in segments) - oldest.bytes >= config.retention_bytes):
-            return DUE_NOW
-        newest = oldest.sealed_ms if oldest.max_timestamp is None else oldest.max_timestamp
-        if config.retention_ms >= 0 and newest is not None:
-            due.append(newest + config.retention_ms + 1)
+    due = [active.first_append_ms + config.segment_ms] if active.first_append_ms is not None \
+        else []
+    retention = retention_due_ms(segments, config)
+    if retention is not None:
+        due.append(max(retention, retention_from_ms))
     return min(due, default=None)
+
+
+def retention_due_ms(segments: Sequence[SegmentInfo], config: TopicConfig) -> int | None:
+    """When retention has a sealed segment of ``segments`` to delete: now (DUE_NOW) when
+    the log is past ``retention.bytes``, else once its oldest sealed segment is past
+    ``retention.ms``; None if neither ever applies before the next roll."""
+    sealed = segments[:-1]
+    if not sealed or not deletes(config):
+        return None
+    oldest = sealed[0]
+    if config.retention_bytes >= 0 and (
+            sum(s.bytes for s in segments) - oldest.bytes >= config.retention_bytes):
+        return DUE_NOW
+    newest = oldest.sealed_ms if oldest.max_timestamp is None else oldest.max_timestamp
+    if config.retention_ms >= 0 and newest is not None:
+        return newest + config.retention_ms + 1
+    return None
