@@ -54,6 +54,7 @@ import pykka
 
 from actors.disk import DiskWatch
 from actors.failures import FailureLog
+from actors.replies import LoopReply
 from actors.runtime import Actor, Scheduler, Timer, tell_if_alive, tell_with_reply
 from eventstore.clock import wall_clock_ms
 from eventstore.config import TopicConfig
@@ -268,7 +269,7 @@ class Append:
 
     rows: Sequence[AppendRow]
     producer: ProducerBatchInfo | None
-    reply: Future[AppendResult]
+    reply: Future[AppendResult] | LoopReply[AppendResult]
     sent_bytes: int | None = None
     transactional: bool = False  # a transactional producer's batch (KIP-98)
 
@@ -338,13 +339,17 @@ class PartitionHandle:
         ``asyncio.wrap_future`` it on an event loop without blocking the loop.
         """
         reply: Future[AppendResult] = Future()
-        if self.actor is None:
-            reply.set_exception(offline_error(self.state))
-            return reply
-        tell_with_reply(self.actor.actor_ref,
-                        Append(rows, producer, reply, sent_bytes, transactional), reply,
-                        self._restarting)
+        self.send(Append(rows, producer, reply, sent_bytes, transactional))
         return reply
+
+    def send(self, append: Append) -> None:
+        """Send an append whose reply the caller made: a concurrent Future (see
+        :meth:`append`) or, for a caller on an event loop, a LoopReply, which the actor
+        completes with one wake-up of that loop (see actors.replies)."""
+        if self.actor is None:
+            append.reply.set_exception(offline_error(self.state))
+            return
+        tell_with_reply(self.actor.actor_ref, append, append.reply, self._restarting)
 
     def _restarting(self) -> KafkaStorageError:
         """What an append gets when this incarnation of the actor stopped before taking it:

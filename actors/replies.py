@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pykka
 
@@ -90,3 +90,45 @@ def _settle(done: ReplyFuture[T], waiter: asyncio.Future[T]) -> None:
         waiter.set_result(done.get(timeout=0))
     except Exception as error:  # whatever the actor raised, handed on
         waiter.set_exception(error)
+
+
+class LoopReply(Generic[T]):
+    """A reply for a caller on an asyncio event loop, completed from another thread.
+
+    It has the part of concurrent.futures.Future an actor completes (the partition
+    actor's appends): :meth:`set_running_or_notify_cancel`, :meth:`set_result` and
+    :meth:`set_exception`, callable from any thread. Each completes :attr:`future`, an
+    asyncio future of the loop that made it, with one ``call_soon_threadsafe``: no
+    concurrent Future, whose condition and callbacks ``asyncio.wrap_future`` adds to on
+    both sides, on the path of every small produce request.
+    """
+
+    __slots__ = ("_loop", "future")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[T] = self._loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """True unless the waiter was cancelled (then the work need not be done)."""
+        return not self.future.cancelled()
+
+    def set_result(self, value: T) -> None:
+        self._complete(_set_result, value)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._complete(_set_exception, error)
+
+    def _complete(self, settle: Callable[[asyncio.Future[T], Any], None], value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self._loop.call_soon_threadsafe(settle, self.future, value)
+
+
+def _set_result(future: asyncio.Future[T], value: T) -> None:
+    if not future.done():  # the waiter was cancelled, or a refusal came first
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -20,6 +20,8 @@ import logging
 
 from kio.static.protocol import ResponsePayload
 
+from actors.partition import Append
+from actors.replies import LoopReply
 from eventstore.errors import (
     InvalidRecord,
     InvalidRequiredAcks,
@@ -33,6 +35,7 @@ from eventstore.kafka.context import BrokerContext
 from eventstore.security.acl import Operation, ResourceType
 from eventstore.storage.log_reader import LogView
 from eventstore.storage.records import ProducerBatchInfo
+from eventstore.storage.segment import AppendResult
 
 log = logging.getLogger("eventstore.kafka.handlers.produce")
 
@@ -139,8 +142,10 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
         stamp = producer_info(batch)
         if batch.is_transactional and stamp is None:
             raise InvalidRecord("a transactional batch must carry its producer id")
-        result = await asyncio.wrap_future(handle.append(
-            batch.rows, stamp, batch.size_in_bytes, batch.is_transactional))
+        reply: LoopReply[AppendResult] = LoopReply()
+        handle.send(Append(batch.rows, stamp, reply, batch.size_in_bytes,
+                           batch.is_transactional))
+        result = await reply.future
     except KafkaError as error:
         log.info("produce to %s-%d failed: %s", topic, partition, error)
         return _failed(error)
