@@ -66,6 +66,32 @@ def test_a_loop_reply_set_from_another_thread_wakes_its_loop_once_and_late_sets_
     reply.set_result("after the loop closed")  # no loop to wake: dropped, not raised
 
 
+def test_answers_given_before_the_loop_took_the_last_ones_share_one_wake_up() -> None:
+    """Five appends answered while the loop is busy wake it once (LoopAnswers), in order;
+    the next answer, after the loop took those, wakes it again."""
+    loop = asyncio.new_event_loop()
+    wakes: list[tuple] = []
+    original = loop.call_soon_threadsafe
+    loop.call_soon_threadsafe = lambda *args: (wakes.append(args), original(*args))[1]
+
+    async def main() -> tuple[list[int], str]:
+        replies: list[LoopReply[int]] = [LoopReply() for _ in range(5)]
+        answering = threading.Thread(
+            target=lambda: [reply.set_result(i) for i, reply in enumerate(replies)])
+        answering.start()
+        answering.join()  # the loop is busy (blocked here) while all five are answered
+        values = [await reply.future for reply in replies]
+        later: LoopReply[str] = LoopReply()
+        threading.Thread(target=later.set_result, args=("next",)).start()
+        return values, await later.future
+
+    try:
+        assert loop.run_until_complete(main()) == ([0, 1, 2, 3, 4], "next")
+    finally:
+        loop.close()
+    assert len(wakes) == 2
+
+
 def test_an_actors_reply_and_its_error_are_awaited_on_the_loop() -> None:
     ref = Echo.start()
     proxy = ref.proxy()
