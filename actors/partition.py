@@ -272,6 +272,9 @@ class Append:
     reply: Future[AppendResult] | LoopReply[AppendResult]
     sent_bytes: int | None = None
     transactional: bool = False  # a transactional producer's batch (KIP-98)
+    # called on the actor's thread once the batch is written, before readers can see it
+    # (the Kafka front end keeps the producer's bytes for the fetches it wakes)
+    written: Callable[[AppendResult], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +418,7 @@ class PartitionActor(Actor):
                 try:
                     message.reply.set_result(
                         self.append(message.rows, message.producer, message.sent_bytes,
-                                    message.transactional))
+                                    message.transactional, message.written))
                 except KafkaError as exc:
                     message.reply.set_exception(exc)
                 else:
@@ -439,9 +442,11 @@ class PartitionActor(Actor):
         producer: ProducerBatchInfo | None = None,
         sent_bytes: int | None = None,
         transactional: bool = False,
+        written: Callable[[AppendResult], None] | None = None,
     ) -> AppendResult:
-        """Append one batch durably and publish the new high watermark."""
-        return self._guard(self._append, rows, producer, sent_bytes, transactional)
+        """Append one batch durably and publish the new high watermark (after calling
+        ``written``, if given, with the result)."""
+        return self._guard(self._append, rows, producer, sent_bytes, transactional, written)
 
     def write_marker(self, producer_id: int, producer_epoch: int, marker: str) -> bool:
         """The transaction coordinator's COMMIT or ABORT marker for the producer's open
@@ -496,6 +501,7 @@ class PartitionActor(Actor):
     def _append(
         self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None,
         sent_bytes: int | None, transactional: bool = False,
+        written: Callable[[AppendResult], None] | None = None,
     ) -> AppendResult:
         partition_log = self._log
         if self._files_timer is None:  # the first append in a second: its files checked
@@ -518,6 +524,11 @@ class PartitionActor(Actor):
         stats.records_appended += len(rows)
         stats.bytes_appended += result.bytes
         self._disk.has_space()
+        if written is not None:
+            try:
+                written(result)
+            except Exception:  # the caller's bug: the append itself is done and durable
+                log.exception("partition %s: an append's written callback failed", self._name)
         view = partition_log.view()
         self.state.publish(view)
         if view.segments[-1].base_offset != before.segments[-1].base_offset:

@@ -7,6 +7,7 @@ Real actors on a real data directory. Waits have timeouts and are on the partiti
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Iterator
@@ -96,6 +97,24 @@ def test_an_append_awaited_on_a_loop_is_answered_there_and_a_cancelled_one_is_no
 
     assert asyncio.run(main()) == (0, "RecordTooLarge", 2, 3)
     assert read_all(handle.state) == [b"a", b"b", b"c", b"d"]
+
+
+def test_an_appends_written_callback_runs_before_readers_see_it_and_may_fail_harmlessly(
+        broker):
+    broker.create_topic("t", 1).get()
+    handle = partition(broker)
+    seen: list[tuple[int, int]] = []
+
+    def written(result) -> None:
+        seen.append((result.base_offset, handle.state.high_watermark))
+        raise RuntimeError("a front end's bug")
+
+    reply: concurrent.futures.Future = concurrent.futures.Future()
+    handle.send(Append(rows(b"a", b"b"), None, reply, written=written))
+    assert reply.result(TIMEOUT).base_offset == 0
+    assert seen == [(0, 0)]  # called before the high watermark moved to 2
+    assert handle.state.high_watermark == 2 and handle.state.error is None
+    assert handle.append(rows(b"c")).result(TIMEOUT).base_offset == 2  # still online
 
 
 def test_wait_for_blocks_a_reader_until_the_high_watermark_passes(broker):
