@@ -54,13 +54,8 @@ import pykka
 
 from actors.disk import DiskWatch
 from actors.failures import FailureLog
-from actors.runtime import (
-    Actor,
-    Scheduler,
-    Timer,
-    tell_if_alive,
-    tell_or_refuse,
-)
+from actors.replies import LoopReply
+from actors.runtime import Actor, Scheduler, Timer, tell_if_alive, tell_or_refuse
 from eventstore.clock import wall_clock_ms
 from eventstore.config import TopicConfig
 from eventstore.errors import (
@@ -284,9 +279,12 @@ class Append:
 
     rows: Sequence[AppendRow]
     producer: ProducerBatchInfo | None
-    reply: Future[AppendResult]
+    reply: Future[AppendResult] | LoopReply[AppendResult]
     sent_bytes: int | None = None
     transactional: bool = False  # a transactional producer's batch (KIP-98)
+    # called on the actor's thread once the batch is written, before readers can see it
+    # (the Kafka front end keeps the producer's bytes for the fetches it wakes)
+    written: Callable[[AppendResult], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,24 +388,26 @@ class PartitionHandle:
         ``asyncio.wrap_future`` it on an event loop without blocking the loop.
         """
         reply: Future[AppendResult] = Future()
-        message = Append(rows, producer, reply, sent_bytes, transactional)
+        self.send(Append(rows, producer, reply, sent_bytes, transactional))
+        return reply
+
+    def send(self, append: Append) -> None:
+        """Send an append whose reply the caller made: a concurrent Future (see
+        :meth:`append`) or, for a caller on an event loop, a LoopReply, which the actor
+        completes with one wake-up of that loop (see actors.replies). A stopped actor is
+        started first (the broker gets the append in a Wake)."""
         slot = self.slot
         slot.used = time.monotonic()
         actor = slot.actor
         if actor is None:
             if self.state.error is not None:
-                reply.set_exception(offline_error(self.state))
+                append.reply.set_exception(offline_error(self.state))
             else:
-                slot.wake(Wake(self, message))
+                slot.wake(Wake(self, append))
         else:
             # an actor stopping (idle) or failing before it takes the batch: the broker
             # starts the next one and hands it the batch
-            tell_or_refuse(actor.actor_ref, message, lambda: self._wake_again(message))
-        return reply
-
-    def _wake_again(self, message: Append) -> None:
-        if not message.reply.done():
-            self.slot.wake(Wake(self, message))
+            tell_or_refuse(actor.actor_ref, append, lambda: slot.wake(Wake(self, append)))
 
     def restarting(self) -> KafkaStorageError:
         """What an append gets when the actor stopped before taking it and none could take
@@ -474,7 +474,7 @@ class PartitionActor(Actor):
                 try:
                     message.reply.set_result(
                         self.append(message.rows, message.producer, message.sent_bytes,
-                                    message.transactional))
+                                    message.transactional, message.written))
                 except KafkaError as exc:
                     message.reply.set_exception(exc)
                 else:
@@ -498,9 +498,11 @@ class PartitionActor(Actor):
         producer: ProducerBatchInfo | None = None,
         sent_bytes: int | None = None,
         transactional: bool = False,
+        written: Callable[[AppendResult], None] | None = None,
     ) -> AppendResult:
-        """Append one batch durably and publish the new high watermark."""
-        return self._guard(self._append, rows, producer, sent_bytes, transactional)
+        """Append one batch durably and publish the new high watermark (after calling
+        ``written``, if given, with the result)."""
+        return self._guard(self._append, rows, producer, sent_bytes, transactional, written)
 
     def write_marker(self, producer_id: int, producer_epoch: int, marker: str) -> bool:
         """The transaction coordinator's COMMIT or ABORT marker for the producer's open
@@ -555,6 +557,7 @@ class PartitionActor(Actor):
     def _append(
         self, rows: Sequence[AppendRow], producer: ProducerBatchInfo | None,
         sent_bytes: int | None, transactional: bool = False,
+        written: Callable[[AppendResult], None] | None = None,
     ) -> AppendResult:
         partition_log = self._log
         if self._files_timer is None:  # the first append in a second: its files checked
@@ -577,6 +580,11 @@ class PartitionActor(Actor):
         stats.records_appended += len(rows)
         stats.bytes_appended += result.bytes
         self._disk.has_space()
+        if written is not None:
+            try:
+                written(result)
+            except Exception:  # the caller's bug: the append itself is done and durable
+                log.exception("partition %s: an append's written callback failed", self._name)
         view = partition_log.view()
         self.state.publish(view)
         if view.segments[-1].base_offset != before.segments[-1].base_offset:

@@ -33,7 +33,7 @@ import pykka
 from pykka import messages
 from pykka._envelope import Envelope
 
-from actors.replies import ReplyFuture
+from actors.replies import LoopReply, ReplyFuture
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,8 @@ def tell_or_refuse(ref: pykka.ActorRef[Actor], message: object,
         refuse()
 
 
-def tell_with_reply(ref: pykka.ActorRef[Actor], message: object, reply: Future[Any],
+def tell_with_reply(ref: pykka.ActorRef[Actor], message: object,
+                    reply: Future[Any] | LoopReply[Any],
                     error: Callable[[], BaseException]) -> None:
     """Send ``message``, which carries ``reply``; fail ``reply`` with ``error()`` if the
     actor is dead, stops before handling the message or fails while handling it.
@@ -200,7 +201,7 @@ def tell_with_reply(ref: pykka.ActorRef[Actor], message: object, reply: Future[A
     tell_or_refuse(ref, message, lambda: fail_future(reply, error()))
 
 
-def fail_future(future: Future[Any], error: BaseException) -> None:
+def fail_future(future: Future[Any] | LoopReply[Any], error: BaseException) -> None:
     """Complete ``future`` with ``error`` unless it is done already (or cancelled)."""
     with contextlib.suppress(InvalidStateError):
         future.set_exception(error)

@@ -5,10 +5,11 @@ a timeout armed around every read."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
-from actors.replies import ReplyFuture, awaited
+from actors.replies import LoopReply, ReplyFuture, awaited
 from actors.runtime import Actor, stop_actor
 from eventstore.kafka.idle_watch import IdleWatch
 
@@ -42,6 +43,53 @@ def test_a_failing_callback_does_not_fail_the_setter() -> None:
 def test_a_mapped_future_cannot_call_back() -> None:
     future: ReplyFuture[int] = ReplyFuture()
     assert not future.map(lambda value: value + 1).add_done_callback(lambda _done: None)
+
+
+def test_a_loop_reply_set_from_another_thread_wakes_its_loop_once_and_late_sets_are_dropped(
+        ) -> None:
+    reported: list[dict] = []
+
+    async def main() -> tuple[object, LoopReply[str]]:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: reported.append(
+            context))
+        reply: LoopReply[str] = LoopReply()
+        setter = threading.Thread(target=lambda: (reply.set_result("first"),
+                                                  reply.set_exception(ValueError("late"))))
+        setter.start()
+        value = await reply.future
+        setter.join()
+        return value, reply  # the late set_exception's callback runs as asyncio.run ends
+
+    value, reply = asyncio.run(main())
+    assert value == "first" and reply.future.result() == "first"
+    assert reported == []  # the late one was ignored, not an InvalidStateError
+    reply.set_result("after the loop closed")  # no loop to wake: dropped, not raised
+
+
+def test_answers_given_before_the_loop_took_the_last_ones_share_one_wake_up() -> None:
+    """Five appends answered while the loop is busy wake it once (LoopAnswers), in order;
+    the next answer, after the loop took those, wakes it again."""
+    loop = asyncio.new_event_loop()
+    wakes: list[tuple] = []
+    original = loop.call_soon_threadsafe
+    loop.call_soon_threadsafe = lambda *args: (wakes.append(args), original(*args))[1]
+
+    async def main() -> tuple[list[int], str]:
+        replies: list[LoopReply[int]] = [LoopReply() for _ in range(5)]
+        answering = threading.Thread(
+            target=lambda: [reply.set_result(i) for i, reply in enumerate(replies)])
+        answering.start()
+        answering.join()  # the loop is busy (blocked here) while all five are answered
+        values = [await reply.future for reply in replies]
+        later: LoopReply[str] = LoopReply()
+        threading.Thread(target=later.set_result, args=("next",)).start()
+        return values, await later.future
+
+    try:
+        assert loop.run_until_complete(main()) == ([0, 1, 2, 3, 4], "next")
+    finally:
+        loop.close()
+    assert len(wakes) == 2
 
 
 def test_an_actors_reply_and_its_error_are_awaited_on_the_loop() -> None:

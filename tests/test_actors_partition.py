@@ -6,6 +6,8 @@ Real actors on a real data directory. Waits have timeouts and are on the partiti
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Iterator
@@ -14,7 +16,8 @@ import pytest
 from support import wait_until
 
 from actors.broker import Broker
-from actors.partition import PartitionHandle, PartitionState
+from actors.partition import APPEND_TURN, Append, PartitionHandle, PartitionState
+from actors.replies import LoopReply
 from actors.runtime import Scheduler, stop_actor
 from eventstore.config import ServerConfig
 from eventstore.errors import InvalidRecord, KafkaStorageError, RecordTooLarge
@@ -65,6 +68,53 @@ def test_an_append_is_visible_to_readers_once_acknowledged(broker):
     stats = handle.state.stats
     assert (stats.appends, stats.records_appended) == (2, 3)
     assert stats.append_latency.count == 2
+
+
+def test_an_append_awaited_on_a_loop_is_answered_there_and_a_cancelled_one_is_not_written(
+        broker):
+    """An append sent with a LoopReply: the actor completes an asyncio future of the
+    caller's loop (no concurrent Future); typed errors arrive the same way; an append whose
+    waiter was cancelled before the actor took it is skipped, as a cancelled Future's is."""
+    broker.create_topic("t", 1).get()
+    handle = partition(broker)
+
+    def append_on_loop(values: list[tuple], sent_bytes: int | None = None) -> asyncio.Future:
+        reply: LoopReply = LoopReply()
+        handle.send(Append(values, None, reply, sent_bytes))
+        return reply.future
+
+    async def main() -> tuple[int, str, int, int]:
+        first = await append_on_loop(rows(b"a", b"b"))
+        with pytest.raises(RecordTooLarge) as refused:
+            await append_on_loop(rows(b"x"), sent_bytes=1 << 30)
+        with APPEND_TURN:  # the actor takes the next append and waits for the turn
+            taken = append_on_loop(rows(b"c"))
+            cancelled = append_on_loop(rows(b"never"))
+            cancelled.cancel()
+        last = await taken
+        after = await append_on_loop(rows(b"d"))
+        return first.base_offset, type(refused.value).__name__, last.base_offset, after.base_offset
+
+    assert asyncio.run(main()) == (0, "RecordTooLarge", 2, 3)
+    assert read_all(handle.state) == [b"a", b"b", b"c", b"d"]
+
+
+def test_an_appends_written_callback_runs_before_readers_see_it_and_may_fail_harmlessly(
+        broker):
+    broker.create_topic("t", 1).get()
+    handle = partition(broker)
+    seen: list[tuple[int, int]] = []
+
+    def written(result) -> None:
+        seen.append((result.base_offset, handle.state.high_watermark))
+        raise RuntimeError("a front end's bug")
+
+    reply: concurrent.futures.Future = concurrent.futures.Future()
+    handle.send(Append(rows(b"a", b"b"), None, reply, written=written))
+    assert reply.result(TIMEOUT).base_offset == 0
+    assert seen == [(0, 0)]  # called before the high watermark moved to 2
+    assert handle.state.high_watermark == 2 and handle.state.error is None
+    assert handle.append(rows(b"c")).result(TIMEOUT).base_offset == 2  # still online
 
 
 def test_wait_for_blocks_a_reader_until_the_high_watermark_passes(broker):

@@ -13,7 +13,7 @@ import struct
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from support import ServerProcess
+from support import KafkaConnection, ServerProcess, create_topic
 
 from eventstore.kafka.batchcache import RecentBatches
 from eventstore.kafka.codec.recordbatch import decode_batches, encode_batch
@@ -167,3 +167,34 @@ def test_a_log_append_time_topic_shows_the_append_time_right_after_producing(
     [(offset, _, value, _, stamp, stamp_type)] = read_all(server, "stamped", 1)
     assert (offset, value, stamp_type) == (meta.offset, b"x", 1)
     assert stamp == meta.timestamp != 1000
+
+
+def test_a_waiting_fetch_is_answered_with_the_batch_its_producer_sent(server) -> None:
+    """A caught-up consumer's long-poll Fetch, waiting when a record is produced, gets the
+    producer's own batch (the cache), not the rows read back from the segment: the
+    partition actor keeps the batch (the produce handler's ``written``) before it
+    publishes the append that wakes the fetch. The batch is gzip and the topic's
+    compression.type is producer, so a read of the segment would answer it uncompressed
+    (codec 0), as it did for most rounds when the batch was kept after the answer."""
+    rounds = 20
+    with KafkaConnection(server.address) as consumer, KafkaConnection(server.address) as producer:
+        create_topic(producer, "t", 1)
+        codecs = []
+        for offset in range(rounds):
+            correlation_id, frame = consumer.encode(
+                1, 11, replica_id=-1, max_wait=10000, min_bytes=1, max_bytes=1 << 20,
+                isolation_level=0, session_id=0, session_epoch=-1, rack_id="",
+                forgotten_topics_data=[], topics=[{"topic": "t", "partitions": [{
+                    "partition": 0, "current_leader_epoch": -1, "fetch_offset": offset,
+                    "log_start_offset": -1, "partition_max_bytes": 1 << 20}]}])
+            consumer.send_frame(frame)
+            sent = encode_batch(0, [LogRecord(0, T0 + offset, None, b"%d" % offset)],
+                                compression_type="gzip")
+            assert int(producer.produce("t", 0, sent).base_offset) == offset
+            answer = consumer.read_response(1, 11, correlation_id)
+            records = answer.responses[0].partitions[0].records
+            assert offsets(records) == [offset]
+            [decoded] = decode_batches(records)
+            assert decoded.rows[0][2] == b"%d" % offset
+            codecs.append(struct.unpack_from(">h", records, 21)[0] & 7)
+    assert codecs == [1] * rounds

@@ -40,6 +40,7 @@ from eventstore.kafka.codec.protocol import (
     encode_response,
 )
 from eventstore.kafka.connection import CloseConnection, Response
+from eventstore.kafka.framing import FrameStream
 from eventstore.kafka.idle_watch import IdleWatch
 from eventstore.kafka.registry import SUPPORTED_VERSIONS
 
@@ -152,6 +153,9 @@ class KafkaListener:
     A session returns the response body (a kio response object), the response frame
     already encoded (bytes), or None when the request needs no answer (a Produce with
     acks=0). Requests of an API or version the registry does not list are refused here.
+
+    Each connection's bytes come through a :class:`FrameStream` (an asyncio.Protocol,
+    eventstore/kafka/framing.py) and its requests are served by one task of its own.
     """
 
     def __init__(self, sessions: SessionFactory, limits: ListenerLimits) -> None:
@@ -168,7 +172,8 @@ class KafkaListener:
                     ) -> tuple[str, int]:
         """Listen on host:port (port 0 picks a free one), over TLS when ``tls`` is given
         (the handshake happens before a connection is served); returns the bound address."""
-        self._server = await asyncio.start_server(self._accept, host, port, ssl=tls)
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: FrameStream(self._connected), host, port, ssl=tls)
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
@@ -197,41 +202,39 @@ class KafkaListener:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
+    def _connected(self, stream: FrameStream) -> None:
+        """A client connected: serve it on a task of its own, or refuse it."""
+        peer = stream.transport.get_extra_info("peername")
         if len(self._connections) >= self._limits.max_connections:
             log.warning("connection refused: max.connections=%d reached; peer=%s",
                         self._limits.max_connections, peer)
-            writer.close()
+            stream.close()
             return
+        task = asyncio.get_running_loop().create_task(self._accept(stream, peer))
+        self._connections.add(task)
+
+    async def _accept(self, stream: FrameStream, peer: object) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
         session = self._sessions(peer[0] if isinstance(peer, tuple) else str(peer))
-        ssl_object = writer.get_extra_info("ssl_object")
+        ssl_object = stream.transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             session.tls_established(ssl_object)
         try:
-            await self._serve(reader, writer, session, peer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            await self._serve(stream, session, peer)
+        except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             session.close()
-            writer.close()
+            stream.close()
             # A connection counts until it is closed, so stop() waits for it; cancelled
             # here (stop() past its grace), it still ends normally: asyncio reports a
             # cancelled connection task with a traceback.
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await writer.wait_closed()
+                await stream.closed()
             self._connections.discard(task)
 
-    async def _serve(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        session: Session,
-        peer: object,
-    ) -> None:
+    async def _serve(self, stream: FrameStream, session: Session, peer: object) -> None:
         task = asyncio.current_task()
         assert task is not None
         watch = IdleWatch(task, self._limits.connections_max_idle_ms / 1000, peer)
@@ -239,7 +242,7 @@ class KafkaListener:
             while not self._stopping:
                 self._idle.add(task)  # until a whole request is read: stop() may cancel it
                 try:
-                    frame = await self._read_frame(reader, watch, peer)
+                    frame = await self._read_frame(stream, watch, peer)
                 finally:
                     self._idle.discard(task)
                 if frame is None:
@@ -249,8 +252,8 @@ class KafkaListener:
                     if response is _CLOSE:
                         return
                     if response is not None:
-                        writer.write(response)
-                        await self._drained(writer, watch)
+                        stream.write(response)
+                        await self._drained(stream, watch)
                     session.written()
                 finally:
                     self.budget.answered(len(frame))
@@ -258,44 +261,45 @@ class KafkaListener:
             watch.close()
 
     @staticmethod
-    async def _drained(writer: asyncio.StreamWriter, watch: IdleWatch) -> None:
+    async def _drained(stream: FrameStream, watch: IdleWatch) -> None:
         """Wait until the answer is handed to the socket (the watch closes the connection
         of a client that reads none of it for connections.max.idle.ms)."""
-        if not writer.transport.get_write_buffer_size():
+        if not stream.write_buffered():
             return  # all of it went to the socket at once, as small answers do
         watch.waiting("the client read no answer")
-        await writer.drain()
+        await stream.drain()
         watch.served()
 
     async def _read_frame(
-        self, reader: asyncio.StreamReader, watch: IdleWatch, peer: object
+        self, stream: FrameStream, watch: IdleWatch, peer: object
     ) -> bytes | None:
         """The next request frame, its bytes taken from the budget (the caller gives them
         back with ``answered``); None when the connection must close."""
-        try:
-            watch.waiting("idle")
-            header = await reader.readexactly(4)
-            watch.served()
-        except asyncio.IncompleteReadError:
+        watch.waiting("idle")
+        header = await stream.read(4)
+        watch.served()
+        if header is None:
             return None
         (size,) = struct.unpack(">i", header)
         problem = frame_size_problem(size, self._limits.socket_request_max_bytes)
         if problem is not None:
             log.warning("connection closed: %s; peer=%s", problem, peer)
             return None
-        request, taken, chunks, whole = object(), 0, [], False
+        request, taken, chunks, whole = object(), 0, [], True
         self.budget.start_reading(request)
         try:
-            while taken < size:
+            while whole and taken < size:
                 step = min(_CHUNK, size - taken)
                 await self.budget.take(request, step)
                 taken += step
                 watch.waiting("stalled mid-request")
-                chunks.append(await reader.readexactly(step))
+                chunk = await stream.read(step)
                 watch.served()
-            whole = True
-        except asyncio.IncompleteReadError:
-            pass
+                whole = chunk is not None
+                chunks.append(chunk)
+        except BaseException:
+            whole = False
+            raise
         finally:
             self.budget.stop_reading(request, handled=whole)
             if not whole:

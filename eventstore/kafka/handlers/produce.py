@@ -20,6 +20,8 @@ import logging
 
 from kio.static.protocol import ResponsePayload
 
+from actors.partition import Append
+from actors.replies import LoopReply
 from eventstore.errors import (
     InvalidRecord,
     InvalidRequiredAcks,
@@ -33,6 +35,7 @@ from eventstore.kafka.context import BrokerContext
 from eventstore.security.acl import Operation, ResourceType
 from eventstore.storage.log_reader import LogView
 from eventstore.storage.records import ProducerBatchInfo
+from eventstore.storage.segment import AppendResult
 
 log = logging.getLogger("eventstore.kafka.handlers.produce")
 
@@ -139,15 +142,22 @@ async def _append(ctx: BrokerContext, topic: str, partition: int, records: bytes
         stamp = producer_info(batch)
         if batch.is_transactional and stamp is None:
             raise InvalidRecord("a transactional batch must carry its producer id")
-        result = await asyncio.wrap_future(handle.append(
-            batch.rows, stamp, batch.size_in_bytes, batch.is_transactional))
+        reply: LoopReply[AppendResult] = LoopReply()
+        keep = batch.offsets_in_order and _kept_as_sent(handle.state.view, batch.compression)
+
+        def written(result: AppendResult) -> None:
+            # on the partition actor's thread, before the append is published: a fetch
+            # it wakes (a caught-up consumer's) finds the producer's bytes, not only rows
+            if result.log_append_time < 0:
+                # the batch's bytes say exactly what was stored: fetches of it may use them
+                ctx.recent.add(handle.state, result.base_offset, result.last_offset, records)
+
+        handle.send(Append(batch.rows, stamp, reply, batch.size_in_bytes,
+                           batch.is_transactional, written if keep else None))
+        result = await reply.future
     except KafkaError as error:
         log.info("produce to %s-%d failed: %s", topic, partition, error)
         return _failed(error)
-    if (not result.duplicate and result.log_append_time < 0 and batch.offsets_in_order
-            and _kept_as_sent(handle.state.view, batch.compression)):
-        # the batch's bytes say exactly what was stored: fetches of it may use them
-        ctx.recent.add(handle.state, result.base_offset, result.last_offset, records)
     if result.duplicate:
         log.info("produce to %s-%d: producer %d retried sequence %d, already at offset %d",
                  topic, partition, stamp.producer_id, stamp.base_sequence, result.base_offset)
