@@ -87,6 +87,15 @@ def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple]:
     return out
 
 
+def _mirror(source, target, *flags: str) -> subprocess.CompletedProcess:
+    """`eventstore mirror` from server ``source`` to server ``target`` with ``flags``, run
+    to its exit."""
+    return subprocess.run(
+        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
+         "--target-bootstrap-server", target.bootstrap, *flags],
+        capture_output=True, text=True, timeout=120)
+
+
 def test_mirror_until_caught_up_copies_topics_and_records(serve):
     source, target = serve(), serve()
     admin = AdminClient({"bootstrap.servers": source.bootstrap})
@@ -103,11 +112,8 @@ def test_mirror_until_caught_up_copies_topics_and_records(serve):
     producer.produce("skipped", value=b"x")
     assert producer.flush(30) == 0
 
-    done = subprocess.run(
-        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
-         "--target-bootstrap-server", target.bootstrap, "--exclude", "skip.*",
-         "--prefix", "es.", "--compression", "zstd", "--until-caught-up"],
-        capture_output=True, text=True, timeout=120)
+    done = _mirror(source, target, "--exclude", "skip.*", "--prefix", "es.",
+                   "--compression", "zstd", "--until-caught-up")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["Mirrored 2000 records (caught up)."]
 
@@ -180,10 +186,7 @@ def test_gaps_in_the_source_and_groups_resuming_on_the_target(serve):
                asynchronous=False)
     app.close()
 
-    done = subprocess.run(
-        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
-         "--target-bootstrap-server", target.bootstrap, "--until-caught-up"],
-        capture_output=True, text=True, timeout=120)
+    done = _mirror(source, target, "--until-caught-up")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["Mirrored 21 records (caught up)."]
     for p in (0, 1):
@@ -207,17 +210,24 @@ def _metrics(url: str) -> dict[str, float]:
             (line.rpartition(" ") for line in text.splitlines() if not line.startswith("#"))}
 
 
+def _fill(bootstrap: str, topic: str, partitions: int, records: int) -> AdminClient:
+    """A topic of ``partitions`` on ``bootstrap`` holding ``records`` values b"0", b"1", ...
+    round the partitions; the admin client that made it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions)])[topic].result()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(records):
+        producer.produce(topic, value=b"%d" % i, partition=i % partitions)
+    assert producer.flush(30) == 0
+    return admin
+
+
 def test_continuous_mirror_follows_new_partitions_leaves_active_groups_and_stops(serve):
     """A continuous mirror with metrics: partitions added to the source later are added on
     the target and copied; a group with a member on the target is left alone while an idle
     one gets its offsets; SIGTERM stops it with exit 0."""
     source, target = serve(), serve()
-    admin = AdminClient({"bootstrap.servers": source.bootstrap})
-    admin.create_topics([NewTopic("live", 2)])["live"].result()
-    producer = Producer({"bootstrap.servers": source.bootstrap})
-    for i in range(100):
-        producer.produce("live", value=b"%d" % i, partition=i % 2)
-    assert producer.flush(30) == 0
+    admin = _fill(source.bootstrap, "live", 2, 100)
     for group in ("idle", "busy"):
         committer = Consumer({"bootstrap.servers": source.bootstrap, "group.id": group})
         committer.commit(offsets=[TopicPartition("live", 0, 30)], asynchronous=False)
@@ -266,30 +276,20 @@ def test_continuous_mirror_follows_new_partitions_leaves_active_groups_and_stops
 
 def test_a_refusing_target_is_one_line_and_exit_1_and_status_shows_the_lag(serve):
     source, target = serve(), serve()
-    admin = AdminClient({"bootstrap.servers": source.bootstrap})
-    admin.create_topics([NewTopic("orders", 2)])["orders"].result()
+    _fill(source.bootstrap, "orders", 2, 30)
     producer = Producer({"bootstrap.servers": source.bootstrap})
-    for i in range(30):
-        producer.produce("orders", value=b"%d" % i, partition=i % 2)
-    assert producer.flush(30) == 0
-    mirror = [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
-              "--target-bootstrap-server", target.bootstrap]
-
-    refused = subprocess.run([*mirror, "--replication-factor", "3", "--until-caught-up"],
-                             capture_output=True, text=True, timeout=120)
+    refused = _mirror(source, target, "--replication-factor", "3", "--until-caught-up")
     assert refused.returncode == 1
     lines = [line for line in refused.stderr.splitlines() if not line.startswith("%")]
     assert len(lines) == 1 and "the target refused to create topic orders:" in lines[0]
     assert "INVALID_REPLICATION_FACTOR" in lines[0]
 
-    done = subprocess.run([*mirror, "--until-caught-up"], capture_output=True, text=True,
-                          timeout=120)
+    done = _mirror(source, target, "--until-caught-up")
     assert done.returncode == 0, done.stderr
     for _ in range(5):
         producer.produce("orders", value=b"more", partition=1)
     assert producer.flush(30) == 0
-    status = subprocess.run([*mirror, "--status"], capture_output=True, text=True,
-                            timeout=120)
+    status = _mirror(source, target, "--status")
     assert status.returncode == 0, status.stderr
     assert [line.split() for line in status.stdout.splitlines()] == [
         ["TOPIC", "PARTITION", "TARGET-TOPIC", "SOURCE-END", "MIRRORED", "LAG"],
@@ -321,10 +321,7 @@ def test_a_compacted_source_topic_and_a_group_committed_in_a_gap(serve):
     app.commit(offsets=[TopicPartition("table", 0, gap)], asynchronous=False)
     app.close()
 
-    done = subprocess.run(
-        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
-         "--target-bootstrap-server", target.bootstrap, "--until-caught-up"],
-        capture_output=True, text=True, timeout=120)
+    done = _mirror(source, target, "--until-caught-up")
     assert done.returncode == 0, done.stderr
     assert _records_from(target.bootstrap, "table", 0, 0) == _records_from(
         source.bootstrap, "table", 0, 0)
