@@ -4,11 +4,12 @@ the same run (issue 22; target: at least 0.9 of the loop).
 
     python scripts/bench_mirror.py [--quick] [--records N] [--partitions N]
 
-Both copy the same topic, already written, to an empty target: the loop reads every
-partition and produces each record with its key, value, headers and timestamp to the same
-partition (idempotent, lz4), flushing at the end; the mirror does the same plus its
-checkpoints and the offsets it checks, run in this process (session.run with
-until_caught_up). Exit 1 when the ratio misses the target.
+Both copy the same topic, already written, to an empty topic of the same partitions made
+on their target before the clock starts (making it is the target's work, not the copy's):
+the loop reads every partition and produces each record with its key, value, headers and
+timestamp to the same partition (idempotent, lz4), flushing at the end; the mirror does the
+same plus its topic plan, checkpoints, end checks and caught-up checks, run in this process
+(session.run with until_caught_up). Exit 1 when the ratio misses the target.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ TARGET_RATIO = 0.9
 
 
 def fill(bootstrap: str, records: int, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(TOPIC, partitions)])[TOPIC].result()
+    make_topic(bootstrap, partitions)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
                          "compression.type": "lz4", "enable.idempotence": True})
     value = b"v" * 100
@@ -50,10 +50,13 @@ def fill(bootstrap: str, records: int, partitions: int) -> None:
     assert producer.flush(120) == 0
 
 
+def make_topic(bootstrap: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(TOPIC, partitions)])[TOPIC].result()
+
+
 def plain_loop(source: str, target: str, records: int, partitions: int) -> float:
     """Seconds a consume-then-produce loop takes to copy the topic."""
-    admin = AdminClient({"bootstrap.servers": target})
-    admin.create_topics([NewTopic(TOPIC, partitions)])[TOPIC].result()
     started = time.perf_counter()
     consumer = Consumer({"bootstrap.servers": source, "group.id": "loop",
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
@@ -106,6 +109,8 @@ def main() -> int:
         try:
             source, loop_target, mirror_target = (s.bootstrap for s in servers)
             fill(source, records, args.partitions)
+            for target in (loop_target, mirror_target):
+                make_topic(target, args.partitions)
             loop_s = plain_loop(source, loop_target, records, args.partitions)
             mirror_s = mirror(source, mirror_target)
         finally:

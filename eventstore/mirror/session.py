@@ -78,15 +78,15 @@ def session(sides: copier.Sides, options: Options, stop: Callable[[], bool],
             if now - checked >= options.checkpoint_s:
                 job.checkpoint()
                 checked = now
-            idle = read == 0 and options.until_caught_up
-            if idle or now - reported >= options.report_s:
-                job.checkpoint()
+            done = options.until_caught_up and (read == 0 or job.at_end()) and job.caught_up()
+            if done or now - reported >= options.report_s:
+                job.checkpoint(wait=done)
                 checked = reported = now
                 state = _report(job, source_admin, target_admin, sides.group)
                 report(state)
-                if idle and not any(state.lag.values()) and not state.groups.pending:
+                if done and not any(state.lag.values()) and not state.groups.pending:
                     return True
-        job.checkpoint()
+        job.checkpoint(wait=True)
         report(_report(job, source_admin, target_admin, sides.group))
         return False
     except KafkaException as error:
