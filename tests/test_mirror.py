@@ -7,6 +7,7 @@ tests/test_mirror_crash.py."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import urllib.request
 
@@ -342,3 +343,46 @@ def _offsets_and_records(bootstrap: str, topic: str) -> list[tuple[int, tuple]]:
         out.append((message.offset(), (message.key(), message.value())))
     consumer.close()
     return out
+
+
+def _closed_port() -> str:
+    """HOST:PORT of a loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_an_unreachable_target_is_one_line_or_retries_saying_so(serve):
+    """--until-caught-up: one line naming the target and why, exit 1, well before a request's
+    timeout; continuous: a line saying it retries and in how long, again with the backoff
+    doubled, until SIGTERM (exit 0)."""
+    source = serve()
+    _fill(source.bootstrap, "orders", 1, 3)
+    target = _closed_port()
+    command = [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
+               "--target-bootstrap-server", target]
+
+    failed = subprocess.run([*command, "--until-caught-up"], capture_output=True, text=True,
+                            timeout=120)
+    assert failed.returncode == 1
+    lines = [line for line in failed.stderr.splitlines() if not line.startswith("%")]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"eventstore mirror: cannot reach the target cluster at {target}: "), lines
+    assert "Connection refused" in lines[0]
+
+    mirror = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        said = []
+        while len(said) < 2:
+            line = mirror.stderr.readline()
+            assert line, f"the mirror ended: {said}"
+            if line.startswith("mirror: "):
+                said.append(line.strip())
+    finally:
+        mirror.send_signal(signal.SIGTERM)
+        out, _ = mirror.communicate(timeout=60)
+    assert [line.rpartition("; ")[2] for line in said] == ["retrying in 1 s",
+                                                           "retrying in 2 s"]
+    assert all(f"cannot reach the target cluster at {target}:" in line for line in said)
+    assert mirror.returncode == 0 and out.splitlines() == ["Mirrored 0 records."]

@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from eventstore.mirror import copier, groups
 from eventstore.mirror.plan import Selection, TopicPlan
-from eventstore.mirror.topics import MirrorError, apply, source_plan
+from eventstore.mirror.topics import MirrorError, apply, reach, source_plan
 
 MAX_BACKOFF_S = 60.0
 
@@ -60,8 +60,7 @@ def session(sides: copier.Sides, options: Options, stop: Callable[[], bool],
     """Copy until ``stop`` (False) or, with ``until_caught_up``, until every partition is
     copied to the source's end and the groups' offsets are on the target (True); the
     reports count the records copied from ``copied`` on (those of earlier sessions)."""
-    source_admin, target_admin = AdminClient(dict(sides.source)), AdminClient(
-        dict(sides.target))
+    source_admin, target_admin = reach(sides.source, "source"), reach(sides.target, "target")
     job = copier.Copier(copier.open_consumer(sides.source, sides.group),
                         copier.open_producer(sides),
                         copier.open_consumer(sides.target, sides.group),
@@ -108,7 +107,8 @@ def run(sides: copier.Sides, options: Options, stop: Callable[[], bool],
         report: Callable[[Report], None], retrying: Callable[[str, float], bool],
         clock: Callable[[], float]) -> bool:
     """Sessions until one ends; a failure is retried after ``retrying(message, delay)``
-    (which waits, and says False to give up) in continuous mode, raised otherwise."""
+    (which waits, and says False when asked to stop meanwhile: the run ends as stopped) in
+    continuous mode, raised with ``until_caught_up``."""
     delay, copied = 1.0, [0]
 
     def counted(state: Report) -> None:
@@ -119,8 +119,10 @@ def run(sides: copier.Sides, options: Options, stop: Callable[[], bool],
         try:
             return session(sides, options, stop, counted, clock, copied[0])
         except MirrorError as error:
-            if options.until_caught_up or not retrying(str(error), delay):
+            if options.until_caught_up:
                 raise
+            if not retrying(str(error), delay):
+                return False
             delay = min(delay * 2, MAX_BACKOFF_S)
 
 
