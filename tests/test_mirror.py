@@ -386,3 +386,52 @@ def test_an_unreachable_target_is_one_line_or_retries_saying_so(serve):
                                                            "retrying in 2 s"]
     assert all(f"cannot reach the target cluster at {target}:" in line for line in said)
     assert mirror.returncode == 0 and out.splitlines() == ["Mirrored 0 records."]
+
+
+def test_a_source_data_directory_mirrors_as_a_server_would(serve):
+    """--source-data-dir reads the segments read-only beside the running server: the same
+    topics, records (key, value, headers, timestamp, partition, order) and group offsets
+    on the target as from the server; a topic written by transactions is refused in one
+    line (its aborted records would be copied)."""
+    source, target = serve(), serve()
+    admin = AdminClient({"bootstrap.servers": source.bootstrap})
+    admin.create_topics([NewTopic("orders", 3, config={"retention.ms": "86400000"})]
+                        )["orders"].result()
+    producer = Producer({"bootstrap.servers": source.bootstrap, "linger.ms": 5})
+    for i in range(300):
+        producer.produce("orders", key=b"k%d" % (i % 7), value=b"v%d" % i, partition=i % 3,
+                         headers=[("n", b"%d" % i)], timestamp=1_700_000_000_000 + i)
+    assert producer.flush(30) == 0
+    app = Consumer({"bootstrap.servers": source.bootstrap, "group.id": "app"})
+    app.commit(offsets=[TopicPartition("orders", 1, 40)], asynchronous=False)
+    app.close()
+    from_dir = [*eventstore_command(), "mirror", "--source-data-dir", str(source.data_dir),
+                "--target-bootstrap-server", target.bootstrap]
+
+    done = subprocess.run([*from_dir, "--until-caught-up"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Mirrored 300 records (caught up)."]
+    assert _read_all(target.bootstrap, "orders", 3) == _read_all(source.bootstrap, "orders", 3)
+    target_admin = AdminClient({"bootstrap.servers": target.bootstrap})
+    (configs,) = target_admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, "orders")]).values()
+    assert configs.result()["retention.ms"].value == "86400000"
+    resumed = _group_resumes(target.bootstrap, "app", "orders", 3)
+    assert resumed[1] == _records_from(source.bootstrap, "orders", 1, 40)
+    status = subprocess.run([*from_dir, "--status"], capture_output=True, text=True,
+                            timeout=120)
+    assert [line.split()[-1] for line in status.stdout.splitlines()] == ["LAG", "0", "0", "0"]
+
+    txn = Producer({"bootstrap.servers": source.bootstrap, "transactional.id": "t"})
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    txn.produce("payments", value=b"x")
+    assert txn.flush(30) == 0
+    txn.abort_transaction(30)
+    refused = subprocess.run([*from_dir, "--topics", "payments", "--until-caught-up"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if not line.startswith("%")]
+    assert len(lines) == 1 and "payments-0:" in lines[0], lines
+    assert "holds transactional batches" in lines[0]

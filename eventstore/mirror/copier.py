@@ -49,6 +49,7 @@ class Sides:
     target: Mapping[str, str]
     compression: str = "none"
     group: str = "eventstore-mirror"
+    source_dir: str | None = None  # a data directory read instead of the source's servers
 
 
 def open_producer(sides: Sides) -> Producer:

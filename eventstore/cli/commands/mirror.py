@@ -44,7 +44,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         " --target-bootstrap-server kafka1:9092 --status\n",
         _run,
     )
-    parser.add_argument("--source-bootstrap-server", required=True, metavar="HOST:PORT")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--source-bootstrap-server", metavar="HOST:PORT")
+    source.add_argument("--source-data-dir", metavar="DIR",
+                        help="read this data directory (read-only, a server may run on it)"
+                        " instead of a server")
     parser.add_argument("--target-bootstrap-server", required=True, metavar="HOST:PORT")
     parser.add_argument("--source-config", action="append", default=[], metavar="KEY=VALUE",
                         help="a confluent-kafka setting for the source (SASL, TLS, ...)")
@@ -81,12 +85,13 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise CliError(f"eventstore mirror needs confluent-kafka ({error}): pip install"
                        " 'eventstore[mirror]'", EXIT_ERROR) from error
+    source = parse_key_values(args.source_config, "--source-config")
+    if args.source_bootstrap_server:
+        source["bootstrap.servers"] = args.source_bootstrap_server
     sides = copier.Sides(
-        {**parse_key_values(args.source_config, "--source-config"),
-         "bootstrap.servers": args.source_bootstrap_server},
-        {**parse_key_values(args.target_config, "--target-config"),
-         "bootstrap.servers": args.target_bootstrap_server},
-        args.compression, args.mirror_group)
+        source, {**parse_key_values(args.target_config, "--target-config"),
+                 "bootstrap.servers": args.target_bootstrap_server},
+        args.compression, args.mirror_group, args.source_data_dir)
     options = session.Options(Selection(tuple(args.topics), tuple(args.exclude)),
                               args.prefix, args.replication_factor, args.until_caught_up,
                               args.checkpoint_interval_ms / 1000)
