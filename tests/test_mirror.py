@@ -14,11 +14,14 @@ import urllib.request
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from rich.console import Console
 from support import eventstore_command, wait_until
 
-from eventstore.mirror.groups import translate_commits
+from eventstore.mirror.groups import GroupSync, translate_commits
 from eventstore.mirror.offset_map import PartitionMap, Run, decode, resume
 from eventstore.mirror.plan import Selection, TopicPlan, changes, plan_topics
+from eventstore.mirror.session import Report
+from eventstore.mirror.view import Rate, render
 from eventstore.storage.compaction import cleaning_status
 
 
@@ -70,6 +73,24 @@ def test_group_commits_go_forwards_only():
                                       {"a": "es.a"}, {("es.a", 0): 14})
     assert (todo, pending) == ({("es.a", 0): 15}, 1)
     assert translate_commits({("a", 0): 3}, maps, {"a": "es.a"}, {("es.a", 0): 14}) == ({}, 0)
+
+
+def test_live_view_renders_lag_rate_groups_and_last_error():
+    state = Report(1500, {("orders", 0): 0, ("orders", 1): 70, ("clicks", 0): 3},
+                   GroupSync(4, 0, ("billing",)), "Broker: Not enough replicas")
+    console = Console(record=True, width=100, color_system=None)
+    console.print(render(state, 250.4))
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines[0] == ("mirror 1,500 records copied, 250 records/s, 73 behind, 4 group"
+                        " offsets committed")
+    assert [line.split() for line in lines[1:5]] == [
+        ["TOPIC", "PARTITION", "LAG"], ["orders", "1", "70"], ["clicks", "0", "3"],
+        ["orders", "0", "0"]]
+    assert lines[5:] == ["left alone (active on the target): billing",
+                         "last error: Broker: Not enough replicas"]
+    rate = Rate()
+    assert (rate.update(100, 10.0), rate.update(600, 12.0), rate.update(600, 12.0)) == (
+        0.0, 250.0, 250.0)
 
 
 def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple]:
@@ -187,9 +208,11 @@ def test_gaps_in_the_source_and_groups_resuming_on_the_target(serve):
                asynchronous=False)
     app.close()
 
-    done = _mirror(source, target, "--until-caught-up")
+    done = _mirror(source, target, "--until-caught-up", "--watch")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["Mirrored 21 records (caught up)."]
+    view = [line.split() for line in done.stderr.splitlines() if not line.startswith("%")]
+    assert ["TOPIC", "PARTITION", "LAG"] in view and ["events", "0", "0"] in view, view
     for p in (0, 1):
         assert _records_from(target.bootstrap, "events", p, 0) == _records_from(
             source.bootstrap, "events", p, 0)
