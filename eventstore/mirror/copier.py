@@ -158,42 +158,64 @@ class Copier:
         is); the number of records and events read."""
         messages = (self.consumer.consume(batch, timeout=0)
                     or self.consumer.consume(1, timeout=POLL_S))
-        maps, skips, ended, produce = self.maps, self.skips, self.ended, self.producer.produce
-        read: dict[SourceKey, list[int]] = {}  # the offsets copied (or skipped) this poll
+        by_key: dict[SourceKey, list[Message]] = {}
+        ends: dict[SourceKey, int] = {}
         for message in messages:
-            key = (message.topic(), message.partition())
             error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    if key in read:
-                        maps[key] = maps[key].copied(*read.pop(key))
-                    maps[key] = maps[key].passed(message.offset())
-                    ended.add(key)
+            if error is None:
+                key = (message.topic(), message.partition())
+                records = by_key.get(key)
+                if records is None:
+                    by_key[key] = [message]
                 else:
-                    self.last_error = error.str()
-                continue
-            offset, offsets = message.offset(), read.setdefault(key, [])
-            ended.discard(key)
-            if offset < (offsets[-1] + 1 if offsets else maps[key].source_next):
-                continue
-            offsets.append(offset)
-            if skips.get(key):
-                skips[key] -= 1
-                continue
-            kind, stamp = message.timestamp()
-            while True:
-                try:
-                    produce(self.targets[key[0]], message.value(), message.key(), key[1],
-                            headers=message.headers(), timestamp=0 if kind == 0 else stamp)
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
-            self.copied += 1
-        for key, offsets in read.items():
-            if offsets:
-                maps[key] = maps[key].copied(*offsets)
-        self.producer.poll(0)
+                    records.append(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                ends[(message.topic(), message.partition())] = message.offset()
+            else:
+                self.last_error = error.str()
+        for key, records in by_key.items():
+            self._copy(key, records)
+            self.ended.discard(key)
+        for key, end in ends.items():  # after the records: an end is at or past them
+            self.maps[key] = self.maps[key].passed(end)
+            if self.maps[key].source_next == end:  # else records came after the end
+                self.ended.add(key)
+        if by_key:
+            self.producer.poll(0)
         return len(messages)
+
+    def _copy(self, key: SourceKey, records: list[Message]) -> None:
+        """Send one partition's ``records`` of a poll (rising offsets), less those before
+        its position and those still to skip, and move its offset map past them."""
+        position, first = self.maps[key], 0
+        while first < len(records) and records[first].offset() < position.source_next:
+            first += 1
+        skip = min(self.skips.get(key, 0), len(records) - first)
+        if skip:
+            self.skips[key] -= skip
+        topic, partition, produce = self.targets[key[0]], key[1], self.producer.produce
+        for message in records[first + skip:]:
+            kind, stamp = message.timestamp()
+            try:
+                produce(topic, message.value(), message.key(), partition,
+                        headers=message.headers(), timestamp=stamp if kind else 0)
+            except BufferError:
+                self._produce_when_room(topic, message, stamp if kind else 0)
+        self.copied += len(records) - first - skip
+        if first < len(records):
+            self.maps[key] = position.copied(*[m.offset() for m in records[first:]])
+
+    def _produce_when_room(self, topic: str, message: Message, stamp: int) -> None:
+        """Send ``message`` once the producer's queue has room (the target is slower)."""
+        while True:
+            self.producer.poll(0.1)
+            try:
+                self.producer.produce(topic, message.value(), message.key(),
+                                      message.partition(), headers=message.headers(),
+                                      timestamp=stamp)
+                return
+            except BufferError:
+                continue
 
     def at_end(self) -> bool:
         """Whether every started partition was read to the end the source reported last
