@@ -129,6 +129,7 @@ class DirReader:
         self._engine = engine
         self._positions: dict[Key, int] = {}
         self._ended: set[Key] = set()
+        self._known: dict[Key, tuple[int, int]] = {}  # the bounds the last consume read
 
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -140,13 +141,17 @@ class DirReader:
 
     def get_watermark_offsets(self, tp: TopicPartition, timeout: float | None = None,
                               cached: bool = False) -> tuple[int, int]:
-        return self._bounds()[(tp.topic, tp.partition)]
+        """A partition's (log start, end): as the last consume read them if ``cached``."""
+        key = (tp.topic, tp.partition)
+        if cached and key in self._known:
+            return self._known[key]
+        return self._bounds()[key]
 
     def consume(self, num_messages: int, timeout: float) -> list[DirRecord]:
         """The next records of one assigned partition, or its end once reached; waits
         ``timeout`` when every partition is at its end (the files may grow beside a
         running server)."""
-        bounds = self._bounds()
+        bounds = self._known = self._bounds()
         for key, position in self._positions.items():
             start, end = bounds[key]
             position = max(position, start)  # retention moved the log start past it
