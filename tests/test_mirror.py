@@ -7,17 +7,21 @@ tests/test_mirror_crash.py."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from rich.console import Console
 from support import eventstore_command, wait_until
 
-from eventstore.mirror.groups import translate_commits
+from eventstore.mirror.groups import GroupSync, translate_commits
 from eventstore.mirror.offset_map import PartitionMap, Run, decode, resume
 from eventstore.mirror.plan import Selection, TopicPlan, changes, plan_topics
+from eventstore.mirror.session import Report
+from eventstore.mirror.view import Rate, render
 from eventstore.storage.compaction import cleaning_status
 
 
@@ -71,6 +75,24 @@ def test_group_commits_go_forwards_only():
     assert translate_commits({("a", 0): 3}, maps, {"a": "es.a"}, {("es.a", 0): 14}) == ({}, 0)
 
 
+def test_live_view_renders_lag_rate_groups_and_last_error():
+    state = Report(1500, {("orders", 0): 0, ("orders", 1): 70, ("clicks", 0): 3},
+                   GroupSync(4, 0, ("billing",)), "Broker: Not enough replicas")
+    console = Console(record=True, width=100, color_system=None)
+    console.print(render(state, 250.4))
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines[0] == ("mirror 1,500 records copied, 250 records/s, 73 behind, 4 group"
+                        " offsets committed")
+    assert [line.split() for line in lines[1:5]] == [
+        ["TOPIC", "PARTITION", "LAG"], ["orders", "1", "70"], ["clicks", "0", "3"],
+        ["orders", "0", "0"]]
+    assert lines[5:] == ["left alone (active on the target): billing",
+                         "last error: Broker: Not enough replicas"]
+    rate = Rate()
+    assert (rate.update(100, 10.0), rate.update(600, 12.0), rate.update(600, 12.0)) == (
+        0.0, 250.0, 250.0)
+
+
 def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "check",
                          "enable.auto.commit": False})
@@ -85,6 +107,15 @@ def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple]:
                         message.headers(), message.timestamp()))
     consumer.close()
     return out
+
+
+def _mirror(source, target, *flags: str) -> subprocess.CompletedProcess:
+    """`eventstore mirror` from server ``source`` to server ``target`` with ``flags``, run
+    to its exit."""
+    return subprocess.run(
+        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
+         "--target-bootstrap-server", target.bootstrap, *flags],
+        capture_output=True, text=True, timeout=120)
 
 
 def test_mirror_until_caught_up_copies_topics_and_records(serve):
@@ -103,11 +134,8 @@ def test_mirror_until_caught_up_copies_topics_and_records(serve):
     producer.produce("skipped", value=b"x")
     assert producer.flush(30) == 0
 
-    done = subprocess.run(
-        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
-         "--target-bootstrap-server", target.bootstrap, "--exclude", "skip.*",
-         "--prefix", "es.", "--compression", "zstd", "--until-caught-up"],
-        capture_output=True, text=True, timeout=120)
+    done = _mirror(source, target, "--exclude", "skip.*", "--prefix", "es.",
+                   "--compression", "zstd", "--until-caught-up")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["Mirrored 2000 records (caught up)."]
 
@@ -180,12 +208,11 @@ def test_gaps_in_the_source_and_groups_resuming_on_the_target(serve):
                asynchronous=False)
     app.close()
 
-    done = subprocess.run(
-        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
-         "--target-bootstrap-server", target.bootstrap, "--until-caught-up"],
-        capture_output=True, text=True, timeout=120)
+    done = _mirror(source, target, "--until-caught-up", "--watch")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["Mirrored 21 records (caught up)."]
+    view = [line.split() for line in done.stderr.splitlines() if not line.startswith("%")]
+    assert ["TOPIC", "PARTITION", "LAG"] in view and ["events", "0", "0"] in view, view
     for p in (0, 1):
         assert _records_from(target.bootstrap, "events", p, 0) == _records_from(
             source.bootstrap, "events", p, 0)
@@ -207,17 +234,24 @@ def _metrics(url: str) -> dict[str, float]:
             (line.rpartition(" ") for line in text.splitlines() if not line.startswith("#"))}
 
 
+def _fill(bootstrap: str, topic: str, partitions: int, records: int) -> AdminClient:
+    """A topic of ``partitions`` on ``bootstrap`` holding ``records`` values b"0", b"1", ...
+    round the partitions; the admin client that made it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions)])[topic].result()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(records):
+        producer.produce(topic, value=b"%d" % i, partition=i % partitions)
+    assert producer.flush(30) == 0
+    return admin
+
+
 def test_continuous_mirror_follows_new_partitions_leaves_active_groups_and_stops(serve):
     """A continuous mirror with metrics: partitions added to the source later are added on
     the target and copied; a group with a member on the target is left alone while an idle
     one gets its offsets; SIGTERM stops it with exit 0."""
     source, target = serve(), serve()
-    admin = AdminClient({"bootstrap.servers": source.bootstrap})
-    admin.create_topics([NewTopic("live", 2)])["live"].result()
-    producer = Producer({"bootstrap.servers": source.bootstrap})
-    for i in range(100):
-        producer.produce("live", value=b"%d" % i, partition=i % 2)
-    assert producer.flush(30) == 0
+    admin = _fill(source.bootstrap, "live", 2, 100)
     for group in ("idle", "busy"):
         committer = Consumer({"bootstrap.servers": source.bootstrap, "group.id": group})
         committer.commit(offsets=[TopicPartition("live", 0, 30)], asynchronous=False)
@@ -266,30 +300,20 @@ def test_continuous_mirror_follows_new_partitions_leaves_active_groups_and_stops
 
 def test_a_refusing_target_is_one_line_and_exit_1_and_status_shows_the_lag(serve):
     source, target = serve(), serve()
-    admin = AdminClient({"bootstrap.servers": source.bootstrap})
-    admin.create_topics([NewTopic("orders", 2)])["orders"].result()
+    _fill(source.bootstrap, "orders", 2, 30)
     producer = Producer({"bootstrap.servers": source.bootstrap})
-    for i in range(30):
-        producer.produce("orders", value=b"%d" % i, partition=i % 2)
-    assert producer.flush(30) == 0
-    mirror = [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
-              "--target-bootstrap-server", target.bootstrap]
-
-    refused = subprocess.run([*mirror, "--replication-factor", "3", "--until-caught-up"],
-                             capture_output=True, text=True, timeout=120)
+    refused = _mirror(source, target, "--replication-factor", "3", "--until-caught-up")
     assert refused.returncode == 1
     lines = [line for line in refused.stderr.splitlines() if not line.startswith("%")]
     assert len(lines) == 1 and "the target refused to create topic orders:" in lines[0]
     assert "INVALID_REPLICATION_FACTOR" in lines[0]
 
-    done = subprocess.run([*mirror, "--until-caught-up"], capture_output=True, text=True,
-                          timeout=120)
+    done = _mirror(source, target, "--until-caught-up")
     assert done.returncode == 0, done.stderr
     for _ in range(5):
         producer.produce("orders", value=b"more", partition=1)
     assert producer.flush(30) == 0
-    status = subprocess.run([*mirror, "--status"], capture_output=True, text=True,
-                            timeout=120)
+    status = _mirror(source, target, "--status")
     assert status.returncode == 0, status.stderr
     assert [line.split() for line in status.stdout.splitlines()] == [
         ["TOPIC", "PARTITION", "TARGET-TOPIC", "SOURCE-END", "MIRRORED", "LAG"],
@@ -321,10 +345,7 @@ def test_a_compacted_source_topic_and_a_group_committed_in_a_gap(serve):
     app.commit(offsets=[TopicPartition("table", 0, gap)], asynchronous=False)
     app.close()
 
-    done = subprocess.run(
-        [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
-         "--target-bootstrap-server", target.bootstrap, "--until-caught-up"],
-        capture_output=True, text=True, timeout=120)
+    done = _mirror(source, target, "--until-caught-up")
     assert done.returncode == 0, done.stderr
     assert _records_from(target.bootstrap, "table", 0, 0) == _records_from(
         source.bootstrap, "table", 0, 0)
@@ -345,3 +366,95 @@ def _offsets_and_records(bootstrap: str, topic: str) -> list[tuple[int, tuple]]:
         out.append((message.offset(), (message.key(), message.value())))
     consumer.close()
     return out
+
+
+def _closed_port() -> str:
+    """HOST:PORT of a loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_an_unreachable_target_is_one_line_or_retries_saying_so(serve):
+    """--until-caught-up: one line naming the target and why, exit 1, well before a request's
+    timeout; continuous: a line saying it retries and in how long, again with the backoff
+    doubled, until SIGTERM (exit 0)."""
+    source = serve()
+    _fill(source.bootstrap, "orders", 1, 3)
+    target = _closed_port()
+    command = [*eventstore_command(), "mirror", "--source-bootstrap-server", source.bootstrap,
+               "--target-bootstrap-server", target]
+
+    failed = subprocess.run([*command, "--until-caught-up"], capture_output=True, text=True,
+                            timeout=120)
+    assert failed.returncode == 1
+    lines = [line for line in failed.stderr.splitlines() if not line.startswith("%")]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"eventstore mirror: cannot reach the target cluster at {target}: "), lines
+    assert "Connection refused" in lines[0]
+
+    mirror = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        said = []
+        while len(said) < 2:
+            line = mirror.stderr.readline()
+            assert line, f"the mirror ended: {said}"
+            if line.startswith("mirror: "):
+                said.append(line.strip())
+    finally:
+        mirror.send_signal(signal.SIGTERM)
+        out, _ = mirror.communicate(timeout=60)
+    assert [line.rpartition("; ")[2] for line in said] == ["retrying in 1 s",
+                                                           "retrying in 2 s"]
+    assert all(f"cannot reach the target cluster at {target}:" in line for line in said)
+    assert mirror.returncode == 0 and out.splitlines() == ["Mirrored 0 records."]
+
+
+def test_a_source_data_directory_mirrors_as_a_server_would(serve):
+    """--source-data-dir reads the segments read-only beside the running server: the same
+    topics, records (key, value, headers, timestamp, partition, order) and group offsets
+    on the target as from the server; a topic written by transactions is refused in one
+    line (its aborted records would be copied)."""
+    source, target = serve(), serve()
+    admin = AdminClient({"bootstrap.servers": source.bootstrap})
+    admin.create_topics([NewTopic("orders", 3, config={"retention.ms": "86400000"})]
+                        )["orders"].result()
+    producer = Producer({"bootstrap.servers": source.bootstrap, "linger.ms": 5})
+    for i in range(300):
+        producer.produce("orders", key=b"k%d" % (i % 7), value=b"v%d" % i, partition=i % 3,
+                         headers=[("n", b"%d" % i)], timestamp=1_700_000_000_000 + i)
+    assert producer.flush(30) == 0
+    app = Consumer({"bootstrap.servers": source.bootstrap, "group.id": "app"})
+    app.commit(offsets=[TopicPartition("orders", 1, 40)], asynchronous=False)
+    app.close()
+    from_dir = [*eventstore_command(), "mirror", "--source-data-dir", str(source.data_dir),
+                "--target-bootstrap-server", target.bootstrap]
+
+    done = subprocess.run([*from_dir, "--until-caught-up"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Mirrored 300 records (caught up)."]
+    assert _read_all(target.bootstrap, "orders", 3) == _read_all(source.bootstrap, "orders", 3)
+    target_admin = AdminClient({"bootstrap.servers": target.bootstrap})
+    (configs,) = target_admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, "orders")]).values()
+    assert configs.result()["retention.ms"].value == "86400000"
+    resumed = _group_resumes(target.bootstrap, "app", "orders", 3)
+    assert resumed[1] == _records_from(source.bootstrap, "orders", 1, 40)
+    status = subprocess.run([*from_dir, "--status"], capture_output=True, text=True,
+                            timeout=120)
+    assert [line.split()[-1] for line in status.stdout.splitlines()] == ["LAG", "0", "0", "0"]
+
+    txn = Producer({"bootstrap.servers": source.bootstrap, "transactional.id": "t"})
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    txn.produce("payments", value=b"x")
+    assert txn.flush(30) == 0
+    txn.abort_transaction(30)
+    refused = subprocess.run([*from_dir, "--topics", "payments", "--until-caught-up"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if not line.startswith("%")]
+    assert len(lines) == 1 and "payments-0:" in lines[0], lines
+    assert "holds transactional batches" in lines[0]

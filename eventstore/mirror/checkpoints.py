@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from eventstore.mirror.offset_map import PartitionMap, decode
 from eventstore.mirror.topics import TIMEOUT_S, MirrorError
@@ -42,17 +42,27 @@ def load(store: Consumer, keys: list[Key]) -> dict[Key, PartitionMap]:
     return out
 
 
-def save(store: Consumer, maps: Mapping[Key, PartitionMap]) -> None:
-    """Commit ``maps`` as the checkpoints of their target partitions, in one request."""
+def save(store: Consumer, maps: Mapping[Key, PartitionMap], wait: bool = True) -> None:
+    """Commit ``maps`` as the checkpoints of their target partitions, in one request; with
+    ``wait`` False, without waiting for the answer (a refusal then comes to ``answered``
+    when the store is next polled). Not waiting loses nothing: a checkpoint the target never
+    stored leaves the one before it, and a restart from that one skips the records the
+    target holds past it."""
     if not maps:
         return
     offsets = [TopicPartition(t, p, m.target_next, m.encode()) for (t, p), m in maps.items()]
     try:
-        answered = store.commit(offsets=offsets, asynchronous=False)
+        answered(None, store.commit(offsets=offsets, asynchronous=not wait) or [])
     except KafkaException as error:
         raise MirrorError(f"the target refused the mirror's checkpoints:"
                           f" {error.args[0].str()}") from error
-    for tp in answered or ():
+
+
+def answered(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """The target's answer to a commit of checkpoints: a refusal fails the session."""
+    if error is not None:
+        raise MirrorError(f"the target refused the mirror's checkpoints: {error.str()}")
+    for tp in partitions:
         if tp.error is not None:
             raise MirrorError(f"the target refused the checkpoint of {tp.topic}-"
                               f"{tp.partition}: {tp.error.str()}")

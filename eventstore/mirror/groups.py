@@ -53,12 +53,18 @@ def translate_commits(commits: Mapping[Key, int], maps: Mapping[Key, PartitionMa
     return out, pending
 
 
-def sync(source: AdminClient, target: AdminClient, maps: Mapping[Key, PartitionMap],
-         targets: Mapping[str, str], own_group: str) -> GroupSync:
-    """Copy every source group's commits on the partitions of ``maps`` (source partition ->
-    checkpointed position) to the target."""
+def source_commits(source: AdminClient, wanted: set[Key], own_group: str
+                   ) -> dict[str, dict[Key, int]]:
+    """Every source group's committed offsets on the partitions ``wanted`` (the mirror's
+    own group aside), asked of the source cluster."""
     groups = [g for g in _list_groups(source) if g != own_group]
-    commits = {g: c for g in groups if (c := _offsets(source, g, None, set(maps)))}
+    return {g: c for g in groups if (c := _offsets(source, g, None, wanted))}
+
+
+def sync(commits: Mapping[str, Mapping[Key, int]], target: AdminClient,
+         maps: Mapping[Key, PartitionMap], targets: Mapping[str, str]) -> GroupSync:
+    """Copy the source groups' ``commits`` on the partitions of ``maps`` (source partition
+    -> checkpointed position) to the target."""
     if not commits:
         return GroupSync(0, 0, ())
     active = _active(target, list(commits))

@@ -40,12 +40,15 @@ class PartitionMap:
     target_next: int
     runs: tuple[Run, ...] = ()
 
-    def copied(self, source_offset: int) -> PartitionMap:
-        """After the record at ``source_offset`` was copied to ``target_next``."""
-        runs = self.runs
-        if not runs or source_offset - runs[-1].source != self.target_next - runs[-1].target:
-            runs = (*runs[-(MAX_RUNS - 1):], Run(source_offset, self.target_next))
-        return PartitionMap(source_offset + 1, self.target_next + 1, runs)
+    def copied(self, *source_offsets: int) -> PartitionMap:
+        """After the records at ``source_offsets`` (rising) were copied, in order, from
+        ``target_next`` on: one new map for a poll's records, not one for each."""
+        runs, target_next = self.runs, self.target_next
+        for offset in source_offsets:
+            if not runs or offset - runs[-1].source != target_next - runs[-1].target:
+                runs = (*runs[-(MAX_RUNS - 1):], Run(offset, target_next))
+            target_next += 1
+        return PartitionMap(source_offsets[-1] + 1, target_next, runs)
 
     def passed(self, source_offset: int) -> PartitionMap:
         """After the source was read up to ``source_offset`` with nothing left to copy before

@@ -17,8 +17,10 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from eventstore.mirror import copier, groups
+from eventstore.mirror.data_dir import DirSource
 from eventstore.mirror.plan import Selection, TopicPlan
-from eventstore.mirror.topics import MirrorError, apply, source_plan
+from eventstore.mirror.sources import WireSource, open_source
+from eventstore.mirror.topics import MirrorError, apply, reach
 
 MAX_BACKOFF_S = 60.0
 
@@ -46,10 +48,10 @@ class Report:
     last_error: str | None
 
 
-def plan(source: AdminClient, target: AdminClient, options: Options
+def plan(source: WireSource | DirSource, target: AdminClient, options: Options
          ) -> tuple[TopicPlan, ...]:
     """The planned topics, made to exist on the target."""
-    plans = source_plan(source, options.selection, options.prefix)
+    plans = source.plan(options.selection, options.prefix)
     apply(target, plans, options.replication_factor)
     return plans
 
@@ -60,34 +62,37 @@ def session(sides: copier.Sides, options: Options, stop: Callable[[], bool],
     """Copy until ``stop`` (False) or, with ``until_caught_up``, until every partition is
     copied to the source's end and the groups' offsets are on the target (True); the
     reports count the records copied from ``copied`` on (those of earlier sessions)."""
-    source_admin, target_admin = AdminClient(dict(sides.source)), AdminClient(
-        dict(sides.target))
-    job = copier.Copier(copier.open_consumer(sides.source, sides.group),
-                        copier.open_producer(sides),
-                        copier.open_consumer(sides.target, sides.group),
-                        copier.open_consumer(sides.source, sides.group), copied=copied)
+    source = open_source(sides)
     try:
-        job.start(plan(source_admin, target_admin, options))
+        target = reach(sides.target, "target")
+        job = copier.Copier(source.reader(), copier.open_producer(sides),
+                            copier.open_consumer(sides.target, sides.group), source.reader(),
+                            copied=copied)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        job.start(plan(source, target, options))
         checked = planned = reported = clock()
         while not stop():
             read = job.step()
             now = clock()
             if now - planned >= options.refresh_s:
-                job.start(plan(source_admin, target_admin, options))
+                job.start(plan(source, target, options))
                 planned = now
             if now - checked >= options.checkpoint_s:
                 job.checkpoint()
                 checked = now
-            idle = read == 0 and options.until_caught_up
-            if idle or now - reported >= options.report_s:
-                job.checkpoint()
+            done = options.until_caught_up and (read == 0 or job.at_end()) and job.caught_up()
+            if done or now - reported >= options.report_s:
+                job.checkpoint(wait=done)
                 checked = reported = now
-                state = _report(job, source_admin, target_admin, sides.group)
+                state = _report(job, source, target, sides.group)
                 report(state)
-                if idle and not any(state.lag.values()) and not state.groups.pending:
+                if done and not any(state.lag.values()) and not state.groups.pending:
                     return True
-        job.checkpoint()
-        report(_report(job, source_admin, target_admin, sides.group))
+        job.checkpoint(wait=True)
+        report(_report(job, source, target, sides.group))
         return False
     except KafkaException as error:
         raise MirrorError(error.args[0].str()) from error
@@ -95,11 +100,13 @@ def session(sides: copier.Sides, options: Options, stop: Callable[[], bool],
         job.producer.purge()  # nothing once checkpointed; after a failure, unsent records
         for client in (job.consumer, job.store, job.probe):
             client.close()
+        source.close()
 
 
-def _report(job: copier.Copier, source: AdminClient, target: AdminClient, own_group: str
-            ) -> Report:
-    synced = groups.sync(source, target, job.saved, job.targets, own_group)
+def _report(job: copier.Copier, source: WireSource | DirSource, target: AdminClient,
+            own_group: str) -> Report:
+    synced = groups.sync(source.group_commits(set(job.saved), own_group), target, job.saved,
+                         job.targets)
     lag = job.lag(copier.watermarks(job.probe, list(job.maps)))
     return Report(job.copied, lag, synced, job.last_error)
 
@@ -108,7 +115,8 @@ def run(sides: copier.Sides, options: Options, stop: Callable[[], bool],
         report: Callable[[Report], None], retrying: Callable[[str, float], bool],
         clock: Callable[[], float]) -> bool:
     """Sessions until one ends; a failure is retried after ``retrying(message, delay)``
-    (which waits, and says False to give up) in continuous mode, raised otherwise."""
+    (which waits, and says False when asked to stop meanwhile: the run ends as stopped) in
+    continuous mode, raised with ``until_caught_up``."""
     delay, copied = 1.0, [0]
 
     def counted(state: Report) -> None:
@@ -119,8 +127,10 @@ def run(sides: copier.Sides, options: Options, stop: Callable[[], bool],
         try:
             return session(sides, options, stop, counted, clock, copied[0])
         except MirrorError as error:
-            if options.until_caught_up or not retrying(str(error), delay):
+            if options.until_caught_up:
                 raise
+            if not retrying(str(error), delay):
+                return False
             delay = min(delay * 2, MAX_BACKOFF_S)
 
 
@@ -129,16 +139,18 @@ def status(sides: copier.Sides, options: Options) -> list[dict[str, object]]:
     `eventstore mirror --status` prints), read from both sides without copying."""
     from eventstore.mirror import checkpoints
 
-    plans = source_plan(AdminClient(dict(sides.source)), options.selection, options.prefix)
-    keys = [(plan, p) for plan in plans for p in range(plan.partitions)]
-    reader = copier.open_consumer(sides.source, sides.group)
+    source = open_source(sides)
     store = copier.open_consumer(sides.target, sides.group)
+    reader = source.reader()
     try:
+        plans = source.plan(options.selection, options.prefix)
+        keys = [(plan, p) for plan in plans for p in range(plan.partitions)]
         ends = copier.watermarks(reader, [(plan.source, p) for plan, p in keys])
         stored = checkpoints.load(store, [(plan.target, p) for plan, p in keys])
     finally:
         reader.close()
         store.close()
+        source.close()
     rows = []
     for plan, p in keys:
         low, high = ends[(plan.source, p)]

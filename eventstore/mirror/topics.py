@@ -7,9 +7,10 @@ target's own words, never skipped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from eventstore.mirror.plan import Selection, TopicChange, TopicPlan, changes, plan_topics
@@ -19,6 +20,26 @@ TIMEOUT_S = 30.0
 
 class MirrorError(Exception):
     """A failure the mirror reports as one line and a non-zero exit."""
+
+
+def reach(settings: Mapping[str, str], side: str) -> AdminClient:
+    """An admin client of the cluster ``settings`` name, once it answered a Metadata request;
+    MirrorError as soon as the client finds every broker down (refused, unresolved,
+    failed TLS or SASL: the client's own words), rather than after a request's timeout."""
+    errors: dict[int, KafkaError] = {}  # the newest of each kind, as the client gives them
+    admin = AdminClient({**settings, "error_cb": lambda e: errors.__setitem__(e.code(), e)})
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        try:
+            admin.list_topics(timeout=0.5)
+            return admin
+        except KafkaException:
+            admin.poll(0)  # the client's errors, to error_cb
+        down = errors.pop(KafkaError._ALL_BROKERS_DOWN, None)
+        if down or time.monotonic() > deadline:
+            why = next((e.str() for e in errors.values()), f"no answer in {TIMEOUT_S:g} s")
+            raise MirrorError(f"cannot reach the {side} cluster at"
+                              f" {settings.get('bootstrap.servers')}: {why}")
 
 
 def partition_counts(admin: AdminClient) -> dict[str, int]:

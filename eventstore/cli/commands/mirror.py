@@ -8,6 +8,8 @@ APIs only, so the target may be any Kafka-compatible cluster.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import signal
 import sys
 import threading
@@ -44,7 +46,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         " --target-bootstrap-server kafka1:9092 --status\n",
         _run,
     )
-    parser.add_argument("--source-bootstrap-server", required=True, metavar="HOST:PORT")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--source-bootstrap-server", metavar="HOST:PORT")
+    source.add_argument("--source-data-dir", metavar="DIR",
+                        help="read this data directory (read-only, a server may run on it)"
+                        " instead of a server")
     parser.add_argument("--target-bootstrap-server", required=True, metavar="HOST:PORT")
     parser.add_argument("--source-config", action="append", default=[], metavar="KEY=VALUE",
                         help="a confluent-kafka setting for the source (SASL, TLS, ...)")
@@ -66,6 +72,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         " and the groups' offsets are on the target")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT",
                         help="serve Prometheus metrics (eventstore_mirror_lag, ...) there")
+    parser.add_argument("--watch", action=argparse.BooleanOptionalAction, default=None,
+                        help="a live view of the lag per partition, the rate and the last"
+                        " error on stderr, refreshed each second (default: when stderr is a"
+                        " terminal; else a line every 5 s)")
     parser.add_argument("--status", action="store_true",
                         help="print each partition's source end, mirrored position and lag,"
                         " then exit")
@@ -81,12 +91,13 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise CliError(f"eventstore mirror needs confluent-kafka ({error}): pip install"
                        " 'eventstore[mirror]'", EXIT_ERROR) from error
+    source = parse_key_values(args.source_config, "--source-config")
+    if args.source_bootstrap_server:
+        source["bootstrap.servers"] = args.source_bootstrap_server
     sides = copier.Sides(
-        {**parse_key_values(args.source_config, "--source-config"),
-         "bootstrap.servers": args.source_bootstrap_server},
-        {**parse_key_values(args.target_config, "--target-config"),
-         "bootstrap.servers": args.target_bootstrap_server},
-        args.compression, args.mirror_group)
+        source, {**parse_key_values(args.target_config, "--target-config"),
+                 "bootstrap.servers": args.target_bootstrap_server},
+        args.compression, args.mirror_group, args.source_data_dir)
     options = session.Options(Selection(tuple(args.topics), tuple(args.exclude)),
                               args.prefix, args.replication_factor, args.until_caught_up,
                               args.checkpoint_interval_ms / 1000)
@@ -94,14 +105,19 @@ def _run(args: argparse.Namespace) -> int:
         if args.status:
             _print_status(session.status(sides, options))
             return EXIT_OK
-        return _mirror(sides, options, args.metrics_listen)
+        watch = sys.stderr.isatty() if args.watch is None else args.watch
+        if watch:
+            options = dataclasses.replace(options, report_s=1.0)
+        return _mirror(sides, options, args.metrics_listen, watch)
     except MirrorError as error:
         raise CliError(str(error), EXIT_ERROR) from error
 
 
-def _mirror(sides: Sides, options: Options, metrics_listen: str | None) -> int:
+def _mirror(sides: Sides, options: Options, metrics_listen: str | None, watch: bool
+            ) -> int:
     from eventstore.cli.output import print_line
     from eventstore.mirror import session
+    from eventstore.mirror.view import Rate, render
 
     metrics = None
     if metrics_listen:
@@ -120,19 +136,29 @@ def _mirror(sides: Sides, options: Options, metrics_listen: str | None) -> int:
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
-    shown = [0.0, 0]
+    shown, rate = [0.0, 0], Rate()
+    live = None
+    if watch:
+        from rich.console import Console
+        from rich.live import Live
+
+        live = Live(console=Console(stderr=True), auto_refresh=False, transient=False)
 
     def report(state: Report) -> None:
         shown[1] = state.copied
+        per_second = rate.update(state.copied, time.monotonic())
         if metrics is not None:
             metrics.report(state)
+        if live is not None:
+            live.update(render(state, per_second), refresh=True)
+            return
         if time.monotonic() - shown[0] < options.report_s:
             return
         shown[0] = time.monotonic()
         behind = {key: lag for key, lag in state.lag.items() if lag}
-        line = (f"mirror: {state.copied} records copied, {sum(behind.values())} behind on"
-                f" {len(behind)} of {len(state.lag)} partitions, {state.groups.committed}"
-                " group offsets committed")
+        line = (f"mirror: {state.copied} records copied ({per_second:.0f}/s),"
+                f" {sum(behind.values())} behind on {len(behind)} of {len(state.lag)}"
+                f" partitions, {state.groups.committed} group offsets committed")
         if state.groups.active:
             line += f", left alone (active on the target): {', '.join(state.groups.active)}"
         if state.last_error:
@@ -145,7 +171,8 @@ def _mirror(sides: Sides, options: Options, metrics_listen: str | None) -> int:
         print(f"mirror: {message}; retrying in {delay:g} s", file=sys.stderr, flush=True)
         return not stopping.wait(delay)
 
-    done = session.run(sides, options, stopping.is_set, report, retrying, time.monotonic)
+    with live if live is not None else contextlib.nullcontext():
+        done = session.run(sides, options, stopping.is_set, report, retrying, time.monotonic)
     print_line(f"Mirrored {shown[1]} records{' (caught up)' if done else ''}.")
     sys.stdout.flush()
     return EXIT_OK
