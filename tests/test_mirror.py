@@ -6,6 +6,7 @@ tests/test_mirror_crash.py."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -22,7 +23,9 @@ from eventstore.mirror.offset_map import PartitionMap, Run, decode, resume
 from eventstore.mirror.plan import Selection, TopicPlan, changes, plan_topics
 from eventstore.mirror.session import Report
 from eventstore.mirror.view import Rate, render
+from eventstore.security.scram import make_credential
 from eventstore.storage.compaction import cleaning_status
+from eventstore.storage.credentials import CredentialStore
 
 
 def test_selection_by_names_and_regexes():
@@ -458,3 +461,25 @@ def test_a_source_data_directory_mirrors_as_a_server_would(serve):
     lines = [line for line in refused.stderr.splitlines() if not line.startswith("%")]
     assert len(lines) == 1 and "payments-0:" in lines[0], lines
     assert "holds transactional batches" in lines[0]
+
+
+def test_a_target_that_denies_the_mirror_is_one_line_and_exit_1(serve, tmp_path):
+    """A target with an authorizer that gives the mirror's user no ACL (it may log in,
+    nothing more): one line naming what was refused, exit 1, nothing made there."""
+    data_dir = str(tmp_path / "secured")
+    with CredentialStore.open(data_dir) as store:
+        store.upsert("mirror", make_credential("SCRAM-SHA-256", "mirror-secret-pw"))
+    target = serve(data_dir, settings={
+        "listeners": "SASL_PLAINTEXT://127.0.0.1:0", "sasl.enabled.mechanisms": "PLAIN",
+        "authorizer.class.name": "acl", "super.users": "User:admin"})
+    source = serve()
+    _fill(source.bootstrap, "orders", 2, 10)
+    login = ["security.protocol=sasl_plaintext", "sasl.mechanism=PLAIN",
+             "sasl.username=mirror", "sasl.password=mirror-secret-pw"]
+    denied = _mirror(source, target, "--until-caught-up",
+                     *[flag for setting in login for flag in ("--target-config", setting)])
+    assert denied.returncode == 1
+    lines = [line for line in denied.stderr.splitlines() if not line.startswith("%")]
+    assert len(lines) == 1 and "AUTHORIZATION_FAILED" in lines[0], denied.stderr
+    assert "Traceback" not in denied.stderr
+    assert not [name for name in os.listdir(data_dir) if name.startswith("orders")]
