@@ -34,6 +34,7 @@ PROMETHEUS = "/usr/bin/prometheus"
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"
 TOPIC, GROUP = "orders", "billing"
 COMPACTED = "prices"  # cleanup.policy=compact: the dirty ratio panel shows its partitions
+TRANSACTIONAL = "ledger"  # written in a transaction: the LSO lag panel shows its partitions
 PRODUCED = {0: 10, 1: 12}
 COMMITTED = {0: 4, 1: 7}
 TIMEOUT_S = 30
@@ -143,6 +144,12 @@ def workload(server: ServerProcess) -> Iterator[dict[int, int]]:
         producer.produce(COMPACTED, b"%d" % i, key=b"item %d" % (i % 3))
         assert producer.flush(TIMEOUT_S) == 0
     assert producer.flush(TIMEOUT_S) == 0
+    admin.create_topics([NewTopic(TRANSACTIONAL, 1)])[TRANSACTIONAL].result(TIMEOUT_S)
+    transactional = Producer({**config, "transactional.id": "dashboard-test"})
+    transactional.init_transactions(TIMEOUT_S)
+    transactional.begin_transaction()
+    transactional.produce(TRANSACTIONAL, b"entry")
+    transactional.commit_transaction(TIMEOUT_S)
     consumer = Consumer({**config, "group.id": GROUP, "auto.offset.reset": "earliest",
                          "enable.auto.commit": False})
     consumer.subscribe([TOPIC])
@@ -184,9 +191,12 @@ def test_every_dashboard_query_returns_data_and_lag_matches_the_store(
             assert variables[variable["name"]] in offered, (variable["name"], offered)
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
-                compaction = "dirty_ratio" in target["expr"]  # compacted topics only
-                expr = fill(target["expr"],
-                            {**variables, "topic": COMPACTED} if compaction else variables)
+                if "dirty_ratio" in target["expr"]:  # compacted topics only
+                    expr = fill(target["expr"], {**variables, "topic": COMPACTED})
+                elif "last_stable_offset" in target["expr"]:  # transactional ones only
+                    expr = fill(target["expr"], {**variables, "topic": TRANSACTIONAL})
+                else:
+                    expr = fill(target["expr"], variables)
                 if panel["title"] == "Time to drain":
                     assert_idle_group_has_no_time_to_drain(prometheus, expr, variables)
                     continue
