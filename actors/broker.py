@@ -29,10 +29,9 @@ the next creation of that name clears; a creation that fails (a full disk) remov
 folders it made before it answers.
 
 Limits keep a request from taking the server down: one request adds at most
-``max.partitions.per.request`` partitions (INVALID_PARTITIONS past it), the server holds at
-most ``max.partitions`` (by default what the open-file limit holds) and a topic is created
-only while the open files it needs are free (POLICY_VIOLATION past either, naming the
-limit).
+``max.partitions.per.request`` partitions (INVALID_PARTITIONS past it) and the server holds at
+most ``max.partitions`` (POLICY_VIOLATION past it, naming the limit; no limit by default, as
+a partition holds files only while open).
 
 It also hands out idempotent producers' ids (Kafka's InitProducerId), unique and never
 reused: blocks of them are reserved from the catalog's durable counter, so a restart

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer, Producer
 from prometheus_client.parser import text_string_to_metric_families
-from reliability import proc_status
+from reliability import metric, proc_status
 from support import (
     KafkaConnection,
     ServerProcess,
@@ -75,7 +75,7 @@ def scrape(server: ServerProcess) -> dict[str, dict[tuple[tuple[str, str], ...],
 
 def partition_actors(server: ServerProcess) -> int:
     """Partitions whose actor runs now, as /metrics counts them (a scrape starts none)."""
-    return int(scrape(server)["eventstore_partitions_open"][()])
+    return int(metric(server, "eventstore_partitions_open"))
 
 
 def end_offsets(server: ServerProcess, topic: str) -> dict[int, int]:
